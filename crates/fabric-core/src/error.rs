@@ -1,0 +1,26 @@
+//! The one error enum of `fabric-core`.
+
+/// Errors of the pure domain layer; each names the bad field or value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CoreError {
+    /// Input that does not fit the model (names the field and the value).
+    #[error("invalid {field}: {message}")]
+    InvalidInput { field: String, message: String },
+    /// A job state change that the lifecycle table does not allow.
+    #[error("illegal transition of job {id}: {from} -> {to}")]
+    IllegalTransition {
+        id: i64,
+        from: &'static str,
+        to: &'static str,
+    },
+}
+
+impl CoreError {
+    /// Shorthand for [`CoreError::InvalidInput`].
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        CoreError::InvalidInput {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

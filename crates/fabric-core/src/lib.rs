@@ -1,0 +1,14 @@
+//! Fabric's domain model and pure policy: jobs and their legal transitions, retry and
+//! quarantine rules, clocks, configuration. No I/O and no async runtime live here.
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod job;
+pub mod quarantine;
+pub mod retry;
+pub mod time;
+
+pub use clock::{Clock, RealClock, VirtualClock};
+pub use error::CoreError;
+pub use job::{Job, JobId, JobState, NewJob, Priority};

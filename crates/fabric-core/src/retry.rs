@@ -1,0 +1,291 @@
+//! Retry policy: strategies, failure types and the backoff formulas of RUNBOOK-MAP.md §A.
+
+use serde::{Deserialize, Serialize};
+
+/// How the delay grows from one attempt to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryStrategy {
+    /// `base · multiplier^n` for the n-th retry (n from 0).
+    Exponential,
+    /// `base · (n + 1)`.
+    Linear,
+    /// `base` every time.
+    Fixed,
+    /// No delay.
+    Immediate,
+    /// Never retry.
+    None,
+}
+
+/// What kind of failure an attempt ended in; decides whether and when to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureType {
+    /// Worth retrying with backoff.
+    Transient,
+    /// Retried, with `rate_limit_delay` as the base delay.
+    RateLimited,
+    /// Never retried: straight to quarantine.
+    Permanent,
+    /// Unclassified: retried like a transient failure.
+    Unknown,
+}
+
+impl FailureType {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureType::Transient => "transient",
+            FailureType::RateLimited => "rate_limited",
+            FailureType::Permanent => "permanent",
+            FailureType::Unknown => "unknown",
+        }
+    }
+}
+
+/// One retry policy (global default or per source).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Delay growth.
+    pub strategy: RetryStrategy,
+    /// Attempts before quarantine, for jobs submitted without their own (default 3).
+    pub max_attempts: u32,
+    /// Attempts for transient failures, when it differs (mail: 7).
+    pub transient_max_attempts: Option<u32>,
+    /// Base delay in seconds (default 30).
+    pub base_delay_seconds: f64,
+    /// Cap on the delay before jitter, in seconds (default 300).
+    pub max_delay_seconds: f64,
+    /// Growth factor of the exponential strategy (default 2.0).
+    pub backoff_multiplier: f64,
+    /// Jitter as a fraction of the delay: the delay moves by up to ±jitter·delay (default 0.1).
+    pub jitter: f64,
+    /// Base delay for rate-limited failures, in seconds (default 60).
+    pub rate_limit_delay_seconds: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::local_files()
+    }
+}
+
+/// The outcome of asking the policy about a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RetryDecision {
+    /// Run again after this many milliseconds.
+    RetryAfterMs(i64),
+    /// No more attempts: quarantine.
+    Quarantine,
+}
+
+impl RetryPolicy {
+    /// Local files: 3 attempts, 30 s base, 300 s cap.
+    pub fn local_files() -> Self {
+        Self {
+            strategy: RetryStrategy::Exponential,
+            max_attempts: 3,
+            transient_max_attempts: None,
+            base_delay_seconds: 30.0,
+            max_delay_seconds: 300.0,
+            backoff_multiplier: 2.0,
+            jitter: 0.1,
+            rate_limit_delay_seconds: 60.0,
+        }
+    }
+
+    /// Mail: 5 attempts (transient 7), 120 s base, 1800 s cap, rate-limited 600 s.
+    pub fn mail() -> Self {
+        Self {
+            max_attempts: 5,
+            transient_max_attempts: Some(7),
+            base_delay_seconds: 120.0,
+            max_delay_seconds: 1800.0,
+            rate_limit_delay_seconds: 600.0,
+            ..Self::local_files()
+        }
+    }
+
+    /// Repositories: 5 attempts, 300 s base, 3600 s cap, rate-limited 900 s.
+    pub fn repositories() -> Self {
+        Self {
+            max_attempts: 5,
+            transient_max_attempts: None,
+            base_delay_seconds: 300.0,
+            max_delay_seconds: 3600.0,
+            rate_limit_delay_seconds: 900.0,
+            ..Self::local_files()
+        }
+    }
+
+    /// The delay before retry number `n` (0-based), before jitter and floor, in seconds.
+    pub fn raw_delay_seconds(&self, failure: FailureType, n: u32) -> f64 {
+        let base = if failure == FailureType::RateLimited {
+            self.rate_limit_delay_seconds
+        } else {
+            self.base_delay_seconds
+        };
+        let d = match self.strategy {
+            RetryStrategy::Exponential => base * self.backoff_multiplier.powi(n.min(64) as i32),
+            RetryStrategy::Linear => base * f64::from(n + 1),
+            RetryStrategy::Fixed => base,
+            RetryStrategy::Immediate | RetryStrategy::None => 0.0,
+        };
+        d.min(self.max_delay_seconds)
+    }
+
+    /// Decides what follows failed attempt number `attempt` (1-based) of a job allowed
+    /// `max_attempts`. `jitter_sample` is a uniform random number in [-1, 1]; the delay is
+    /// capped, jittered by ±`jitter`·delay, then floored at 1 s (immediate stays 0).
+    pub fn decide(
+        &self,
+        failure: FailureType,
+        attempt: u32,
+        max_attempts: u32,
+        jitter_sample: f64,
+    ) -> RetryDecision {
+        if failure == FailureType::Permanent || self.strategy == RetryStrategy::None {
+            return RetryDecision::Quarantine;
+        }
+        let allowed = match (failure, self.transient_max_attempts) {
+            (FailureType::Transient, Some(t)) => t.max(max_attempts),
+            _ => max_attempts,
+        };
+        if attempt >= allowed {
+            return RetryDecision::Quarantine;
+        }
+        if self.strategy == RetryStrategy::Immediate {
+            return RetryDecision::RetryAfterMs(0);
+        }
+        let d = self.raw_delay_seconds(failure, attempt.saturating_sub(1));
+        let j = jitter_sample.clamp(-1.0, 1.0) * self.jitter * d;
+        let secs = (d + j).max(1.0);
+        RetryDecision::RetryAfterMs((secs * 1000.0).round() as i64)
+    }
+
+    /// Checks the policy's numbers; returns (field, message) pairs.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.max_attempts == 0 || self.max_attempts > 100 {
+            out.push((
+                "max_attempts".into(),
+                format!("{} is out of range 1..100", self.max_attempts),
+            ));
+        }
+        for (name, v) in [
+            ("base_delay_seconds", self.base_delay_seconds),
+            ("max_delay_seconds", self.max_delay_seconds),
+            ("rate_limit_delay_seconds", self.rate_limit_delay_seconds),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                out.push((name.into(), format!("{v} must be a number of seconds ≥ 0")));
+            }
+        }
+        if !(self.backoff_multiplier.is_finite() && self.backoff_multiplier >= 1.0) {
+            out.push((
+                "backoff_multiplier".into(),
+                format!("{} must be ≥ 1", self.backoff_multiplier),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            out.push((
+                "jitter".into(),
+                format!("{} must be within 0..1", self.jitter),
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_linear_fixed_formulas() {
+        let mut p = RetryPolicy::local_files();
+        p.jitter = 0.0;
+        assert_eq!(p.raw_delay_seconds(FailureType::Transient, 0), 30.0);
+        assert_eq!(p.raw_delay_seconds(FailureType::Transient, 1), 60.0);
+        assert_eq!(p.raw_delay_seconds(FailureType::Transient, 2), 120.0);
+        assert_eq!(
+            p.raw_delay_seconds(FailureType::Transient, 5),
+            300.0,
+            "capped"
+        );
+        p.strategy = RetryStrategy::Linear;
+        assert_eq!(p.raw_delay_seconds(FailureType::Transient, 2), 90.0);
+        p.strategy = RetryStrategy::Fixed;
+        assert_eq!(p.raw_delay_seconds(FailureType::Transient, 4), 30.0);
+        assert_eq!(p.raw_delay_seconds(FailureType::RateLimited, 4), 60.0);
+    }
+
+    #[test]
+    fn decide_applies_attempts_jitter_and_floor() {
+        let p = RetryPolicy::local_files();
+        assert_eq!(
+            p.decide(FailureType::Transient, 1, 3, 0.0),
+            RetryDecision::RetryAfterMs(30_000)
+        );
+        assert_eq!(
+            p.decide(FailureType::Transient, 1, 3, 1.0),
+            RetryDecision::RetryAfterMs(33_000)
+        );
+        assert_eq!(
+            p.decide(FailureType::Transient, 1, 3, -1.0),
+            RetryDecision::RetryAfterMs(27_000)
+        );
+        assert_eq!(
+            p.decide(FailureType::Transient, 3, 3, 0.0),
+            RetryDecision::Quarantine
+        );
+        assert_eq!(
+            p.decide(FailureType::Permanent, 1, 3, 0.0),
+            RetryDecision::Quarantine
+        );
+        let mut tiny = p.clone();
+        tiny.base_delay_seconds = 0.1;
+        assert_eq!(
+            tiny.decide(FailureType::Unknown, 1, 3, 0.0),
+            RetryDecision::RetryAfterMs(1_000),
+            "floor 1 s"
+        );
+        tiny.strategy = RetryStrategy::Immediate;
+        assert_eq!(
+            tiny.decide(FailureType::Unknown, 1, 3, 0.0),
+            RetryDecision::RetryAfterMs(0)
+        );
+        tiny.strategy = RetryStrategy::None;
+        assert_eq!(
+            tiny.decide(FailureType::Unknown, 1, 3, 0.0),
+            RetryDecision::Quarantine
+        );
+    }
+
+    #[test]
+    fn mail_gives_transient_failures_more_attempts_and_rate_limits_a_longer_base() {
+        let p = RetryPolicy::mail();
+        assert!(matches!(
+            p.decide(FailureType::Transient, 6, 5, 0.0),
+            RetryDecision::RetryAfterMs(_)
+        ));
+        assert_eq!(
+            p.decide(FailureType::Transient, 7, 5, 0.0),
+            RetryDecision::Quarantine
+        );
+        assert_eq!(
+            p.decide(FailureType::Unknown, 5, 5, 0.0),
+            RetryDecision::Quarantine
+        );
+        assert_eq!(
+            p.decide(FailureType::RateLimited, 1, 5, 0.0),
+            RetryDecision::RetryAfterMs(600_000)
+        );
+        assert_eq!(
+            RetryPolicy::repositories().decide(FailureType::RateLimited, 1, 5, 0.0),
+            RetryDecision::RetryAfterMs(900_000)
+        );
+    }
+}
