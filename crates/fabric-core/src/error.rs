@@ -1,7 +1,7 @@
 //! The one error enum of `fabric-core`.
 
 /// Errors of the pure domain layer; each names the bad field or value.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CoreError {
     /// Input that does not fit the model (names the field and the value).
     #[error("invalid {field}: {message}")]

@@ -1,1 +1,112 @@
-//! placeholder
+//! The durable state of Fabric: the [`Store`] trait every backend implements, the records it
+//! returns, and the backends themselves (`sqlite`, embedded and the default).
+//!
+//! The store is the control plane: the daemon, the CLI and the HTTP API all read and write
+//! it and none of them holds truth in memory. Every mutating call returns only once its write
+//! is durable in the backend's sense (SQLite: WAL commit).
+
+mod error;
+pub mod sqlite;
+mod types;
+
+pub use error::StoreError;
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+use async_trait::async_trait;
+use fabric_core::{JobId, NewJob};
+
+/// Result of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything Fabric keeps durably. Implementations are cheap to share (`Arc<dyn Store>`).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Backend name (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    /// Inserts jobs (validated by the caller); a job whose unique key already exists is not
+    /// inserted and its existing id is returned with `created: false`. One call is one
+    /// all-or-nothing write; concurrent callers may share a transaction (group commit).
+    async fn submit(&self, jobs: Vec<NewJob>, now: i64) -> Result<Vec<Submitted>>;
+
+    /// Leases up to `limit` due `pending` jobs (highest priority, then oldest) to `owner`,
+    /// moving them to `running` with `attempt + 1`.
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<fabric_core::Job>>;
+
+    /// Applies finished attempts, each fenced by owner + attempt: one whose job is no longer
+    /// `running` under that attempt changes nothing and is counted as late.
+    async fn complete(&self, batch: Vec<Completion>) -> Result<CompleteReport>;
+
+    /// Extends the leases of `(id, attempt)` held by `owner` to `until`; returns how many held.
+    async fn heartbeat(&self, owner: &str, jobs: Vec<(JobId, u32)>, until: i64) -> Result<u64>;
+
+    /// Returns `running` jobs whose lease expired before `now` to `pending` (or to quarantine
+    /// when that was their last attempt). With `owner_prefix`, every `running` job whose lease
+    /// owner starts with it is reset, expired or not (crash recovery of this node).
+    async fn rescue(&self, now: i64, owner_prefix: Option<&str>) -> Result<RescueReport>;
+
+    /// Earliest `run_at` among pending jobs, if any.
+    async fn next_run_at(&self) -> Result<Option<i64>>;
+
+    /// One job with its attempt history.
+    async fn job(&self, id: JobId) -> Result<JobDetail>;
+
+    /// Jobs matching `filter`, newest first.
+    async fn jobs(&self, filter: JobFilter) -> Result<Vec<fabric_core::Job>>;
+
+    /// Number of jobs in each state.
+    async fn counts(&self) -> Result<StateCounts>;
+
+    /// Cancels a pending, running or quarantined job.
+    async fn cancel(&self, id: JobId, reason: &str, now: i64) -> Result<fabric_core::Job>;
+
+    /// Sends a quarantined job back to `pending` with a fresh set of attempts, counting the
+    /// retry and keeping `note` with the quarantine record.
+    async fn retry(&self, id: JobId, note: Option<&str>, now: i64) -> Result<fabric_core::Job>;
+
+    /// Quarantined jobs, newest first.
+    async fn quarantine(&self, filter: QuarantineFilter) -> Result<Vec<QuarantineEntry>>;
+
+    /// One quarantine record (the job must be or have been quarantined).
+    async fn quarantine_entry(&self, id: JobId) -> Result<QuarantineEntry>;
+
+    /// Deletes quarantined jobs quarantined before `before` (optionally of one reason);
+    /// with `dry_run` only lists them.
+    async fn purge_quarantine(
+        &self,
+        before: i64,
+        reason: Option<fabric_core::quarantine::QuarantineReason>,
+        dry_run: bool,
+    ) -> Result<Vec<JobId>>;
+
+    /// Totals by reason.
+    async fn quarantine_stats(&self) -> Result<QuarantineStats>;
+
+    /// Appends to the audit log.
+    async fn audit(&self, entry: AuditEntry) -> Result<()>;
+
+    /// Audit entries since `since`, newest first.
+    async fn audit_log(&self, since: Option<i64>, limit: usize) -> Result<Vec<AuditEntry>>;
+
+    /// Stores a crash-recovery report.
+    async fn put_recovery_report(&self, report: RecoveryReport) -> Result<()>;
+
+    /// The latest crash-recovery report.
+    async fn last_recovery_report(&self) -> Result<Option<RecoveryReport>>;
+
+    /// Runs the backend's integrity check; `Ok(vec!["ok"])` when sound.
+    async fn integrity_check(&self) -> Result<Vec<String>>;
+
+    /// Writes a consistent copy of the store to `path` while it stays online.
+    async fn backup(&self, path: &std::path::Path) -> Result<()>;
+
+    /// Compacts the store and checkpoints its log.
+    async fn vacuum(&self) -> Result<()>;
+
+    /// Checkpoints the write-ahead log (no-op where there is none).
+    async fn checkpoint(&self) -> Result<()>;
+
+    /// Deletes finished (succeeded, cancelled) jobs that finished before `before`.
+    async fn prune_finished(&self, before: i64) -> Result<u64>;
+}

@@ -1,0 +1,48 @@
+//! The one error enum of the store crate.
+
+use fabric_core::CoreError;
+
+/// What a store call can fail with; every variant is something a caller can act on.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum StoreError {
+    /// No such job (or record).
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    /// The input broke a domain rule (bad field, illegal transition).
+    #[error(transparent)]
+    Invalid(#[from] CoreError),
+    /// The store cannot be reached or is shutting down.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend failed (I/O, corruption, SQL error).
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// A missing job.
+    pub fn job_not_found(id: i64) -> Self {
+        StoreError::NotFound {
+            what: "job",
+            id: id.to_string(),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy
+                        | rusqlite::ErrorCode::DatabaseLocked
+                        | rusqlite::ErrorCode::CannotOpen
+                ) =>
+            {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Backend(e.to_string()),
+        }
+    }
+}

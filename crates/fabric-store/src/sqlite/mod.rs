@@ -1,0 +1,853 @@
+//! The embedded SQLite backend: WAL mode, versioned migrations, one group-committing writer
+//! thread and a small pool of read connections.
+
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use fabric_core::job::AttemptError;
+use fabric_core::quarantine::QuarantineReason;
+use fabric_core::{Job, JobId, JobState, NewJob, Priority};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+
+use crate::{
+    AuditEntry, ClaimRequest, CompleteReport, Completion, JobDetail, JobFilter, Note, Outcome,
+    QuarantineEntry, QuarantineFilter, QuarantineStats, RecoveryReport, RescueReport, Result,
+    StateCounts, Store, StoreError, Submitted,
+};
+use writer::Writer;
+
+/// Migrations in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+
+/// Columns of `jobs` in the order [`row_to_job`] reads them.
+const JOB_COLS: &str = "id, kind, shard, payload, priority, state, attempt, max_attempts, run_at, \
+     lease_owner, lease_expires_at, unique_key, source, created_at, updated_at, started_at, \
+     finished_at, last_error, cancel_reason";
+
+/// How the SQLite file is opened.
+#[derive(Debug, Clone, Default)]
+pub struct SqliteOptions {
+    /// `synchronous = FULL` (durable across power loss) instead of `NORMAL` (durable across
+    /// process crashes; the default).
+    pub synchronous_full: bool,
+}
+
+/// The SQLite store. Clones share the writer and the read pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    options: SqliteOptions,
+    writer: Writer,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`, applies pending migrations and makes
+    /// the database files readable by their owner only.
+    pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = open_conn(&path, &options, true)?;
+        migrate(&mut conn)?;
+        restrict_permissions(&path);
+        let writer = Writer::start(conn)
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                options,
+                writer,
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on a pooled read connection in the blocking pool.
+    async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().ok().and_then(|mut p| p.pop());
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_conn(&inner.path, &inner.options, false)?,
+            };
+            let out = f(&conn);
+            if let Ok(mut pool) = inner.readers.lock() {
+                if pool.len() < 8 {
+                    pool.push(conn);
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+}
+
+fn open_conn(path: &Path, options: &SqliteOptions, create: bool) -> Result<Connection> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let sync = if options.synchronous_full {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = {sync};
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -65536;"
+    ))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Backend(format!(
+            "the database is at schema version {version}, newer than this fabric knows ({}); \
+             upgrade fabric",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Makes the database and its `-wal`/`-shm` files 0600 (best effort: they may not exist yet).
+fn restrict_permissions(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+}
+
+fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
+    let payload: String = r.get(3)?;
+    let state: String = r.get(5)?;
+    Ok(Job {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        shard: r.get(2)?,
+        payload: serde_json::from_str(&payload).map_err(|e| conversion(3, e))?,
+        priority: Priority(r.get(4)?),
+        state: JobState::parse(&state).map_err(|e| conversion(5, e))?,
+        attempt: r.get(6)?,
+        max_attempts: r.get(7)?,
+        run_at: r.get(8)?,
+        lease_owner: r.get(9)?,
+        lease_expires_at: r.get(10)?,
+        unique_key: r.get(11)?,
+        source: r.get(12)?,
+        created_at: r.get(13)?,
+        updated_at: r.get(14)?,
+        started_at: r.get(15)?,
+        finished_at: r.get(16)?,
+        last_error: r.get(17)?,
+        cancel_reason: r.get(18)?,
+    })
+}
+
+fn conversion(col: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, Box::new(e))
+}
+
+fn get_job(conn: &Connection, id: JobId) -> Result<Job> {
+    conn.prepare_cached(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"))?
+        .query_row([id], row_to_job)
+        .optional()?
+        .ok_or_else(|| StoreError::job_not_found(id))
+}
+
+fn quarantine_entry(conn: &Connection, id: JobId) -> Result<QuarantineEntry> {
+    let job = get_job(conn, id)?;
+    let row = conn
+        .prepare_cached(
+            "SELECT reason, error, failure, attempts, quarantined_at, retries, notes
+             FROM quarantine WHERE job_id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, u32>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, u32>(5)?,
+                r.get::<_, String>(6)?,
+            ))
+        })
+        .optional()?;
+    let Some((reason, error, failure, attempts, quarantined_at, retries, notes)) = row else {
+        return Err(StoreError::NotFound {
+            what: "quarantined job",
+            id: id.to_string(),
+        });
+    };
+    Ok(QuarantineEntry {
+        id,
+        kind: job.kind,
+        shard: job.shard,
+        source: job.source,
+        payload: job.payload,
+        state: job.state,
+        reason: QuarantineReason::parse(&reason)?,
+        error,
+        failure,
+        attempts,
+        quarantined_at,
+        retries,
+        notes: serde_json::from_str(&notes).map_err(|e| StoreError::Backend(e.to_string()))?,
+    })
+}
+
+/// Moves job `id` from its current state to `to`, checked against the transition table.
+fn check(conn: &Connection, id: JobId, to: JobState) -> Result<Job> {
+    let job = get_job(conn, id)?;
+    job.state.check_transition(id, to)?;
+    Ok(job)
+}
+
+fn add_error(conn: &Connection, c: &Completion, error: &str, failure: &str) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO job_errors (job_id, attempt, error, failure, started_at, finished_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        c.id,
+        c.attempt,
+        error,
+        failure,
+        c.started_at,
+        c.finished_at
+    ])?;
+    Ok(())
+}
+
+fn quarantine_job(
+    conn: &Connection,
+    id: JobId,
+    reason: QuarantineReason,
+    error: &str,
+    failure: &str,
+    now: i64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO quarantine (job_id, reason, error, failure, attempts, quarantined_at)
+         SELECT id, ?2, ?3, ?4, attempt, ?5 FROM jobs WHERE id = ?1
+         ON CONFLICT (job_id) DO UPDATE SET reason = excluded.reason, error = excluded.error,
+             failure = excluded.failure, attempts = quarantine.attempts + excluded.attempts,
+             quarantined_at = excluded.quarantined_at",
+    )?
+    .execute(params![id, reason.as_str(), error, failure, now])?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn submit(&self, jobs: Vec<NewJob>, now: i64) -> Result<Vec<Submitted>> {
+        self.inner
+            .writer
+            .write(move |conn| {
+                let mut insert = conn.prepare_cached(
+                    "INSERT INTO jobs (kind, shard, payload, priority, state, max_attempts, run_at,
+                         unique_key, source, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9, ?9)
+                     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING",
+                )?;
+                let mut out = Vec::with_capacity(jobs.len());
+                for j in &jobs {
+                    let payload = j.payload.to_string();
+                    let n = insert.execute(params![
+                        j.kind,
+                        j.shard,
+                        payload,
+                        j.priority.0,
+                        j.max_attempts,
+                        j.run_at.unwrap_or(now),
+                        j.unique_key,
+                        j.source,
+                        now
+                    ])?;
+                    if n == 1 {
+                        out.push(Submitted {
+                            id: conn.last_insert_rowid(),
+                            created: true,
+                        });
+                    } else {
+                        let id: JobId = conn
+                            .prepare_cached("SELECT id FROM jobs WHERE unique_key = ?1")?
+                            .query_row([&j.unique_key], |r| r.get(0))?;
+                        out.push(Submitted { id, created: false });
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Job>> {
+        if req.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.inner
+            .writer
+            .write(move |conn| {
+                let shard_filter = if req.shards.is_empty() {
+                    ""
+                } else {
+                    "AND shard IN (SELECT value FROM json_each(?5))"
+                };
+                let sql = format!(
+                    "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
+                         lease_expires_at = ?2, started_at = ?3, updated_at = ?3
+                     WHERE id IN (SELECT id FROM jobs WHERE state = 'pending' AND run_at <= ?3
+                         {shard_filter} ORDER BY priority DESC, id LIMIT ?4)
+                     RETURNING {JOB_COLS}"
+                );
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let until = req.now + req.lease_ms;
+                let limit = req.limit as i64;
+                let mut jobs = if req.shards.is_empty() {
+                    stmt.query_map(params![req.owner, until, req.now, limit], row_to_job)?
+                        .collect::<rusqlite::Result<Vec<_>>>()?
+                } else {
+                    let shards = serde_json::to_string(&req.shards)
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    stmt.query_map(
+                        params![req.owner, until, req.now, limit, shards],
+                        row_to_job,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+                };
+                jobs.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.id));
+                Ok(jobs)
+            })
+            .await
+    }
+
+    async fn complete(&self, batch: Vec<Completion>) -> Result<CompleteReport> {
+        if batch.is_empty() {
+            return Ok(CompleteReport::default());
+        }
+        self.inner
+            .writer
+            .write(move |conn| {
+                let mut report = CompleteReport::default();
+                for c in &batch {
+                    let fence = "WHERE id = ?1 AND state = 'running' AND attempt = ?2 \
+                                 AND lease_owner = ?3";
+                    let n = match &c.outcome {
+                        Outcome::Succeeded => conn
+                            .prepare_cached(&format!(
+                                "UPDATE jobs SET state = 'succeeded', finished_at = ?4,
+                                     updated_at = ?4, lease_owner = NULL, lease_expires_at = NULL
+                                 {fence}"
+                            ))?
+                            .execute(params![c.id, c.attempt, c.owner, c.finished_at])?,
+                        Outcome::Retry {
+                            run_at,
+                            error,
+                            failure,
+                        } => {
+                            let n = conn
+                                .prepare_cached(&format!(
+                                    "UPDATE jobs SET state = 'pending', run_at = ?5,
+                                         last_error = ?6, updated_at = ?4, lease_owner = NULL,
+                                         lease_expires_at = NULL
+                                     {fence}"
+                                ))?
+                                .execute(params![
+                                    c.id,
+                                    c.attempt,
+                                    c.owner,
+                                    c.finished_at,
+                                    run_at,
+                                    error
+                                ])?;
+                            if n == 1 {
+                                add_error(conn, c, error, failure)?;
+                            }
+                            n
+                        }
+                        Outcome::Quarantine {
+                            reason,
+                            error,
+                            failure,
+                        } => {
+                            let n = conn
+                                .prepare_cached(&format!(
+                                    "UPDATE jobs SET state = 'quarantined', last_error = ?5,
+                                         finished_at = ?4, updated_at = ?4, lease_owner = NULL,
+                                         lease_expires_at = NULL
+                                     {fence}"
+                                ))?
+                                .execute(params![c.id, c.attempt, c.owner, c.finished_at, error])?;
+                            if n == 1 {
+                                add_error(conn, c, error, failure)?;
+                                quarantine_job(conn, c.id, *reason, error, failure, c.finished_at)?;
+                            }
+                            n
+                        }
+                    };
+                    if n == 1 {
+                        report.applied += 1;
+                    } else {
+                        report.late += 1;
+                    }
+                }
+                Ok(report)
+            })
+            .await
+    }
+
+    async fn heartbeat(&self, owner: &str, jobs: Vec<(JobId, u32)>, until: i64) -> Result<u64> {
+        let owner = owner.to_string();
+        self.inner
+            .writer
+            .write(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "UPDATE jobs SET lease_expires_at = ?4
+                     WHERE id = ?1 AND attempt = ?2 AND lease_owner = ?3 AND state = 'running'",
+                )?;
+                let mut held = 0;
+                for (id, attempt) in &jobs {
+                    held += stmt.execute(params![id, attempt, owner, until])? as u64;
+                }
+                Ok(held)
+            })
+            .await
+    }
+
+    async fn rescue(&self, now: i64, owner_prefix: Option<&str>) -> Result<RescueReport> {
+        let prefix = owner_prefix.map(|p| p.to_string());
+        self.inner
+            .writer
+            .write(move |conn| {
+                let (cond, arg) = match &prefix {
+                    Some(p) => ("substr(lease_owner, 1, length(?2)) = ?2", p.clone()),
+                    None => ("lease_expires_at < ?1 AND ?2 = ?2", String::new()),
+                };
+                let exhausted: Vec<JobId> = conn
+                    .prepare(&format!(
+                        "SELECT id FROM jobs WHERE state = 'running' AND {cond}
+                         AND attempt >= max_attempts"
+                    ))?
+                    .query_map(params![now, arg], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let error = "lease lost on the last attempt (worker or daemon died)";
+                for id in &exhausted {
+                    conn.execute(
+                        "UPDATE jobs SET state = 'quarantined', last_error = ?2, finished_at = ?3,
+                             updated_at = ?3, lease_owner = NULL, lease_expires_at = NULL
+                         WHERE id = ?1",
+                        params![id, error, now],
+                    )?;
+                    quarantine_job(
+                        conn,
+                        *id,
+                        QuarantineReason::Timeout,
+                        error,
+                        "lease_expired",
+                        now,
+                    )?;
+                }
+                let reset: Vec<JobId> = conn
+                    .prepare(&format!(
+                        "UPDATE jobs SET state = 'pending', lease_owner = NULL,
+                             lease_expires_at = NULL, updated_at = ?1
+                         WHERE state = 'running' AND {cond}
+                         RETURNING id"
+                    ))?
+                    .query_map(params![now, arg], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok(RescueReport {
+                    reset,
+                    quarantined: exhausted,
+                })
+            })
+            .await
+    }
+
+    async fn next_run_at(&self) -> Result<Option<i64>> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT min(run_at) FROM jobs WHERE state = 'pending'")?
+                .query_row([], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn job(&self, id: JobId) -> Result<JobDetail> {
+        self.read(move |conn| {
+            let job = get_job(conn, id)?;
+            let errors = conn
+                .prepare_cached(
+                    "SELECT attempt, error, failure, started_at, finished_at FROM job_errors
+                     WHERE job_id = ?1 ORDER BY id",
+                )?
+                .query_map([id], |r| {
+                    Ok(AttemptError {
+                        attempt: r.get(0)?,
+                        error: r.get(1)?,
+                        failure: r.get(2)?,
+                        started_at: r.get(3)?,
+                        finished_at: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(JobDetail { job, errors })
+        })
+        .await
+    }
+
+    async fn jobs(&self, filter: JobFilter) -> Result<Vec<Job>> {
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {JOB_COLS} FROM jobs WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            let mut add = |clause: &str, v: rusqlite::types::Value| {
+                args.push(v);
+                sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+            };
+            if let Some(s) = filter.state {
+                add("state =", s.as_str().to_string().into());
+            }
+            if let Some(s) = &filter.shard {
+                add("shard =", s.clone().into());
+            }
+            if let Some(s) = &filter.source {
+                add("source =", s.clone().into());
+            }
+            if let Some(s) = &filter.kind {
+                add("kind =", s.clone().into());
+            }
+            if let Some(t) = filter.since {
+                add("updated_at >=", t.into());
+            }
+            sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", filter.limit.max(1)));
+            let jobs = conn
+                .prepare(&sql)?
+                .query_map(rusqlite::params_from_iter(args), row_to_job)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(jobs)
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<StateCounts> {
+        self.read(|conn| {
+            let mut counts = StateCounts::default();
+            let mut stmt =
+                conn.prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+            for row in rows {
+                let (state, n) = row?;
+                counts.add(JobState::parse(&state)?, n);
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn cancel(&self, id: JobId, reason: &str, now: i64) -> Result<Job> {
+        let reason = reason.to_string();
+        self.inner
+            .writer
+            .write(move |conn| {
+                check(conn, id, JobState::Cancelled)?;
+                conn.prepare_cached(
+                    "UPDATE jobs SET state = 'cancelled', cancel_reason = ?2, finished_at = ?3,
+                         updated_at = ?3, lease_owner = NULL, lease_expires_at = NULL
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, reason, now])?;
+                get_job(conn, id)
+            })
+            .await
+    }
+
+    async fn retry(&self, id: JobId, note: Option<&str>, now: i64) -> Result<Job> {
+        let note = note.map(|n| n.to_string());
+        self.inner
+            .writer
+            .write(move |conn| {
+                check(conn, id, JobState::Pending)?;
+                conn.prepare_cached(
+                    "UPDATE jobs SET state = 'pending', attempt = 0, run_at = ?2, updated_at = ?2,
+                         finished_at = NULL
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, now])?;
+                let notes: Option<String> = conn
+                    .prepare_cached("SELECT notes FROM quarantine WHERE job_id = ?1")?
+                    .query_row([id], |r| r.get(0))
+                    .optional()?;
+                if let Some(notes) = notes {
+                    let mut notes: Vec<Note> = serde_json::from_str(&notes)
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    if let Some(n) = note {
+                        notes.push(Note { at: now, note: n });
+                    }
+                    let notes = serde_json::to_string(&notes)
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    conn.prepare_cached(
+                        "UPDATE quarantine SET retries = retries + 1, notes = ?2 WHERE job_id = ?1",
+                    )?
+                    .execute(params![id, notes])?;
+                }
+                get_job(conn, id)
+            })
+            .await
+    }
+
+    async fn quarantine(&self, filter: QuarantineFilter) -> Result<Vec<QuarantineEntry>> {
+        self.read(move |conn| {
+            let ids: Vec<JobId> = conn
+                .prepare_cached(
+                    "SELECT q.job_id FROM quarantine q JOIN jobs j ON j.id = q.job_id
+                     WHERE j.state = 'quarantined' AND (?1 IS NULL OR q.reason = ?1)
+                       AND (?2 IS NULL OR q.quarantined_at >= ?2)
+                     ORDER BY q.quarantined_at DESC, q.job_id DESC LIMIT ?3",
+                )?
+                .query_map(
+                    params![
+                        filter.reason.map(|r| r.as_str()),
+                        filter.since,
+                        filter.limit.max(1) as i64
+                    ],
+                    |r| r.get(0),
+                )?
+                .collect::<rusqlite::Result<_>>()?;
+            ids.into_iter()
+                .map(|id| quarantine_entry(conn, id))
+                .collect()
+        })
+        .await
+    }
+
+    async fn quarantine_entry(&self, id: JobId) -> Result<QuarantineEntry> {
+        self.read(move |conn| quarantine_entry(conn, id)).await
+    }
+
+    async fn purge_quarantine(
+        &self,
+        before: i64,
+        reason: Option<QuarantineReason>,
+        dry_run: bool,
+    ) -> Result<Vec<JobId>> {
+        self.inner
+            .writer
+            .write(move |conn| {
+                let ids: Vec<JobId> = conn
+                    .prepare_cached(
+                        "SELECT q.job_id FROM quarantine q JOIN jobs j ON j.id = q.job_id
+                         WHERE j.state = 'quarantined' AND q.quarantined_at < ?1
+                           AND (?2 IS NULL OR q.reason = ?2)
+                         ORDER BY q.job_id",
+                    )?
+                    .query_map(params![before, reason.map(|r| r.as_str())], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                if !dry_run {
+                    let mut del = conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
+                    for id in &ids {
+                        del.execute([id])?;
+                    }
+                }
+                Ok(ids)
+            })
+            .await
+    }
+
+    async fn quarantine_stats(&self) -> Result<QuarantineStats> {
+        self.read(|conn| {
+            let mut stats = QuarantineStats::default();
+            let mut stmt = conn.prepare_cached(
+                "SELECT q.reason, count(*), min(q.quarantined_at), max(q.quarantined_at),
+                        sum(q.retries)
+                 FROM quarantine q JOIN jobs j ON j.id = q.job_id
+                 WHERE j.state = 'quarantined' GROUP BY q.reason",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, u64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, u64>(4)?,
+                ))
+            })?;
+            for row in rows {
+                let (reason, n, oldest, newest, retries) = row?;
+                stats.total += n;
+                stats.retries += retries;
+                stats.by_reason.insert(reason, n);
+                stats.oldest_at = Some(stats.oldest_at.map_or(oldest, |o| o.min(oldest)));
+                stats.newest_at = Some(stats.newest_at.map_or(newest, |o| o.max(newest)));
+            }
+            Ok(stats)
+        })
+        .await
+    }
+
+    async fn audit(&self, e: AuditEntry) -> Result<()> {
+        self.inner
+            .writer
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO audit (at, actor, action, target, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![e.at, e.actor, e.action, e.target, e.reason])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn audit_log(&self, since: Option<i64>, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT at, actor, action, target, reason FROM audit
+                     WHERE ?1 IS NULL OR at >= ?1 ORDER BY id DESC LIMIT ?2",
+                )?
+                .query_map(params![since, limit.max(1) as i64], |r| {
+                    Ok(AuditEntry {
+                        at: r.get(0)?,
+                        actor: r.get(1)?,
+                        action: r.get(2)?,
+                        target: r.get(3)?,
+                        reason: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn put_recovery_report(&self, report: RecoveryReport) -> Result<()> {
+        let text =
+            serde_json::to_string(&report).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.inner
+            .writer
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO recovery_reports (at, report) VALUES (?1, ?2)",
+                    params![report.at, text],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn last_recovery_report(&self) -> Result<Option<RecoveryReport>> {
+        self.read(|conn| {
+            let text: Option<String> = conn
+                .query_row(
+                    "SELECT report FROM recovery_reports ORDER BY id DESC LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Backend(e.to_string())))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn integrity_check(&self) -> Result<Vec<String>> {
+        self.read(|conn| {
+            let rows = conn
+                .prepare("PRAGMA integrity_check")?
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn backup(&self, path: &Path) -> Result<()> {
+        if path.exists() {
+            return Err(StoreError::Invalid(fabric_core::CoreError::invalid(
+                "to",
+                format!("{} already exists", path.display()),
+            )));
+        }
+        let target = path.to_string_lossy().to_string();
+        let dest = path.to_path_buf();
+        self.read(move |conn| {
+            conn.execute("VACUUM INTO ?1", [&target])?;
+            restrict_permissions(&dest);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn vacuum(&self) -> Result<()> {
+        self.inner
+            .writer
+            .raw(|conn| {
+                conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn checkpoint(&self) -> Result<()> {
+        self.inner
+            .writer
+            .raw(|conn| {
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn prune_finished(&self, before: i64) -> Result<u64> {
+        self.inner
+            .writer
+            .write(move |conn| {
+                let n = conn.execute(
+                    "DELETE FROM jobs WHERE state IN ('succeeded', 'cancelled') AND finished_at < ?1",
+                    [before],
+                )?;
+                Ok(n as u64)
+            })
+            .await
+    }
+}

@@ -1,0 +1,212 @@
+//! Records the store takes and returns.
+
+use std::collections::BTreeMap;
+
+use fabric_core::job::AttemptError;
+use fabric_core::quarantine::QuarantineReason;
+use fabric_core::{Job, JobId, JobState};
+use serde::{Deserialize, Serialize};
+
+/// Outcome of submitting one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    pub id: JobId,
+    /// False when a job with the same unique key already existed (its id is returned).
+    pub created: bool,
+}
+
+/// A request to lease work.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// Lease owner token, e.g. `node-1/4711`.
+    pub owner: String,
+    /// Shards to claim from; empty = all.
+    pub shards: Vec<String>,
+    /// At most this many jobs.
+    pub limit: usize,
+    /// Lease length.
+    pub lease_ms: i64,
+    /// Current time (epoch ms).
+    pub now: i64,
+}
+
+/// How an attempt ended, as the engine decided it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded,
+    /// Failed; back to `pending`, due at `run_at`.
+    Retry {
+        run_at: i64,
+        error: String,
+        failure: String,
+    },
+    /// Failed for good.
+    Quarantine {
+        reason: QuarantineReason,
+        error: String,
+        failure: String,
+    },
+}
+
+/// One finished attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub id: JobId,
+    pub attempt: u32,
+    pub owner: String,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub outcome: Outcome,
+}
+
+/// What `complete` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompleteReport {
+    /// Completions applied.
+    pub applied: u64,
+    /// Completions rejected because the attempt had been rescued, cancelled or finished.
+    pub late: u64,
+}
+
+/// What `rescue` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RescueReport {
+    /// Jobs returned to `pending`.
+    pub reset: Vec<JobId>,
+    /// Jobs quarantined because the lost attempt was their last.
+    pub quarantined: Vec<JobId>,
+}
+
+/// A job and its attempt history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub job: Job,
+    pub errors: Vec<AttemptError>,
+}
+
+/// Filters for listing jobs.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub shard: Option<String>,
+    pub source: Option<String>,
+    pub kind: Option<String>,
+    /// Only jobs updated at or after (epoch ms).
+    pub since: Option<i64>,
+    pub limit: usize,
+}
+
+/// Number of jobs per state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCounts {
+    pub pending: u64,
+    pub running: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub quarantined: u64,
+    pub cancelled: u64,
+}
+
+impl StateCounts {
+    /// Adds `n` to the count of `state`.
+    pub fn add(&mut self, state: JobState, n: u64) {
+        *self.slot(state) += n;
+    }
+
+    /// The count of `state`.
+    pub fn get(&self, state: JobState) -> u64 {
+        let mut c = self.clone();
+        *c.slot(state)
+    }
+
+    fn slot(&mut self, state: JobState) -> &mut u64 {
+        match state {
+            JobState::Pending => &mut self.pending,
+            JobState::Running => &mut self.running,
+            JobState::Succeeded => &mut self.succeeded,
+            JobState::Failed => &mut self.failed,
+            JobState::Quarantined => &mut self.quarantined,
+            JobState::Cancelled => &mut self.cancelled,
+        }
+    }
+
+    /// All jobs.
+    pub fn total(&self) -> u64 {
+        self.pending
+            + self.running
+            + self.succeeded
+            + self.failed
+            + self.quarantined
+            + self.cancelled
+    }
+}
+
+/// An operator note on a quarantined job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Note {
+    pub at: i64,
+    pub note: String,
+}
+
+/// A quarantined job: its original payload, classified reason, error and counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuarantineEntry {
+    pub id: JobId,
+    pub kind: String,
+    pub shard: String,
+    pub source: Option<String>,
+    pub payload: serde_json::Value,
+    pub state: JobState,
+    pub reason: QuarantineReason,
+    /// Path-redacted error of the last attempt.
+    pub error: String,
+    pub failure: String,
+    pub attempts: u32,
+    pub quarantined_at: i64,
+    /// Operator retries so far.
+    pub retries: u32,
+    pub notes: Vec<Note>,
+}
+
+/// Filters for listing quarantine.
+#[derive(Debug, Clone, Default)]
+pub struct QuarantineFilter {
+    pub reason: Option<QuarantineReason>,
+    pub since: Option<i64>,
+    pub limit: usize,
+}
+
+/// Quarantine totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineStats {
+    pub total: u64,
+    pub by_reason: BTreeMap<String, u64>,
+    pub oldest_at: Option<i64>,
+    pub newest_at: Option<i64>,
+    /// Operator retries over all entries.
+    pub retries: u64,
+}
+
+/// One audited operator action: who, what, when and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub reason: Option<String>,
+}
+
+/// What crash recovery found and did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryReport {
+    pub at: i64,
+    pub jobs_reset_to_pending: u64,
+    pub jobs_quarantined: u64,
+    pub duration_ms: f64,
+    pub wal_checkpointed: bool,
+    /// `ok` or the integrity check's findings.
+    pub integrity: String,
+    pub errors: Vec<String>,
+}

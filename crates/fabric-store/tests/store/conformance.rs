@@ -1,0 +1,575 @@
+//! The store conformance suite: behaviour every `Store` backend must show. Each case takes a
+//! fresh, empty store; `conformance_tests!` turns them into one `#[tokio::test]` per case.
+
+use std::sync::Arc;
+
+use fabric_core::quarantine::QuarantineReason;
+use fabric_core::{JobState, NewJob, Priority};
+use fabric_store::{
+    AuditEntry, ClaimRequest, Completion, JobFilter, Outcome, QuarantineFilter, RecoveryReport,
+    Store, StoreError,
+};
+
+const T0: i64 = 1_800_000_000_000;
+
+fn claim_req(owner: &str, limit: usize, now: i64) -> ClaimRequest {
+    ClaimRequest {
+        owner: owner.into(),
+        shards: vec![],
+        limit,
+        lease_ms: 30_000,
+        now,
+    }
+}
+
+fn done(job: &fabric_core::Job, owner: &str, outcome: Outcome) -> Completion {
+    Completion {
+        id: job.id,
+        attempt: job.attempt,
+        owner: owner.into(),
+        started_at: job.started_at.unwrap_or(T0),
+        finished_at: T0 + 10,
+        outcome,
+    }
+}
+
+pub async fn submit_assigns_ids_and_unique_keys_are_idempotent(s: &dyn Store) {
+    let mut a = NewJob::new("noop");
+    a.unique_key = Some("k1".into());
+    let first = s
+        .submit(vec![a.clone(), NewJob::new("noop")], T0)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|r| r.created));
+    assert_ne!(first[0].id, first[1].id);
+    let again = s.submit(vec![a], T0 + 1).await.unwrap();
+    assert_eq!(again[0].id, first[0].id);
+    assert!(!again[0].created);
+    assert_eq!(s.counts().await.unwrap().pending, 2);
+}
+
+pub async fn claim_takes_highest_priority_then_oldest_and_skips_future(s: &dyn Store) {
+    let mut low = NewJob::new("noop");
+    low.priority = Priority::LOW;
+    let mut high = NewJob::new("noop");
+    high.priority = Priority::HIGH;
+    let mut later = NewJob::new("noop");
+    later.priority = Priority::HIGH;
+    later.run_at = Some(T0 + 60_000);
+    let ids = s
+        .submit(vec![low, NewJob::new("noop"), high, later], T0)
+        .await
+        .unwrap();
+    let got = s.claim(claim_req("w1", 10, T0)).await.unwrap();
+    let order: Vec<_> = got.iter().map(|j| j.id).collect();
+    assert_eq!(order, vec![ids[2].id, ids[1].id, ids[0].id]);
+    for j in &got {
+        assert_eq!(j.state, JobState::Running);
+        assert_eq!(j.attempt, 1);
+        assert_eq!(j.lease_owner.as_deref(), Some("w1"));
+        assert_eq!(j.lease_expires_at, Some(T0 + 30_000));
+    }
+    assert!(s.claim(claim_req("w1", 10, T0)).await.unwrap().is_empty());
+    let due = s.claim(claim_req("w1", 10, T0 + 60_000)).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, ids[3].id);
+}
+
+pub async fn claim_respects_limit_and_shards(s: &dyn Store) {
+    let mut jobs = Vec::new();
+    for i in 0..10 {
+        let mut j = NewJob::new("noop");
+        j.shard = if i % 2 == 0 {
+            "earth".into()
+        } else {
+            "mars".into()
+        };
+        jobs.push(j);
+    }
+    s.submit(jobs, T0).await.unwrap();
+    let mut req = claim_req("w", 3, T0);
+    req.shards = vec!["mars".into()];
+    let got = s.claim(req.clone()).await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().all(|j| j.shard == "mars"));
+    req.limit = 100;
+    assert_eq!(s.claim(req).await.unwrap().len(), 2);
+    assert_eq!(s.counts().await.unwrap().pending, 5);
+}
+
+pub async fn concurrent_claims_never_hand_out_a_job_twice(s: Arc<dyn Store>) {
+    s.submit((0..500).map(|_| NewJob::new("noop")).collect(), T0)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = s.claim(claim_req(&format!("w{w}"), 7, T0)).await.unwrap();
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.into_iter().map(|j| j.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(n, 500);
+    assert_eq!(all.len(), 500);
+}
+
+pub async fn concurrent_submitters_all_land(s: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..25 {
+                ids.push(s.submit(vec![NewJob::new("noop")], T0).await.unwrap()[0].id);
+            }
+            ids
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 500);
+    assert_eq!(s.counts().await.unwrap().pending, 500);
+}
+
+pub async fn completion_is_fenced_by_owner_and_attempt(s: &dyn Store) {
+    s.submit(vec![NewJob::new("noop")], T0).await.unwrap();
+    let job = s.claim(claim_req("w1", 1, T0)).await.unwrap().remove(0);
+    // Wrong owner and wrong attempt are both late and change nothing.
+    let mut wrong_owner = done(&job, "w2", Outcome::Succeeded);
+    wrong_owner.owner = "w2".into();
+    let mut wrong_attempt = done(&job, "w1", Outcome::Succeeded);
+    wrong_attempt.attempt += 1;
+    let r = s.complete(vec![wrong_owner, wrong_attempt]).await.unwrap();
+    assert_eq!((r.applied, r.late), (0, 2));
+    assert_eq!(s.job(job.id).await.unwrap().job.state, JobState::Running);
+    let r = s
+        .complete(vec![done(&job, "w1", Outcome::Succeeded)])
+        .await
+        .unwrap();
+    assert_eq!((r.applied, r.late), (1, 0));
+    let d = s.job(job.id).await.unwrap();
+    assert_eq!(d.job.state, JobState::Succeeded);
+    assert_eq!(d.job.finished_at, Some(T0 + 10));
+    assert!(d.job.lease_owner.is_none());
+    // A second completion of the same attempt is late too.
+    let r = s
+        .complete(vec![done(&job, "w1", Outcome::Succeeded)])
+        .await
+        .unwrap();
+    assert_eq!(r.late, 1);
+}
+
+pub async fn rescued_attempt_cannot_complete_the_new_one(s: &dyn Store) {
+    s.submit(vec![NewJob::new("noop")], T0).await.unwrap();
+    let first = s.claim(claim_req("w1", 1, T0)).await.unwrap().remove(0);
+    // Not yet expired: nothing to rescue.
+    assert!(s.rescue(T0 + 1_000, None).await.unwrap().reset.is_empty());
+    let rescued = s.rescue(T0 + 31_000, None).await.unwrap();
+    assert_eq!(rescued.reset, vec![first.id]);
+    let second = s
+        .claim(claim_req("w2", 1, T0 + 31_000))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(second.attempt, 2);
+    let r = s
+        .complete(vec![done(&first, "w1", Outcome::Succeeded)])
+        .await
+        .unwrap();
+    assert_eq!(r.late, 1);
+    assert_eq!(
+        s.job(first.id).await.unwrap().job.lease_owner.as_deref(),
+        Some("w2")
+    );
+    let r = s
+        .complete(vec![done(&second, "w2", Outcome::Succeeded)])
+        .await
+        .unwrap();
+    assert_eq!(r.applied, 1);
+}
+
+pub async fn heartbeat_keeps_a_lease_alive(s: &dyn Store) {
+    s.submit(vec![NewJob::new("sleep")], T0).await.unwrap();
+    let job = s.claim(claim_req("w1", 1, T0)).await.unwrap().remove(0);
+    assert_eq!(
+        s.heartbeat("w1", vec![(job.id, 1)], T0 + 90_000)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.heartbeat("w9", vec![(job.id, 1)], T0 + 90_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(s.rescue(T0 + 60_000, None).await.unwrap().reset.is_empty());
+    assert_eq!(
+        s.rescue(T0 + 90_001, None).await.unwrap().reset,
+        vec![job.id]
+    );
+}
+
+pub async fn recovery_resets_running_jobs_of_an_owner(s: &dyn Store) {
+    s.submit((0..5).map(|_| NewJob::new("noop")).collect(), T0)
+        .await
+        .unwrap();
+    s.claim(claim_req("node-a/1", 3, T0)).await.unwrap();
+    s.claim(claim_req("node-b/1", 2, T0)).await.unwrap();
+    let r = s.rescue(T0 + 1, Some("node-a/")).await.unwrap();
+    assert_eq!(r.reset.len(), 3);
+    let c = s.counts().await.unwrap();
+    assert_eq!((c.pending, c.running), (3, 2));
+}
+
+pub async fn lost_last_attempt_is_quarantined(s: &dyn Store) {
+    let mut j = NewJob::new("noop");
+    j.max_attempts = 1;
+    s.submit(vec![j], T0).await.unwrap();
+    let job = s.claim(claim_req("w1", 1, T0)).await.unwrap().remove(0);
+    let r = s.rescue(T0 + 60_000, None).await.unwrap();
+    assert_eq!(r.quarantined, vec![job.id]);
+    assert!(r.reset.is_empty());
+    let q = s.quarantine_entry(job.id).await.unwrap();
+    assert_eq!(q.reason, QuarantineReason::Timeout);
+}
+
+pub async fn failed_attempt_is_rescheduled_with_its_error_kept(s: &dyn Store) {
+    s.submit(vec![NewJob::new("noop")], T0).await.unwrap();
+    let job = s.claim(claim_req("w1", 1, T0)).await.unwrap().remove(0);
+    let out = Outcome::Retry {
+        run_at: T0 + 5_000,
+        error: "connection refused".into(),
+        failure: "transient".into(),
+    };
+    assert_eq!(
+        s.complete(vec![done(&job, "w1", out)])
+            .await
+            .unwrap()
+            .applied,
+        1
+    );
+    let d = s.job(job.id).await.unwrap();
+    assert_eq!(d.job.state, JobState::Pending);
+    assert_eq!(d.job.run_at, T0 + 5_000);
+    assert_eq!(d.job.last_error.as_deref(), Some("connection refused"));
+    assert_eq!(d.errors.len(), 1);
+    assert_eq!(d.errors[0].attempt, 1);
+    assert_eq!(d.errors[0].failure, "transient");
+    assert!(s
+        .claim(claim_req("w1", 1, T0 + 4_999))
+        .await
+        .unwrap()
+        .is_empty());
+    let again = s.claim(claim_req("w1", 1, T0 + 5_000)).await.unwrap();
+    assert_eq!(again[0].attempt, 2);
+}
+
+pub async fn quarantine_keeps_payload_and_retry_brings_it_back(s: &dyn Store) {
+    let job_in = NewJob::new("shell").payload(serde_json::json!({"cmd": ["false"]}));
+    s.submit(vec![job_in], T0).await.unwrap();
+    let job = s.claim(claim_req("w1", 1, T0)).await.unwrap().remove(0);
+    let out = Outcome::Quarantine {
+        reason: QuarantineReason::PermissionDenied,
+        error: "permission denied: <home>/x".into(),
+        failure: "permanent".into(),
+    };
+    s.complete(vec![done(&job, "w1", out)]).await.unwrap();
+    let q = s
+        .quarantine(QuarantineFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].payload, serde_json::json!({"cmd": ["false"]}));
+    assert_eq!(q[0].reason, QuarantineReason::PermissionDenied);
+    assert_eq!(q[0].attempts, 1);
+    let stats = s.quarantine_stats().await.unwrap();
+    assert_eq!(stats.total, 1);
+    assert_eq!(stats.by_reason.get("permission_denied"), Some(&1));
+    let only_timeouts = QuarantineFilter {
+        reason: Some(QuarantineReason::Timeout),
+        limit: 10,
+        ..Default::default()
+    };
+    assert!(s.quarantine(only_timeouts).await.unwrap().is_empty());
+
+    let back = s
+        .retry(job.id, Some("fixed the permissions"), T0 + 100)
+        .await
+        .unwrap();
+    assert_eq!(back.state, JobState::Pending);
+    assert_eq!(back.attempt, 0);
+    let e = s.quarantine_entry(job.id).await.unwrap();
+    assert_eq!(e.retries, 1);
+    assert_eq!(e.notes[0].note, "fixed the permissions");
+    assert!(s
+        .quarantine(QuarantineFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty());
+    let again = s
+        .claim(claim_req("w1", 1, T0 + 100))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(again.attempt, 1);
+    s.complete(vec![done(&again, "w1", Outcome::Succeeded)])
+        .await
+        .unwrap();
+    assert_eq!(s.job(job.id).await.unwrap().job.state, JobState::Succeeded);
+}
+
+pub async fn illegal_moves_are_errors_and_change_nothing(s: &dyn Store) {
+    let ids = s
+        .submit(vec![NewJob::new("noop"), NewJob::new("noop")], T0)
+        .await
+        .unwrap();
+    let c = s.cancel(ids[0].id, "not needed", T0 + 1).await.unwrap();
+    assert_eq!(c.state, JobState::Cancelled);
+    assert_eq!(c.cancel_reason.as_deref(), Some("not needed"));
+    let again = s.cancel(ids[0].id, "twice", T0 + 2).await.unwrap_err();
+    assert!(matches!(again, StoreError::Invalid(_)), "{again:?}");
+    let pending_retry = s.retry(ids[1].id, None, T0).await.unwrap_err();
+    assert!(
+        matches!(pending_retry, StoreError::Invalid(_)),
+        "{pending_retry:?}"
+    );
+    assert_eq!(s.job(ids[1].id).await.unwrap().job.state, JobState::Pending);
+    let missing = s.cancel(999_999, "x", T0).await.unwrap_err();
+    assert!(
+        matches!(missing, StoreError::NotFound { .. }),
+        "{missing:?}"
+    );
+    assert!(matches!(
+        s.job(999_999).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn listing_filters_and_counts(s: &dyn Store) {
+    let mut a = NewJob::new("sleep");
+    a.shard = "mars".into();
+    a.source = Some("mail".into());
+    s.submit(vec![a, NewJob::new("noop"), NewJob::new("noop")], T0)
+        .await
+        .unwrap();
+    let job = s.claim(claim_req("w", 1, T0)).await.unwrap().remove(0);
+    s.complete(vec![done(&job, "w", Outcome::Succeeded)])
+        .await
+        .unwrap();
+    let all = s
+        .jobs(JobFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all[0].id > all[1].id, "newest first");
+    let mars = s
+        .jobs(JobFilter {
+            shard: Some("mars".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(mars.len(), 1);
+    let mail = s
+        .jobs(JobFilter {
+            source: Some("mail".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(mail.len(), 1);
+    let succeeded = s
+        .jobs(JobFilter {
+            state: Some(JobState::Succeeded),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(succeeded.len(), 1);
+    let recent = s
+        .jobs(JobFilter {
+            since: Some(T0 + 5),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        recent.len(),
+        1,
+        "only the completed job was updated after T0+5"
+    );
+    assert_eq!(
+        s.jobs(JobFilter {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len(),
+        2
+    );
+    let c = s.counts().await.unwrap();
+    assert_eq!((c.pending, c.succeeded, c.total()), (2, 1, 3));
+}
+
+pub async fn purge_removes_only_old_quarantine_and_dry_run_nothing(s: &dyn Store) {
+    s.submit((0..3).map(|_| NewJob::new("noop")).collect(), T0)
+        .await
+        .unwrap();
+    let jobs = s.claim(claim_req("w", 3, T0)).await.unwrap();
+    for (i, j) in jobs.iter().enumerate() {
+        let mut c = done(
+            j,
+            "w",
+            Outcome::Quarantine {
+                reason: if i == 0 {
+                    QuarantineReason::Timeout
+                } else {
+                    QuarantineReason::Unknown
+                },
+                error: "boom".into(),
+                failure: "unknown".into(),
+            },
+        );
+        c.finished_at = T0 + (i as i64) * 1_000;
+        s.complete(vec![c]).await.unwrap();
+    }
+    let dry = s.purge_quarantine(T0 + 1_500, None, true).await.unwrap();
+    assert_eq!(dry.len(), 2);
+    assert_eq!(s.quarantine_stats().await.unwrap().total, 3);
+    let only_unknown = s
+        .purge_quarantine(T0 + 1_500, Some(QuarantineReason::Unknown), false)
+        .await
+        .unwrap();
+    assert_eq!(only_unknown, vec![jobs[1].id]);
+    assert_eq!(s.quarantine_stats().await.unwrap().total, 2);
+    assert!(matches!(
+        s.job(jobs[1].id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn audit_and_recovery_reports_round_trip(s: &dyn Store) {
+    for i in 0..3 {
+        s.audit(AuditEntry {
+            at: T0 + i,
+            actor: "alice".into(),
+            action: "jobs.cancel".into(),
+            target: format!("job {i}"),
+            reason: Some("test".into()),
+        })
+        .await
+        .unwrap();
+    }
+    let log = s.audit_log(Some(T0 + 1), 10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].target, "job 2");
+    assert!(s.last_recovery_report().await.unwrap().is_none());
+    let r = RecoveryReport {
+        at: T0,
+        jobs_reset_to_pending: 7,
+        jobs_quarantined: 0,
+        duration_ms: 1.5,
+        wal_checkpointed: true,
+        integrity: "ok".into(),
+        errors: vec![],
+    };
+    s.put_recovery_report(r.clone()).await.unwrap();
+    assert_eq!(s.last_recovery_report().await.unwrap(), Some(r));
+}
+
+pub async fn integrity_prune_and_maintenance(s: &dyn Store) {
+    assert_eq!(s.integrity_check().await.unwrap(), vec!["ok".to_string()]);
+    s.submit(vec![NewJob::new("noop"), NewJob::new("noop")], T0)
+        .await
+        .unwrap();
+    let j = s.claim(claim_req("w", 1, T0)).await.unwrap().remove(0);
+    s.complete(vec![done(&j, "w", Outcome::Succeeded)])
+        .await
+        .unwrap();
+    assert_eq!(s.prune_finished(T0 + 5).await.unwrap(), 0);
+    assert_eq!(s.prune_finished(T0 + 11).await.unwrap(), 1);
+    assert_eq!(s.counts().await.unwrap().total(), 1);
+    s.checkpoint().await.unwrap();
+    s.vacuum().await.unwrap();
+    assert_eq!(s.next_run_at().await.unwrap(), Some(T0));
+}
+
+/// One `#[tokio::test]` per conformance case for the backend that `$make` opens. `$make`
+/// is an async fn returning `(Arc<dyn Store>, guard)`; the guard cleans up when dropped.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:path) => {
+        $crate::conformance_tests!(@ref $make,
+            submit_assigns_ids_and_unique_keys_are_idempotent,
+            claim_takes_highest_priority_then_oldest_and_skips_future,
+            claim_respects_limit_and_shards,
+            completion_is_fenced_by_owner_and_attempt,
+            rescued_attempt_cannot_complete_the_new_one,
+            heartbeat_keeps_a_lease_alive,
+            recovery_resets_running_jobs_of_an_owner,
+            lost_last_attempt_is_quarantined,
+            failed_attempt_is_rescheduled_with_its_error_kept,
+            quarantine_keeps_payload_and_retry_brings_it_back,
+            illegal_moves_are_errors_and_change_nothing,
+            listing_filters_and_counts,
+            purge_removes_only_old_quarantine_and_dry_run_nothing,
+            audit_and_recovery_reports_round_trip,
+            integrity_prune_and_maintenance
+        );
+        $crate::conformance_tests!(@arc $make,
+            concurrent_claims_never_hand_out_a_job_twice,
+            concurrent_submitters_all_land
+        );
+    };
+    (@ref $make:path, $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, _guard) = $make().await;
+                $crate::conformance::$case(&*store).await;
+            }
+        )*
+    };
+    (@arc $make:path, $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, _guard) = $make().await;
+                $crate::conformance::$case(store).await;
+            }
+        )*
+    };
+}
