@@ -303,6 +303,8 @@ pub struct Job {
     pub last_error: Option<String>,
     /// Why it was cancelled, if it was.
     pub cancel_reason: Option<String>,
+    /// What the handler returned on success (e.g. a command's exit code and output tail).
+    pub result: Option<serde_json::Value>,
 }
 
 #[cfg(test)]

@@ -1,1 +1,39 @@
-//! placeholder
+//! The Fabric runtime: the worker pool with leases, heartbeats and the rescuer, the built-in
+//! handlers, crash recovery, metrics, the home directory, and the [`Console`], the one service
+//! layer through which every operator action (CLI or HTTP) is validated, applied and audited.
+
+pub mod console;
+mod error;
+pub mod handlers;
+pub mod home;
+pub mod metrics;
+pub mod recovery;
+pub mod runtime;
+
+pub use console::Console;
+pub use error::EngineError;
+pub use handlers::{Handler, Registry};
+pub use home::FabricHome;
+pub use metrics::Metrics;
+pub use runtime::{Engine, EngineOptions, Waker};
+
+use std::sync::Arc;
+
+use fabric_core::config::Config;
+use fabric_store::{sqlite::SqliteOptions, SqliteStore, Store};
+
+/// Opens the store the configuration names.
+pub fn open_store(config: &Config, home: &FabricHome) -> Result<Arc<dyn Store>, EngineError> {
+    match config.store.backend.as_str() {
+        "sqlite" => {
+            let options = SqliteOptions {
+                synchronous_full: config.store.synchronous == "full",
+            };
+            Ok(Arc::new(SqliteStore::open(home.db_path(config), options)?))
+        }
+        other => Err(EngineError::invalid(
+            "store.backend",
+            format!("'{other}' is not available in this build (sqlite)"),
+        )),
+    }
+}

@@ -33,7 +33,8 @@ pub struct ClaimRequest {
 /// How an attempt ended, as the engine decided it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Succeeded,
+    /// Succeeded, with what the handler returned.
+    Succeeded { result: Option<serde_json::Value> },
     /// Failed; back to `pending`, due at `run_at`.
     Retry {
         run_at: i64,

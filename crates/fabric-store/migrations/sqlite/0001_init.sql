@@ -18,7 +18,8 @@ CREATE TABLE jobs (
     started_at       INTEGER,
     finished_at      INTEGER,
     last_error       TEXT,
-    cancel_reason    TEXT
+    cancel_reason    TEXT,
+    result           TEXT
 );
 -- The claim path: due pending jobs, highest priority first, then oldest.
 CREATE INDEX jobs_ready ON jobs (priority DESC, id) WHERE state = 'pending';

@@ -25,7 +25,7 @@ const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sq
 /// Columns of `jobs` in the order [`row_to_job`] reads them.
 const JOB_COLS: &str = "id, kind, shard, payload, priority, state, attempt, max_attempts, run_at, \
      lease_owner, lease_expires_at, unique_key, source, created_at, updated_at, started_at, \
-     finished_at, last_error, cancel_reason";
+     finished_at, last_error, cancel_reason, result";
 
 /// How the SQLite file is opened.
 #[derive(Debug, Clone, Default)]
@@ -177,6 +177,11 @@ fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
         finished_at: r.get(16)?,
         last_error: r.get(17)?,
         cancel_reason: r.get(18)?,
+        result: r
+            .get::<_, Option<String>>(19)?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| conversion(19, e))?,
     })
 }
 
@@ -374,13 +379,20 @@ impl Store for SqliteStore {
                     let fence = "WHERE id = ?1 AND state = 'running' AND attempt = ?2 \
                                  AND lease_owner = ?3";
                     let n = match &c.outcome {
-                        Outcome::Succeeded => conn
+                        Outcome::Succeeded { result } => conn
                             .prepare_cached(&format!(
                                 "UPDATE jobs SET state = 'succeeded', finished_at = ?4,
-                                     updated_at = ?4, lease_owner = NULL, lease_expires_at = NULL
+                                     updated_at = ?4, lease_owner = NULL, lease_expires_at = NULL,
+                                     result = ?5
                                  {fence}"
                             ))?
-                            .execute(params![c.id, c.attempt, c.owner, c.finished_at])?,
+                            .execute(params![
+                                c.id,
+                                c.attempt,
+                                c.owner,
+                                c.finished_at,
+                                result.as_ref().map(|v| v.to_string())
+                            ])?,
                         Outcome::Retry {
                             run_at,
                             error,

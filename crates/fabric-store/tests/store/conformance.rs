@@ -10,6 +10,10 @@ use fabric_store::{
     Store, StoreError,
 };
 
+fn ok() -> Outcome {
+    Outcome::Succeeded { result: None }
+}
+
 const T0: i64 = 1_800_000_000_000;
 
 fn claim_req(owner: &str, limit: usize, now: i64) -> ClaimRequest {
@@ -153,15 +157,18 @@ pub async fn completion_is_fenced_by_owner_and_attempt(s: &dyn Store) {
     s.submit(vec![NewJob::new("noop")], T0).await.unwrap();
     let job = s.claim(claim_req("w1", 1, T0)).await.unwrap().remove(0);
     // Wrong owner and wrong attempt are both late and change nothing.
-    let mut wrong_owner = done(&job, "w2", Outcome::Succeeded);
+    let mut wrong_owner = done(&job, "w2", ok());
     wrong_owner.owner = "w2".into();
-    let mut wrong_attempt = done(&job, "w1", Outcome::Succeeded);
+    let mut wrong_attempt = done(&job, "w1", ok());
     wrong_attempt.attempt += 1;
     let r = s.complete(vec![wrong_owner, wrong_attempt]).await.unwrap();
     assert_eq!((r.applied, r.late), (0, 2));
     assert_eq!(s.job(job.id).await.unwrap().job.state, JobState::Running);
+    let with_result = Outcome::Succeeded {
+        result: Some(serde_json::json!({"exit_code": 0})),
+    };
     let r = s
-        .complete(vec![done(&job, "w1", Outcome::Succeeded)])
+        .complete(vec![done(&job, "w1", with_result)])
         .await
         .unwrap();
     assert_eq!((r.applied, r.late), (1, 0));
@@ -169,11 +176,9 @@ pub async fn completion_is_fenced_by_owner_and_attempt(s: &dyn Store) {
     assert_eq!(d.job.state, JobState::Succeeded);
     assert_eq!(d.job.finished_at, Some(T0 + 10));
     assert!(d.job.lease_owner.is_none());
+    assert_eq!(d.job.result, Some(serde_json::json!({"exit_code": 0})));
     // A second completion of the same attempt is late too.
-    let r = s
-        .complete(vec![done(&job, "w1", Outcome::Succeeded)])
-        .await
-        .unwrap();
+    let r = s.complete(vec![done(&job, "w1", ok())]).await.unwrap();
     assert_eq!(r.late, 1);
 }
 
@@ -190,19 +195,13 @@ pub async fn rescued_attempt_cannot_complete_the_new_one(s: &dyn Store) {
         .unwrap()
         .remove(0);
     assert_eq!(second.attempt, 2);
-    let r = s
-        .complete(vec![done(&first, "w1", Outcome::Succeeded)])
-        .await
-        .unwrap();
+    let r = s.complete(vec![done(&first, "w1", ok())]).await.unwrap();
     assert_eq!(r.late, 1);
     assert_eq!(
         s.job(first.id).await.unwrap().job.lease_owner.as_deref(),
         Some("w2")
     );
-    let r = s
-        .complete(vec![done(&second, "w2", Outcome::Succeeded)])
-        .await
-        .unwrap();
+    let r = s.complete(vec![done(&second, "w2", ok())]).await.unwrap();
     assert_eq!(r.applied, 1);
 }
 
@@ -337,9 +336,7 @@ pub async fn quarantine_keeps_payload_and_retry_brings_it_back(s: &dyn Store) {
         .unwrap()
         .remove(0);
     assert_eq!(again.attempt, 1);
-    s.complete(vec![done(&again, "w1", Outcome::Succeeded)])
-        .await
-        .unwrap();
+    s.complete(vec![done(&again, "w1", ok())]).await.unwrap();
     assert_eq!(s.job(job.id).await.unwrap().job.state, JobState::Succeeded);
 }
 
@@ -378,9 +375,7 @@ pub async fn listing_filters_and_counts(s: &dyn Store) {
         .await
         .unwrap();
     let job = s.claim(claim_req("w", 1, T0)).await.unwrap().remove(0);
-    s.complete(vec![done(&job, "w", Outcome::Succeeded)])
-        .await
-        .unwrap();
+    s.complete(vec![done(&job, "w", ok())]).await.unwrap();
     let all = s
         .jobs(JobFilter {
             limit: 10,
@@ -516,9 +511,7 @@ pub async fn integrity_prune_and_maintenance(s: &dyn Store) {
         .await
         .unwrap();
     let j = s.claim(claim_req("w", 1, T0)).await.unwrap().remove(0);
-    s.complete(vec![done(&j, "w", Outcome::Succeeded)])
-        .await
-        .unwrap();
+    s.complete(vec![done(&j, "w", ok())]).await.unwrap();
     assert_eq!(s.prune_finished(T0 + 5).await.unwrap(), 0);
     assert_eq!(s.prune_finished(T0 + 11).await.unwrap(), 1);
     assert_eq!(s.counts().await.unwrap().total(), 1);

@@ -1,0 +1,387 @@
+//! The Console: every operator action, validated, applied to the store and audited. The CLI
+//! and the HTTP API are two thin faces of it and never touch the store themselves.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fabric_core::config::Config;
+use fabric_core::quarantine::QuarantineReason;
+use fabric_core::{Clock, Job, JobId, NewJob};
+use fabric_store::{
+    AuditEntry, JobDetail, JobFilter, QuarantineEntry, QuarantineFilter, QuarantineStats,
+    RecoveryReport, StateCounts, Store, Submitted,
+};
+use serde::Serialize;
+
+use crate::{EngineError, Metrics, Registry, Waker};
+
+type Result<T> = std::result::Result<T, EngineError>;
+
+/// Disk space under which the `disk` health check warns.
+const LOW_DISK_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+
+/// One health check.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Check {
+    pub name: String,
+    /// `ok`, `warning` or `error`.
+    pub status: String,
+    pub detail: String,
+}
+
+impl Check {
+    /// A check result.
+    pub fn new(name: &str, status: &str, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            status: status.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The overall health: the worst status of its checks.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Health {
+    pub status: String,
+    pub checks: Vec<Check>,
+}
+
+impl Health {
+    /// Health from checks; the worst status wins.
+    pub fn from_checks(checks: Vec<Check>) -> Self {
+        let rank = |s: &str| match s {
+            "error" => 2,
+            "warning" => 1,
+            _ => 0,
+        };
+        let worst = checks.iter().map(|c| rank(&c.status)).max().unwrap_or(0);
+        let status = ["ok", "warning", "error"][worst].to_string();
+        Self { status, checks }
+    }
+}
+
+/// A backup file.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Backup {
+    pub path: String,
+    pub bytes: u64,
+    pub modified: String,
+}
+
+/// The operator service layer.
+#[derive(Clone)]
+pub struct Console {
+    store: Arc<dyn Store>,
+    registry: Registry,
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    actor: String,
+    waker: Option<Waker>,
+    metrics: Option<Metrics>,
+}
+
+impl Console {
+    /// A console acting as `actor` (recorded in the audit log).
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Registry,
+        config: Arc<Config>,
+        clock: Arc<dyn Clock>,
+        actor: impl Into<String>,
+    ) -> Self {
+        Self {
+            store,
+            registry,
+            config,
+            clock,
+            actor: actor.into(),
+            waker: None,
+            metrics: None,
+        }
+    }
+
+    /// Wakes the local engine on submit and counts enqueues.
+    pub fn with_engine(mut self, waker: Waker, metrics: Metrics) -> Self {
+        self.waker = Some(waker);
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The same console acting as someone else.
+    pub fn as_actor(&self, actor: impl Into<String>) -> Self {
+        let mut c = self.clone();
+        c.actor = actor.into();
+        c
+    }
+
+    /// The store behind this console.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The effective configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Now, by this console's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    async fn audit(&self, action: &str, target: String, reason: Option<String>) -> Result<()> {
+        if !self.config.security.audit_logging {
+            return Ok(());
+        }
+        self.store
+            .audit(AuditEntry {
+                at: self.clock.now_ms(),
+                actor: self.actor.clone(),
+                action: action.into(),
+                target,
+                reason,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Checks a job against the model and its handler, naming the bad field.
+    pub fn validate(&self, job: &NewJob) -> Result<()> {
+        job.validate()?;
+        let Some(handler) = self.registry.get(&job.kind) else {
+            return Err(EngineError::invalid(
+                "kind",
+                format!(
+                    "unknown handler kind '{}' (known: {})",
+                    job.kind,
+                    self.registry.kinds().join(", ")
+                ),
+            ));
+        };
+        handler
+            .validate(&job.payload)
+            .map_err(|m| EngineError::invalid("payload", m))
+    }
+
+    /// Submits one job; returns its id (the existing one for a repeated unique key).
+    pub async fn submit(&self, job: NewJob) -> Result<Submitted> {
+        let mut out = self.submit_many(vec![job]).await?;
+        out.pop()
+            .ok_or_else(|| EngineError::Failed("the store returned no id".into()))
+    }
+
+    /// Submits jobs in one durable write; nothing is written if any is invalid.
+    pub async fn submit_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Submitted>> {
+        for (i, j) in jobs.iter().enumerate() {
+            self.validate(j).map_err(|e| match e {
+                EngineError::InvalidInput { field, message } if jobs.len() > 1 => {
+                    EngineError::invalid(format!("jobs[{i}].{field}"), message)
+                }
+                other => other,
+            })?;
+        }
+        let n = jobs.len();
+        let out = self.store.submit(jobs, self.clock.now_ms()).await?;
+        if let Some(m) = &self.metrics {
+            m.enqueued
+                .inc_by(out.iter().filter(|s| s.created).count() as u64);
+        }
+        if let Some(w) = &self.waker {
+            w.wake();
+        }
+        let target = match out.as_slice() {
+            [one] => format!("job {}", one.id),
+            _ => format!("{n} jobs"),
+        };
+        self.audit("jobs.submit", target, None).await?;
+        Ok(out)
+    }
+
+    /// Jobs matching `filter`, newest first.
+    pub async fn jobs(&self, filter: JobFilter) -> Result<Vec<Job>> {
+        Ok(self.store.jobs(filter).await?)
+    }
+
+    /// One job with its attempts.
+    pub async fn job(&self, id: JobId) -> Result<JobDetail> {
+        Ok(self.store.job(id).await?)
+    }
+
+    /// Cancels a job; `reason` is required.
+    pub async fn cancel(&self, id: JobId, reason: &str) -> Result<Job> {
+        if reason.trim().is_empty() {
+            return Err(EngineError::invalid("reason", "a reason is required"));
+        }
+        let job = self.store.cancel(id, reason, self.clock.now_ms()).await?;
+        self.audit("jobs.cancel", format!("job {id}"), Some(reason.into()))
+            .await?;
+        Ok(job)
+    }
+
+    /// Sends a quarantined job back to `pending` with fresh attempts.
+    pub async fn retry(&self, id: JobId, note: Option<&str>) -> Result<Job> {
+        let job = self.store.retry(id, note, self.clock.now_ms()).await?;
+        if let Some(w) = &self.waker {
+            w.wake();
+        }
+        self.audit("jobs.retry", format!("job {id}"), note.map(String::from))
+            .await?;
+        Ok(job)
+    }
+
+    /// Number of jobs per state.
+    pub async fn counts(&self) -> Result<StateCounts> {
+        Ok(self.store.counts().await?)
+    }
+
+    /// Quarantined jobs.
+    pub async fn quarantine(&self, filter: QuarantineFilter) -> Result<Vec<QuarantineEntry>> {
+        Ok(self.store.quarantine(filter).await?)
+    }
+
+    /// One quarantine record.
+    pub async fn quarantine_entry(&self, id: JobId) -> Result<QuarantineEntry> {
+        Ok(self.store.quarantine_entry(id).await?)
+    }
+
+    /// Retries a quarantined job, keeping the operator's note.
+    pub async fn quarantine_retry(&self, id: JobId, note: Option<&str>) -> Result<Job> {
+        let entry = self.store.quarantine_entry(id).await?;
+        if entry.state != fabric_core::JobState::Quarantined {
+            return Err(EngineError::Conflict(format!(
+                "job {id} is {}, not quarantined",
+                entry.state
+            )));
+        }
+        let job = self.store.retry(id, note, self.clock.now_ms()).await?;
+        if let Some(w) = &self.waker {
+            w.wake();
+        }
+        self.audit(
+            "quarantine.retry",
+            format!("job {id}"),
+            note.map(String::from),
+        )
+        .await?;
+        Ok(job)
+    }
+
+    /// Purges entries quarantined more than `days` days ago.
+    pub async fn quarantine_purge(
+        &self,
+        days: u32,
+        reason: Option<QuarantineReason>,
+        dry_run: bool,
+    ) -> Result<Vec<JobId>> {
+        let before = self.clock.now_ms() - i64::from(days) * 86_400_000;
+        let ids = self.store.purge_quarantine(before, reason, dry_run).await?;
+        if !dry_run {
+            let why = format!(
+                "older than {days} days{}",
+                reason.map(|r| format!(", reason {r}")).unwrap_or_default()
+            );
+            self.audit("quarantine.purge", format!("{} jobs", ids.len()), Some(why))
+                .await?;
+        }
+        Ok(ids)
+    }
+
+    /// Quarantine totals.
+    pub async fn quarantine_stats(&self) -> Result<QuarantineStats> {
+        Ok(self.store.quarantine_stats().await?)
+    }
+
+    /// Audit entries, newest first.
+    pub async fn audit_log(&self, since: Option<i64>, limit: usize) -> Result<Vec<AuditEntry>> {
+        Ok(self.store.audit_log(since, limit).await?)
+    }
+
+    /// The latest crash-recovery report.
+    pub async fn last_recovery(&self) -> Result<Option<RecoveryReport>> {
+        Ok(self.store.last_recovery_report().await?)
+    }
+
+    /// Runs the store's integrity check.
+    pub async fn db_check(&self) -> Result<Vec<String>> {
+        let lines = self.store.integrity_check().await?;
+        self.audit("db.check", "store".into(), None).await?;
+        Ok(lines)
+    }
+
+    /// Writes an online backup to `to`, or to `<backups>/queue-<time>.db`.
+    pub async fn db_backup(&self, to: Option<PathBuf>, backups: &Path) -> Result<PathBuf> {
+        let to = match to {
+            Some(p) => p,
+            None => {
+                let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+                backups.join(format!("queue-{stamp}.db"))
+            }
+        };
+        self.store.backup(&to).await?;
+        self.audit("db.backup", to.display().to_string(), None)
+            .await?;
+        Ok(to)
+    }
+
+    /// Compacts the store.
+    pub async fn db_vacuum(&self) -> Result<()> {
+        self.store.vacuum().await?;
+        self.audit("db.vacuum", "store".into(), None).await
+    }
+
+    /// Records an action done outside the store (restore, start, stop).
+    pub async fn record(&self, action: &str, target: &str, reason: Option<&str>) -> Result<()> {
+        self.audit(action, target.into(), reason.map(String::from))
+            .await
+    }
+
+    /// The `store`, `disk` and `config` checks; the daemon adds `workers` and `api`.
+    pub async fn health_checks(&self, home: &Path) -> Vec<Check> {
+        let mut checks = Vec::new();
+        checks.push(match self.store.integrity_check().await {
+            Ok(lines) if lines == ["ok"] => Check::new(
+                "store",
+                "ok",
+                format!("{} integrity ok", self.store.backend()),
+            ),
+            Ok(lines) => Check::new("store", "error", lines.join("; ")),
+            Err(e) => Check::new("store", "error", e.to_string()),
+        });
+        checks.push(match nix::sys::statvfs::statvfs(home) {
+            Ok(s) => {
+                let free = s.blocks_available() * s.fragment_size();
+                let gib = free as f64 / (1u64 << 30) as f64;
+                if free < LOW_DISK_BYTES {
+                    Check::new(
+                        "disk",
+                        "warning",
+                        format!("{gib:.1} GiB free (under 5 GiB)"),
+                    )
+                } else {
+                    Check::new("disk", "ok", format!("{gib:.1} GiB free"))
+                }
+            }
+            Err(e) => Check::new(
+                "disk",
+                "error",
+                format!("cannot stat {}: {e}", home.display()),
+            ),
+        });
+        let problems = self.config.problems();
+        checks.push(if problems.is_empty() {
+            Check::new("config", "ok", "valid")
+        } else {
+            Check::new(
+                "config",
+                "error",
+                problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.path, p.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        });
+        checks
+    }
+}

@@ -1,0 +1,137 @@
+//! Prometheus metrics of the engine: counters and histograms updated by the runtime, and the
+//! store-derived gauges refreshed when `/metrics` is scraped.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use fabric_store::StateCounts;
+
+/// Every metric Fabric exports, all prefixed `fabric_`.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub enqueued: IntCounter,
+    pub completed: IntCounter,
+    pub failed: IntCounter,
+    pub quarantined: IntCounter,
+    pub rescued: IntCounter,
+    pub late_completions: IntCounter,
+    pub duration: Histogram,
+    pub latency: Histogram,
+    pub workers_busy: IntGauge,
+    pub workers_max: IntGauge,
+    jobs: IntGaugeVec,
+    queue_depth: IntGauge,
+}
+
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+];
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric name");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn histogram(r: &Registry, name: &str, help: &str) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()))
+        .expect("valid metric name");
+    r.register(Box::new(h.clone()))
+        .expect("metric registered once");
+    h
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric name");
+    r.register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let jobs = IntGaugeVec::new(Opts::new("fabric_jobs", "Jobs by state."), &["state"])
+            .expect("valid metric name");
+        r.register(Box::new(jobs.clone()))
+            .expect("metric registered once");
+        Self {
+            enqueued: counter(&r, "fabric_jobs_enqueued_total", "Jobs enqueued."),
+            completed: counter(&r, "fabric_jobs_completed_total", "Jobs that succeeded."),
+            failed: counter(&r, "fabric_jobs_failed_total", "Failed attempts."),
+            quarantined: counter(&r, "fabric_jobs_quarantined_total", "Jobs quarantined."),
+            rescued: counter(
+                &r,
+                "fabric_jobs_rescued_total",
+                "Jobs whose lease expired and were reassigned.",
+            ),
+            late_completions: counter(
+                &r,
+                "fabric_late_completions_total",
+                "Completions rejected because the attempt had been rescued or cancelled.",
+            ),
+            duration: histogram(&r, "fabric_job_duration_seconds", "Handler run time."),
+            latency: histogram(
+                &r,
+                "fabric_job_latency_seconds",
+                "Time from due (enqueue or run_at) to start.",
+            ),
+            workers_busy: gauge(&r, "fabric_workers_busy", "Worker slots running a job."),
+            workers_max: gauge(&r, "fabric_workers_max", "Worker slots."),
+            queue_depth: gauge(&r, "fabric_queue_depth", "Pending jobs."),
+            jobs,
+            registry: r,
+        }
+    }
+
+    /// Sets the store-derived gauges.
+    pub fn set_counts(&self, counts: &StateCounts) {
+        for state in fabric_core::JobState::ALL {
+            self.jobs
+                .with_label_values(&[state.as_str()])
+                .set(counts.get(state) as i64);
+        }
+        self.queue_depth.set(counts.pending as i64);
+    }
+
+    /// Busy slots / max slots.
+    pub fn utilization(&self) -> f64 {
+        let max = self.workers_max.get();
+        if max <= 0 {
+            0.0
+        } else {
+            self.workers_busy.get() as f64 / max as f64
+        }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let util = format!(
+            "# HELP fabric_worker_utilization Busy worker slots over all slots.\n\
+             # TYPE fabric_worker_utilization gauge\nfabric_worker_utilization {}\n",
+            self.utilization()
+        );
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
+            return util;
+        }
+        let mut text = String::from_utf8_lossy(&buf).into_owned();
+        text.push_str(&util);
+        text
+    }
+}

@@ -1,0 +1,480 @@
+//! The worker runtime: a dispatcher that claims batches of due jobs into free worker slots,
+//! a completer that writes finished attempts back in batches, lease heartbeats and the
+//! rescuer. Idle workers wake at once on an in-process enqueue and poll as a fallback.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fabric_core::config::Config;
+use fabric_core::quarantine::{redact_paths, ErrorKind, Failure};
+use fabric_core::retry::RetryDecision;
+use fabric_core::{Clock, Job, JobId};
+use fabric_store::{ClaimRequest, CompleteReport, Completion, Outcome, Store};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::handlers::Registry;
+use crate::metrics::Metrics;
+
+/// Most jobs claimed in one store call.
+const CLAIM_BATCH: usize = 1000;
+/// Most completions written in one store call.
+const COMPLETE_BATCH: usize = 4096;
+
+/// Called with every batch of completions once it is durable.
+pub type CompletionListener = mpsc::UnboundedSender<(Vec<JobId>, CompleteReport)>;
+
+/// Settings of one engine.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// Lease owner prefix, `<node id>/`; the engine appends its pid and start time.
+    pub node_id: String,
+    /// Shards to work; empty = all.
+    pub shards: Vec<String>,
+    pub max_workers: usize,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub shutdown_timeout: Duration,
+    /// Handler timeout when the payload sets none.
+    pub job_timeout: Duration,
+    /// Rescuer period.
+    pub rescue_interval: Duration,
+    /// Retry policies and redaction come from here.
+    pub config: Arc<Config>,
+    /// Notified after each durable completion batch (benchmarks, tests).
+    pub listener: Option<CompletionListener>,
+}
+
+impl EngineOptions {
+    /// Options taken from a configuration file.
+    pub fn from_config(config: Arc<Config>) -> Self {
+        let w = &config.workers;
+        Self {
+            node_id: config.node.id.clone(),
+            shards: config.node.shards.clone(),
+            max_workers: w.max_workers.max(1) as usize,
+            lease: Duration::from_secs(w.lease_seconds.max(1)),
+            poll_interval: Duration::from_millis(w.poll_interval_ms.max(1)),
+            shutdown_timeout: Duration::from_secs(w.shutdown_timeout_seconds),
+            job_timeout: Duration::from_secs(w.job_timeout_seconds.max(1)),
+            rescue_interval: Duration::from_secs((w.lease_seconds / 3).clamp(1, 10)),
+            listener: None,
+            config,
+        }
+    }
+}
+
+/// Shared by the engine's tasks.
+struct Shared {
+    store: Arc<dyn Store>,
+    registry: Registry,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+    options: EngineOptions,
+    owner: String,
+    wake: Notify,
+    /// Jobs in flight: id → attempt (for heartbeats).
+    in_flight: Mutex<HashMap<JobId, u32>>,
+    home: Option<String>,
+}
+
+/// A running engine. Dropping it does not stop it; call [`Engine::shutdown`].
+pub struct Engine {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    dispatcher: Option<JoinHandle<()>>,
+    completer: Option<JoinHandle<()>>,
+}
+
+/// Wakes idle workers of an engine; cheap to clone.
+#[derive(Clone)]
+pub struct Waker(Arc<Shared>);
+
+impl Waker {
+    /// Tells idle workers that new work may be due.
+    pub fn wake(&self) {
+        self.0.wake.notify_one();
+    }
+}
+
+impl Engine {
+    /// Starts the dispatcher, completer, heartbeat and rescuer tasks.
+    pub fn start(
+        store: Arc<dyn Store>,
+        registry: Registry,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+        options: EngineOptions,
+    ) -> Self {
+        let owner = format!(
+            "{}/{}/{}",
+            options.node_id,
+            std::process::id(),
+            clock.now_ms()
+        );
+        metrics.workers_max.set(options.max_workers as i64);
+        let shared = Arc::new(Shared {
+            store,
+            registry,
+            clock,
+            metrics,
+            owner,
+            wake: Notify::new(),
+            in_flight: Mutex::new(HashMap::new()),
+            home: std::env::var("HOME").ok(),
+            options,
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let completer = tokio::spawn(completer(shared.clone(), done_rx));
+        let dispatcher = tokio::spawn(dispatcher(shared.clone(), stop_rx.clone(), done_tx));
+        let tasks = vec![
+            tokio::spawn(heartbeats(shared.clone(), stop_rx.clone())),
+            tokio::spawn(rescuer(shared.clone(), stop_rx)),
+        ];
+        Self {
+            shared,
+            stop,
+            tasks,
+            dispatcher: Some(dispatcher),
+            completer: Some(completer),
+        }
+    }
+
+    /// A handle that wakes this engine's idle workers.
+    pub fn waker(&self) -> Waker {
+        Waker(self.shared.clone())
+    }
+
+    /// The lease owner token of this engine.
+    pub fn owner(&self) -> &str {
+        &self.shared.owner
+    }
+
+    /// Jobs running now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Graceful stop: stop claiming, wait for in-flight jobs up to the shutdown timeout,
+    /// write their completions. Returns how many jobs were still running when it gave up
+    /// (they stay `running` and are rescued on the next start).
+    pub async fn shutdown(mut self) -> usize {
+        let _ = self.stop.send(true);
+        self.shared.wake.notify_waiters();
+        let deadline = self.shared.options.shutdown_timeout;
+        let mut abandoned = 0;
+        if let Some(d) = self.dispatcher.take() {
+            if tokio::time::timeout(deadline, d).await.is_err() {
+                abandoned = self.in_flight();
+            }
+        }
+        if let Some(c) = self.completer.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), c).await;
+        }
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        abandoned
+    }
+}
+
+async fn dispatcher(
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    done: mpsc::UnboundedSender<Completion>,
+) {
+    let slots = Arc::new(Semaphore::new(shared.options.max_workers));
+    let opts = &shared.options;
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let Ok(first) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        // Registered before the claim so a wake-up between claim and wait is not lost.
+        let notified = shared.wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let free = 1 + slots.available_permits();
+        let now = shared.clock.now_ms();
+        let req = ClaimRequest {
+            owner: shared.owner.clone(),
+            shards: opts.shards.clone(),
+            limit: free.min(CLAIM_BATCH),
+            lease_ms: opts.lease.as_millis() as i64,
+            now,
+        };
+        let jobs = match shared.store.claim(req).await {
+            Ok(jobs) => {
+                backoff = Duration::from_millis(10);
+                jobs
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "claim failed; retrying");
+                drop(first);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if jobs.is_empty() {
+            drop(first);
+            let wait = match shared.store.next_run_at().await {
+                Ok(Some(t)) if t > now => Duration::from_millis((t - now) as u64),
+                Ok(Some(_)) => Duration::from_millis(1),
+                _ => opts.poll_interval,
+            }
+            .min(opts.poll_interval);
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        {
+            let mut map = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            for j in &jobs {
+                map.insert(j.id, j.attempt);
+            }
+        }
+        shared.metrics.workers_busy.add(jobs.len() as i64);
+        // Only this task takes permits, so the `free` counted above are still there.
+        let mut permits = vec![Some(first)];
+        permits.extend((1..jobs.len()).map(|_| slots.clone().try_acquire_owned().ok()));
+        for (job, permit) in jobs.into_iter().zip(permits) {
+            let shared = shared.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                let completion = execute(&shared, job).await;
+                shared.metrics.workers_busy.dec();
+                drop(permit);
+                let _ = done.send(completion);
+            });
+        }
+    }
+    // Wait for every slot to come back: in-flight jobs finished.
+    let _ = slots.acquire_many(shared.options.max_workers as u32).await;
+}
+
+/// Runs one attempt and decides what becomes of the job.
+async fn execute(shared: &Shared, job: Job) -> Completion {
+    let started = Instant::now();
+    let started_at = shared.clock.now_ms();
+    let due = job.run_at.max(job.created_at);
+    shared
+        .metrics
+        .latency
+        .observe(((started_at - due).max(0) as f64) / 1000.0);
+    let result = match shared.registry.get(&job.kind).cloned() {
+        None => Err({
+            let mut f = Failure::of(
+                ErrorKind::BadInput,
+                format!("no handler for kind '{}'", job.kind),
+            );
+            f.permanent = true;
+            f
+        }),
+        Some(handler) => {
+            let timeout = handler
+                .timeout(&job.payload)
+                .unwrap_or(shared.options.job_timeout);
+            let job2 = job.clone();
+            // A separate task, so a panic is caught as a JoinError and the pool lives on.
+            let task = tokio::spawn(async move { handler.run(&job2).await });
+            let abort = task.abort_handle();
+            match tokio::time::timeout(timeout, task).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) if e.is_panic() => Err(Failure::of(
+                    ErrorKind::Panic,
+                    format!("handler panicked: {}", panic_message(e)),
+                )),
+                Ok(Err(e)) => Err(Failure::of(
+                    ErrorKind::Killed,
+                    format!("handler task ended: {e}"),
+                )),
+                Err(_) => {
+                    abort.abort();
+                    Err(Failure::of(
+                        ErrorKind::Timeout,
+                        format!("timed out after {}s", timeout.as_secs_f64()),
+                    ))
+                }
+            }
+        }
+    };
+    shared
+        .metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    let finished_at = shared.clock.now_ms();
+    if let Ok(mut map) = shared.in_flight.lock() {
+        map.remove(&job.id);
+    }
+    let outcome = match result {
+        Ok(result) => Outcome::Succeeded { result },
+        Err(failure) => decide(shared, &job, &failure, finished_at),
+    };
+    Completion {
+        id: job.id,
+        attempt: job.attempt,
+        owner: shared.owner.clone(),
+        started_at,
+        finished_at,
+        outcome,
+    }
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    let p = e.into_panic();
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".into()
+    }
+}
+
+/// Applies the retry policy of the job's source (or kind) to a failed attempt.
+fn decide(shared: &Shared, job: &Job, failure: &Failure, now: i64) -> Outcome {
+    let config = &shared.options.config;
+    let error = if config.security.path_redaction {
+        redact_paths(
+            &failure.message,
+            shared.home.as_deref(),
+            &config.security.redact_roots,
+        )
+    } else {
+        failure.message.clone()
+    };
+    let ftype = failure.failure_type();
+    let policy = config.retry_policy_for(job.source.as_deref().or(Some(job.kind.as_str())));
+    let jitter = rand::random::<f64>() * 2.0 - 1.0;
+    let failure_name = match failure.kind {
+        Some(ErrorKind::Panic) => "panic".to_string(),
+        Some(ErrorKind::Timeout) => "timeout".to_string(),
+        Some(ErrorKind::Killed) => "killed".to_string(),
+        _ => ftype.as_str().to_string(),
+    };
+    match policy.decide(ftype, job.attempt, job.max_attempts, jitter) {
+        RetryDecision::RetryAfterMs(ms) => Outcome::Retry {
+            run_at: now + ms,
+            error,
+            failure: failure_name,
+        },
+        RetryDecision::Quarantine => Outcome::Quarantine {
+            reason: failure.reason(),
+            error,
+            failure: failure_name,
+        },
+    }
+}
+
+async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completion>) {
+    let mut batch = Vec::with_capacity(COMPLETE_BATCH);
+    while rx.recv_many(&mut batch, COMPLETE_BATCH).await > 0 {
+        let ids: Vec<JobId> = batch.iter().map(|c| c.id).collect();
+        let (mut ok, mut failed, mut quarantined) = (0u64, 0u64, 0u64);
+        for c in &batch {
+            match c.outcome {
+                Outcome::Succeeded { .. } => ok += 1,
+                Outcome::Retry { .. } => failed += 1,
+                Outcome::Quarantine { .. } => {
+                    failed += 1;
+                    quarantined += 1
+                }
+            }
+        }
+        let mut delay = Duration::from_millis(10);
+        let report = loop {
+            // Completions are retried until the store takes them: an acknowledged result is
+            // never dropped (and if the process dies first, the lease expires and the job runs
+            // again: at-least-once).
+            match shared.store.complete(batch.clone()).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    tracing::warn!(error = %e, jobs = batch.len(), "completion write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        batch.clear();
+        let m = &shared.metrics;
+        if report.late == 0 {
+            m.completed.inc_by(ok);
+            m.failed.inc_by(failed);
+            m.quarantined.inc_by(quarantined);
+        } else {
+            // Which ones were late is not reported; count what was applied as completed.
+            m.completed.inc_by(report.applied.min(ok));
+            m.failed.inc_by(failed);
+        }
+        m.late_completions.inc_by(report.late);
+        if report.late > 0 {
+            tracing::info!(
+                late = report.late,
+                "late completions of rescued attempts rejected"
+            );
+        }
+        if let Some(l) = &shared.options.listener {
+            let _ = l.send((ids, report));
+        }
+    }
+}
+
+async fn heartbeats(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let period = shared.options.lease / 3;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => {}
+        }
+        let jobs: Vec<(JobId, u32)> = match shared.in_flight.lock() {
+            Ok(m) => m.iter().map(|(k, v)| (*k, *v)).collect(),
+            Err(_) => continue,
+        };
+        if jobs.is_empty() {
+            continue;
+        }
+        let until = shared.clock.now_ms() + shared.options.lease.as_millis() as i64;
+        if let Err(e) = shared.store.heartbeat(&shared.owner, jobs, until).await {
+            tracing::warn!(error = %e, "lease heartbeat failed");
+        }
+    }
+}
+
+async fn rescuer(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(shared.options.rescue_interval) => {}
+            _ = stop.changed() => { if *stop.borrow() { return; } }
+        }
+        match shared.store.rescue(shared.clock.now_ms(), None).await {
+            Ok(r) if !r.reset.is_empty() || !r.quarantined.is_empty() => {
+                shared
+                    .metrics
+                    .rescued
+                    .inc_by((r.reset.len() + r.quarantined.len()) as u64);
+                shared
+                    .metrics
+                    .quarantined
+                    .inc_by(r.quarantined.len() as u64);
+                tracing::warn!(
+                    reset = r.reset.len(),
+                    quarantined = r.quarantined.len(),
+                    "rescued jobs with expired leases"
+                );
+                shared.wake.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "rescue failed"),
+        }
+    }
+}
