@@ -1,1 +1,29 @@
-fn main() {}
+//! The `fabric` binary: parses the command line, sets up logging, runs the command and maps
+//! its outcome to an exit code (0 ok, 1 failed, 2 bad usage or invalid input).
+
+mod cli;
+mod commands;
+mod context;
+mod output;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    // Everything Fabric creates is private to its owner (0700 dirs, 0600 files).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FABRIC_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(context::exit_code(&e))
+        }
+    }
+}

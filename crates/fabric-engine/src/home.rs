@@ -113,13 +113,15 @@ impl FabricHome {
                 let mut s = String::new();
                 let mut f = f;
                 f.read_to_string(&mut s).ok()?;
+                // Locked but empty: a daemon is starting up (pid 0 until it is ready).
                 s.trim().parse().ok().or(Some(0))
             }
         }
     }
 
-    /// Takes the single-instance lock and writes our pid; the lock lasts as long as the
-    /// returned file is open (the OS drops it if the process dies, even by `kill -9`).
+    /// Takes the single-instance lock, leaving the pid file empty until [`write_pid`] says
+    /// the daemon is ready; the lock lasts as long as the returned file is open (the OS drops
+    /// it if the process dies, even by `kill -9`).
     pub fn lock_pid(&self) -> Result<File, EngineError> {
         let mut f = OpenOptions::new()
             .read(true)
@@ -131,17 +133,26 @@ impl FabricHome {
         if f.try_lock().is_err() {
             let mut s = String::new();
             let _ = f.read_to_string(&mut s);
-            return Err(EngineError::Conflict(format!(
-                "fabric is already running (pid {}); stop it first with `fabric stop`",
+            let pid = if s.trim().is_empty() {
+                "starting up"
+            } else {
                 s.trim()
+            };
+            return Err(EngineError::Conflict(format!(
+                "fabric is already running (pid {pid}); stop it first with `fabric stop`"
             )));
         }
         f.set_len(0)?;
-        f.rewind()?;
-        writeln!(f, "{}", std::process::id())?;
-        f.sync_all()?;
         Ok(f)
     }
+}
+
+/// Writes our pid into the locked pid file: the daemon is ready.
+pub fn write_pid(f: &mut File) -> std::io::Result<()> {
+    f.set_len(0)?;
+    f.rewind()?;
+    writeln!(f, "{}", std::process::id())?;
+    f.sync_all()
 }
 
 /// Sets a file's permission bits.

@@ -2,7 +2,8 @@
 //! a completer that writes finished attempts back in batches, lease heartbeats and the
 //! rescuer. Idle workers wake at once on an in-process enqueue and poll as a fallback.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,8 @@ use fabric_core::quarantine::{redact_paths, ErrorKind, Failure};
 use fabric_core::retry::RetryDecision;
 use fabric_core::{Clock, Job, JobId};
 use fabric_store::{ClaimRequest, CompleteReport, Completion, Outcome, Store};
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use futures_util::FutureExt;
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::handlers::Registry;
@@ -19,6 +21,10 @@ use crate::metrics::Metrics;
 
 /// Most jobs claimed in one store call.
 const CLAIM_BATCH: usize = 1000;
+/// Claim ahead of free slots only what the slots finish within this window.
+const PREFETCH_WINDOW: Duration = Duration::from_millis(20);
+/// Below this many completions the completer lingers while jobs are running.
+const LINGER_BATCH: usize = 256;
 /// Most completions written in one store call.
 const COMPLETE_BATCH: usize = 4096;
 
@@ -77,6 +83,8 @@ struct Shared {
     /// Jobs in flight: id → attempt (for heartbeats).
     in_flight: Mutex<HashMap<JobId, u32>>,
     home: Option<String>,
+    /// Mean handler run time in seconds (f64 bits; NaN until the first job).
+    avg_run_secs: AtomicU64,
 }
 
 /// A running engine. Dropping it does not stop it; call [`Engine::shutdown`].
@@ -124,6 +132,7 @@ impl Engine {
             wake: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
             home: std::env::var("HOME").ok(),
+            avg_run_secs: AtomicU64::new(f64::NAN.to_bits()),
             options,
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -189,13 +198,20 @@ async fn dispatcher(
     let slots = Arc::new(Semaphore::new(shared.options.max_workers));
     let opts = &shared.options;
     let mut backoff = Duration::from_millis(10);
+    // Claimed jobs waiting for a free slot (at most PREFETCH_WINDOW of work; see `prefetch`).
+    let mut ready: VecDeque<Job> = VecDeque::new();
     loop {
-        if *stop.borrow() {
+        let stopping = *stop.borrow();
+        if stopping && ready.is_empty() {
             break;
         }
-        let Ok(first) = slots.clone().acquire_owned().await else {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
         };
+        if let Some(job) = ready.pop_front() {
+            spawn_job(&shared, &done, job, permit);
+            continue;
+        }
         // Registered before the claim so a wake-up between claim and wait is not lost.
         let notified = shared.wake.notified();
         tokio::pin!(notified);
@@ -205,7 +221,7 @@ async fn dispatcher(
         let req = ClaimRequest {
             owner: shared.owner.clone(),
             shards: opts.shards.clone(),
-            limit: free.min(CLAIM_BATCH),
+            limit: (free + prefetch(&shared)).min(CLAIM_BATCH),
             lease_ms: opts.lease.as_millis() as i64,
             now,
         };
@@ -216,14 +232,14 @@ async fn dispatcher(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "claim failed; retrying");
-                drop(first);
+                drop(permit);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
         if jobs.is_empty() {
-            drop(first);
+            drop(permit);
             let wait = match shared.store.next_run_at().await {
                 Ok(Some(t)) if t > now => Duration::from_millis((t - now) as u64),
                 Ok(Some(_)) => Duration::from_millis(1),
@@ -243,23 +259,43 @@ async fn dispatcher(
                 map.insert(j.id, j.attempt);
             }
         }
-        shared.metrics.workers_busy.add(jobs.len() as i64);
-        // Only this task takes permits, so the `free` counted above are still there.
-        let mut permits = vec![Some(first)];
-        permits.extend((1..jobs.len()).map(|_| slots.clone().try_acquire_owned().ok()));
-        for (job, permit) in jobs.into_iter().zip(permits) {
-            let shared = shared.clone();
-            let done = done.clone();
-            tokio::spawn(async move {
-                let completion = execute(&shared, job).await;
-                shared.metrics.workers_busy.dec();
-                drop(permit);
-                let _ = done.send(completion);
-            });
+        tracing::trace!(claimed = jobs.len(), free, "claimed");
+        ready.extend(jobs);
+        if let Some(job) = ready.pop_front() {
+            spawn_job(&shared, &done, job, permit);
         }
     }
     // Wait for every slot to come back: in-flight jobs finished.
     let _ = slots.acquire_many(shared.options.max_workers as u32).await;
+}
+
+/// How many jobs to claim beyond the free slots: as many as the slots finish within
+/// `PREFETCH_WINDOW` at the observed run time (none until a run time is known, so slow
+/// jobs are never hoarded away from other nodes).
+fn prefetch(shared: &Shared) -> usize {
+    let avg = f64::from_bits(shared.avg_run_secs.load(Ordering::Relaxed));
+    if !avg.is_finite() || avg <= 0.0 {
+        return 0;
+    }
+    let n = shared.options.max_workers as f64 * PREFETCH_WINDOW.as_secs_f64() / avg;
+    (n as usize).min(CLAIM_BATCH)
+}
+
+fn spawn_job(
+    shared: &Arc<Shared>,
+    done: &mpsc::UnboundedSender<Completion>,
+    job: Job,
+    permit: OwnedSemaphorePermit,
+) {
+    shared.metrics.workers_busy.inc();
+    let shared = shared.clone();
+    let done = done.clone();
+    tokio::spawn(async move {
+        let completion = execute(&shared, job).await;
+        shared.metrics.workers_busy.dec();
+        drop(permit);
+        let _ = done.send(completion);
+    });
 }
 
 /// Runs one attempt and decides what becomes of the job.
@@ -284,34 +320,32 @@ async fn execute(shared: &Shared, job: Job) -> Completion {
             let timeout = handler
                 .timeout(&job.payload)
                 .unwrap_or(shared.options.job_timeout);
-            let job2 = job.clone();
-            // A separate task, so a panic is caught as a JoinError and the pool lives on.
-            let task = tokio::spawn(async move { handler.run(&job2).await });
-            let abort = task.abort_handle();
-            match tokio::time::timeout(timeout, task).await {
+            // A panic is caught and fails the attempt; the pool lives on. On timeout the
+            // handler's future is dropped, which cancels it (and kills a shell command).
+            let run = std::panic::AssertUnwindSafe(handler.run(&job)).catch_unwind();
+            match tokio::time::timeout(timeout, run).await {
                 Ok(Ok(r)) => r,
-                Ok(Err(e)) if e.is_panic() => Err(Failure::of(
+                Ok(Err(panic)) => Err(Failure::of(
                     ErrorKind::Panic,
-                    format!("handler panicked: {}", panic_message(e)),
+                    format!("handler panicked: {}", panic_message(panic)),
                 )),
-                Ok(Err(e)) => Err(Failure::of(
-                    ErrorKind::Killed,
-                    format!("handler task ended: {e}"),
+                Err(_) => Err(Failure::of(
+                    ErrorKind::Timeout,
+                    format!("timed out after {}s", timeout.as_secs_f64()),
                 )),
-                Err(_) => {
-                    abort.abort();
-                    Err(Failure::of(
-                        ErrorKind::Timeout,
-                        format!("timed out after {}s", timeout.as_secs_f64()),
-                    ))
-                }
             }
         }
     };
-    shared
-        .metrics
-        .duration
-        .observe(started.elapsed().as_secs_f64());
+    let took = started.elapsed().as_secs_f64();
+    shared.metrics.duration.observe(took);
+    // Exponentially weighted mean run time, for prefetch sizing (races only blur it).
+    let old = f64::from_bits(shared.avg_run_secs.load(Ordering::Relaxed));
+    let avg = if old.is_finite() {
+        old * 0.9 + took * 0.1
+    } else {
+        took
+    };
+    shared.avg_run_secs.store(avg.to_bits(), Ordering::Relaxed);
     let finished_at = shared.clock.now_ms();
     if let Ok(mut map) = shared.in_flight.lock() {
         map.remove(&job.id);
@@ -330,8 +364,7 @@ async fn execute(shared: &Shared, job: Job) -> Completion {
     }
 }
 
-fn panic_message(e: tokio::task::JoinError) -> String {
-    let p = e.into_panic();
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {
@@ -379,6 +412,20 @@ fn decide(shared: &Shared, job: &Job, failure: &Failure, now: i64) -> Outcome {
 async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completion>) {
     let mut batch = Vec::with_capacity(COMPLETE_BATCH);
     while rx.recv_many(&mut batch, COMPLETE_BATCH).await > 0 {
+        // Under load, give running jobs a moment to finish so one write carries many
+        // completions; an idle engine (a trickle) writes at once.
+        let mut spins = 0;
+        while batch.len() < LINGER_BATCH && spins < 8 && in_flight(&shared) > 0 {
+            tokio::task::yield_now().await;
+            while batch.len() < COMPLETE_BATCH {
+                match rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
+                }
+            }
+            spins += 1;
+        }
+        tracing::trace!(batch = batch.len(), "completing");
         let ids: Vec<JobId> = batch.iter().map(|c| c.id).collect();
         let (mut ok, mut failed, mut quarantined) = (0u64, 0u64, 0u64);
         for c in &batch {
@@ -427,6 +474,10 @@ async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completi
             let _ = l.send((ids, report));
         }
     }
+}
+
+fn in_flight(shared: &Shared) -> usize {
+    shared.in_flight.lock().map(|m| m.len()).unwrap_or(0)
 }
 
 async fn heartbeats(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {

@@ -58,6 +58,9 @@ pub trait Store: Send + Sync + 'static {
     /// Number of jobs in each state.
     async fn counts(&self) -> Result<StateCounts>;
 
+    /// Jobs that succeeded at or after `since` (throughput).
+    async fn succeeded_since(&self, since: i64) -> Result<u64>;
+
     /// Cancels a pending, running or quarantined job.
     async fn cancel(&self, id: JobId, reason: &str, now: i64) -> Result<fabric_core::Job>;
 

@@ -25,7 +25,7 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_ready ON jobs (priority DESC, id) WHERE state = 'pending';
 -- Rescuer and recovery: running jobs by lease deadline.
 CREATE INDEX jobs_leased ON jobs (lease_expires_at) WHERE state = 'running';
-CREATE INDEX jobs_state ON jobs (state);
+-- no index on state alone: every transition would pay for it; counts scan the table
 CREATE UNIQUE INDEX jobs_unique ON jobs (unique_key) WHERE unique_key IS NOT NULL;
 
 CREATE TABLE job_errors (

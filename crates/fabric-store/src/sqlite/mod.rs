@@ -46,6 +46,8 @@ struct Inner {
     options: SqliteOptions,
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
+    /// Dropping it stops the checkpointer thread.
+    _checkpointer: std::sync::mpsc::Sender<()>,
 }
 
 impl SqliteStore {
@@ -56,14 +58,19 @@ impl SqliteStore {
         let mut conn = open_conn(&path, &options, true)?;
         migrate(&mut conn)?;
         restrict_permissions(&path);
+        // Checkpoints run beside the writer, not inside its commits (which would stall
+        // them); the writer's own auto-checkpoint stays as a bound on the WAL's size.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 10000")?;
         let writer = Writer::start(conn)
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
+        let checkpointer = start_checkpointer(open_conn(&path, &options, false)?)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 options,
                 writer,
                 readers: Mutex::new(Vec::new()),
+                _checkpointer: checkpointer,
             }),
         })
     }
@@ -97,6 +104,26 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
     }
+}
+
+/// How often the checkpointer copies committed WAL pages into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn start_checkpointer(conn: Connection) -> Result<std::sync::mpsc::Sender<()>> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("fabric-sqlite-checkpointer".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(CHECKPOINT_EVERY)
+            {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::debug!(error = %e, "passive WAL checkpoint failed");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpointer: {e}")))?;
+    Ok(tx)
 }
 
 fn open_conn(path: &Path, options: &SqliteOptions, create: bool) -> Result<Connection> {
@@ -342,7 +369,8 @@ impl Store for SqliteStore {
                 let sql = format!(
                     "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
                          lease_expires_at = ?2, started_at = ?3, updated_at = ?3
-                     WHERE id IN (SELECT id FROM jobs WHERE state = 'pending' AND run_at <= ?3
+                     WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_ready
+                         WHERE state = 'pending' AND run_at <= ?3
                          {shard_filter} ORDER BY priority DESC, id LIMIT ?4)
                      RETURNING {JOB_COLS}"
                 );
@@ -593,6 +621,17 @@ impl Store for SqliteStore {
                 counts.add(JobState::parse(&state)?, n);
             }
             Ok(counts)
+        })
+        .await
+    }
+
+    async fn succeeded_since(&self, since: i64) -> Result<u64> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT count(*) FROM jobs WHERE state = 'succeeded' AND finished_at >= ?1",
+                )?
+                .query_row([since], |r| r.get(0))?)
         })
         .await
     }

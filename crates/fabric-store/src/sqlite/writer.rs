@@ -117,7 +117,7 @@ fn commit_group(conn: &Connection, group: &mut Vec<TxWrite>) {
     if group.is_empty() {
         return;
     }
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         let err = StoreError::from(e);
         for w in group.drain(..) {
             let (_, reply) = w(Err(&err));
@@ -135,20 +135,20 @@ fn commit_group(conn: &Connection, group: &mut Vec<TxWrite>) {
             replies.push(reply);
             continue;
         }
-        let _ = conn.execute_batch("SAVEPOINT w");
+        let _ = exec(conn, "SAVEPOINT w");
         let (failed, reply) = w(Ok(conn));
         if failed {
-            let _ = conn.execute_batch("ROLLBACK TO w");
+            let _ = exec(conn, "ROLLBACK TO w");
         } else {
             all_failed = false;
         }
-        let _ = conn.execute_batch("RELEASE w");
+        let _ = exec(conn, "RELEASE w");
         replies.push(reply);
     }
     let commit = if all_failed {
-        conn.execute_batch("ROLLBACK").map_err(StoreError::from)
+        exec(conn, "ROLLBACK").map_err(StoreError::from)
     } else {
-        conn.execute_batch("COMMIT").map_err(StoreError::from)
+        exec(conn, "COMMIT").map_err(StoreError::from)
     };
     if commit.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
@@ -156,4 +156,9 @@ fn commit_group(conn: &Connection, group: &mut Vec<TxWrite>) {
     for reply in replies {
         reply(commit.as_ref().err());
     }
+}
+
+/// Runs a transaction-control statement through the statement cache (no re-parsing).
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }

@@ -512,6 +512,8 @@ pub async fn integrity_prune_and_maintenance(s: &dyn Store) {
         .unwrap();
     let j = s.claim(claim_req("w", 1, T0)).await.unwrap().remove(0);
     s.complete(vec![done(&j, "w", ok())]).await.unwrap();
+    assert_eq!(s.succeeded_since(T0 + 10).await.unwrap(), 1);
+    assert_eq!(s.succeeded_since(T0 + 11).await.unwrap(), 0);
     assert_eq!(s.prune_finished(T0 + 5).await.unwrap(), 0);
     assert_eq!(s.prune_finished(T0 + 11).await.unwrap(), 1);
     assert_eq!(s.counts().await.unwrap().total(), 1);

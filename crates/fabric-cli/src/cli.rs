@@ -1,0 +1,237 @@
+//! The command line: every command, flag and default of the `fabric` binary.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Fabric: a durable job engine and its operator console.
+#[derive(Debug, Parser)]
+#[command(name = "fabric", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Configuration file (default: $FABRIC_HOME/config/fabric.yaml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// How data is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the daemon (in the background unless --foreground).
+    Start {
+        /// Run in this process instead of detaching.
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Stop the daemon: stop claiming, wait for in-flight jobs, exit.
+    Stop {
+        /// Seconds to wait for a graceful stop (default: workers.shutdown_timeout_seconds + 5).
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// Kill the daemon at once (SIGKILL); its running jobs are rescued on the next start.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Is the daemon running, and what is the queue doing.
+    Status,
+    /// Submit, list, inspect, cancel and retry jobs.
+    #[command(subcommand)]
+    Jobs(JobsCmd),
+    /// Jobs that failed for good: list, inspect, retry, purge.
+    #[command(subcommand)]
+    Quarantine(QuarantineCmd),
+    /// Validate or show the configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Store maintenance: integrity check, backups, restore, vacuum.
+    #[command(subcommand)]
+    Db(DbCmd),
+    /// Health checks: store, disk, config, workers, api.
+    Health {
+        /// Show every check's detail.
+        #[arg(long)]
+        verbose: bool,
+        #[command(subcommand)]
+        one: Option<HealthCmd>,
+    },
+    /// The audit log of operator actions.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// The last crash-recovery report.
+    Recovery,
+    /// Measure enqueue, drain and latency on a fresh embedded store.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCmd {
+    /// Submit a job; prints its id.
+    Submit {
+        /// Handler kind: noop, sleep, shell, record.
+        #[arg(long)]
+        kind: String,
+        /// Handler input as JSON, e.g. '{"ms": 100}'.
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        #[arg(long)]
+        shard: Option<String>,
+        /// low, normal, high (or 0..9).
+        #[arg(long)]
+        priority: Option<String>,
+        /// Earliest start: RFC 3339 time or a delay like 10m.
+        #[arg(long)]
+        run_at: Option<String>,
+        /// Idempotency key: resubmitting returns the existing job.
+        #[arg(long)]
+        unique_key: Option<String>,
+        #[arg(long)]
+        max_attempts: Option<u32>,
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// List jobs, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        shard: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only jobs updated since: 30m, 24h, 7d or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One job: payload, attempts and their errors, timestamps, lease.
+    Show { id: String },
+    /// Cancel a pending, running or quarantined job.
+    Cancel {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Send a quarantined job back to the queue.
+    Retry {
+        id: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCmd {
+    /// Quarantined jobs, newest first.
+    List {
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One quarantined job with its payload, reason, error and notes.
+    Show { id: String },
+    /// Retry a quarantined job with fresh attempts.
+    Retry {
+        id: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Delete quarantined jobs older than N days.
+    Purge {
+        #[arg(long)]
+        older_than_days: u32,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Totals by reason.
+    Stats,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Check the configuration; every error with its path (exit 2).
+    Validate,
+    /// The effective configuration, secrets masked.
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCmd {
+    /// Integrity check of the store.
+    Check,
+    /// Online, consistent backup (default: $FABRIC_HOME/backups/queue-<time>.db).
+    Backup {
+        #[arg(long)]
+        to: Option<PathBuf>,
+    },
+    /// Backups in $FABRIC_HOME/backups.
+    ListBackups,
+    /// Replace the store with a backup (refused while the daemon runs).
+    Restore { file: PathBuf },
+    /// Compact the store.
+    Vacuum,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HealthCmd {
+    /// Run one check by name (store, disk, config, workers, api).
+    Check { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Operator actions, newest first.
+    List {
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BenchArgs {
+    /// Jobs per phase.
+    #[arg(long, default_value_t = 20_000)]
+    pub jobs: usize,
+    /// Worker slots for the drain, and concurrent submitters for one-by-one enqueue.
+    #[arg(long, default_value_t = 10)]
+    pub workers: usize,
+    /// Jobs per second in the latency run.
+    #[arg(long, default_value_t = 500)]
+    pub trickle_rate: u32,
+    /// Jobs in the latency run.
+    #[arg(long, default_value_t = 1_000)]
+    pub trickle_jobs: usize,
+    /// Orphaned running jobs in the crash-recovery run (0 skips it).
+    #[arg(long, default_value_t = 100_000)]
+    pub recovery_jobs: usize,
+    /// SQLite synchronous mode: normal or full.
+    #[arg(long, default_value = "normal")]
+    pub synchronous: String,
+}

@@ -1,0 +1,83 @@
+//! One module per command group; each parses its arguments and calls the Console.
+
+mod bench;
+mod config;
+mod daemon;
+mod db;
+mod health;
+mod jobs;
+mod quarantine;
+mod status;
+
+use std::process::ExitCode;
+
+use crate::cli::{AuditCmd, Cli, Command};
+use crate::context::{parse_since, runtime, Ctx};
+use crate::output::{print, table, time};
+
+/// Runs one command and returns its exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let global = cli.global;
+    match cli.command {
+        // Commands that must work on a broken config handle loading themselves.
+        Command::Config(cmd) => config::run(global, cmd),
+        Command::Bench(args) => bench::run(global.format, args),
+        Command::Start { foreground } => daemon::start(Ctx::load(global)?, foreground),
+        Command::Stop { timeout, force } => daemon::stop(Ctx::load(global)?, timeout, force),
+        command => {
+            let ctx = Ctx::load(global)?;
+            runtime()?.block_on(async move {
+                match command {
+                    Command::Status => status::run(&ctx).await,
+                    Command::Jobs(cmd) => jobs::run(&ctx, cmd).await,
+                    Command::Quarantine(cmd) => quarantine::run(&ctx, cmd).await,
+                    Command::Db(cmd) => db::run(&ctx, cmd).await,
+                    Command::Health { verbose, one } => health::run(&ctx, verbose, one).await,
+                    Command::Audit(AuditCmd::List { since, limit }) => {
+                        let since = parse_since(since.as_deref())?;
+                        let log = ctx.console()?.audit_log(since, limit).await?;
+                        print(ctx.global.format, &log, || {
+                            table(
+                                &["at", "actor", "action", "target", "reason"],
+                                log.iter()
+                                    .map(|e| {
+                                        vec![
+                                            time(Some(e.at)),
+                                            e.actor.clone(),
+                                            e.action.clone(),
+                                            e.target.clone(),
+                                            e.reason.clone().unwrap_or_default(),
+                                        ]
+                                    })
+                                    .collect(),
+                            )
+                        })?;
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Command::Recovery => {
+                        let r = ctx.console()?.last_recovery().await?;
+                        print(ctx.global.format, &r, || match &r {
+                            None => "no crash recovery has run".into(),
+                            Some(r) => crate::output::pairs(&[
+                                ("at", time(Some(r.at))),
+                                ("jobs_reset_to_pending", r.jobs_reset_to_pending.to_string()),
+                                ("jobs_quarantined", r.jobs_quarantined.to_string()),
+                                ("duration_ms", format!("{:.1}", r.duration_ms)),
+                                ("wal_checkpointed", r.wal_checkpointed.to_string()),
+                                ("integrity", r.integrity.clone()),
+                                ("errors", r.errors.join("; ")),
+                            ]),
+                        })?;
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Command::Config(_)
+                    | Command::Bench(_)
+                    | Command::Start { .. }
+                    | Command::Stop { .. } => {
+                        unreachable!("handled above")
+                    }
+                }
+            })
+        }
+    }
+}

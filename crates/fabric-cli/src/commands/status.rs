@@ -1,0 +1,104 @@
+//! `fabric status`: is the daemon running, and what the queue and workers are doing.
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::context::Ctx;
+use crate::output::{pairs, print};
+
+#[derive(Serialize)]
+struct Workers {
+    active: u64,
+    max: u32,
+    utilization: f64,
+}
+
+#[derive(Serialize)]
+struct Status {
+    running: bool,
+    pid: Option<u32>,
+    uptime_seconds: Option<u64>,
+    version: &'static str,
+    backend: String,
+    home: String,
+    queue: fabric_store::StateCounts,
+    workers: Workers,
+    /// Jobs that succeeded in the last hour.
+    throughput_last_hour: u64,
+}
+
+pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let console = ctx.console()?;
+    let pid = ctx.home.running_pid();
+    let uptime_seconds = pid.and_then(|_| {
+        let m = std::fs::metadata(ctx.home.pid_file())
+            .ok()?
+            .modified()
+            .ok()?;
+        m.elapsed().ok().map(|d| d.as_secs())
+    });
+    let queue = console.counts().await?;
+    let hour_ago = console.now() - 3_600_000;
+    let throughput_last_hour = console.store().succeeded_since(hour_ago).await?;
+    let max = ctx.config.workers.max_workers;
+    // The store is the truth: jobs running are the busy worker slots.
+    let active = if pid.is_some() { queue.running } else { 0 };
+    let s = Status {
+        running: pid.is_some(),
+        pid,
+        uptime_seconds,
+        version: env!("CARGO_PKG_VERSION"),
+        backend: console.store().backend().to_string(),
+        home: ctx.home.root().display().to_string(),
+        workers: Workers {
+            active,
+            max,
+            utilization: if max == 0 {
+                0.0
+            } else {
+                active as f64 / f64::from(max)
+            },
+        },
+        queue,
+        throughput_last_hour,
+    };
+    print(ctx.global.format, &s, || {
+        let q = &s.queue;
+        pairs(&[
+            (
+                "daemon",
+                match s.pid {
+                    Some(pid) => {
+                        format!("running (pid {pid}, up {}s)", s.uptime_seconds.unwrap_or(0))
+                    }
+                    None => "stopped".into(),
+                },
+            ),
+            ("version", s.version.to_string()),
+            ("backend", s.backend.clone()),
+            ("home", s.home.clone()),
+            (
+                "queue",
+                format!(
+                    "pending {}, running {}, succeeded {}, failed {}, quarantined {}, cancelled {}",
+                    q.pending, q.running, q.succeeded, q.failed, q.quarantined, q.cancelled
+                ),
+            ),
+            (
+                "workers",
+                format!(
+                    "{} of {} busy ({:.0}%)",
+                    s.workers.active,
+                    s.workers.max,
+                    s.workers.utilization * 100.0
+                ),
+            ),
+            (
+                "last hour",
+                format!("{} jobs succeeded", s.throughput_last_hour),
+            ),
+        ])
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,122 @@
+//! What every command needs: the home directory, the validated configuration, a Console on
+//! the configured store, and the mapping of errors to exit codes.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use fabric_core::config::Config;
+use fabric_core::RealClock;
+use fabric_engine::home::ConfigError;
+use fabric_engine::{Console, EngineError, FabricHome, Registry};
+
+use crate::cli::Global;
+
+/// Bad usage or invalid input: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// Exit code for an error: 2 for bad input, 1 for everything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<Usage>().is_some() {
+        return 2;
+    }
+    if let Some(ee) = e.downcast_ref::<EngineError>() {
+        return if ee.is_usage() { 2 } else { 1 };
+    }
+    if e.downcast_ref::<fabric_core::CoreError>()
+        .is_some_and(|c| matches!(c, fabric_core::CoreError::InvalidInput { .. }))
+    {
+        return 2;
+    }
+    1
+}
+
+/// Home + configuration of one invocation.
+pub struct Ctx {
+    pub home: FabricHome,
+    pub config: Arc<Config>,
+    pub global: Global,
+}
+
+impl Ctx {
+    /// Resolves the home and loads the configuration; invalid configuration is a usage error
+    /// listing every problem with its path.
+    pub fn load(global: Global) -> anyhow::Result<Self> {
+        let home = FabricHome::resolve(None);
+        let config = load_config(&home, &global)?;
+        Ok(Self {
+            home,
+            config: Arc::new(config),
+            global,
+        })
+    }
+
+    /// Who is acting, for the audit log.
+    pub fn actor() -> String {
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        format!("cli:{user}")
+    }
+
+    /// A Console on the configured store (creating the home if needed).
+    pub fn console(&self) -> anyhow::Result<Console> {
+        self.home
+            .ensure()
+            .with_context(|| format!("cannot create {}", self.home.root().display()))?;
+        let store = fabric_engine::open_store(&self.config, &self.home)?;
+        Ok(Console::new(
+            store,
+            Registry::builtin(),
+            self.config.clone(),
+            Arc::new(RealClock),
+            Self::actor(),
+        ))
+    }
+}
+
+/// Loads and validates the configuration of `global.config` or the home.
+pub fn load_config(home: &FabricHome, global: &Global) -> anyhow::Result<Config> {
+    match home.load_config(global.config.as_deref()) {
+        Ok(c) => Ok(c),
+        Err(ConfigError::Unreadable(path, e)) => {
+            Err(Usage(format!("cannot read config {}: {e}", path.display())).into())
+        }
+        Err(ConfigError::Invalid(path, problems)) => {
+            let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            Err(Usage(format!(
+                "invalid config {} ({} problem{}):\n{}",
+                path.display(),
+                lines.len(),
+                if lines.len() == 1 { "" } else { "s" },
+                lines.join("\n")
+            ))
+            .into())
+        }
+    }
+}
+
+/// Parses a job id argument.
+pub fn parse_id(s: &str) -> anyhow::Result<i64> {
+    s.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Usage(format!("invalid job id '{s}': expected a positive integer")).into())
+}
+
+/// Parses `--since`.
+pub fn parse_since(s: Option<&str>) -> anyhow::Result<Option<i64>> {
+    s.map(|s| {
+        fabric_core::time::parse_since(s, chrono::Utc::now().timestamp_millis())
+            .map_err(|e| Usage(e.to_string()).into())
+    })
+    .transpose()
+}
+
+/// A tokio runtime for one command.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
