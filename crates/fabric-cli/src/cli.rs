@@ -83,14 +83,18 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum JobsCmd {
-    /// Submit a job; prints its id.
+    /// Submit a job (prints its id), or many from a file in one durable write.
     Submit {
         /// Handler kind: noop, sleep, shell, record.
-        #[arg(long)]
-        kind: String,
-        /// Handler input as JSON, e.g. '{"ms": 100}'.
+        #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+        kind: Option<String>,
+        /// Handler input as JSON, e.g. '{"ms": 100}', or @FILE to read it from a file.
         #[arg(long, default_value = "{}")]
         payload: String,
+        /// Submit every job of a JSON-lines file (one job object per line:
+        /// {"kind": .., "payload": .., "shard": .., "priority": .., ...}); all or nothing.
+        #[arg(long, value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
         #[arg(long)]
         shard: Option<String>,
         /// low, normal, high (or 0..9).

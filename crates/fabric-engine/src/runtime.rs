@@ -200,6 +200,12 @@ async fn dispatcher(
     let mut backoff = Duration::from_millis(10);
     // Claimed jobs waiting for a free slot (at most PREFETCH_WINDOW of work; see `prefetch`).
     let mut ready: VecDeque<Job> = VecDeque::new();
+    // Set when the last claim got fewer jobs than asked: nothing more is due, so wait for
+    // a wake-up, the next due time or the poll before claiming again. The wake-up future
+    // is armed before that claim, so an enqueue racing with it is never missed.
+    let mut drained = false;
+    let mut wake = Box::pin(shared.wake.notified());
+    wake.as_mut().enable();
     loop {
         let stopping = *stop.borrow();
         if stopping && ready.is_empty() {
@@ -212,18 +218,39 @@ async fn dispatcher(
             spawn_job(&shared, &done, job, permit);
             continue;
         }
-        // Registered before the claim so a wake-up between claim and wait is not lost.
-        let notified = shared.wake.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
+        if stopping {
+            break;
+        }
+        if drained {
+            let now = shared.clock.now_ms();
+            let wait = match shared.store.next_run_at().await {
+                Ok(Some(t)) if t > now => Duration::from_millis((t - now) as u64),
+                Ok(Some(_)) => Duration::ZERO,
+                _ => opts.poll_interval,
+            }
+            .min(opts.poll_interval);
+            if !wait.is_zero() {
+                tokio::select! {
+                    _ = wake.as_mut() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            drained = false;
+            if *stop.borrow() {
+                continue;
+            }
+        }
+        wake = Box::pin(shared.wake.notified());
+        wake.as_mut().enable();
         let free = 1 + slots.available_permits();
-        let now = shared.clock.now_ms();
+        let limit = (free + prefetch(&shared)).min(CLAIM_BATCH);
         let req = ClaimRequest {
             owner: shared.owner.clone(),
             shards: opts.shards.clone(),
-            limit: (free + prefetch(&shared)).min(CLAIM_BATCH),
+            limit,
             lease_ms: opts.lease.as_millis() as i64,
-            now,
+            now: shared.clock.now_ms(),
         };
         let jobs = match shared.store.claim(req).await {
             Ok(jobs) => {
@@ -238,19 +265,10 @@ async fn dispatcher(
                 continue;
             }
         };
+        drained = jobs.len() < limit;
+        tracing::trace!(claimed = jobs.len(), free, "claimed");
         if jobs.is_empty() {
             drop(permit);
-            let wait = match shared.store.next_run_at().await {
-                Ok(Some(t)) if t > now => Duration::from_millis((t - now) as u64),
-                Ok(Some(_)) => Duration::from_millis(1),
-                _ => opts.poll_interval,
-            }
-            .min(opts.poll_interval);
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => {}
-            }
             continue;
         }
         {
@@ -259,7 +277,6 @@ async fn dispatcher(
                 map.insert(j.id, j.attempt);
             }
         }
-        tracing::trace!(claimed = jobs.len(), free, "claimed");
         ready.extend(jobs);
         if let Some(job) = ready.pop_front() {
             spawn_job(&shared, &done, job, permit);

