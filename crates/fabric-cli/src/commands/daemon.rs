@@ -132,8 +132,18 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
     let console = Console::new(store.clone(), registry, config.clone(), clock, "daemon")
         .with_engine(engine.waker(), metrics.clone());
     let (api_stop, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let _ = (listener, token, api_stop_rx);
-    let api: Option<tokio::task::JoinHandle<()>> = None;
+    let api = listener.map(|listener| {
+        let state = fabric_api::ApiState {
+            console: console.clone(),
+            metrics: metrics.clone(),
+            token,
+            max_body_bytes: config.api.max_body_bytes,
+            home: home.root().to_path_buf(),
+        };
+        tokio::spawn(fabric_api::serve(listener, state, async move {
+            let _ = api_stop_rx.await;
+        }))
+    });
     console
         .record("daemon.start", &format!("pid {}", std::process::id()), None)
         .await?;

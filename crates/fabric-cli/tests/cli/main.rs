@@ -316,6 +316,40 @@ fn daemon_runs_jobs_refuses_a_second_start_and_stops() {
     assert_eq!(show["result"]["exit_code"], 0);
     assert_eq!(show["result"]["output_tail"], "hi\n");
 
+    // The daemon's HTTP API: mutations need the token; with it, a job runs at once.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (unauth, created) = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let url = format!("http://{listen}/api/v1/jobs");
+        let body = r#"{"kind": "noop"}"#;
+        let unauth = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        let created: Value = http
+            .post(&url)
+            .bearer_auth("t0ken")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (unauth, created)
+    });
+    assert_eq!(unauth.as_u16(), 401);
+    let api_id = created["id"].as_i64().unwrap().to_string();
+    h.wait_until("the API job succeeds", || {
+        h.json(&["jobs", "show", &api_id])["state"] == "succeeded"
+    });
+    assert_eq!(h.job_count(), 2, "the unauthorized call wrote nothing");
+
     let health = h.json(&["health", "--verbose"]);
     assert_eq!(health["status"], "ok", "{health}");
     let names: Vec<&str> = health["checks"]
