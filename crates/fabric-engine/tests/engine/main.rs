@@ -235,7 +235,11 @@ async fn exhausted_retries_quarantine_and_an_operator_retry_succeeds() {
         .await
         .unwrap();
     let j = wait_state(&*r.store, s.id, JobState::Succeeded).await;
-    assert_eq!(j.attempt, 1, "a fresh set of attempts");
+    assert_eq!(
+        j.attempt, 3,
+        "attempt numbers go on after an operator retry"
+    );
+    assert_eq!(j.max_attempts, 4, "with a fresh set of attempts");
     let audit = r.console.audit_log(None, 10).await.unwrap();
     assert_eq!(audit[0].action, "quarantine.retry");
     assert_eq!(audit[0].reason.as_deref(), Some("upstream is back"));

@@ -658,10 +658,20 @@ impl Store for SqliteStore {
         self.inner
             .writer
             .write(move |conn| {
-                check(conn, id, JobState::Pending)?;
+                let job = check(conn, id, JobState::Pending)?;
+                if !matches!(job.state, JobState::Quarantined | JobState::Failed) {
+                    return Err(fabric_core::CoreError::IllegalTransition {
+                        id,
+                        from: job.state.as_str(),
+                        to: "pending (operator retry: only quarantined jobs)",
+                    }
+                    .into());
+                }
+                // Attempt numbers never repeat (they fence completions), so a fresh set of
+                // attempts raises the ceiling instead of resetting the counter.
                 conn.prepare_cached(
-                    "UPDATE jobs SET state = 'pending', attempt = 0, run_at = ?2, updated_at = ?2,
-                         finished_at = NULL
+                    "UPDATE jobs SET state = 'pending', max_attempts = attempt + max_attempts,
+                         run_at = ?2, updated_at = ?2, finished_at = NULL
                      WHERE id = ?1",
                 )?
                 .execute(params![id, now])?;

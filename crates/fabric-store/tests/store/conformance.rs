@@ -318,7 +318,8 @@ pub async fn quarantine_keeps_payload_and_retry_brings_it_back(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(back.state, JobState::Pending);
-    assert_eq!(back.attempt, 0);
+    assert_eq!(back.attempt, 1, "attempt numbers never repeat");
+    assert_eq!(back.max_attempts, 1 + 3, "a fresh set of attempts");
     let e = s.quarantine_entry(job.id).await.unwrap();
     assert_eq!(e.retries, 1);
     assert_eq!(e.notes[0].note, "fixed the permissions");
@@ -335,7 +336,7 @@ pub async fn quarantine_keeps_payload_and_retry_brings_it_back(s: &dyn Store) {
         .await
         .unwrap()
         .remove(0);
-    assert_eq!(again.attempt, 1);
+    assert_eq!(again.attempt, 2);
     s.complete(vec![done(&again, "w1", ok())]).await.unwrap();
     assert_eq!(s.job(job.id).await.unwrap().job.state, JobState::Succeeded);
 }
@@ -356,6 +357,12 @@ pub async fn illegal_moves_are_errors_and_change_nothing(s: &dyn Store) {
         "{pending_retry:?}"
     );
     assert_eq!(s.job(ids[1].id).await.unwrap().job.state, JobState::Pending);
+    // A running job cannot be operator-retried: its worker still holds the lease.
+    let running = s.claim(claim_req("w", 1, T0)).await.unwrap().remove(0);
+    let err = s.retry(running.id, None, T0).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    let still = s.job(running.id).await.unwrap().job;
+    assert_eq!((still.state, still.attempt), (JobState::Running, 1));
     let missing = s.cancel(999_999, "x", T0).await.unwrap_err();
     assert!(
         matches!(missing, StoreError::NotFound { .. }),
