@@ -19,6 +19,9 @@ pub enum ApiError {
     /// Mutating calls are disabled because no token is configured.
     #[error("mutating API calls are disabled: set api.token or api.token_file")]
     Forbidden,
+    /// The request body is larger than `api.max_body_bytes`.
+    #[error("request body is larger than {limit} bytes (api.max_body_bytes)")]
+    TooLarge { limit: usize },
     /// What the Console said.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -46,12 +49,18 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Engine(EngineError::InvalidInput { .. }) => StatusCode::BAD_REQUEST,
             ApiError::Engine(EngineError::NotFound { .. }) => StatusCode::NOT_FOUND,
             ApiError::Engine(EngineError::Conflict(_)) => StatusCode::CONFLICT,
             ApiError::Engine(EngineError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Engine(EngineError::Failed(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = %self, "api request failed");
+        } else if status == StatusCode::UNAUTHORIZED {
+            tracing::warn!("api: mutating request without a valid bearer token refused");
+        }
         let body = Json(json!({"error": self.to_string()}));
         if status == StatusCode::UNAUTHORIZED {
             (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()

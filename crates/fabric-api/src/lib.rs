@@ -4,20 +4,25 @@
 
 mod error;
 
+use std::error::Error as _;
 use std::future::Future;
 use std::path::PathBuf;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fabric_core::quarantine::QuarantineReason;
-use fabric_core::{JobState, NewJob};
+use fabric_core::{CoreError, JobState, NewJob};
 use fabric_engine::console::{Check, Health};
-use fabric_engine::{Console, Metrics};
+use fabric_engine::{Console, EngineError, Metrics};
 use fabric_store::{JobFilter, QuarantineFilter};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -26,11 +31,15 @@ pub use error::ApiError;
 /// Largest page a listing returns.
 const MAX_LIMIT: usize = 1000;
 
+/// Page size of a listing without `limit`.
+const DEFAULT_LIMIT: usize = 50;
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
     /// The daemon's Console; mutations act as `api`.
     pub console: Console,
+    /// The daemon's metrics: read for `/metrics`, `/healthz` and status.
     pub metrics: Metrics,
     /// Bearer token for mutating calls; `None` disables them.
     pub token: Option<String>,
@@ -42,7 +51,8 @@ pub struct ApiState {
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-/// The router with every route, the auth layer and the body limit.
+/// The router with every route, the auth layer and the body limit. Reads (`GET`, `HEAD`) are
+/// open; every other method needs the bearer token, and is refused when none is configured.
 pub fn router(state: ApiState) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
@@ -58,17 +68,22 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/quarantine/purge", post(purge))
         .route("/api/v1/quarantine/{id}", get(show_quarantine))
         .route("/api/v1/quarantine/{id}/retry", post(quarantine_retry))
+        .fallback(no_route)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` completes.
+/// Serves `router(state)` on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, mutations = state.token.is_some(), "api listening");
+    }
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -83,6 +98,66 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
+/// The credentials of an `Authorization: Bearer <token>` value (the scheme is case-insensitive,
+/// RFC 7235).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
+}
+
+/// A JSON body's raw bytes; a body over the limit or one that cannot be read is an [`ApiError`]
+/// (413 or 400) with a JSON message, not axum's plain-text rejection.
+struct Body(Bytes);
+
+impl FromRequest<ApiState> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &ApiState) -> Result<Self> {
+        Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge {
+                        limit: state.max_body_bytes,
+                    }
+                } else {
+                    ApiError::bad("body", e.body_text())
+                }
+            })
+    }
+}
+
+/// Query parameters; a bad or unknown one is a 400 naming it (serde's path), as JSON.
+struct ApiQuery<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(q)) => Ok(ApiQuery(q)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::bad(
+                "query",
+                e.source()
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| e.body_text()),
+            )),
+            Err(e) => Err(ApiError::bad("query", e.body_text())),
+        }
+    }
+}
+
+async fn no_route(uri: Uri) -> ApiError {
+    EngineError::NotFound {
+        what: "route",
+        id: uri.path().to_string(),
+    }
+    .into()
+}
+
 /// Lets reads through; a mutating call needs the configured bearer token.
 async fn authorize(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     if req.method() == Method::GET || req.method() == Method::HEAD {
@@ -95,7 +170,7 @@ async fn authorize(State(state): State<ApiState>, req: Request, next: Next) -> R
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer);
     match given {
         Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => next.run(req).await,
         _ => ApiError::Unauthorized.into_response(),
@@ -147,6 +222,7 @@ async fn status(State(s): State<ApiState>) -> Result<Json<Value>> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct JobsQuery {
     status: Option<String>,
     shard: Option<String>,
@@ -156,21 +232,29 @@ struct JobsQuery {
     limit: Option<usize>,
 }
 
+/// A page size: default 50, capped at 1000.
 fn limit(l: Option<usize>) -> Result<usize> {
-    match l.unwrap_or(50) {
+    match l.unwrap_or(DEFAULT_LIMIT) {
         0 => Err(ApiError::bad("limit", "must be at least 1")),
         n => Ok(n.min(MAX_LIMIT)),
     }
 }
 
+/// A `since` cut-off (`30m`, `24h`, `7d` or RFC 3339) in epoch ms.
 fn since(console: &Console, s: Option<&str>) -> Result<Option<i64>> {
-    s.map(|s| fabric_core::time::parse_since(s, console.now()).map_err(ApiError::from))
-        .transpose()
+    s.map(|s| {
+        fabric_core::time::parse_since(s, console.now()).map_err(|e| match e {
+            // The core names the CLI flag; over HTTP the field is the query parameter.
+            CoreError::InvalidInput { message, .. } => ApiError::bad("since", message),
+            other => other.into(),
+        })
+    })
+    .transpose()
 }
 
 async fn list_jobs(
     State(s): State<ApiState>,
-    Query(q): Query<JobsQuery>,
+    ApiQuery(q): ApiQuery<JobsQuery>,
 ) -> Result<Json<Vec<fabric_core::Job>>> {
     let filter = JobFilter {
         state: q.status.as_deref().map(JobState::parse).transpose()?,
@@ -183,24 +267,40 @@ async fn list_jobs(
     Ok(Json(s.console.jobs(filter).await?))
 }
 
-/// One job, or `{"jobs": [...]}` for many in one write.
+/// `{"jobs": [...]}`: many jobs in one all-or-nothing write.
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum SubmitBody {
-    Many { jobs: Vec<NewJob> },
-    One(NewJob),
+#[serde(deny_unknown_fields)]
+struct Batch {
+    jobs: Vec<NewJob>,
 }
 
-async fn submit(State(s): State<ApiState>, body: axum::body::Bytes) -> Result<Response> {
-    let body: SubmitBody = serde_json::from_slice(&body).map_err(|e| {
-        // Re-parse as one job for serde's precise message (field and position).
-        match serde_json::from_slice::<NewJob>(&body) {
-            Err(one) => ApiError::bad("body", one.to_string()),
-            Ok(_) => ApiError::bad("body", e.to_string()),
+/// One job, or a batch.
+enum SubmitBody {
+    One(NewJob),
+    Many(Batch),
+}
+
+impl SubmitBody {
+    /// A body with a top-level `jobs` key is a batch. Parsed as the one type it claims to be
+    /// (not an untagged enum) so serde's message names the real problem and its position.
+    fn parse(body: &[u8]) -> Result<Self> {
+        let bad = |e: serde_json::Error| ApiError::bad("body", e.to_string());
+        let value: Value = serde_json::from_slice(body).map_err(bad)?;
+        if value.get("jobs").is_some() {
+            serde_json::from_slice(body)
+                .map(SubmitBody::Many)
+                .map_err(bad)
+        } else {
+            serde_json::from_slice(body)
+                .map(SubmitBody::One)
+                .map_err(bad)
         }
-    })?;
+    }
+}
+
+async fn submit(State(s): State<ApiState>, Body(body): Body) -> Result<Response> {
     let console = s.console.as_actor("api");
-    match body {
+    match SubmitBody::parse(&body)? {
         SubmitBody::One(job) => {
             let out = console.submit(job).await?;
             let code = if out.created {
@@ -210,7 +310,7 @@ async fn submit(State(s): State<ApiState>, body: axum::body::Bytes) -> Result<Re
             };
             Ok((code, Json(json!({"id": out.id, "created": out.created}))).into_response())
         }
-        SubmitBody::Many { jobs } => {
+        SubmitBody::Many(Batch { jobs }) => {
             if jobs.is_empty() {
                 return Err(ApiError::bad("jobs", "must not be empty"));
             }
@@ -233,7 +333,7 @@ async fn show_job(State(s): State<ApiState>, Path(id): Path<String>) -> Result<R
 }
 
 /// Parses an optional JSON body of a POST (an empty body is `{}`).
-fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T> {
+fn optional_body<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -249,7 +349,7 @@ struct CancelBody {
 async fn cancel(
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> Result<Response> {
     let b: CancelBody = optional_body(&body)?;
     let reason = b.reason.unwrap_or_default();
@@ -270,7 +370,7 @@ struct NoteBody {
 async fn retry(
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> Result<Response> {
     let b: NoteBody = optional_body(&body)?;
     let job = s
@@ -282,6 +382,7 @@ async fn retry(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct QuarantineQuery {
     reason: Option<String>,
     since: Option<String>,
@@ -290,7 +391,7 @@ struct QuarantineQuery {
 
 async fn list_quarantine(
     State(s): State<ApiState>,
-    Query(q): Query<QuarantineQuery>,
+    ApiQuery(q): ApiQuery<QuarantineQuery>,
 ) -> Result<Response> {
     let filter = QuarantineFilter {
         reason: q
@@ -315,7 +416,7 @@ async fn show_quarantine(State(s): State<ApiState>, Path(id): Path<String>) -> R
 async fn quarantine_retry(
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> Result<Response> {
     let b: NoteBody = optional_body(&body)?;
     let job = s
@@ -335,7 +436,7 @@ struct PurgeBody {
     dry_run: bool,
 }
 
-async fn purge(State(s): State<ApiState>, body: axum::body::Bytes) -> Result<Response> {
+async fn purge(State(s): State<ApiState>, Body(body): Body) -> Result<Response> {
     let b: PurgeBody = optional_body(&body)?;
     let days = b
         .older_than_days
@@ -355,7 +456,7 @@ async fn purge(State(s): State<ApiState>, body: axum::body::Bytes) -> Result<Res
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{bearer, constant_time_eq, SubmitBody};
 
     #[test]
     fn token_comparison_needs_an_exact_match() {
@@ -364,5 +465,33 @@ mod tests {
         assert!(!constant_time_eq(b"s3cret", b"s3cret-longer"));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(!constant_time_eq(b"x", b""));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_required() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("abc"), None);
+    }
+
+    #[test]
+    fn submit_body_is_one_job_or_a_batch_with_precise_errors() {
+        assert!(matches!(
+            SubmitBody::parse(br#"{"kind": "noop"}"#),
+            Ok(SubmitBody::One(_))
+        ));
+        assert!(matches!(
+            SubmitBody::parse(br#"{"jobs": [{"kind": "noop"}]}"#),
+            Ok(SubmitBody::Many(_))
+        ));
+        let err = |b: &[u8]| match SubmitBody::parse(b) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted {}", String::from_utf8_lossy(b)),
+        };
+        assert!(err(br#"{"shard": "a"}"#).contains("missing field `kind`"));
+        assert!(err(br#"{"jobs": [{"kind": 1}]}"#).contains("invalid type: integer"));
+        assert!(err(br#"{"jobs": [], "kind": "noop"}"#).contains("unknown field `kind`"));
+        assert!(err(b"{\"kind\": ").contains("EOF"));
     }
 }

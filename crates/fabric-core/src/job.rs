@@ -160,8 +160,10 @@ impl Default for Priority {
     }
 }
 
-/// A job as submitted, before the store gives it an id.
+/// A job as submitted, before the store gives it an id. Unknown fields are refused, so a
+/// misspelled field is an error rather than silently ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewJob {
     /// Handler kind, e.g. `noop`, `sleep`, `shell`.
     pub kind: String,

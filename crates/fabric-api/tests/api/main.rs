@@ -22,13 +22,17 @@ struct Server {
 }
 
 async fn server(token: Option<&str>) -> Server {
+    server_with(token, Config::default()).await
+}
+
+async fn server_with(token: Option<&str>, config: Config) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path().join("q.db"), SqliteOptions::default()).unwrap());
     let console = Console::new(
         store.clone(),
         Registry::builtin(),
-        Arc::new(Config::default()),
+        Arc::new(config),
         Arc::new(RealClock),
         "test",
     );
@@ -80,6 +84,15 @@ impl Server {
         (code, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A raw POST, for tests that look at headers.
+    async fn post_raw(&self, path: &str, auth: Option<&str>, body: String) -> reqwest::Response {
+        let mut req = self.http.post(format!("{}{path}", self.base)).body(body);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req.send().await.unwrap()
+    }
+
     async fn jobs(&self) -> u64 {
         self.store.counts().await.unwrap().total()
     }
@@ -90,14 +103,37 @@ async fn healthz_reports_every_check() {
     let s = server(None).await;
     let (code, body) = s.get("/healthz").await;
     assert_eq!(code, StatusCode::OK);
-    assert_eq!(body["status"], "ok", "{body}");
-    let names: Vec<&str> = body["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let checks = body["checks"].as_array().unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["store", "disk", "config", "workers", "api"]);
+    for c in checks {
+        assert!(c["detail"].is_string(), "{c}");
+        // Only the disk check depends on the machine (it warns under 5 GiB free).
+        if c["name"] != "disk" {
+            assert_eq!(c["status"], "ok", "{c}");
+        }
+    }
+    let disk = &checks[1]["status"];
+    assert_eq!(body["status"], *disk, "{body}");
+    assert_eq!(checks[4]["detail"], "serving");
+}
+
+#[tokio::test]
+async fn healthz_is_503_when_a_check_fails() {
+    let mut config = Config::default();
+    config.store.synchronous = "sometimes".into();
+    let s = server_with(None, config).await;
+    let (code, body) = s.get("/healthz").await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["checks"][2]["status"], "error", "{body}");
+    assert!(
+        body["checks"][2]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("store.synchronous"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -158,9 +194,15 @@ async fn submit_with_the_token_then_list_show_cancel() {
 async fn wrong_or_missing_token_is_401_and_changes_nothing() {
     let s = server(Some("s3cret")).await;
     let job = json!({"kind": "noop"}).to_string();
-    let (code, body) = s.post("/api/v1/jobs", None, job.clone()).await;
-    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let r = s.post_raw("/api/v1/jobs", None, job.clone()).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let body: Value = r.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("bearer token"));
+    let r = s
+        .post_raw("/api/v1/jobs", Some("Basic s3cret"), job.clone())
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let (code, _) = s.post("/api/v1/jobs", Some("s3cre"), job.clone()).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
     let (code, _) = s.post("/api/v1/jobs", Some("s3cret-and-more"), job).await;
@@ -205,16 +247,132 @@ async fn bad_input_is_400_413_or_404_and_writes_nothing() {
         .await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
     let big = json!({"kind": "noop", "payload": {"x": "y".repeat(100_000)}}).to_string();
-    let (code, _) = s.post("/api/v1/jobs", Some("t"), big).await;
+    let (code, body) = s.post("/api/v1/jobs", Some("t"), big).await;
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        body["error"].as_str().unwrap().contains("max_body_bytes"),
+        "{body}"
+    );
     let (code, _) = s.get("/api/v1/jobs/999").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
-    let (code, body) = s.get("/api/v1/jobs?since=yesterday").await;
+    assert_eq!(s.jobs().await, 0);
+}
+
+#[tokio::test]
+async fn bad_query_values_are_400_naming_the_field() {
+    let s = server(None).await;
+    for (query, field) in [
+        ("since=yesterday", "invalid since:"),
+        ("status=done", "invalid status:"),
+        ("limit=abc", "limit"),
+        ("limit=0", "invalid limit:"),
+        ("state=pending", "unknown field `state`"),
+    ] {
+        let (code, body) = s.get(&format!("/api/v1/jobs?{query}")).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{query}: {body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains(field), "{query}: {error}");
+    }
+    let (code, body) = s.get("/api/v1/quarantine?reason=gremlins").await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
-    assert!(body["error"].as_str().unwrap().contains("since"), "{body}");
-    let (code, _) = s.get("/api/v1/jobs?status=done").await;
+    assert!(body["error"].as_str().unwrap().contains("invalid reason:"));
+    let (code, list) = s.get("/api/v1/jobs?limit=5000&since=1h&kind=noop").await;
+    assert_eq!(code, StatusCode::OK, "a large limit is capped, not refused");
+    assert_eq!(list, json!([]));
+    let (code, body) = s.get("/api/v1/nope").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().unwrap().contains("/api/v1/nope"));
+}
+
+#[tokio::test]
+async fn a_batch_is_all_or_nothing_and_unique_keys_are_idempotent() {
+    let s = server(Some("t")).await;
+    let batch = json!({"jobs": [{"kind": "noop"}, {"kind": "nope"}]}).to_string();
+    let (code, body) = s.post("/api/v1/jobs", Some("t"), batch).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("jobs[1].kind"),
+        "{body}"
+    );
+    let (code, _) = s
+        .post("/api/v1/jobs", Some("t"), json!({"jobs": []}).to_string())
+        .await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert_eq!(s.jobs().await, 0);
+
+    let keyed = json!({"kind": "noop", "unique_key": "k-1"}).to_string();
+    let (code, first) = s.post("/api/v1/jobs", Some("t"), keyed.clone()).await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(first["created"], true);
+    let (code, again) = s.post("/api/v1/jobs", Some("t"), keyed).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(again, json!({"id": first["id"], "created": false}));
+    assert_eq!(s.jobs().await, 1);
+}
+
+#[tokio::test]
+async fn status_counts_the_queue_and_names_the_backend() {
+    let s = server(Some("t")).await;
+    s.post(
+        "/api/v1/jobs",
+        Some("t"),
+        json!({"kind": "noop"}).to_string(),
+    )
+    .await;
+    let (code, body) = s.get("/api/v1/status").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(body["queue"]["pending"], 1);
+    assert_eq!(body["backend"], "sqlite");
+    assert_eq!(body["workers"]["max"], 0);
+    assert_eq!(body["workers"]["utilization"], 0.0);
+}
+
+#[tokio::test]
+async fn retry_needs_a_quarantined_job_and_cancel_a_reason() {
+    let s = server(Some("t")).await;
+    let (_, body) = s
+        .post(
+            "/api/v1/jobs",
+            Some("t"),
+            json!({"kind": "noop"}).to_string(),
+        )
+        .await;
+    let id = body["id"].as_i64().unwrap();
+    let (code, _) = s
+        .post(
+            &format!("/api/v1/jobs/{id}/retry"),
+            Some("t"),
+            String::new(),
+        )
+        .await;
+    assert_eq!(
+        code,
+        StatusCode::CONFLICT,
+        "a pending job cannot be retried"
+    );
+    let (code, _) = s
+        .post(
+            &format!("/api/v1/quarantine/{id}/retry"),
+            Some("t"),
+            json!({"note": "x"}).to_string(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "never quarantined");
+    let (code, body) = s
+        .post(&format!("/api/v1/jobs/{id}/cancel"), Some("t"), "{}".into())
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("reason"), "{body}");
+    let (code, _) = s
+        .post(
+            "/api/v1/jobs/abc/cancel",
+            Some("t"),
+            json!({"reason": "x"}).to_string(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let (_, shown) = s.get(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(shown["state"], "pending");
 }
 
 #[tokio::test]

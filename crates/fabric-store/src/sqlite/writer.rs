@@ -11,6 +11,10 @@ use tokio::sync::oneshot;
 
 use crate::{Result, StoreError};
 
+/// Longest wait for the rest of a group of concurrent writers.
+const GROUP_LINGER: std::time::Duration = std::time::Duration::from_micros(100);
+/// Only groups at least this large (many concurrent writers) make the next one wait.
+const LINGER_MIN_GROUP: usize = 4;
 /// Most writes folded into one transaction.
 const MAX_GROUP: usize = 1024;
 
@@ -93,7 +97,12 @@ fn closed() -> StoreError {
 
 fn run(mut conn: Connection, rx: mpsc::Receiver<Cmd>) {
     let mut group: Vec<TxWrite> = Vec::with_capacity(MAX_GROUP);
+    // Size of the last group: when writers were concurrent a moment ago, wait briefly for
+    // as many again so they share one commit instead of alternating small ones. A lone
+    // writer, or two or three (an engine's claim and completion), never waits.
+    let mut last = 1usize;
     while let Ok(first) = rx.recv() {
+        let deadline = std::time::Instant::now() + GROUP_LINGER;
         let mut next = Some(first);
         loop {
             match next.take() {
@@ -108,7 +117,12 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Cmd>) {
                 break;
             }
             next = rx.try_recv().ok();
+            if next.is_none() && last >= LINGER_MIN_GROUP && group.len() < last {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                next = rx.recv_timeout(left).ok();
+            }
         }
+        last = group.len().max(1);
         commit_group(&conn, &mut group);
     }
 }
