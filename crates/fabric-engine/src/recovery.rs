@@ -51,7 +51,7 @@ pub async fn recover(
         errors,
     };
     store.put_recovery_report(report.clone()).await?;
-    tracing::warn!(
+    tracing::info!(
         jobs_reset_to_pending = report.jobs_reset_to_pending,
         jobs_quarantined = report.jobs_quarantined,
         duration_ms = report.duration_ms,

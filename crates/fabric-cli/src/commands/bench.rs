@@ -174,9 +174,6 @@ async fn bench(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
     }
     let drain_s = t.elapsed().as_secs_f64();
 
-    // Phases are measured independently: fold the drain's WAL into the database first, so
-    // the trickle does not share the machine with that checkpoint.
-    store.checkpoint().await?;
     say(
         quiet,
         format!(
