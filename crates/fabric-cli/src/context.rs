@@ -54,7 +54,18 @@ impl Ctx {
 
     /// Who is acting, for the audit log.
     pub fn actor() -> String {
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .or_else(|| {
+                let uid = nix::unistd::getuid();
+                nix::unistd::User::from_uid(uid)
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+                    .or(Some(format!("uid {uid}")))
+            })
+            .unwrap_or_default();
         format!("cli:{user}")
     }
 

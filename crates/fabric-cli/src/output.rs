@@ -11,19 +11,25 @@ pub fn print<T: Serialize>(
     value: &T,
     table: impl FnOnce() -> String,
 ) -> anyhow::Result<()> {
-    match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
-        Format::Yaml => print!("{}", serde_yaml_ng::to_string(value)?),
-        Format::Table => {
-            let t = table();
-            if t.ends_with('\n') {
-                print!("{t}");
-            } else {
-                println!("{t}");
-            }
-        }
+    let mut text = match format {
+        Format::Json => serde_json::to_string_pretty(value)?,
+        Format::Yaml => serde_yaml_ng::to_string(value)?,
+        Format::Table => table(),
+    };
+    if !text.ends_with('\n') {
+        text.push('\n');
     }
-    Ok(())
+    emit(&text)
+}
+
+/// Writes to stdout; a closed pipe (`fabric … | head`) is not an error.
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// A table with a header row.

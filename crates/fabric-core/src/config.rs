@@ -90,7 +90,7 @@ pub struct WorkersConfig {
     pub hardware_cap_enabled: bool,
     /// Lease length in seconds; a job whose lease expires is rescued (default 30).
     pub lease_seconds: u64,
-    /// Fallback poll when no wake-up arrives, in milliseconds (default 1000).
+    /// Fallback poll when no wake-up arrives, in milliseconds (default 250).
     pub poll_interval_ms: u64,
     /// How long a graceful stop waits for in-flight jobs, in seconds (default 30).
     pub shutdown_timeout_seconds: u64,
@@ -112,7 +112,7 @@ impl Default for WorkersConfig {
             max_workers: default_max_workers(),
             hardware_cap_enabled: true,
             lease_seconds: 30,
-            poll_interval_ms: 1000,
+            poll_interval_ms: 250,
             shutdown_timeout_seconds: 30,
             job_timeout_seconds: 3600,
         }
