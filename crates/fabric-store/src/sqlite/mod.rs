@@ -403,69 +403,56 @@ impl Store for SqliteStore {
             .writer
             .write(move |conn| {
                 let mut report = CompleteReport::default();
+                // One fenced statement for every outcome: it applies only while the job is
+                // still `running` under this attempt and owner.
+                let mut finish = conn.prepare_cached(
+                    "UPDATE jobs SET state = ?5, run_at = coalesce(?6, run_at),
+                         last_error = coalesce(?7, last_error), result = ?8,
+                         finished_at = CASE WHEN ?5 = 'pending' THEN finished_at ELSE ?4 END,
+                         updated_at = ?4, lease_owner = NULL, lease_expires_at = NULL
+                     WHERE id = ?1 AND state = 'running' AND attempt = ?2 AND lease_owner = ?3",
+                )?;
                 for c in &batch {
-                    let fence = "WHERE id = ?1 AND state = 'running' AND attempt = ?2 \
-                                 AND lease_owner = ?3";
-                    let n = match &c.outcome {
-                        Outcome::Succeeded { result } => conn
-                            .prepare_cached(&format!(
-                                "UPDATE jobs SET state = 'succeeded', finished_at = ?4,
-                                     updated_at = ?4, lease_owner = NULL, lease_expires_at = NULL,
-                                     result = ?5
-                                 {fence}"
-                            ))?
-                            .execute(params![
-                                c.id,
-                                c.attempt,
-                                c.owner,
-                                c.finished_at,
-                                result.as_ref().map(|v| v.to_string())
-                            ])?,
-                        Outcome::Retry {
-                            run_at,
-                            error,
-                            failure,
-                        } => {
-                            let n = conn
-                                .prepare_cached(&format!(
-                                    "UPDATE jobs SET state = 'pending', run_at = ?5,
-                                         last_error = ?6, updated_at = ?4, lease_owner = NULL,
-                                         lease_expires_at = NULL
-                                     {fence}"
-                                ))?
-                                .execute(params![
-                                    c.id,
-                                    c.attempt,
-                                    c.owner,
-                                    c.finished_at,
-                                    run_at,
-                                    error
-                                ])?;
-                            if n == 1 {
+                    let (state, run_at, error, result) = match &c.outcome {
+                        Outcome::Succeeded { result } => (
+                            JobState::Succeeded,
+                            None,
+                            None,
+                            result.as_ref().map(|v| v.to_string()),
+                        ),
+                        Outcome::Retry { run_at, error, .. } => {
+                            (JobState::Pending, Some(*run_at), Some(error), None)
+                        }
+                        Outcome::Quarantine { error, .. } => {
+                            (JobState::Quarantined, None, Some(error), None)
+                        }
+                    };
+                    let n = finish.execute(params![
+                        c.id,
+                        c.attempt,
+                        c.owner,
+                        c.finished_at,
+                        state.as_str(),
+                        run_at,
+                        error,
+                        result
+                    ])?;
+                    if n == 1 {
+                        match &c.outcome {
+                            Outcome::Succeeded { .. } => {}
+                            Outcome::Retry { error, failure, .. } => {
                                 add_error(conn, c, error, failure)?;
                             }
-                            n
-                        }
-                        Outcome::Quarantine {
-                            reason,
-                            error,
-                            failure,
-                        } => {
-                            let n = conn
-                                .prepare_cached(&format!(
-                                    "UPDATE jobs SET state = 'quarantined', last_error = ?5,
-                                         finished_at = ?4, updated_at = ?4, lease_owner = NULL,
-                                         lease_expires_at = NULL
-                                     {fence}"
-                                ))?
-                                .execute(params![c.id, c.attempt, c.owner, c.finished_at, error])?;
-                            if n == 1 {
+                            Outcome::Quarantine {
+                                reason,
+                                error,
+                                failure,
+                            } => {
                                 add_error(conn, c, error, failure)?;
                                 quarantine_job(conn, c.id, *reason, error, failure, c.finished_at)?;
                             }
-                            n
                         }
-                    };
+                    }
                     if n == 1 {
                         report.applied += 1;
                     } else {
