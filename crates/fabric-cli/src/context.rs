@@ -85,6 +85,19 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// Tells a running daemon that new work is due (SIGUSR1), so it need not wait for its
+    /// poll. Best effort: without a daemon, or if the signal fails, the poll picks it up.
+    pub fn nudge_daemon(&self) {
+        if let Some(pid) = self.home.running_pid().filter(|p| *p > 0) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGUSR1,
+            );
+        }
+    }
+}
+
 /// Loads and validates the configuration of `global.config` or the home.
 pub fn load_config(home: &FabricHome, global: &Global) -> anyhow::Result<Config> {
     match home.load_config(global.config.as_deref()) {

@@ -95,6 +95,12 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
     let home = ctx.home.clone();
     let config = ctx.config.clone();
     let mut pid_file = home.lock_pid()?;
+    // Handlers first: once the pid is published, `fabric stop` may send SIGTERM and
+    // `fabric jobs submit` SIGUSR1 (new work is due now) at any moment.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut nudge = signal(SignalKind::user_defined1())?;
     let marker = home.recovery_marker();
     let crashed = recovery::crashed(&marker);
     let store = fabric_engine::open_store(&config, &home)?;
@@ -155,14 +161,13 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
         "fabric daemon ready"
     );
 
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let waker = engine.waker();
     let mut maintenance = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = nudge.recv() => waker.wake(),
             _ = maintenance.tick() => {
                 let days = i64::from(config.queue.retention_days);
                 let before = console.now() - days * 86_400_000;

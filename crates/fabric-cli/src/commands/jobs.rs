@@ -51,6 +51,7 @@ pub async fn run(ctx: &Ctx, cmd: JobsCmd) -> anyhow::Result<ExitCode> {
             }
             job.source = source;
             let out = ctx.console()?.submit(job).await?;
+            ctx.nudge_daemon();
             print(f, &json!({"id": out.id, "created": out.created}), || {
                 if out.created {
                     out.id.to_string()
@@ -173,6 +174,7 @@ pub async fn run(ctx: &Ctx, cmd: JobsCmd) -> anyhow::Result<ExitCode> {
                 .console()?
                 .retry(parse_id(&id)?, note.as_deref())
                 .await?;
+            ctx.nudge_daemon();
             print(f, &job, || format!("job {} is pending again", job.id))?;
         }
     }
@@ -197,6 +199,7 @@ async fn submit_file(ctx: &Ctx, file: &std::path::Path) -> anyhow::Result<ExitCo
         return Err(Usage(format!("--file {}: no jobs in it", file.display())).into());
     }
     let out = ctx.console()?.submit_many(jobs).await?;
+    ctx.nudge_daemon();
     let ids: Vec<i64> = out.iter().map(|s| s.id).collect();
     let created = out.iter().filter(|s| s.created).count();
     print(

@@ -85,6 +85,7 @@ pub async fn run(ctx: &Ctx, cmd: QuarantineCmd) -> anyhow::Result<ExitCode> {
                 .console()?
                 .quarantine_retry(parse_id(&id)?, note.as_deref())
                 .await?;
+            ctx.nudge_daemon();
             print(f, &job, || format!("job {} is pending again", job.id))?;
         }
         QuarantineCmd::Purge {

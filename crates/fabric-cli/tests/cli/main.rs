@@ -461,3 +461,20 @@ fn kill_9_loses_no_job_and_runs_each_at_least_once() {
     }
     assert!(rescued_runs as u64 <= reset);
 }
+
+#[test]
+fn a_cli_submit_wakes_the_running_daemon() {
+    // With an hour-long poll, only the submit's wake-up can get the job run.
+    let h = Home::new().with("FABRIC__WORKERS__POLL_INTERVAL_MS", "3600000");
+    h.expect(0, &["start"]);
+    // Let the daemon go idle on its (hour-long) wait first.
+    std::thread::sleep(Duration::from_millis(300));
+    let id = h.json(&["jobs", "submit", "--kind", "noop"])["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    h.wait_until("the job runs without waiting for the poll", || {
+        h.json(&["jobs", "show", &id])["state"] == "succeeded"
+    });
+    h.expect(0, &["stop"]);
+}
