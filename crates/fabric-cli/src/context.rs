@@ -70,11 +70,11 @@ impl Ctx {
     }
 
     /// A Console on the configured store (creating the home if needed).
-    pub fn console(&self) -> anyhow::Result<Console> {
+    pub async fn console(&self) -> anyhow::Result<Console> {
         self.home
             .ensure()
             .with_context(|| format!("cannot create {}", self.home.root().display()))?;
-        let store = fabric_engine::open_store(&self.config, &self.home)?;
+        let store = fabric_engine::open_store(&self.config, &self.home).await?;
         Ok(Console::new(
             store,
             Registry::builtin(),

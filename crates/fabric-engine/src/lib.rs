@@ -20,10 +20,13 @@ pub use runtime::{Engine, EngineOptions, Waker};
 use std::sync::Arc;
 
 use fabric_core::config::Config;
-use fabric_store::{sqlite::SqliteOptions, SqliteStore, Store};
+use fabric_store::{sqlite::SqliteOptions, PostgresStore, SqliteStore, Store};
+
+/// Schema holding Fabric's tables in a PostgreSQL database.
+pub const POSTGRES_SCHEMA: &str = "fabric";
 
 /// Opens the store the configuration names.
-pub fn open_store(config: &Config, home: &FabricHome) -> Result<Arc<dyn Store>, EngineError> {
+pub async fn open_store(config: &Config, home: &FabricHome) -> Result<Arc<dyn Store>, EngineError> {
     match config.store.backend.as_str() {
         "sqlite" => {
             let options = SqliteOptions {
@@ -31,9 +34,17 @@ pub fn open_store(config: &Config, home: &FabricHome) -> Result<Arc<dyn Store>, 
             };
             Ok(Arc::new(SqliteStore::open(home.db_path(config), options)?))
         }
+        "postgres" => {
+            let url = config
+                .store
+                .url
+                .as_deref()
+                .ok_or_else(|| EngineError::invalid("store.url", "is required for postgres"))?;
+            Ok(Arc::new(PostgresStore::open(url, POSTGRES_SCHEMA).await?))
+        }
         other => Err(EngineError::invalid(
             "store.backend",
-            format!("'{other}' is not available in this build (sqlite)"),
+            format!("'{other}' is not a backend (sqlite or postgres)"),
         )),
     }
 }

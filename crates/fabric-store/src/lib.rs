@@ -1,15 +1,18 @@
 //! The durable state of Fabric: the [`Store`] trait every backend implements, the records it
-//! returns, and the backends themselves (`sqlite`, embedded and the default).
+//! returns, and the backends themselves (`sqlite`, embedded and the default; `postgres`, for
+//! many daemons on one database).
 //!
 //! The store is the control plane: the daemon, the CLI and the HTTP API all read and write
 //! it and none of them holds truth in memory. Every mutating call returns only once its write
 //! is durable in the backend's sense (SQLite: WAL commit).
 
 mod error;
+pub mod postgres;
 pub mod sqlite;
 mod types;
 
 pub use error::StoreError;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use types::*;
 

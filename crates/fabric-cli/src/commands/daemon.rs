@@ -103,7 +103,7 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
     let mut nudge = signal(SignalKind::user_defined1())?;
     let marker = home.recovery_marker();
     let crashed = recovery::crashed(&marker);
-    let store = fabric_engine::open_store(&config, &home)?;
+    let store = fabric_engine::open_store(&config, &home).await?;
     let clock: Arc<dyn Clock> = Arc::new(RealClock);
     if let Some(report) = recovery::recover(&*store, &*clock, &config.node.id, crashed).await? {
         let path = home
@@ -247,7 +247,8 @@ pub fn stop(ctx: Ctx, timeout: Option<u64>, force: bool) -> anyhow::Result<ExitC
         std::thread::sleep(Duration::from_millis(50));
     }
     runtime()?.block_on(async {
-        ctx.console()?
+        ctx.console()
+            .await?
             .record(
                 "daemon.stop",
                 &format!("pid {pid}"),

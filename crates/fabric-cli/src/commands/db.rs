@@ -15,7 +15,7 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
     let f = ctx.global.format;
     match cmd {
         DbCmd::Check => {
-            let lines = ctx.console()?.db_check().await?;
+            let lines = ctx.console().await?.db_check().await?;
             let ok = lines == ["ok"];
             print(f, &json!({"ok": ok, "result": lines}), || {
                 if ok {
@@ -36,7 +36,11 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
-            let path = ctx.console()?.db_backup(to, &ctx.home.backups()).await?;
+            let path = ctx
+                .console()
+                .await?
+                .db_backup(to, &ctx.home.backups())
+                .await?;
             let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             print(f, &json!({"path": path, "bytes": bytes}), || {
                 format!("backup written: {} ({bytes} bytes)", path.display())
@@ -55,6 +59,14 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
             })?;
         }
         DbCmd::Restore { file } => {
+            if ctx.config.store.backend != "sqlite" {
+                return Err(Usage(format!(
+                    "db restore replaces the embedded SQLite store; a {} store is restored \
+                     with its own tools (pg_restore)",
+                    ctx.config.store.backend
+                ))
+                .into());
+            }
             if let Some(pid) = ctx.home.running_pid() {
                 anyhow::bail!("refusing to restore while the daemon runs (pid {pid}); run `fabric stop` first");
             }
@@ -82,7 +94,7 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
             let db = ctx.home.db_path(&ctx.config);
             let mut saved = None;
             if db.exists() {
-                let console = ctx.console()?;
+                let console = ctx.console().await?;
                 console.store().checkpoint().await?;
                 let aside = console.db_backup(None, &ctx.home.backups()).await?;
                 saved = Some(aside);
@@ -96,7 +108,8 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
             std::fs::copy(&file, &tmp).with_context(|| format!("copy {}", file.display()))?;
             fabric_engine::home::set_mode(&tmp, 0o600)?;
             std::fs::rename(&tmp, &db).with_context(|| format!("replace {}", db.display()))?;
-            ctx.console()?
+            ctx.console()
+                .await?
                 .record("db.restore", &file.display().to_string(), None)
                 .await?;
             print(
@@ -116,7 +129,7 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
             )?;
         }
         DbCmd::Vacuum => {
-            ctx.console()?.db_vacuum().await?;
+            ctx.console().await?.db_vacuum().await?;
             print(f, &json!({"vacuumed": true}), || "vacuum done".into())?;
         }
     }

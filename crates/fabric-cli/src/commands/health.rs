@@ -11,7 +11,7 @@ use crate::output::{print, table};
 
 /// Every check: the Console's (store, disk, config) plus the daemon's (workers, api).
 pub async fn checks(ctx: &Ctx) -> anyhow::Result<Vec<Check>> {
-    let console = ctx.console()?;
+    let console = ctx.console().await?;
     let mut checks = console.health_checks(ctx.home.root()).await;
     let pid = ctx.home.running_pid();
     checks.push(match pid {

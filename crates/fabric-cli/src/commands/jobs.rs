@@ -50,7 +50,7 @@ pub async fn run(ctx: &Ctx, cmd: JobsCmd) -> anyhow::Result<ExitCode> {
                 job.max_attempts = n;
             }
             job.source = source;
-            let out = ctx.console()?.submit(job).await?;
+            let out = ctx.console().await?.submit(job).await?;
             ctx.nudge_daemon();
             print(f, &json!({"id": out.id, "created": out.created}), || {
                 if out.created {
@@ -71,7 +71,8 @@ pub async fn run(ctx: &Ctx, cmd: JobsCmd) -> anyhow::Result<ExitCode> {
             let state = status.as_deref().map(JobState::parse).transpose()?;
             let since = parse_since(since.as_deref())?;
             let jobs = ctx
-                .console()?
+                .console()
+                .await?
                 .jobs(JobFilter {
                     state,
                     shard,
@@ -104,7 +105,7 @@ pub async fn run(ctx: &Ctx, cmd: JobsCmd) -> anyhow::Result<ExitCode> {
             })?;
         }
         JobsCmd::Show { id } => {
-            let d = ctx.console()?.job(parse_id(&id)?).await?;
+            let d = ctx.console().await?.job(parse_id(&id)?).await?;
             print(f, &d, || {
                 let j = &d.job;
                 let mut out = pairs(&[
@@ -166,12 +167,13 @@ pub async fn run(ctx: &Ctx, cmd: JobsCmd) -> anyhow::Result<ExitCode> {
             })?;
         }
         JobsCmd::Cancel { id, reason } => {
-            let job = ctx.console()?.cancel(parse_id(&id)?, &reason).await?;
+            let job = ctx.console().await?.cancel(parse_id(&id)?, &reason).await?;
             print(f, &job, || format!("job {} cancelled: {reason}", job.id))?;
         }
         JobsCmd::Retry { id, note } => {
             let job = ctx
-                .console()?
+                .console()
+                .await?
                 .retry(parse_id(&id)?, note.as_deref())
                 .await?;
             ctx.nudge_daemon();
@@ -198,7 +200,7 @@ async fn submit_file(ctx: &Ctx, file: &std::path::Path) -> anyhow::Result<ExitCo
     if jobs.is_empty() {
         return Err(Usage(format!("--file {}: no jobs in it", file.display())).into());
     }
-    let out = ctx.console()?.submit_many(jobs).await?;
+    let out = ctx.console().await?.submit_many(jobs).await?;
     ctx.nudge_daemon();
     let ids: Vec<i64> = out.iter().map(|s| s.id).collect();
     let created = out.iter().filter(|s| s.created).count();

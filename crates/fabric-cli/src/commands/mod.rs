@@ -35,7 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Health { verbose, one } => health::run(&ctx, verbose, one).await,
                     Command::Audit(AuditCmd::List { since, limit }) => {
                         let since = parse_since(since.as_deref())?;
-                        let log = ctx.console()?.audit_log(since, limit).await?;
+                        let log = ctx.console().await?.audit_log(since, limit).await?;
                         print(ctx.global.format, &log, || {
                             table(
                                 &["at", "actor", "action", "target", "reason"],
@@ -55,7 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         Ok(ExitCode::SUCCESS)
                     }
                     Command::Recovery => {
-                        let r = ctx.console()?.last_recovery().await?;
+                        let r = ctx.console().await?.last_recovery().await?;
                         print(ctx.global.format, &r, || match &r {
                             None => "no crash recovery has run".into(),
                             Some(r) => crate::output::pairs(&[

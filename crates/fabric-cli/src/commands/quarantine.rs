@@ -21,7 +21,8 @@ pub async fn run(ctx: &Ctx, cmd: QuarantineCmd) -> anyhow::Result<ExitCode> {
             let reason = reason.as_deref().map(QuarantineReason::parse).transpose()?;
             let since = parse_since(since.as_deref())?;
             let list = ctx
-                .console()?
+                .console()
+                .await?
                 .quarantine(QuarantineFilter {
                     reason,
                     since,
@@ -56,7 +57,11 @@ pub async fn run(ctx: &Ctx, cmd: QuarantineCmd) -> anyhow::Result<ExitCode> {
             })?;
         }
         QuarantineCmd::Show { id } => {
-            let q = ctx.console()?.quarantine_entry(parse_id(&id)?).await?;
+            let q = ctx
+                .console()
+                .await?
+                .quarantine_entry(parse_id(&id)?)
+                .await?;
             print(f, &q, || {
                 pairs(&[
                     ("id", q.id.to_string()),
@@ -82,7 +87,8 @@ pub async fn run(ctx: &Ctx, cmd: QuarantineCmd) -> anyhow::Result<ExitCode> {
         }
         QuarantineCmd::Retry { id, note } => {
             let job = ctx
-                .console()?
+                .console()
+                .await?
                 .quarantine_retry(parse_id(&id)?, note.as_deref())
                 .await?;
             ctx.nudge_daemon();
@@ -95,7 +101,8 @@ pub async fn run(ctx: &Ctx, cmd: QuarantineCmd) -> anyhow::Result<ExitCode> {
         } => {
             let reason = reason.as_deref().map(QuarantineReason::parse).transpose()?;
             let ids = ctx
-                .console()?
+                .console()
+                .await?
                 .quarantine_purge(older_than_days, reason, dry_run)
                 .await?;
             print(
@@ -111,7 +118,7 @@ pub async fn run(ctx: &Ctx, cmd: QuarantineCmd) -> anyhow::Result<ExitCode> {
             )?;
         }
         QuarantineCmd::Stats => {
-            let s = ctx.console()?.quarantine_stats().await?;
+            let s = ctx.console().await?.quarantine_stats().await?;
             print(f, &s, || {
                 let mut rows: Vec<(&str, String)> = vec![("total", s.total.to_string())];
                 for (r, n) in &s.by_reason {

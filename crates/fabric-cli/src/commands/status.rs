@@ -29,7 +29,7 @@ struct Status {
 }
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
-    let console = ctx.console()?;
+    let console = ctx.console().await?;
     let pid = ctx.home.running_pid();
     let uptime_seconds = pid.and_then(|_| {
         let m = std::fs::metadata(ctx.home.pid_file())

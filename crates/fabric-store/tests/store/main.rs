@@ -11,18 +11,18 @@ mod sqlite {
 
     use fabric_store::{sqlite::SqliteOptions, SqliteStore, Store};
 
-    async fn make() -> (Arc<dyn Store>, tempfile::TempDir) {
+    async fn make() -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
         let dir = tempfile::tempdir().unwrap();
         let store =
             SqliteStore::open(dir.path().join("queue.db"), SqliteOptions::default()).unwrap();
-        (Arc::new(store), dir)
+        Some((Arc::new(store), dir))
     }
 
     conformance_tests!(make);
 
     #[tokio::test]
     async fn backup_is_a_consistent_openable_copy() {
-        let (store, dir) = make().await;
+        let (store, dir) = make().await.unwrap();
         store
             .submit(vec![fabric_core::NewJob::new("noop")], 1)
             .await
@@ -38,7 +38,7 @@ mod sqlite {
     #[tokio::test]
     async fn database_files_are_private() {
         use std::os::unix::fs::PermissionsExt;
-        let (_store, dir) = make().await;
+        let (_store, dir) = make().await.unwrap();
         let mode = std::fs::metadata(dir.path().join("queue.db"))
             .unwrap()
             .permissions()
@@ -65,5 +65,123 @@ mod sqlite {
         )
         .unwrap();
         assert_eq!(s.job(id).await.unwrap().job.kind, "noop");
+    }
+}
+
+mod postgres {
+    //! The same suite on PostgreSQL (`FABRIC_TEST_POSTGRES_URL`), each test in its own schema,
+    //! dropped at the end.
+
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use fabric_store::{PostgresStore, Store, StoreError};
+
+    /// Drops the test's schema over a fresh connection when the test ends.
+    pub struct Schema {
+        url: String,
+        name: String,
+    }
+
+    impl Drop for Schema {
+        fn drop(&mut self) {
+            let (url, name) = (self.url.clone(), self.name.clone());
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                        .await
+                        .unwrap();
+                    tokio::spawn(conn);
+                    client
+                        .batch_execute(&format!(
+                            "SET lock_timeout = '20s'; DROP SCHEMA IF EXISTS {name} CASCADE"
+                        ))
+                        .await
+                        .unwrap();
+                });
+            })
+            .join();
+        }
+    }
+
+    /// The test database URL, or `None` (and a note) when it is not set.
+    pub fn url() -> Option<String> {
+        match std::env::var("FABRIC_TEST_POSTGRES_URL") {
+            Ok(u) if !u.is_empty() => Some(u),
+            _ => {
+                eprintln!("skipped: FABRIC_TEST_POSTGRES_URL is not set (.ci/run sets it)");
+                None
+            }
+        }
+    }
+
+    /// A unique schema name for one test.
+    pub fn schema_name() -> String {
+        static N: AtomicU32 = AtomicU32::new(0);
+        format!(
+            "fabric_test_{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        )
+    }
+
+    async fn make() -> Option<(Arc<dyn Store>, Schema)> {
+        let url = url()?;
+        let name = schema_name();
+        let guard = Schema {
+            url: url.clone(),
+            name: name.clone(),
+        };
+        let store = PostgresStore::open(&url, &name).await.unwrap();
+        Some((Arc::new(store), guard))
+    }
+
+    conformance_tests!(make);
+
+    #[tokio::test]
+    async fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
+        let Some(url) = url() else { return };
+        let name = schema_name();
+        let _guard = Schema {
+            url: url.clone(),
+            name: name.clone(),
+        };
+        let first = PostgresStore::open(&url, &name).await.unwrap();
+        first
+            .submit(vec![fabric_core::NewJob::new("noop")], 1)
+            .await
+            .unwrap();
+        let again = PostgresStore::open(&url, &name).await.unwrap();
+        assert_eq!(again.counts().await.unwrap().pending, 1);
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("UPDATE {name}.fabric_schema SET version = 99"))
+            .await
+            .unwrap();
+        let err = PostgresStore::open(&url, &name).await.err().unwrap();
+        assert!(err.to_string().contains("newer than this fabric"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_names_host_and_port_but_not_the_password() {
+        let err = PostgresStore::open("postgres://fabric:hunter2@127.0.0.1:1/test", "x")
+            .await
+            .err()
+            .unwrap();
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{msg}");
+        assert!(msg.contains("127.0.0.1:1"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
     }
 }

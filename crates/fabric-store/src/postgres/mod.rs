@@ -1,0 +1,878 @@
+//! The PostgreSQL backend for scale-out: many daemons on one database. A pooled async driver
+//! (tokio-postgres + deadpool), versioned migrations, claims in one CTE with
+//! `FOR UPDATE SKIP LOCKED`, completions fenced by owner + attempt.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use fabric_core::job::AttemptError;
+use fabric_core::quarantine::QuarantineReason;
+use fabric_core::{Job, JobId, JobState, NewJob, Priority};
+use tokio_postgres::{NoTls, Row};
+
+use crate::{
+    AuditEntry, ClaimRequest, CompleteReport, Completion, JobDetail, JobFilter, Note, Outcome,
+    QuarantineEntry, QuarantineFilter, QuarantineStats, RecoveryReport, RescueReport, Result,
+    StateCounts, Store, StoreError, Submitted,
+};
+
+/// Migrations in order; `fabric_schema.version` records how many ran.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+
+const JOB_COLS: &str = "id, kind, shard, payload, priority, state, attempt, max_attempts, run_at, \
+     lease_owner, lease_expires_at, unique_key, source, created_at, updated_at, started_at, \
+     finished_at, last_error, cancel_reason, result";
+
+/// The PostgreSQL store. Clones share the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    schema: String,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if let Some(db) = e.as_db_error() {
+            StoreError::Backend(format!("{} ({})", db.message(), db.code().code()))
+        } else {
+            // Connection-level: the database went away or cannot be reached.
+            StoreError::Unavailable(e.to_string())
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// `host:port` of a URL, for messages that must not carry the password.
+fn endpoint(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}")
+}
+
+impl PostgresStore {
+    /// Connects to `url` (tables live in `schema`, created if missing), and applies pending
+    /// migrations. Errors name host and port, never the password.
+    pub async fn open(url: &str, schema: &str) -> Result<Self> {
+        if schema.is_empty()
+            || !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(StoreError::Invalid(fabric_core::CoreError::invalid(
+                "store.schema",
+                format!("'{schema}' must be letters, digits and '_'"),
+            )));
+        }
+        let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
+            StoreError::Invalid(fabric_core::CoreError::invalid(
+                "store.url",
+                "is not a valid PostgreSQL URL (postgres://user@host:port/db)",
+            ))
+        })?;
+        let at = endpoint(&config);
+        config.options(format!("-c search_path={schema}"));
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("PostgreSQL at {at}: {e}")))?;
+        let store = Self {
+            pool,
+            schema: schema.to_string(),
+        };
+        let mut client = store.pool.get().await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot connect to PostgreSQL at {at}: {e}"))
+        })?;
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await?;
+        let tx = client.transaction().await?;
+        // One migrator at a time across every daemon.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(current_schema()))",
+            &[],
+        )
+        .await?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS fabric_schema (version INTEGER NOT NULL)")
+            .await?;
+        let version: i32 = match tx
+            .query_opt("SELECT version FROM fabric_schema", &[])
+            .await?
+        {
+            Some(r) => r.get(0),
+            None => {
+                tx.execute("INSERT INTO fabric_schema (version) VALUES (0)", &[])
+                    .await?;
+                0
+            }
+        };
+        let version = version as usize;
+        if version > MIGRATIONS.len() {
+            // Release the migration lock now, not whenever the connection is reaped.
+            tx.rollback().await?;
+            return Err(StoreError::Backend(format!(
+                "the database is at schema version {version}, newer than this fabric knows ({}); \
+                 upgrade fabric",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "UPDATE fabric_schema SET version = $1",
+                &[&((i + 1) as i32)],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(store)
+    }
+
+    /// The schema holding the tables.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Drops the schema and everything in it (tests).
+    pub async fn drop_schema(&self) -> Result<()> {
+        let client = self.pool.get().await?;
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+            .await?;
+        Ok(())
+    }
+}
+
+fn row_to_job(r: &Row) -> Result<Job> {
+    let state: String = r.try_get(5)?;
+    Ok(Job {
+        id: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        shard: r.try_get(2)?,
+        payload: r.try_get(3)?,
+        priority: Priority(r.try_get(4)?),
+        state: JobState::parse(&state)?,
+        attempt: r.try_get::<_, i32>(6)? as u32,
+        max_attempts: r.try_get::<_, i32>(7)? as u32,
+        run_at: r.try_get(8)?,
+        lease_owner: r.try_get(9)?,
+        lease_expires_at: r.try_get(10)?,
+        unique_key: r.try_get(11)?,
+        source: r.try_get(12)?,
+        created_at: r.try_get(13)?,
+        updated_at: r.try_get(14)?,
+        started_at: r.try_get(15)?,
+        finished_at: r.try_get(16)?,
+        last_error: r.try_get(17)?,
+        cancel_reason: r.try_get(18)?,
+        result: r.try_get(19)?,
+    })
+}
+
+async fn get_job<C: GenericClient>(c: &C, id: JobId) -> Result<Job> {
+    let row = c
+        .query_opt(
+            &format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1"),
+            &[&id],
+        )
+        .await?
+        .ok_or_else(|| StoreError::job_not_found(id))?;
+    row_to_job(&row)
+}
+
+async fn get_job_for_update<C: GenericClient>(c: &C, id: JobId) -> Result<Job> {
+    let row = c
+        .query_opt(
+            &format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1 FOR UPDATE"),
+            &[&id],
+        )
+        .await?
+        .ok_or_else(|| StoreError::job_not_found(id))?;
+    row_to_job(&row)
+}
+
+async fn quarantine_entry<C: GenericClient>(c: &C, id: JobId) -> Result<QuarantineEntry> {
+    let job = get_job(c, id).await?;
+    let row = c
+        .query_opt(
+            "SELECT reason, error, failure, attempts, quarantined_at, retries, notes
+             FROM quarantine WHERE job_id = $1",
+            &[&id],
+        )
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "quarantined job",
+            id: id.to_string(),
+        })?;
+    let reason: String = row.try_get(0)?;
+    let notes: serde_json::Value = row.try_get(6)?;
+    Ok(QuarantineEntry {
+        id,
+        kind: job.kind,
+        shard: job.shard,
+        source: job.source,
+        payload: job.payload,
+        state: job.state,
+        reason: QuarantineReason::parse(&reason)?,
+        error: row.try_get(1)?,
+        failure: row.try_get(2)?,
+        attempts: row.try_get::<_, i32>(3)? as u32,
+        quarantined_at: row.try_get(4)?,
+        retries: row.try_get::<_, i32>(5)? as u32,
+        notes: serde_json::from_value(notes).map_err(backend)?,
+    })
+}
+
+async fn add_error<C: GenericClient>(
+    c: &C,
+    x: &Completion,
+    error: &str,
+    failure: &str,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO job_errors (job_id, attempt, error, failure, started_at, finished_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &x.id,
+            &(x.attempt as i32),
+            &error,
+            &failure,
+            &x.started_at,
+            &x.finished_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn quarantine_job<C: GenericClient>(
+    c: &C,
+    id: JobId,
+    reason: QuarantineReason,
+    error: &str,
+    failure: &str,
+    now: i64,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO quarantine (job_id, reason, error, failure, attempts, quarantined_at)
+         SELECT id, $2, $3, $4, attempt, $5 FROM jobs WHERE id = $1
+         ON CONFLICT (job_id) DO UPDATE SET reason = excluded.reason, error = excluded.error,
+             failure = excluded.failure, attempts = quarantine.attempts + excluded.attempts,
+             quarantined_at = excluded.quarantined_at",
+        &[&id, &reason.as_str(), &error, &failure, &now],
+    )
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn submit(&self, jobs: Vec<NewJob>, now: i64) -> Result<Vec<Submitted>> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let insert = tx
+            .prepare(
+                "INSERT INTO jobs (kind, shard, payload, priority, state, max_attempts, run_at,
+                     unique_key, source, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $9)
+                 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+                 RETURNING id",
+            )
+            .await?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for j in &jobs {
+            let row = tx
+                .query_opt(
+                    &insert,
+                    &[
+                        &j.kind,
+                        &j.shard,
+                        &j.payload,
+                        &j.priority.0,
+                        &(j.max_attempts as i32),
+                        &j.run_at.unwrap_or(now),
+                        &j.unique_key,
+                        &j.source,
+                        &now,
+                    ],
+                )
+                .await?;
+            match row {
+                Some(r) => out.push(Submitted {
+                    id: r.try_get(0)?,
+                    created: true,
+                }),
+                None => {
+                    let r = tx
+                        .query_one(
+                            "SELECT id FROM jobs WHERE unique_key = $1",
+                            &[&j.unique_key],
+                        )
+                        .await?;
+                    out.push(Submitted {
+                        id: r.try_get(0)?,
+                        created: false,
+                    });
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn claim(&self, req: ClaimRequest) -> Result<Vec<Job>> {
+        if req.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.pool.get().await?;
+        let until = req.now + req.lease_ms;
+        let limit = req.limit as i64;
+        let shards: Option<Vec<String>> = (!req.shards.is_empty()).then(|| req.shards.clone());
+        let rows = client
+            .query(
+                &format!(
+                    "WITH picked AS (
+                         SELECT id FROM jobs
+                         WHERE state = 'pending' AND run_at <= $3
+                           AND ($5::text[] IS NULL OR shard = ANY($5))
+                         ORDER BY priority DESC, id LIMIT $4
+                         FOR UPDATE SKIP LOCKED)
+                     UPDATE jobs j SET state = 'running', attempt = j.attempt + 1,
+                         lease_owner = $1, lease_expires_at = $2, started_at = $3, updated_at = $3
+                     FROM picked WHERE j.id = picked.id
+                     RETURNING {}",
+                    JOB_COLS
+                        .split(", ")
+                        .map(|c| format!("j.{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                &[&req.owner, &until, &req.now, &limit, &shards],
+            )
+            .await?;
+        let mut jobs = rows.iter().map(row_to_job).collect::<Result<Vec<_>>>()?;
+        jobs.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.id));
+        Ok(jobs)
+    }
+
+    async fn complete(&self, batch: Vec<Completion>) -> Result<CompleteReport> {
+        if batch.is_empty() {
+            return Ok(CompleteReport::default());
+        }
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let finish = tx
+            .prepare(
+                "UPDATE jobs SET state = $5, run_at = coalesce($6, run_at),
+                     last_error = coalesce($7, last_error), result = $8,
+                     finished_at = CASE WHEN $5 = 'pending' THEN finished_at ELSE $4 END,
+                     updated_at = $4, lease_owner = NULL, lease_expires_at = NULL
+                 WHERE id = $1 AND state = 'running' AND attempt = $2 AND lease_owner = $3",
+            )
+            .await?;
+        let mut report = CompleteReport::default();
+        for c in &batch {
+            let (state, run_at, error, result) = match &c.outcome {
+                Outcome::Succeeded { result } => (JobState::Succeeded, None, None, result.clone()),
+                Outcome::Retry { run_at, error, .. } => {
+                    (JobState::Pending, Some(*run_at), Some(error.clone()), None)
+                }
+                Outcome::Quarantine { error, .. } => {
+                    (JobState::Quarantined, None, Some(error.clone()), None)
+                }
+            };
+            let n = tx
+                .execute(
+                    &finish,
+                    &[
+                        &c.id,
+                        &(c.attempt as i32),
+                        &c.owner,
+                        &c.finished_at,
+                        &state.as_str(),
+                        &run_at,
+                        &error,
+                        &result,
+                    ],
+                )
+                .await?;
+            if n == 1 {
+                report.applied += 1;
+                match &c.outcome {
+                    Outcome::Succeeded { .. } => {}
+                    Outcome::Retry { error, failure, .. } => {
+                        add_error(&tx, c, error, failure).await?
+                    }
+                    Outcome::Quarantine {
+                        reason,
+                        error,
+                        failure,
+                    } => {
+                        add_error(&tx, c, error, failure).await?;
+                        quarantine_job(&tx, c.id, *reason, error, failure, c.finished_at).await?;
+                    }
+                }
+            } else {
+                report.late += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn heartbeat(&self, owner: &str, jobs: Vec<(JobId, u32)>, until: i64) -> Result<u64> {
+        let client = self.pool.get().await?;
+        let ids: Vec<i64> = jobs.iter().map(|(id, _)| *id).collect();
+        let attempts: Vec<i32> = jobs.iter().map(|(_, a)| *a as i32).collect();
+        let n = client
+            .execute(
+                "UPDATE jobs j SET lease_expires_at = $3
+                 FROM unnest($1::bigint[], $2::int[]) AS h(id, attempt)
+                 WHERE j.id = h.id AND j.attempt = h.attempt AND j.lease_owner = $4
+                   AND j.state = 'running'",
+                &[&ids, &attempts, &until, &owner],
+            )
+            .await?;
+        Ok(n)
+    }
+
+    async fn rescue(&self, now: i64, owner_prefix: Option<&str>) -> Result<RescueReport> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let cond = match owner_prefix {
+            Some(_) => "$1::bigint IS NOT NULL AND left(lease_owner, length($2)) = $2",
+            None => "lease_expires_at < $1 AND $2::text IS NULL",
+        };
+        let prefix: Option<&str> = owner_prefix;
+        let exhausted: Vec<JobId> = tx
+            .query(
+                &format!(
+                    "SELECT id FROM jobs WHERE state = 'running' AND {cond}
+                     AND attempt >= max_attempts ORDER BY id FOR UPDATE"
+                ),
+                &[&now, &prefix],
+            )
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+        let error = "lease lost on the last attempt (worker or daemon died)";
+        for id in &exhausted {
+            tx.execute(
+                "UPDATE jobs SET state = 'quarantined', last_error = $2, finished_at = $3,
+                     updated_at = $3, lease_owner = NULL, lease_expires_at = NULL
+                 WHERE id = $1",
+                &[id, &error, &now],
+            )
+            .await?;
+            quarantine_job(
+                &tx,
+                *id,
+                QuarantineReason::Timeout,
+                error,
+                "lease_expired",
+                now,
+            )
+            .await?;
+        }
+        let reset: Vec<JobId> = tx
+            .query(
+                &format!(
+                    "UPDATE jobs SET state = 'pending', lease_owner = NULL,
+                         lease_expires_at = NULL, updated_at = $1
+                     WHERE state = 'running' AND {cond}
+                     RETURNING id"
+                ),
+                &[&now, &prefix],
+            )
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+        tx.commit().await?;
+        let mut reset = reset;
+        reset.sort();
+        Ok(RescueReport {
+            reset,
+            quarantined: exhausted,
+        })
+    }
+
+    async fn next_run_at(&self) -> Result<Option<i64>> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one("SELECT min(run_at) FROM jobs WHERE state = 'pending'", &[])
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn job(&self, id: JobId) -> Result<JobDetail> {
+        let client = self.pool.get().await?;
+        let job = get_job(&client, id).await?;
+        let errors = client
+            .query(
+                "SELECT attempt, error, failure, started_at, finished_at FROM job_errors
+                 WHERE job_id = $1 ORDER BY id",
+                &[&id],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(AttemptError {
+                    attempt: r.try_get::<_, i32>(0)? as u32,
+                    error: r.try_get(1)?,
+                    failure: r.try_get(2)?,
+                    started_at: r.try_get(3)?,
+                    finished_at: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(JobDetail { job, errors })
+    }
+
+    async fn jobs(&self, filter: JobFilter) -> Result<Vec<Job>> {
+        let client = self.pool.get().await?;
+        let state = filter.state.map(|s| s.as_str());
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {JOB_COLS} FROM jobs
+                     WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR shard = $2)
+                       AND ($3::text IS NULL OR source = $3) AND ($4::text IS NULL OR kind = $4)
+                       AND ($5::bigint IS NULL OR updated_at >= $5)
+                     ORDER BY id DESC LIMIT $6"
+                ),
+                &[
+                    &state,
+                    &filter.shard,
+                    &filter.source,
+                    &filter.kind,
+                    &filter.since,
+                    &(filter.limit.max(1) as i64),
+                ],
+            )
+            .await?;
+        rows.iter().map(row_to_job).collect()
+    }
+
+    async fn counts(&self) -> Result<StateCounts> {
+        let client = self.pool.get().await?;
+        let mut counts = StateCounts::default();
+        for r in client
+            .query("SELECT state, count(*) FROM jobs GROUP BY state", &[])
+            .await?
+        {
+            let state: String = r.try_get(0)?;
+            let n: i64 = r.try_get(1)?;
+            counts.add(JobState::parse(&state)?, n as u64);
+        }
+        Ok(counts)
+    }
+
+    async fn succeeded_since(&self, since: i64) -> Result<u64> {
+        let client = self.pool.get().await?;
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE state = 'succeeded' AND finished_at >= $1",
+                &[&since],
+            )
+            .await?
+            .try_get(0)?;
+        Ok(n as u64)
+    }
+
+    async fn cancel(&self, id: JobId, reason: &str, now: i64) -> Result<Job> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let job = get_job_for_update(&tx, id).await?;
+        job.state.check_transition(id, JobState::Cancelled)?;
+        tx.execute(
+            "UPDATE jobs SET state = 'cancelled', cancel_reason = $2, finished_at = $3,
+                 updated_at = $3, lease_owner = NULL, lease_expires_at = NULL
+             WHERE id = $1",
+            &[&id, &reason, &now],
+        )
+        .await?;
+        let job = get_job(&tx, id).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn retry(&self, id: JobId, note: Option<&str>, now: i64) -> Result<Job> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let job = get_job_for_update(&tx, id).await?;
+        job.state.check_transition(id, JobState::Pending)?;
+        if !matches!(job.state, JobState::Quarantined | JobState::Failed) {
+            return Err(fabric_core::CoreError::IllegalTransition {
+                id,
+                from: job.state.as_str(),
+                to: "pending (operator retry: only quarantined jobs)",
+            }
+            .into());
+        }
+        tx.execute(
+            "UPDATE jobs SET state = 'pending', max_attempts = attempt + max_attempts,
+                 run_at = $2, updated_at = $2, finished_at = NULL
+             WHERE id = $1",
+            &[&id, &now],
+        )
+        .await?;
+        if let Some(row) = tx
+            .query_opt("SELECT notes FROM quarantine WHERE job_id = $1", &[&id])
+            .await?
+        {
+            let notes: serde_json::Value = row.try_get(0)?;
+            let mut notes: Vec<Note> = serde_json::from_value(notes).map_err(backend)?;
+            if let Some(n) = note {
+                notes.push(Note {
+                    at: now,
+                    note: n.to_string(),
+                });
+            }
+            let notes = serde_json::to_value(&notes).map_err(backend)?;
+            tx.execute(
+                "UPDATE quarantine SET retries = retries + 1, notes = $2 WHERE job_id = $1",
+                &[&id, &notes],
+            )
+            .await?;
+        }
+        let job = get_job(&tx, id).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn quarantine(&self, filter: QuarantineFilter) -> Result<Vec<QuarantineEntry>> {
+        let client = self.pool.get().await?;
+        let reason = filter.reason.map(|r| r.as_str());
+        let ids: Vec<JobId> = client
+            .query(
+                "SELECT q.job_id FROM quarantine q JOIN jobs j ON j.id = q.job_id
+                 WHERE j.state = 'quarantined' AND ($1::text IS NULL OR q.reason = $1)
+                   AND ($2::bigint IS NULL OR q.quarantined_at >= $2)
+                 ORDER BY q.quarantined_at DESC, q.job_id DESC LIMIT $3",
+                &[&reason, &filter.since, &(filter.limit.max(1) as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(quarantine_entry(&client, id).await?);
+        }
+        Ok(out)
+    }
+
+    async fn quarantine_entry(&self, id: JobId) -> Result<QuarantineEntry> {
+        let client = self.pool.get().await?;
+        quarantine_entry(&client, id).await
+    }
+
+    async fn purge_quarantine(
+        &self,
+        before: i64,
+        reason: Option<QuarantineReason>,
+        dry_run: bool,
+    ) -> Result<Vec<JobId>> {
+        let client = self.pool.get().await?;
+        let reason = reason.map(|r| r.as_str());
+        let select = "SELECT q.job_id FROM quarantine q JOIN jobs j ON j.id = q.job_id
+                      WHERE j.state = 'quarantined' AND q.quarantined_at < $1
+                        AND ($2::text IS NULL OR q.reason = $2)";
+        let sql = if dry_run {
+            format!("{select} ORDER BY q.job_id")
+        } else {
+            format!("DELETE FROM jobs WHERE id IN ({select}) RETURNING id")
+        };
+        let mut ids: Vec<JobId> = client
+            .query(&sql, &[&before, &reason])
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+        ids.sort();
+        Ok(ids)
+    }
+
+    async fn quarantine_stats(&self) -> Result<QuarantineStats> {
+        let client = self.pool.get().await?;
+        let mut stats = QuarantineStats::default();
+        for r in client
+            .query(
+                "SELECT q.reason, count(*), min(q.quarantined_at), max(q.quarantined_at),
+                        sum(q.retries)::bigint
+                 FROM quarantine q JOIN jobs j ON j.id = q.job_id
+                 WHERE j.state = 'quarantined' GROUP BY q.reason",
+                &[],
+            )
+            .await?
+        {
+            let reason: String = r.try_get(0)?;
+            let n: i64 = r.try_get(1)?;
+            let oldest: i64 = r.try_get(2)?;
+            let newest: i64 = r.try_get(3)?;
+            let retries: i64 = r.try_get(4)?;
+            stats.total += n as u64;
+            stats.retries += retries as u64;
+            stats.by_reason.insert(reason, n as u64);
+            stats.oldest_at = Some(stats.oldest_at.map_or(oldest, |o| o.min(oldest)));
+            stats.newest_at = Some(stats.newest_at.map_or(newest, |o| o.max(newest)));
+        }
+        Ok(stats)
+    }
+
+    async fn audit(&self, e: AuditEntry) -> Result<()> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO audit (at, actor, action, target, reason) VALUES ($1, $2, $3, $4, $5)",
+                &[&e.at, &e.actor, &e.action, &e.target, &e.reason],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn audit_log(&self, since: Option<i64>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let client = self.pool.get().await?;
+        client
+            .query(
+                "SELECT at, actor, action, target, reason FROM audit
+                 WHERE $1::bigint IS NULL OR at >= $1 ORDER BY id DESC LIMIT $2",
+                &[&since, &(limit.max(1) as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    at: r.try_get(0)?,
+                    actor: r.try_get(1)?,
+                    action: r.try_get(2)?,
+                    target: r.try_get(3)?,
+                    reason: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_recovery_report(&self, report: RecoveryReport) -> Result<()> {
+        let client = self.pool.get().await?;
+        let value = serde_json::to_value(&report).map_err(backend)?;
+        client
+            .execute(
+                "INSERT INTO recovery_reports (at, report) VALUES ($1, $2)",
+                &[&report.at, &value],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn last_recovery_report(&self) -> Result<Option<RecoveryReport>> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT report FROM recovery_reports ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .await?;
+        row.map(|r| {
+            let v: serde_json::Value = r.try_get(0)?;
+            serde_json::from_value(v).map_err(backend)
+        })
+        .transpose()
+    }
+
+    async fn integrity_check(&self) -> Result<Vec<String>> {
+        // PostgreSQL checks its own pages; what can be checked from here is that the schema
+        // is the one this binary knows and every table answers.
+        let client = self.pool.get().await?;
+        let version: i32 = client
+            .query_one("SELECT version FROM fabric_schema", &[])
+            .await?
+            .try_get(0)?;
+        let mut problems = Vec::new();
+        if version as usize != MIGRATIONS.len() {
+            problems.push(format!(
+                "schema version {version}, this fabric expects {}",
+                MIGRATIONS.len()
+            ));
+        }
+        for table in [
+            "jobs",
+            "job_errors",
+            "quarantine",
+            "audit",
+            "recovery_reports",
+        ] {
+            if let Err(e) = client
+                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .await
+            {
+                problems.push(format!("{table}: {e}"));
+            }
+        }
+        if problems.is_empty() {
+            problems.push("ok".into());
+        }
+        Ok(problems)
+    }
+
+    async fn backup(&self, _path: &Path) -> Result<()> {
+        Err(StoreError::Unavailable(
+            "online backup of a PostgreSQL store is done with pg_dump (or the server's own \
+             backups)"
+                .into(),
+        ))
+    }
+
+    async fn vacuum(&self) -> Result<()> {
+        let client = self.pool.get().await?;
+        client
+            .batch_execute("VACUUM (ANALYZE) jobs, job_errors, quarantine, audit")
+            .await?;
+        Ok(())
+    }
+
+    async fn checkpoint(&self) -> Result<()> {
+        // The server checkpoints its own WAL.
+        Ok(())
+    }
+
+    async fn prune_finished(&self, before: i64) -> Result<u64> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "DELETE FROM jobs WHERE state IN ('succeeded', 'cancelled') AND finished_at < $1",
+                &[&before],
+            )
+            .await?)
+    }
+}
