@@ -238,4 +238,8 @@ pub struct BenchArgs {
     /// SQLite synchronous mode: normal or full.
     #[arg(long, default_value = "normal")]
     pub synchronous: String,
+    /// Store to measure: sqlite (a temporary file) or postgres (temporary schemas in the
+    /// database of store.url / FABRIC__STORE__URL, dropped at the end).
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+    pub backend: String,
 }

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use fabric_core::config::Config;
 use fabric_core::{Clock, JobId, NewJob, RealClock};
 use fabric_engine::{recovery, Engine, EngineOptions, Metrics, Registry};
-use fabric_store::{sqlite::SqliteOptions, ClaimRequest, SqliteStore, Store};
+use fabric_store::{sqlite::SqliteOptions, ClaimRequest, PostgresStore, SqliteStore, Store};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::cli::{BenchArgs, Format};
+use crate::cli::{BenchArgs, Format, Global};
 use crate::context::{runtime, Usage};
 use crate::output::{pairs, print};
 
@@ -42,7 +42,8 @@ struct Report {
     backend: &'static str,
 }
 
-pub fn run(format: Format, args: BenchArgs) -> anyhow::Result<ExitCode> {
+pub fn run(global: Global, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let format = global.format;
     if args.jobs == 0 {
         return Err(Usage("--jobs must be at least 1".into()).into());
     }
@@ -64,7 +65,28 @@ pub fn run(format: Format, args: BenchArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     let quiet = format != Format::Table;
-    let report = runtime()?.block_on(bench(&args, quiet))?;
+    let target = if args.backend == "postgres" {
+        let config =
+            crate::context::load_config(&fabric_engine::FabricHome::resolve(None), &global)?;
+        let url = config.store.url.clone().ok_or_else(|| {
+            Usage(
+                "--backend postgres needs store.url (or FABRIC__STORE__URL) to name the database"
+                    .into(),
+            )
+        })?;
+        Target::Postgres {
+            url,
+            schemas: Vec::new(),
+        }
+    } else {
+        Target::Sqlite(tempfile::tempdir()?)
+    };
+    let report = runtime()?.block_on(async {
+        let mut target = target;
+        let out = bench(&args, quiet, &mut target).await;
+        target.cleanup().await;
+        out
+    })?;
     print(format, &report, || {
         pairs(&[
             ("N", report.n.to_string()),
@@ -104,15 +126,55 @@ fn say(quiet: bool, msg: String) {
     }
 }
 
-async fn bench(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
-    let dir = tempfile::tempdir()?;
-    let options = SqliteOptions {
-        synchronous_full: args.synchronous == "full",
-    };
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
-        dir.path().join("bench.db"),
-        options.clone(),
-    )?);
+/// Where the benchmark's throw-away stores live.
+enum Target {
+    Sqlite(tempfile::TempDir),
+    Postgres { url: String, schemas: Vec<String> },
+}
+
+impl Target {
+    async fn open(&mut self, name: &str, args: &BenchArgs) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(match self {
+            Target::Sqlite(dir) => {
+                let options = SqliteOptions {
+                    synchronous_full: args.synchronous == "full",
+                };
+                Arc::new(SqliteStore::open(
+                    dir.path().join(format!("{name}.db")),
+                    options,
+                )?)
+            }
+            Target::Postgres { url, schemas } => {
+                let schema = format!("fabric_bench_{}_{name}", std::process::id());
+                schemas.push(schema.clone());
+                Arc::new(PostgresStore::open(url, &schema).await?)
+            }
+        })
+    }
+
+    fn backend(&self) -> &'static str {
+        match self {
+            Target::Sqlite(_) => "sqlite",
+            Target::Postgres { .. } => "postgres",
+        }
+    }
+
+    async fn cleanup(&mut self) {
+        if let Target::Postgres { url, schemas } = self {
+            for schema in schemas.drain(..) {
+                match PostgresStore::open(url, &schema).await {
+                    Ok(s) => {
+                        let _ = s.drop_schema().await;
+                    }
+                    Err(e) => eprintln!("bench: could not drop schema {schema}: {e}"),
+                }
+            }
+        }
+    }
+}
+
+async fn bench(args: &BenchArgs, quiet: bool, target: &mut Target) -> anyhow::Result<Report> {
+    let store = target.open("bench", args).await?;
     let clock: Arc<dyn Clock> = Arc::new(RealClock);
     let n = args.jobs;
     let conc = args.workers;
@@ -249,7 +311,7 @@ async fn bench(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
                 args.recovery_jobs
             ),
         );
-        let rstore = SqliteStore::open(dir.path().join("recovery.db"), options)?;
+        let rstore = target.open("recovery", args).await?;
         let jobs: Vec<NewJob> = (0..args.recovery_jobs)
             .map(|_| NewJob::new("noop"))
             .collect();
@@ -271,7 +333,7 @@ async fn bench(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
             }
         }
         let t = Instant::now();
-        let report = recovery::recover(&rstore, &*clock, "bench", true).await?;
+        let report = recovery::recover(&*rstore, &*clock, "bench", true).await?;
         recovery_s = t.elapsed().as_secs_f64();
         let reset = report.map(|r| r.jobs_reset_to_pending).unwrap_or(0);
         if reset != args.recovery_jobs as u64 {
@@ -297,6 +359,6 @@ async fn bench(args: &BenchArgs, quiet: bool) -> anyhow::Result<Report> {
         recovery_jobs: args.recovery_jobs,
         recovery_s,
         synchronous: args.synchronous.clone(),
-        backend: "sqlite",
+        backend: target.backend(),
     })
 }

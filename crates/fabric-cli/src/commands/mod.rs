@@ -21,7 +21,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         // Commands that must work on a broken config handle loading themselves.
         Command::Config(cmd) => config::run(global, cmd),
-        Command::Bench(args) => bench::run(global.format, args),
+        Command::Bench(args) => bench::run(global, args),
         Command::Start { foreground } => daemon::start(Ctx::load(global)?, foreground),
         Command::Stop { timeout, force } => daemon::stop(Ctx::load(global)?, timeout, force),
         command => {
