@@ -298,20 +298,71 @@ impl Store for PostgresStore {
     async fn submit(&self, jobs: Vec<NewJob>, now: i64) -> Result<Vec<Submitted>> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let insert = tx
-            .prepare(
-                "INSERT INTO jobs (kind, shard, payload, priority, state, max_attempts, run_at,
-                     unique_key, source, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $9)
-                 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-                 RETURNING id",
-            )
-            .await?;
-        let mut out = Vec::with_capacity(jobs.len());
-        for j in &jobs {
+        let mut out: Vec<Option<Submitted>> = vec![None; jobs.len()];
+        // Jobs without a unique key go in one multi-row insert; ids are drawn in `ord`
+        // order, so the ascending ids map back to the input positions.
+        let plain: Vec<usize> = (0..jobs.len())
+            .filter(|i| jobs[*i].unique_key.is_none())
+            .collect();
+        if !plain.is_empty() {
+            let col = |f: &dyn Fn(&NewJob) -> String| -> Vec<String> {
+                plain.iter().map(|i| f(&jobs[*i])).collect()
+            };
+            let kinds = col(&|j| j.kind.clone());
+            let shards = col(&|j| j.shard.clone());
+            let payloads: Vec<&serde_json::Value> =
+                plain.iter().map(|i| &jobs[*i].payload).collect();
+            let priorities: Vec<i32> = plain.iter().map(|i| jobs[*i].priority.0).collect();
+            let attempts: Vec<i32> = plain.iter().map(|i| jobs[*i].max_attempts as i32).collect();
+            let run_ats: Vec<i64> = plain
+                .iter()
+                .map(|i| jobs[*i].run_at.unwrap_or(now))
+                .collect();
+            let sources: Vec<Option<&str>> =
+                plain.iter().map(|i| jobs[*i].source.as_deref()).collect();
+            let rows = tx
+                .query(
+                    "INSERT INTO jobs (kind, shard, payload, priority, state, max_attempts, run_at,
+                         source, created_at, updated_at)
+                     SELECT k, s, p, pr, 'pending', m, r, src, $8, $8
+                     FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::int[],
+                                 $6::bigint[], $7::text[])
+                          WITH ORDINALITY AS t(k, s, p, pr, m, r, src, ord)
+                     ORDER BY ord
+                     RETURNING id",
+                    &[
+                        &kinds,
+                        &shards,
+                        &payloads,
+                        &priorities,
+                        &attempts,
+                        &run_ats,
+                        &sources,
+                        &now,
+                    ],
+                )
+                .await?;
+            let mut ids: Vec<i64> = rows
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<std::result::Result<_, _>>()?;
+            ids.sort_unstable();
+            for (pos, id) in plain.iter().zip(ids) {
+                out[*pos] = Some(Submitted { id, created: true });
+            }
+        }
+        for (i, j) in jobs
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| j.unique_key.is_some())
+        {
             let row = tx
                 .query_opt(
-                    &insert,
+                    "INSERT INTO jobs (kind, shard, payload, priority, state, max_attempts, run_at,
+                         unique_key, source, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $9)
+                     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+                     RETURNING id",
                     &[
                         &j.kind,
                         &j.shard,
@@ -325,27 +376,27 @@ impl Store for PostgresStore {
                     ],
                 )
                 .await?;
-            match row {
-                Some(r) => out.push(Submitted {
+            out[i] = Some(match row {
+                Some(r) => Submitted {
                     id: r.try_get(0)?,
                     created: true,
-                }),
-                None => {
-                    let r = tx
+                },
+                None => Submitted {
+                    id: tx
                         .query_one(
                             "SELECT id FROM jobs WHERE unique_key = $1",
                             &[&j.unique_key],
                         )
-                        .await?;
-                    out.push(Submitted {
-                        id: r.try_get(0)?,
-                        created: false,
-                    });
-                }
-            }
+                        .await?
+                        .try_get(0)?,
+                    created: false,
+                },
+            });
         }
         tx.commit().await?;
-        Ok(out)
+        out.into_iter()
+            .map(|s| s.ok_or_else(|| StoreError::Backend("a submitted job got no id".into())))
+            .collect()
     }
 
     async fn claim(&self, req: ClaimRequest) -> Result<Vec<Job>> {
@@ -389,59 +440,69 @@ impl Store for PostgresStore {
         }
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let finish = tx
-            .prepare(
-                "UPDATE jobs SET state = $5, run_at = coalesce($6, run_at),
-                     last_error = coalesce($7, last_error), result = $8,
-                     finished_at = CASE WHEN $5 = 'pending' THEN finished_at ELSE $4 END,
-                     updated_at = $4, lease_owner = NULL, lease_expires_at = NULL
-                 WHERE id = $1 AND state = 'running' AND attempt = $2 AND lease_owner = $3",
-            )
-            .await?;
-        let mut report = CompleteReport::default();
+        let ids: Vec<i64> = batch.iter().map(|c| c.id).collect();
+        let attempts: Vec<i32> = batch.iter().map(|c| c.attempt as i32).collect();
+        let owners: Vec<&str> = batch.iter().map(|c| c.owner.as_str()).collect();
+        let finished: Vec<i64> = batch.iter().map(|c| c.finished_at).collect();
+        let mut states = Vec::with_capacity(batch.len());
+        let mut run_ats = Vec::with_capacity(batch.len());
+        let mut errors = Vec::with_capacity(batch.len());
+        let mut results = Vec::with_capacity(batch.len());
         for c in &batch {
             let (state, run_at, error, result) = match &c.outcome {
                 Outcome::Succeeded { result } => (JobState::Succeeded, None, None, result.clone()),
                 Outcome::Retry { run_at, error, .. } => {
-                    (JobState::Pending, Some(*run_at), Some(error.clone()), None)
+                    (JobState::Pending, Some(*run_at), Some(error.as_str()), None)
                 }
                 Outcome::Quarantine { error, .. } => {
-                    (JobState::Quarantined, None, Some(error.clone()), None)
+                    (JobState::Quarantined, None, Some(error.as_str()), None)
                 }
             };
-            let n = tx
-                .execute(
-                    &finish,
-                    &[
-                        &c.id,
-                        &(c.attempt as i32),
-                        &c.owner,
-                        &c.finished_at,
-                        &state.as_str(),
-                        &run_at,
-                        &error,
-                        &result,
-                    ],
-                )
-                .await?;
-            if n == 1 {
-                report.applied += 1;
-                match &c.outcome {
-                    Outcome::Succeeded { .. } => {}
-                    Outcome::Retry { error, failure, .. } => {
-                        add_error(&tx, c, error, failure).await?
-                    }
-                    Outcome::Quarantine {
-                        reason,
-                        error,
-                        failure,
-                    } => {
-                        add_error(&tx, c, error, failure).await?;
-                        quarantine_job(&tx, c.id, *reason, error, failure, c.finished_at).await?;
-                    }
-                }
-            } else {
+            states.push(state.as_str());
+            run_ats.push(run_at);
+            errors.push(error);
+            results.push(result);
+        }
+        // One fenced statement for the whole batch: a row applies only while its job is still
+        // `running` under that attempt and owner.
+        let applied: std::collections::HashSet<(i64, i32, String)> = tx
+            .query(
+                "UPDATE jobs j SET state = u.state, run_at = coalesce(u.run_at, j.run_at),
+                     last_error = coalesce(u.err, j.last_error), result = u.res,
+                     finished_at = CASE WHEN u.state = 'pending' THEN j.finished_at ELSE u.fin END,
+                     updated_at = u.fin, lease_owner = NULL, lease_expires_at = NULL
+                 FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[],
+                             $6::bigint[], $7::text[], $8::jsonb[])
+                      AS u(id, attempt, owner, fin, state, run_at, err, res)
+                 WHERE j.id = u.id AND j.state = 'running' AND j.attempt = u.attempt
+                   AND j.lease_owner = u.owner
+                 RETURNING j.id, u.attempt, u.owner",
+                &[
+                    &ids, &attempts, &owners, &finished, &states, &run_ats, &errors, &results,
+                ],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<_>>()?;
+        let mut report = CompleteReport::default();
+        for c in &batch {
+            if !applied.contains(&(c.id, c.attempt as i32, c.owner.clone())) {
                 report.late += 1;
+                continue;
+            }
+            report.applied += 1;
+            match &c.outcome {
+                Outcome::Succeeded { .. } => {}
+                Outcome::Retry { error, failure, .. } => add_error(&tx, c, error, failure).await?,
+                Outcome::Quarantine {
+                    reason,
+                    error,
+                    failure,
+                } => {
+                    add_error(&tx, c, error, failure).await?;
+                    quarantine_job(&tx, c.id, *reason, error, failure, c.finished_at).await?;
+                }
             }
         }
         tx.commit().await?;
