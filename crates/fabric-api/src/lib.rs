@@ -372,12 +372,18 @@ async fn retry(
     Path(id): Path<String>,
     Body(body): Body,
 ) -> Result<Response> {
-    let b: NoteBody = optional_body(&body)?;
-    let job = s
-        .console
-        .as_actor("api")
-        .retry(job_id(&id)?, b.note.as_deref())
-        .await?;
+    retry_job(&s, &id, &body, false).await
+}
+
+/// `POST /api/v1/jobs/{id}/retry` and `POST /api/v1/quarantine/{id}/retry`.
+async fn retry_job(s: &ApiState, id: &str, body: &[u8], quarantine: bool) -> Result<Response> {
+    let b: NoteBody = optional_body(body)?;
+    let (id, console) = (job_id(id)?, s.console.as_actor("api"));
+    let job = if quarantine {
+        console.quarantine_retry(id, b.note.as_deref()).await?
+    } else {
+        console.retry(id, b.note.as_deref()).await?
+    };
     Ok(Json(job).into_response())
 }
 
@@ -418,13 +424,7 @@ async fn quarantine_retry(
     Path(id): Path<String>,
     Body(body): Body,
 ) -> Result<Response> {
-    let b: NoteBody = optional_body(&body)?;
-    let job = s
-        .console
-        .as_actor("api")
-        .quarantine_retry(job_id(&id)?, b.note.as_deref())
-        .await?;
-    Ok(Json(job).into_response())
+    retry_job(&s, &id, &body, true).await
 }
 
 #[derive(Deserialize, Default)]

@@ -221,11 +221,16 @@ impl Console {
 
     /// Sends a quarantined job back to `pending` with fresh attempts.
     pub async fn retry(&self, id: JobId, note: Option<&str>) -> Result<Job> {
+        self.retry_as("jobs.retry", id, note).await
+    }
+
+    /// The store refuses anything but a quarantined job; wakes the engine and audits.
+    async fn retry_as(&self, action: &str, id: JobId, note: Option<&str>) -> Result<Job> {
         let job = self.store.retry(id, note, self.clock.now_ms()).await?;
         if let Some(w) = &self.waker {
             w.wake();
         }
-        self.audit("jobs.retry", format!("job {id}"), note.map(String::from))
+        self.audit(action, format!("job {id}"), note.map(String::from))
             .await?;
         Ok(job)
     }
@@ -247,24 +252,9 @@ impl Console {
 
     /// Retries a quarantined job, keeping the operator's note.
     pub async fn quarantine_retry(&self, id: JobId, note: Option<&str>) -> Result<Job> {
-        let entry = self.store.quarantine_entry(id).await?;
-        if entry.state != fabric_core::JobState::Quarantined {
-            return Err(EngineError::Conflict(format!(
-                "job {id} is {}, not quarantined",
-                entry.state
-            )));
-        }
-        let job = self.store.retry(id, note, self.clock.now_ms()).await?;
-        if let Some(w) = &self.waker {
-            w.wake();
-        }
-        self.audit(
-            "quarantine.retry",
-            format!("job {id}"),
-            note.map(String::from),
-        )
-        .await?;
-        Ok(job)
+        // A job that was never quarantined has no entry: not found, rather than a conflict.
+        self.store.quarantine_entry(id).await?;
+        self.retry_as("quarantine.retry", id, note).await
     }
 
     /// Purges entries quarantined more than `days` days ago.

@@ -164,7 +164,7 @@ impl Engine {
 
     /// Jobs running now.
     pub fn in_flight(&self) -> usize {
-        self.shared.in_flight.lock().map(|m| m.len()).unwrap_or(0)
+        in_flight(&self.shared)
     }
 
     /// Graceful stop: stop claiming, wait for in-flight jobs up to the shutdown timeout,

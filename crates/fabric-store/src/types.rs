@@ -117,8 +117,14 @@ impl StateCounts {
 
     /// The count of `state`.
     pub fn get(&self, state: JobState) -> u64 {
-        let mut c = self.clone();
-        *c.slot(state)
+        match state {
+            JobState::Pending => self.pending,
+            JobState::Running => self.running,
+            JobState::Succeeded => self.succeeded,
+            JobState::Failed => self.failed,
+            JobState::Quarantined => self.quarantined,
+            JobState::Cancelled => self.cancelled,
+        }
     }
 
     fn slot(&mut self, state: JobState) -> &mut u64 {

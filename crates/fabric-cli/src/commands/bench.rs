@@ -76,7 +76,7 @@ pub fn run(global: Global, args: BenchArgs) -> anyhow::Result<ExitCode> {
         })?;
         Target::Postgres {
             url,
-            schemas: Vec::new(),
+            stores: Vec::new(),
         }
     } else {
         Target::Sqlite(tempfile::tempdir()?)
@@ -129,7 +129,11 @@ fn say(quiet: bool, msg: String) {
 /// Where the benchmark's throw-away stores live.
 enum Target {
     Sqlite(tempfile::TempDir),
-    Postgres { url: String, schemas: Vec<String> },
+    /// The stores opened so far, each in its own schema, dropped by `cleanup`.
+    Postgres {
+        url: String,
+        stores: Vec<PostgresStore>,
+    },
 }
 
 impl Target {
@@ -144,10 +148,11 @@ impl Target {
                     options,
                 )?)
             }
-            Target::Postgres { url, schemas } => {
+            Target::Postgres { url, stores } => {
                 let schema = format!("fabric_bench_{}_{name}", std::process::id());
-                schemas.push(schema.clone());
-                Arc::new(PostgresStore::open(url, &schema).await?)
+                let store = PostgresStore::open(url, &schema).await?;
+                stores.push(store.clone());
+                Arc::new(store)
             }
         })
     }
@@ -160,13 +165,10 @@ impl Target {
     }
 
     async fn cleanup(&mut self) {
-        if let Target::Postgres { url, schemas } = self {
-            for schema in schemas.drain(..) {
-                match PostgresStore::open(url, &schema).await {
-                    Ok(s) => {
-                        let _ = s.drop_schema().await;
-                    }
-                    Err(e) => eprintln!("bench: could not drop schema {schema}: {e}"),
+        if let Target::Postgres { stores, .. } = self {
+            for store in stores.drain(..) {
+                if let Err(e) = store.drop_schema().await {
+                    eprintln!("bench: could not drop schema {}: {e}", store.schema());
                 }
             }
         }

@@ -215,34 +215,31 @@ async fn get_job_for_update<C: GenericClient>(c: &C, id: JobId) -> Result<Job> {
     row_to_job(&row)
 }
 
-async fn quarantine_entry<C: GenericClient>(c: &C, id: JobId) -> Result<QuarantineEntry> {
-    let job = get_job(c, id).await?;
-    let row = c
-        .query_opt(
-            "SELECT reason, error, failure, attempts, quarantined_at, retries, notes
-             FROM quarantine WHERE job_id = $1",
-            &[&id],
-        )
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "quarantined job",
-            id: id.to_string(),
-        })?;
-    let reason: String = row.try_get(0)?;
-    let notes: serde_json::Value = row.try_get(6)?;
+/// A quarantine record with its job: `JOB_COLS` (0..=19), then the quarantine columns.
+fn quarantine_select() -> String {
+    format!(
+        "SELECT {JOB_COLS}, reason, error, failure, attempts, quarantined_at, retries, notes
+         FROM quarantine q JOIN jobs j ON j.id = q.job_id"
+    )
+}
+
+fn row_to_entry(r: &Row) -> Result<QuarantineEntry> {
+    let job = row_to_job(r)?;
+    let reason: String = r.try_get(20)?;
+    let notes: serde_json::Value = r.try_get(26)?;
     Ok(QuarantineEntry {
-        id,
+        id: job.id,
         kind: job.kind,
         shard: job.shard,
         source: job.source,
         payload: job.payload,
         state: job.state,
         reason: QuarantineReason::parse(&reason)?,
-        error: row.try_get(1)?,
-        failure: row.try_get(2)?,
-        attempts: row.try_get::<_, i32>(3)? as u32,
-        quarantined_at: row.try_get(4)?,
-        retries: row.try_get::<_, i32>(5)? as u32,
+        error: r.try_get(21)?,
+        failure: r.try_get(22)?,
+        attempts: r.try_get::<_, i32>(23)? as u32,
+        quarantined_at: r.try_get(24)?,
+        retries: r.try_get::<_, i32>(25)? as u32,
         notes: serde_json::from_value(notes).map_err(backend)?,
     })
 }
@@ -734,28 +731,35 @@ impl Store for PostgresStore {
     async fn quarantine(&self, filter: QuarantineFilter) -> Result<Vec<QuarantineEntry>> {
         let client = self.pool.get().await?;
         let reason = filter.reason.map(|r| r.as_str());
-        let ids: Vec<JobId> = client
+        client
             .query(
-                "SELECT q.job_id FROM quarantine q JOIN jobs j ON j.id = q.job_id
-                 WHERE j.state = 'quarantined' AND ($1::text IS NULL OR q.reason = $1)
-                   AND ($2::bigint IS NULL OR q.quarantined_at >= $2)
-                 ORDER BY q.quarantined_at DESC, q.job_id DESC LIMIT $3",
+                &format!(
+                    "{} WHERE j.state = 'quarantined' AND ($1::text IS NULL OR q.reason = $1)
+                       AND ($2::bigint IS NULL OR q.quarantined_at >= $2)
+                     ORDER BY q.quarantined_at DESC, q.job_id DESC LIMIT $3",
+                    quarantine_select()
+                ),
                 &[&reason, &filter.since, &(filter.limit.max(1) as i64)],
             )
             .await?
             .iter()
-            .map(|r| r.try_get(0))
-            .collect::<std::result::Result<_, _>>()?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(quarantine_entry(&client, id).await?);
-        }
-        Ok(out)
+            .map(row_to_entry)
+            .collect()
     }
 
     async fn quarantine_entry(&self, id: JobId) -> Result<QuarantineEntry> {
         let client = self.pool.get().await?;
-        quarantine_entry(&client, id).await
+        let row = client
+            .query_opt(
+                &format!("{} WHERE q.job_id = $1", quarantine_select()),
+                &[&id],
+            )
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "quarantined job",
+                id: id.to_string(),
+            })?;
+        row_to_entry(&row)
     }
 
     async fn purge_quarantine(

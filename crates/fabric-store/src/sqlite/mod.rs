@@ -223,46 +223,45 @@ fn get_job(conn: &Connection, id: JobId) -> Result<Job> {
         .ok_or_else(|| StoreError::job_not_found(id))
 }
 
-fn quarantine_entry(conn: &Connection, id: JobId) -> Result<QuarantineEntry> {
-    let job = get_job(conn, id)?;
-    let row = conn
-        .prepare_cached(
-            "SELECT reason, error, failure, attempts, quarantined_at, retries, notes
-             FROM quarantine WHERE job_id = ?1",
-        )?
-        .query_row([id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, u32>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, u32>(5)?,
-                r.get::<_, String>(6)?,
-            ))
-        })
-        .optional()?;
-    let Some((reason, error, failure, attempts, quarantined_at, retries, notes)) = row else {
-        return Err(StoreError::NotFound {
-            what: "quarantined job",
-            id: id.to_string(),
-        });
-    };
+/// A quarantine record with its job: `JOB_COLS` (0..=19), then the quarantine columns.
+fn quarantine_select() -> String {
+    format!(
+        "SELECT {JOB_COLS}, reason, error, failure, attempts, quarantined_at, retries, notes
+         FROM quarantine q JOIN jobs j ON j.id = q.job_id"
+    )
+}
+
+fn row_to_entry(r: &Row<'_>) -> Result<QuarantineEntry> {
+    let job = row_to_job(r)?;
+    let reason: String = r.get(20)?;
+    let notes: String = r.get(26)?;
     Ok(QuarantineEntry {
-        id,
+        id: job.id,
         kind: job.kind,
         shard: job.shard,
         source: job.source,
         payload: job.payload,
         state: job.state,
         reason: QuarantineReason::parse(&reason)?,
-        error,
-        failure,
-        attempts,
-        quarantined_at,
-        retries,
+        error: r.get(21)?,
+        failure: r.get(22)?,
+        attempts: r.get(23)?,
+        quarantined_at: r.get(24)?,
+        retries: r.get(25)?,
         notes: serde_json::from_str(&notes).map_err(|e| StoreError::Backend(e.to_string()))?,
     })
+}
+
+fn quarantine_entry(conn: &Connection, id: JobId) -> Result<QuarantineEntry> {
+    let mut stmt = conn.prepare_cached(&format!("{} WHERE q.job_id = ?1", quarantine_select()))?;
+    let mut rows = stmt.query([id])?;
+    match rows.next()? {
+        Some(r) => row_to_entry(r),
+        None => Err(StoreError::NotFound {
+            what: "quarantined job",
+            id: id.to_string(),
+        }),
+    }
 }
 
 /// Moves job `id` from its current state to `to`, checked against the transition table.
@@ -686,25 +685,22 @@ impl Store for SqliteStore {
 
     async fn quarantine(&self, filter: QuarantineFilter) -> Result<Vec<QuarantineEntry>> {
         self.read(move |conn| {
-            let ids: Vec<JobId> = conn
-                .prepare_cached(
-                    "SELECT q.job_id FROM quarantine q JOIN jobs j ON j.id = q.job_id
-                     WHERE j.state = 'quarantined' AND (?1 IS NULL OR q.reason = ?1)
-                       AND (?2 IS NULL OR q.quarantined_at >= ?2)
-                     ORDER BY q.quarantined_at DESC, q.job_id DESC LIMIT ?3",
-                )?
-                .query_map(
-                    params![
-                        filter.reason.map(|r| r.as_str()),
-                        filter.since,
-                        filter.limit.max(1) as i64
-                    ],
-                    |r| r.get(0),
-                )?
-                .collect::<rusqlite::Result<_>>()?;
-            ids.into_iter()
-                .map(|id| quarantine_entry(conn, id))
-                .collect()
+            let mut stmt = conn.prepare_cached(&format!(
+                "{} WHERE j.state = 'quarantined' AND (?1 IS NULL OR q.reason = ?1)
+                   AND (?2 IS NULL OR q.quarantined_at >= ?2)
+                 ORDER BY q.quarantined_at DESC, q.job_id DESC LIMIT ?3",
+                quarantine_select()
+            ))?;
+            let mut rows = stmt.query(params![
+                filter.reason.map(|r| r.as_str()),
+                filter.since,
+                filter.limit.max(1) as i64
+            ])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(row_to_entry(r)?);
+            }
+            Ok(out)
         })
         .await
     }
