@@ -1,5 +1,5 @@
 //! Fabric's domain model and pure policy: jobs and their legal transitions, retry and
-//! quarantine rules, clocks, configuration. No I/O and no async runtime live here.
+//! quarantine rules, shards and routing, clocks, configuration. No I/O and no async runtime live here.
 
 pub mod clock;
 pub mod config;
@@ -8,9 +8,15 @@ pub mod job;
 pub mod node;
 pub mod quarantine;
 pub mod retry;
+pub mod routing;
+pub mod shard;
 pub mod time;
 
 pub use clock::{Clock, RealClock, VirtualClock};
 pub use error::CoreError;
 pub use job::{Job, JobId, JobState, NewJob, Priority};
 pub use node::{Node, NodeHealth};
+pub use routing::{
+    choose_node, dispatch_order, may_dispatch, spillover_targets, Liveness, QueuedJob,
+};
+pub use shard::{LatencyMatrix, Shard, DEFAULT_SHARDS};
