@@ -75,6 +75,9 @@ pub enum Command {
     /// The audit log of operator actions.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// The fleet: every daemon (node) with its heartbeat, health, load and leader flag.
+    #[command(subcommand)]
+    Nodes(NodesCmd),
     /// The last crash-recovery report.
     Recovery,
     /// Measure enqueue, drain and latency on a fresh embedded store.
@@ -199,6 +202,32 @@ pub enum DbCmd {
     Restore { file: PathBuf },
     /// Compact the store.
     Vacuum,
+    /// Bring the store's schema to this fabric's version (take a backup first).
+    Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodesCmd {
+    /// Every node: shard, capacity, load, health, last heartbeat, leader.
+    List,
+    /// Take a node offline: it claims nothing and its running jobs are reassigned.
+    Offline {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Bring a node back online (also ends a drain).
+    Online {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Drain a node: it finishes what it holds and claims nothing new.
+    Drain {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -35,6 +35,9 @@ pub struct StoreConfig {
     pub path: String,
     /// PostgreSQL URL (secret: never printed).
     pub url: Option<String>,
+    /// PostgreSQL schema holding Fabric's tables (default `fabric`); daemons that share one
+    /// schema form one fleet.
+    pub schema: String,
     /// SQLite `synchronous`: `normal` (default: durable across process crashes) or `full`
     /// (also across power loss, slower).
     pub synchronous: String,
@@ -46,6 +49,7 @@ impl Default for StoreConfig {
             backend: "sqlite".into(),
             path: "queue.db".into(),
             url: None,
+            schema: "fabric".into(),
             synchronous: "normal".into(),
         }
     }
@@ -205,6 +209,13 @@ pub struct NodeConfig {
     pub capacity: Option<u32>,
     /// Specialties (skills) of the node.
     pub specialties: Vec<String>,
+    /// How often the node heartbeats (ms, default 2000).
+    pub heartbeat_ms: u64,
+    /// A node silent for longer is offline and its jobs are reassigned (ms, default 30000).
+    pub timeout_ms: u64,
+    /// Length of the maintenance leader's lease (ms, default 10000); a dead leader is
+    /// replaced within two lease periods.
+    pub leader_lease_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -215,6 +226,9 @@ impl Default for NodeConfig {
             shard: "earth".into(),
             capacity: None,
             specialties: Vec::new(),
+            heartbeat_ms: 2_000,
+            timeout_ms: 30_000,
+            leader_lease_ms: 10_000,
         }
     }
 }
@@ -315,6 +329,18 @@ impl Config {
                 format!("'{other}' is not a backend (sqlite or postgres)"),
             ),
         }
+        let schema = &self.store.schema;
+        if schema.is_empty()
+            || schema.len() > 48
+            || !schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            p(
+                "store.schema",
+                format!("'{schema}' must be 1..48 lowercase letters, digits or '_'"),
+            );
+        }
         if !matches!(self.store.synchronous.as_str(), "normal" | "full") {
             p(
                 "store.synchronous",
@@ -374,6 +400,25 @@ impl Config {
         }
         if self.node.capacity == Some(0) {
             p("node.capacity", "0 must be at least 1".into());
+        }
+        let n = &self.node;
+        if n.heartbeat_ms < 50 {
+            p("node.heartbeat_ms", format!("{} must be at least 50", n.heartbeat_ms));
+        }
+        if n.timeout_ms <= n.heartbeat_ms {
+            p(
+                "node.timeout_ms",
+                format!(
+                    "{} must be longer than node.heartbeat_ms ({})",
+                    n.timeout_ms, n.heartbeat_ms
+                ),
+            );
+        }
+        if n.leader_lease_ms < 300 {
+            p(
+                "node.leader_lease_ms",
+                format!("{} must be at least 300", n.leader_lease_ms),
+            );
         }
         out
     }

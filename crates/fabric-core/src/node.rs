@@ -84,6 +84,8 @@ pub struct Node {
     pub heartbeat_at: i64,
     /// When it registered (epoch ms).
     pub started_at: i64,
+    /// When its daemon stopped gracefully (None while it runs).
+    pub stopped_at: Option<i64>,
     /// Host name and process id of a daemon, empty for simulated nodes.
     pub host: String,
     pub pid: u32,
@@ -97,10 +99,10 @@ impl Node {
         now.saturating_sub(self.heartbeat_at) > timeout_ms
     }
 
-    /// Health as an operator should see it at `now`: a stale node is offline whatever it
-    /// last reported.
+    /// Health as an operator should see it at `now`: a stopped or stale node is offline
+    /// whatever it last reported.
     pub fn effective_health(&self, now: i64, timeout_ms: i64) -> NodeHealth {
-        if self.is_stale(now, timeout_ms) {
+        if self.stopped_at.is_some() || self.is_stale(now, timeout_ms) {
             NodeHealth::Offline
         } else {
             self.health
@@ -132,6 +134,7 @@ mod tests {
             load,
             heartbeat_at,
             started_at: 0,
+            stopped_at: None,
             host: String::new(),
             pid: 0,
             version: String::new(),
@@ -143,6 +146,9 @@ mod tests {
         let n = node(NodeHealth::Healthy, 0, 1_000);
         assert_eq!(n.effective_health(31_000, 30_000), NodeHealth::Healthy);
         assert_eq!(n.effective_health(31_001, 30_000), NodeHealth::Offline);
+        let mut stopped = n.clone();
+        stopped.stopped_at = Some(2_000);
+        assert_eq!(stopped.effective_health(3_000, 30_000), NodeHealth::Offline);
     }
 
     #[test]

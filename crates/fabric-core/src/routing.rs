@@ -166,6 +166,7 @@ mod tests {
             load,
             heartbeat_at: LIVE.now,
             started_at: 0,
+            stopped_at: None,
             host: String::new(),
             pid: 0,
             version: String::new(),

@@ -61,6 +61,30 @@ impl Health {
     }
 }
 
+/// A node as `fabric nodes list` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NodeView {
+    #[serde(flatten)]
+    pub node: fabric_core::Node,
+    /// Health at the time of the listing: a stopped or silent node is offline.
+    pub effective_health: fabric_core::NodeHealth,
+    /// Milliseconds since the last heartbeat.
+    pub heartbeat_age_ms: i64,
+    /// Holds the maintenance leader's lease now.
+    pub leader: bool,
+}
+
+/// What an operator does to a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeAction {
+    /// Takes no work; its jobs are reassigned.
+    Offline,
+    /// Takes work again (also ends a drain).
+    Online,
+    /// Finishes what it holds and takes nothing new.
+    Drain,
+}
+
 /// A backup file.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Backup {
@@ -217,6 +241,75 @@ impl Console {
         self.audit("jobs.cancel", format!("job {id}"), Some(reason.into()))
             .await?;
         Ok(job)
+    }
+
+    /// Every node with its effective health and whether it leads.
+    pub async fn nodes(&self) -> Result<Vec<NodeView>> {
+        let now = self.clock.now_ms();
+        let timeout = self.config.node.timeout_ms as i64;
+        let leader = self
+            .store
+            .leases()
+            .await?
+            .into_iter()
+            .find(|l| l.name == fabric_store::LEADER_LEASE && l.expires_at >= now)
+            .map(|l| l.holder);
+        Ok(self
+            .store
+            .nodes()
+            .await?
+            .into_iter()
+            .map(|node| NodeView {
+                effective_health: node.effective_health(now, timeout),
+                heartbeat_age_ms: now - node.heartbeat_at,
+                leader: leader.as_deref() == Some(node.id.as_str()),
+                node,
+            })
+            .collect())
+    }
+
+    /// Takes a node offline (its running jobs are reassigned at once), brings it back, or
+    /// drains it; persisted, audited, and honoured by a running daemon at its next heartbeat.
+    pub async fn set_node(
+        &self,
+        id: &str,
+        action: NodeAction,
+        reason: Option<&str>,
+    ) -> Result<fabric_core::Node> {
+        use fabric_core::NodeHealth;
+        let change = match action {
+            NodeAction::Offline => fabric_store::NodeChange {
+                health: Some(NodeHealth::Offline),
+                ..Default::default()
+            },
+            NodeAction::Online => fabric_store::NodeChange {
+                health: Some(NodeHealth::Healthy),
+                draining: Some(false),
+                ..Default::default()
+            },
+            NodeAction::Drain => fabric_store::NodeChange {
+                draining: Some(true),
+                ..Default::default()
+            },
+        };
+        let node = self.store.update_node(id, change).await?;
+        let verb = match action {
+            NodeAction::Offline => "offline",
+            NodeAction::Online => "online",
+            NodeAction::Drain => "drain",
+        };
+        if action == NodeAction::Offline {
+            self.store
+                .rescue(self.clock.now_ms(), Some(&format!("{id}/")))
+                .await?;
+        }
+        self.audit(
+            &format!("nodes.{verb}"),
+            format!("node {id}"),
+            reason.map(String::from),
+        )
+        .await?;
+        Ok(node)
     }
 
     /// Sends a quarantined job back to `pending` with fresh attempts.

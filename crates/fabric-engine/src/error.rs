@@ -58,7 +58,7 @@ impl From<StoreError> for EngineError {
             StoreError::NotFound { what, id } => EngineError::NotFound { what, id },
             StoreError::Invalid(c) => c.into(),
             StoreError::Unavailable(m) => EngineError::Unavailable(m),
-            StoreError::Backend(m) => EngineError::Failed(m),
+            StoreError::Backend(m) | StoreError::Schema(m) => EngineError::Failed(m),
         }
     }
 }

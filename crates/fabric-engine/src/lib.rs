@@ -4,6 +4,7 @@
 
 pub mod console;
 mod error;
+pub mod fleet;
 pub mod handlers;
 pub mod home;
 pub mod metrics;
@@ -15,15 +16,13 @@ pub use error::EngineError;
 pub use handlers::{Handler, Registry};
 pub use home::FabricHome;
 pub use metrics::Metrics;
+pub use fleet::FleetOptions;
 pub use runtime::{Engine, EngineOptions, Waker};
 
 use std::sync::Arc;
 
 use fabric_core::config::Config;
 use fabric_store::{sqlite::SqliteOptions, PostgresStore, SqliteStore, Store};
-
-/// Schema holding Fabric's tables in a PostgreSQL database.
-pub const POSTGRES_SCHEMA: &str = "fabric";
 
 /// Opens the store the configuration names.
 pub async fn open_store(config: &Config, home: &FabricHome) -> Result<Arc<dyn Store>, EngineError> {
@@ -40,7 +39,37 @@ pub async fn open_store(config: &Config, home: &FabricHome) -> Result<Arc<dyn St
                 .url
                 .as_deref()
                 .ok_or_else(|| EngineError::invalid("store.url", "is required for postgres"))?;
-            Ok(Arc::new(PostgresStore::open(url, POSTGRES_SCHEMA).await?))
+            Ok(Arc::new(
+                PostgresStore::open(url, &config.store.schema).await?,
+            ))
+        }
+        other => Err(EngineError::invalid(
+            "store.backend",
+            format!("'{other}' is not a backend (sqlite or postgres)"),
+        )),
+    }
+}
+
+/// Brings the configured store to this binary's schema version (`fabric db migrate`);
+/// returns the versions before and after.
+pub async fn migrate_store(
+    config: &Config,
+    home: &FabricHome,
+) -> Result<(usize, usize), EngineError> {
+    match config.store.backend.as_str() {
+        "sqlite" => {
+            let options = SqliteOptions {
+                synchronous_full: config.store.synchronous == "full",
+            };
+            Ok(SqliteStore::migrate(home.db_path(config), options)?)
+        }
+        "postgres" => {
+            let url = config
+                .store
+                .url
+                .as_deref()
+                .ok_or_else(|| EngineError::invalid("store.url", "is required for postgres"))?;
+            Ok(PostgresStore::migrate(url, &config.store.schema).await?.1)
         }
         other => Err(EngineError::invalid(
             "store.backend",

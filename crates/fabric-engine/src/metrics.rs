@@ -22,6 +22,8 @@ pub struct Metrics {
     pub latency: Histogram,
     pub workers_busy: IntGauge,
     pub workers_max: IntGauge,
+    /// 1 while this daemon is the fleet's maintenance leader.
+    pub leader: IntGauge,
     jobs: IntGaugeVec,
     queue_depth: IntGauge,
 }
@@ -89,6 +91,11 @@ impl Metrics {
                 "Time from due (enqueue or run_at) to start.",
             ),
             workers_busy: gauge(&r, "fabric_workers_busy", "Worker slots running a job."),
+            leader: gauge(
+                &r,
+                "fabric_leader",
+                "1 while this daemon holds the maintenance leader's lease.",
+            ),
             workers_max: gauge(&r, "fabric_workers_max", "Worker slots."),
             queue_depth: gauge(&r, "fabric_queue_depth", "Pending jobs."),
             jobs,

@@ -3,7 +3,7 @@
 //! rescuer. Idle workers wake at once on an in-process enqueue and poll as a fallback.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::fleet::FleetOptions;
 use crate::handlers::Registry;
 use crate::metrics::Metrics;
 
@@ -44,8 +45,10 @@ pub struct EngineOptions {
     pub shutdown_timeout: Duration,
     /// Handler timeout when the payload sets none.
     pub job_timeout: Duration,
-    /// Rescuer period.
+    /// Rescuer period (while this engine leads).
     pub rescue_interval: Duration,
+    /// Node registration, heartbeats and leadership.
+    pub fleet: FleetOptions,
     /// Retry policies and redaction come from here.
     pub config: Arc<Config>,
     /// Notified after each durable completion batch (benchmarks, tests).
@@ -66,25 +69,32 @@ impl EngineOptions {
             job_timeout: Duration::from_secs(w.job_timeout_seconds.max(1)),
             rescue_interval: Duration::from_secs((w.lease_seconds / 3).clamp(1, 10)),
             listener: None,
+            fleet: FleetOptions::from_config(&config),
             config,
         }
     }
 }
 
 /// Shared by the engine's tasks.
-struct Shared {
-    store: Arc<dyn Store>,
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
     registry: Registry,
-    clock: Arc<dyn Clock>,
-    metrics: Metrics,
-    options: EngineOptions,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) metrics: Metrics,
+    pub(crate) options: EngineOptions,
     owner: String,
-    wake: Notify,
+    pub(crate) wake: Notify,
     /// Jobs in flight: id → attempt (for heartbeats).
     in_flight: Mutex<HashMap<JobId, u32>>,
     home: Option<String>,
     /// Mean handler run time in seconds (f64 bits; NaN until the first job).
     avg_run_secs: AtomicU64,
+    /// This engine holds the maintenance leader's lease.
+    pub(crate) leader: AtomicBool,
+    /// The node is offline or draining: claim nothing new.
+    pub(crate) paused: AtomicBool,
+    /// The last node heartbeat reached the store.
+    pub(crate) store_up: AtomicBool,
 }
 
 /// A running engine. Dropping it does not stop it; call [`Engine::shutdown`].
@@ -133,16 +143,30 @@ impl Engine {
             in_flight: Mutex::new(HashMap::new()),
             home: std::env::var("HOME").ok(),
             avg_run_secs: AtomicU64::new(f64::NAN.to_bits()),
+            leader: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            store_up: AtomicBool::new(true),
             options,
         });
         let (stop, stop_rx) = watch::channel(false);
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let completer = tokio::spawn(completer(shared.clone(), done_rx));
         let dispatcher = tokio::spawn(dispatcher(shared.clone(), stop_rx.clone(), done_tx));
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(heartbeats(shared.clone(), stop_rx.clone())),
-            tokio::spawn(rescuer(shared.clone(), stop_rx)),
+            tokio::spawn(crate::fleet::run(shared.clone(), stop_rx)),
         ];
+        // Other processes' enqueues wake this engine where the store can tell (PostgreSQL
+        // LISTEN/NOTIFY); every wake-up is one permit, so a burst costs one claim.
+        let weak = Arc::downgrade(&shared);
+        let listener = shared.store.listen(Box::new(move || match weak.upgrade() {
+            Some(s) => {
+                s.wake.notify_one();
+                true
+            }
+            None => false,
+        }));
+        tasks.extend(listener);
         Self {
             shared,
             stop,
@@ -167,6 +191,16 @@ impl Engine {
         in_flight(&self.shared)
     }
 
+    /// Whether this engine is the fleet's maintenance leader now.
+    pub fn is_leader(&self) -> bool {
+        self.shared.leader.load(Ordering::Relaxed)
+    }
+
+    /// Whether the engine's last node heartbeat reached the store.
+    pub fn store_up(&self) -> bool {
+        self.shared.store_up.load(Ordering::Relaxed)
+    }
+
     /// Graceful stop: stop claiming, wait for in-flight jobs up to the shutdown timeout,
     /// write their completions. Returns how many jobs were still running when it gave up
     /// (they stay `running` and are rescued on the next start).
@@ -186,6 +220,7 @@ impl Engine {
         for t in self.tasks.drain(..) {
             t.abort();
         }
+        crate::fleet::leave(&self.shared).await;
         abandoned
     }
 }
@@ -243,6 +278,12 @@ async fn dispatcher(
         }
         wake = Box::pin(shared.wake.notified());
         wake.as_mut().enable();
+        if shared.paused.load(Ordering::Relaxed) {
+            // Offline or draining: what runs finishes, nothing new is claimed.
+            drained = true;
+            drop(permit);
+            continue;
+        }
         let free = 1 + slots.available_permits();
         let limit = (free + prefetch(&shared)).min(CLAIM_BATCH);
         let req = ClaimRequest {
@@ -493,7 +534,7 @@ async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completi
     }
 }
 
-fn in_flight(shared: &Shared) -> usize {
+pub(crate) fn in_flight(shared: &Shared) -> usize {
     shared.in_flight.lock().map(|m| m.len()).unwrap_or(0)
 }
 
@@ -514,35 +555,6 @@ async fn heartbeats(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         let until = shared.clock.now_ms() + shared.options.lease.as_millis() as i64;
         if let Err(e) = shared.store.heartbeat(&shared.owner, jobs, until).await {
             tracing::warn!(error = %e, "lease heartbeat failed");
-        }
-    }
-}
-
-async fn rescuer(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(shared.options.rescue_interval) => {}
-            _ = stop.changed() => { if *stop.borrow() { return; } }
-        }
-        match shared.store.rescue(shared.clock.now_ms(), None).await {
-            Ok(r) if !r.reset.is_empty() || !r.quarantined.is_empty() => {
-                shared
-                    .metrics
-                    .rescued
-                    .inc_by((r.reset.len() + r.quarantined.len()) as u64);
-                shared
-                    .metrics
-                    .quarantined
-                    .inc_by(r.quarantined.len() as u64);
-                tracing::warn!(
-                    reset = r.reset.len(),
-                    quarantined = r.quarantined.len(),
-                    "rescued jobs with expired leases"
-                );
-                shared.wake.notify_one();
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "rescue failed"),
         }
     }
 }

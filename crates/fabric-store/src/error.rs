@@ -14,12 +14,40 @@ pub enum StoreError {
     /// The store cannot be reached or is shutting down.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The database schema is not the one this binary speaks (the message says whether to
+    /// run `fabric db migrate` or to upgrade fabric).
+    #[error("{0}")]
+    Schema(String),
     /// The backend failed (I/O, corruption, SQL error).
     #[error("store error: {0}")]
     Backend(String),
 }
 
 impl StoreError {
+    /// The database's schema is older than this binary's.
+    pub fn schema_older(found: usize, expected: usize) -> Self {
+        StoreError::Schema(format!(
+            "the database is at schema version {found}, older than this fabric ({expected}); \
+             run `fabric db migrate` (take a backup first: `fabric db backup`)"
+        ))
+    }
+
+    /// The database's schema is newer than this binary's.
+    pub fn schema_newer(found: usize, expected: usize) -> Self {
+        StoreError::Schema(format!(
+            "the database is at schema version {found}, newer than this fabric knows \
+             ({expected}); upgrade fabric"
+        ))
+    }
+
+    /// A missing node.
+    pub fn node_not_found(id: &str) -> Self {
+        StoreError::NotFound {
+            what: "node",
+            id: id.to_string(),
+        }
+    }
+
     /// A missing job.
     pub fn job_not_found(id: i64) -> Self {
         StoreError::NotFound {

@@ -17,7 +17,18 @@ pub use sqlite::SqliteStore;
 pub use types::*;
 
 use async_trait::async_trait;
-use fabric_core::{JobId, NewJob};
+use fabric_core::{JobId, NewJob, Node};
+
+/// Takes or renews a lease in one statement (the same SQL on both backends): a free or
+/// lapsed lease, or one the holder already has, is (re)written and returned; otherwise no row.
+pub(crate) const LEASE_UPSERT: &str = "INSERT INTO leases (name, holder, acquired_at, expires_at)
+     VALUES ($1, $2, $3, $4)
+     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+         acquired_at = CASE WHEN leases.holder = excluded.holder
+                            THEN leases.acquired_at ELSE excluded.acquired_at END,
+         expires_at = excluded.expires_at
+     WHERE leases.holder = excluded.holder OR leases.expires_at < excluded.acquired_at
+     RETURNING holder";
 
 /// Result of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -115,4 +126,42 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes finished (succeeded, cancelled) jobs that finished before `before`.
     async fn prune_finished(&self, before: i64) -> Result<u64>;
+
+    /// Answers when the backend is reachable (health checks).
+    async fn ping(&self) -> Result<()>;
+
+    /// Registers a node, or refreshes the row of a node id seen before: shard, capacity,
+    /// specialties, host, pid, version, load, heartbeat and start time are taken from `node`;
+    /// an existing row keeps the health and drain flag an operator set.
+    async fn register_node(&self, node: Node) -> Result<Node>;
+
+    /// Records a node's heartbeat and load; `None` when the node is not registered.
+    async fn node_heartbeat(&self, id: &str, load: u32, now: i64) -> Result<Option<Node>>;
+
+    /// Every registered node, by id.
+    async fn nodes(&self) -> Result<Vec<Node>>;
+
+    /// Applies `change` to node `id` (`NotFound` when unknown).
+    async fn update_node(&self, id: &str, change: NodeChange) -> Result<Node>;
+
+    /// Takes or renews lease `name` for `holder` until `now + ttl_ms`: succeeds when the
+    /// lease is free, lapsed, or already `holder`'s. Atomic across every daemon.
+    async fn acquire_lease(&self, name: &str, holder: &str, now: i64, ttl_ms: i64) -> Result<bool>;
+
+    /// Gives lease `name` up if `holder` has it.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+
+    /// Every lease, lapsed or not.
+    async fn leases(&self) -> Result<Vec<Lease>>;
+
+    /// Calls `wake` whenever any process inserts jobs, until `wake` returns false or the
+    /// returned task is aborted. `None` where the backend has no such channel (SQLite: the CLI
+    /// signals the daemon instead).
+    fn listen(
+        &self,
+        wake: Box<dyn Fn() -> bool + Send + Sync>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let _ = wake;
+        None
+    }
 }

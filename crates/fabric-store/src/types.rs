@@ -217,3 +217,27 @@ pub struct RecoveryReport {
     pub integrity: String,
     pub errors: Vec<String>,
 }
+
+/// An operator's (or the daemon's own) change to a node; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeChange {
+    pub health: Option<fabric_core::NodeHealth>,
+    pub draining: Option<bool>,
+    /// Marks the node's daemon as stopped at this time (graceful stop).
+    pub stopped_at: Option<i64>,
+}
+
+/// A named lease (the maintenance leader's is [`LEADER_LEASE`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub name: String,
+    /// Node id of the holder.
+    pub holder: String,
+    /// When the current holder first took it (epoch ms).
+    pub acquired_at: i64,
+    /// When it lapses unless renewed (epoch ms).
+    pub expires_at: i64,
+}
+
+/// The lease that makes one daemon the maintenance leader.
+pub const LEADER_LEASE: &str = "leader";

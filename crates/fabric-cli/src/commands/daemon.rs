@@ -105,6 +105,14 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
     let crashed = recovery::crashed(&marker);
     let store = fabric_engine::open_store(&config, &home).await?;
     let clock: Arc<dyn Clock> = Arc::new(RealClock);
+    let options = EngineOptions::from_config(config.clone());
+    fabric_engine::fleet::check_node_id(
+        &*store,
+        &config.node.id,
+        clock.now_ms(),
+        options.fleet.node_timeout,
+    )
+    .await?;
     if let Some(report) = recovery::recover(&*store, &*clock, &config.node.id, crashed).await? {
         let path = home
             .root()
@@ -133,7 +141,7 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
         registry.clone(),
         clock.clone(),
         metrics.clone(),
-        EngineOptions::from_config(config.clone()),
+        options,
     );
     let console = Console::new(store.clone(), registry, config.clone(), clock, "daemon")
         .with_engine(engine.waker(), metrics.clone());
@@ -162,21 +170,11 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
     );
 
     let waker = engine.waker();
-    let mut maintenance = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = nudge.recv() => waker.wake(),
-            _ = maintenance.tick() => {
-                let days = i64::from(config.queue.retention_days);
-                let before = console.now() - days * 86_400_000;
-                match store.prune_finished(before).await {
-                    Ok(n) if n > 0 => tracing::info!(pruned = n, days, "pruned finished jobs"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "pruning finished jobs failed"),
-                }
-            }
         }
     }
     tracing::info!("stopping: no new claims, waiting for in-flight jobs");

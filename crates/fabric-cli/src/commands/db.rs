@@ -1,4 +1,4 @@
-//! `fabric db check|backup|list-backups|restore|vacuum`.
+//! `fabric db check|backup|list-backups|restore|vacuum|migrate`.
 
 use std::process::ExitCode;
 
@@ -131,6 +131,30 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
         DbCmd::Vacuum => {
             ctx.console().await?.db_vacuum().await?;
             print(f, &json!({"vacuumed": true}), || "vacuum done".into())?;
+        }
+        DbCmd::Migrate => {
+            let (from, to) = fabric_engine::migrate_store(&ctx.config, &ctx.home).await?;
+            let backend = ctx.config.store.backend.clone();
+            let applied = to.saturating_sub(from);
+            ctx.console()
+                .await?
+                .record(
+                    "db.migrate",
+                    &format!("{backend} schema {from} -> {to}"),
+                    None,
+                )
+                .await?;
+            print(
+                f,
+                &json!({"backend": backend, "from": from, "to": to, "applied": applied}),
+                || {
+                    if applied == 0 {
+                        format!("schema already at version {to}; nothing to do")
+                    } else {
+                        format!("schema migrated from version {from} to {to} ({applied} applied)")
+                    }
+                },
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -6,6 +6,7 @@ mod daemon;
 mod db;
 mod health;
 mod jobs;
+mod nodes;
 mod quarantine;
 mod status;
 
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Quarantine(cmd) => quarantine::run(&ctx, cmd).await,
                     Command::Db(cmd) => db::run(&ctx, cmd).await,
                     Command::Health { verbose, one } => health::run(&ctx, verbose, one).await,
+                    Command::Nodes(cmd) => nodes::run(&ctx, cmd).await,
                     Command::Audit(AuditCmd::List { since, limit }) => {
                         let since = parse_since(since.as_deref())?;
                         let log = ctx.console().await?.audit_log(since, limit).await?;

@@ -9,17 +9,24 @@ use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use fabric_core::job::AttemptError;
 use fabric_core::quarantine::QuarantineReason;
-use fabric_core::{Job, JobId, JobState, NewJob, Priority};
+use fabric_core::{Job, JobId, JobState, NewJob, Node, NodeHealth, Priority};
 use tokio_postgres::{NoTls, Row};
 
 use crate::{
-    AuditEntry, ClaimRequest, CompleteReport, Completion, JobDetail, JobFilter, Note, Outcome,
+    AuditEntry, ClaimRequest, CompleteReport, Completion, JobDetail, JobFilter, Lease, NodeChange,
+    Note, Outcome, LEASE_UPSERT,
     QuarantineEntry, QuarantineFilter, QuarantineStats, RecoveryReport, RescueReport, Result,
     StateCounts, Store, StoreError, Submitted,
 };
 
 /// Migrations in order; `fabric_schema.version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_nodes.sql"),
+];
+
+/// Channel of the insert trigger; the payload is the schema.
+const JOBS_CHANNEL: &str = "fabric_jobs";
 
 const JOB_COLS: &str = "id, kind, shard, payload, priority, state, attempt, max_attempts, run_at, \
      lease_owner, lease_expires_at, unique_key, source, created_at, updated_at, started_at, \
@@ -30,6 +37,8 @@ const JOB_COLS: &str = "id, kind, shard, payload, priority, state, attempt, max_
 pub struct PostgresStore {
     pool: Pool,
     schema: String,
+    /// Connection settings, for the dedicated LISTEN connection.
+    config: tokio_postgres::Config,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -68,9 +77,20 @@ fn endpoint(config: &tokio_postgres::Config) -> String {
 }
 
 impl PostgresStore {
-    /// Connects to `url` (tables live in `schema`, created if missing), and applies pending
-    /// migrations. Errors name host and port, never the password.
+    /// Connects to `url`; tables live in `schema`. A new schema gets the current tables; one
+    /// at an older version is refused (see [`PostgresStore::migrate`]), as is a newer one.
+    /// Errors name host and port, never the password.
     pub async fn open(url: &str, schema: &str) -> Result<Self> {
+        Ok(Self::connect(url, schema, false).await?.0)
+    }
+
+    /// Brings `schema` to this binary's version; returns the store and the versions before
+    /// and after.
+    pub async fn migrate(url: &str, schema: &str) -> Result<(Self, (usize, usize))> {
+        Self::connect(url, schema, true).await
+    }
+
+    async fn connect(url: &str, schema: &str, upgrade: bool) -> Result<(Self, (usize, usize))> {
         if schema.is_empty()
             || !schema
                 .chars()
@@ -89,8 +109,11 @@ impl PostgresStore {
         })?;
         let at = endpoint(&config);
         config.options(format!("-c search_path={schema}"));
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(5));
+        }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -103,6 +126,7 @@ impl PostgresStore {
         let store = Self {
             pool,
             schema: schema.to_string(),
+            config,
         };
         let mut client = store.pool.get().await.map_err(|e| {
             StoreError::Unavailable(format!("cannot connect to PostgreSQL at {at}: {e}"))
@@ -131,14 +155,17 @@ impl PostgresStore {
             }
         };
         let version = version as usize;
-        if version > MIGRATIONS.len() {
+        let refusal = if version > MIGRATIONS.len() {
+            Some(StoreError::schema_newer(version, MIGRATIONS.len()))
+        } else if version > 0 && version < MIGRATIONS.len() && !upgrade {
+            Some(StoreError::schema_older(version, MIGRATIONS.len()))
+        } else {
+            None
+        };
+        if let Some(e) = refusal {
             // Release the migration lock now, not whenever the connection is reaped.
             tx.rollback().await?;
-            return Err(StoreError::Backend(format!(
-                "the database is at schema version {version}, newer than this fabric knows ({}); \
-                 upgrade fabric",
-                MIGRATIONS.len()
-            )));
+            return Err(e);
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             tx.batch_execute(sql).await?;
@@ -149,7 +176,7 @@ impl PostgresStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(store)
+        Ok((store, (version, MIGRATIONS.len())))
     }
 
     /// The schema holding the tables.
@@ -191,6 +218,93 @@ fn row_to_job(r: &Row) -> Result<Job> {
         cancel_reason: r.try_get(18)?,
         result: r.try_get(19)?,
     })
+}
+
+const NODE_COLS: &str = "id, shard, capacity, specialties, health, draining, load, heartbeat_at, \
+     started_at, stopped_at, host, pid, version";
+
+fn row_to_node(r: &Row) -> Result<Node> {
+    let specialties: serde_json::Value = r.try_get(3)?;
+    let health: String = r.try_get(4)?;
+    Ok(Node {
+        id: r.try_get(0)?,
+        shard: r.try_get(1)?,
+        capacity: r.try_get::<_, i32>(2)? as u32,
+        specialties: serde_json::from_value(specialties).map_err(backend)?,
+        health: NodeHealth::parse(&health)?,
+        draining: r.try_get(5)?,
+        load: r.try_get::<_, i32>(6)? as u32,
+        heartbeat_at: r.try_get(7)?,
+        started_at: r.try_get(8)?,
+        stopped_at: r.try_get(9)?,
+        host: r.try_get(10)?,
+        pid: r.try_get::<_, i32>(11)? as u32,
+        version: r.try_get(12)?,
+    })
+}
+
+/// Holds a dedicated connection that LISTENs on [`JOBS_CHANNEL`] and calls `wake` for each
+/// notification of `schema` (and once after every reconnect, as notifications sent while
+/// disconnected are lost), until `wake` returns false.
+async fn listen_loop(
+    config: tokio_postgres::Config,
+    schema: String,
+    wake: Box<dyn Fn() -> bool + Send + Sync>,
+) {
+    let mut delay = std::time::Duration::from_millis(100);
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut conn)) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    while let Some(msg) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+                        match msg {
+                            Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                                if tx.send(n.payload().to_string()).is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "LISTEN connection lost");
+                                return;
+                            }
+                        }
+                    }
+                });
+                match client.batch_execute(&format!("LISTEN {JOBS_CHANNEL}")).await {
+                    Ok(()) => {
+                        delay = std::time::Duration::from_millis(100);
+                        let mut wanted = wake();
+                        while wanted {
+                            match rx.recv().await {
+                                Some(payload) if payload == schema => wanted = wake(),
+                                Some(_) => {}
+                                None => break,
+                            }
+                        }
+                        if !wanted {
+                            driver.abort();
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "LISTEN failed"),
+                }
+                driver.abort();
+            }
+            Err(e) => tracing::debug!(error = %e, "LISTEN connection failed; polling meanwhile"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(5));
+    }
+}
+
+async fn get_node<C: GenericClient>(c: &C, id: &str) -> Result<Node> {
+    let row = c
+        .query_opt(&format!("SELECT {NODE_COLS} FROM nodes WHERE id = $1"), &[&id])
+        .await?
+        .ok_or_else(|| StoreError::node_not_found(id))?;
+    row_to_node(&row)
 }
 
 async fn get_job<C: GenericClient>(c: &C, id: JobId) -> Result<Job> {
@@ -939,5 +1053,145 @@ impl Store for PostgresStore {
                 &[&before],
             )
             .await?)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let client = self.pool.get().await?;
+        client.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    async fn register_node(&self, node: Node) -> Result<Node> {
+        let client = self.pool.get().await?;
+        let specialties = serde_json::to_value(&node.specialties).map_err(backend)?;
+        let row = client
+            .query_one(
+                &format!(
+                    "INSERT INTO nodes (id, shard, capacity, specialties, health, draining, load,
+                         heartbeat_at, started_at, stopped_at, host, pid, version)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11, $12)
+                     ON CONFLICT (id) DO UPDATE SET shard = excluded.shard,
+                         capacity = excluded.capacity, specialties = excluded.specialties,
+                         load = excluded.load, heartbeat_at = excluded.heartbeat_at,
+                         started_at = excluded.started_at, stopped_at = NULL,
+                         host = excluded.host, pid = excluded.pid, version = excluded.version
+                     RETURNING {NODE_COLS}"
+                ),
+                &[
+                    &node.id,
+                    &node.shard,
+                    &(node.capacity as i32),
+                    &specialties,
+                    &node.health.as_str(),
+                    &node.draining,
+                    &(node.load as i32),
+                    &node.heartbeat_at,
+                    &node.started_at,
+                    &node.host,
+                    &(node.pid as i32),
+                    &node.version,
+                ],
+            )
+            .await?;
+        row_to_node(&row)
+    }
+
+    async fn node_heartbeat(&self, id: &str, load: u32, now: i64) -> Result<Option<Node>> {
+        let client = self.pool.get().await?;
+        client
+            .query_opt(
+                &format!(
+                    "UPDATE nodes SET load = $2, heartbeat_at = $3, stopped_at = NULL
+                     WHERE id = $1 RETURNING {NODE_COLS}"
+                ),
+                &[&id, &(load as i32), &now],
+            )
+            .await?
+            .as_ref()
+            .map(row_to_node)
+            .transpose()
+    }
+
+    async fn nodes(&self) -> Result<Vec<Node>> {
+        let client = self.pool.get().await?;
+        client
+            .query(&format!("SELECT {NODE_COLS} FROM nodes ORDER BY id"), &[])
+            .await?
+            .iter()
+            .map(row_to_node)
+            .collect()
+    }
+
+    async fn update_node(&self, id: &str, change: NodeChange) -> Result<Node> {
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "UPDATE nodes SET health = coalesce($2, health),
+                     draining = coalesce($3, draining),
+                     stopped_at = coalesce($4, stopped_at),
+                     load = CASE WHEN $4::bigint IS NULL THEN load ELSE 0 END
+                 WHERE id = $1",
+                &[
+                    &id,
+                    &change.health.map(|h| h.as_str()),
+                    &change.draining,
+                    &change.stopped_at,
+                ],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::node_not_found(id));
+        }
+        get_node(&client, id).await
+    }
+
+    async fn acquire_lease(&self, name: &str, holder: &str, now: i64, ttl_ms: i64) -> Result<bool> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .query_opt(LEASE_UPSERT, &[&name, &holder, &now, &(now + ttl_ms)])
+            .await?
+            .is_some())
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "DELETE FROM leases WHERE name = $1 AND holder = $2",
+                &[&name, &holder],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>> {
+        let client = self.pool.get().await?;
+        client
+            .query(
+                "SELECT name, holder, acquired_at, expires_at FROM leases ORDER BY name",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Lease {
+                    name: r.try_get(0)?,
+                    holder: r.try_get(1)?,
+                    acquired_at: r.try_get(2)?,
+                    expires_at: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    fn listen(
+        &self,
+        wake: Box<dyn Fn() -> bool + Send + Sync>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        Some(tokio::spawn(listen_loop(
+            self.config.clone(),
+            self.schema.clone(),
+            wake,
+        )))
     }
 }

@@ -9,18 +9,22 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use fabric_core::job::AttemptError;
 use fabric_core::quarantine::QuarantineReason;
-use fabric_core::{Job, JobId, JobState, NewJob, Priority};
+use fabric_core::{Job, JobId, JobState, NewJob, Node, NodeHealth, Priority};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::{
-    AuditEntry, ClaimRequest, CompleteReport, Completion, JobDetail, JobFilter, Note, Outcome,
+    AuditEntry, ClaimRequest, CompleteReport, Completion, JobDetail, JobFilter, Lease, NodeChange,
+    Note, Outcome,
     QuarantineEntry, QuarantineFilter, QuarantineStats, RecoveryReport, RescueReport, Result,
-    StateCounts, Store, StoreError, Submitted,
+    StateCounts, Store, StoreError, Submitted, LEASE_UPSERT,
 };
 use writer::Writer;
 
 /// Migrations in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_nodes.sql"),
+];
 
 /// Columns of `jobs` in the order [`row_to_job`] reads them.
 const JOB_COLS: &str = "id, kind, shard, payload, priority, state, attempt, max_attempts, run_at, \
@@ -51,12 +55,13 @@ struct Inner {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store at `path`, applies pending migrations and makes
-    /// the database files readable by their owner only.
+    /// Opens (creating if needed) the store at `path` and makes the database files readable
+    /// by their owner only. A new database gets the current schema; one at an older schema
+    /// version is refused (see [`SqliteStore::migrate`]), as is one at a newer version.
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let mut conn = open_conn(&path, &options, true)?;
-        migrate(&mut conn)?;
+        migrate(&mut conn, false)?;
         restrict_permissions(&path);
         // Checkpoints run beside the writer, not inside its commits (which would stall
         // them); the writer's own auto-checkpoint stays as a bound on the WAL's size.
@@ -73,6 +78,16 @@ impl SqliteStore {
                 _checkpointer: checkpointer,
             }),
         })
+    }
+
+    /// Brings the database at `path` to this binary's schema version; returns the versions
+    /// before and after.
+    pub fn migrate(path: impl AsRef<Path>, options: SqliteOptions) -> Result<(usize, usize)> {
+        let path = path.as_ref();
+        let mut conn = open_conn(path, &options, true)?;
+        let from = migrate(&mut conn, true)?;
+        restrict_permissions(path);
+        Ok((from, MIGRATIONS.len()))
     }
 
     /// The database file.
@@ -150,14 +165,15 @@ fn open_conn(path: &Path, options: &SqliteOptions, create: bool) -> Result<Conne
     Ok(conn)
 }
 
-fn migrate(conn: &mut Connection) -> Result<()> {
+/// Applies pending migrations to a new database, or to an older one when `upgrade` is set;
+/// returns the version found.
+fn migrate(conn: &mut Connection, upgrade: bool) -> Result<usize> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > MIGRATIONS.len() {
-        return Err(StoreError::Backend(format!(
-            "the database is at schema version {version}, newer than this fabric knows ({}); \
-             upgrade fabric",
-            MIGRATIONS.len()
-        )));
+        return Err(StoreError::schema_newer(version, MIGRATIONS.len()));
+    }
+    if version > 0 && version < MIGRATIONS.len() && !upgrade {
+        return Err(StoreError::schema_older(version, MIGRATIONS.len()));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction()?;
@@ -165,7 +181,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
         tx.commit()?;
     }
-    Ok(())
+    Ok(version)
 }
 
 /// Makes the database and its `-wal`/`-shm` files 0600 (best effort: they may not exist yet).
@@ -304,6 +320,36 @@ fn quarantine_job(
     )?
     .execute(params![id, reason.as_str(), error, failure, now])?;
     Ok(())
+}
+
+const NODE_COLS: &str = "id, shard, capacity, specialties, health, draining, load, heartbeat_at, \
+     started_at, stopped_at, host, pid, version";
+
+fn row_to_node(r: &Row<'_>) -> rusqlite::Result<Node> {
+    let specialties: String = r.get(3)?;
+    let health: String = r.get(4)?;
+    Ok(Node {
+        id: r.get(0)?,
+        shard: r.get(1)?,
+        capacity: r.get(2)?,
+        specialties: serde_json::from_str(&specialties).map_err(|e| conversion(3, e))?,
+        health: NodeHealth::parse(&health).map_err(|e| conversion(4, e))?,
+        draining: r.get(5)?,
+        load: r.get(6)?,
+        heartbeat_at: r.get(7)?,
+        started_at: r.get(8)?,
+        stopped_at: r.get(9)?,
+        host: r.get(10)?,
+        pid: r.get(11)?,
+        version: r.get(12)?,
+    })
+}
+
+fn get_node(conn: &Connection, id: &str) -> Result<Node> {
+    conn.prepare_cached(&format!("SELECT {NODE_COLS} FROM nodes WHERE id = ?1"))?
+        .query_row([id], row_to_node)
+        .optional()?
+        .ok_or_else(|| StoreError::node_not_found(id))
 }
 
 #[async_trait]
@@ -893,5 +939,144 @@ impl Store for SqliteStore {
                 Ok(n as u64)
             })
             .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    async fn register_node(&self, node: Node) -> Result<Node> {
+        self.inner
+            .writer
+            .write(move |conn| {
+                let specialties = serde_json::to_string(&node.specialties)
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
+                conn.prepare_cached(
+                    "INSERT INTO nodes (id, shard, capacity, specialties, health, draining, load,
+                         heartbeat_at, started_at, stopped_at, host, pid, version)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10, ?11, ?12)
+                     ON CONFLICT (id) DO UPDATE SET shard = excluded.shard,
+                         capacity = excluded.capacity, specialties = excluded.specialties,
+                         load = excluded.load, heartbeat_at = excluded.heartbeat_at,
+                         started_at = excluded.started_at, stopped_at = NULL,
+                         host = excluded.host, pid = excluded.pid, version = excluded.version",
+                )?
+                .execute(params![
+                    node.id,
+                    node.shard,
+                    node.capacity,
+                    specialties,
+                    node.health.as_str(),
+                    node.draining,
+                    node.load,
+                    node.heartbeat_at,
+                    node.started_at,
+                    node.host,
+                    node.pid,
+                    node.version
+                ])?;
+                get_node(conn, &node.id)
+            })
+            .await
+    }
+
+    async fn node_heartbeat(&self, id: &str, load: u32, now: i64) -> Result<Option<Node>> {
+        let id = id.to_string();
+        self.inner
+            .writer
+            .write(move |conn| {
+                Ok(conn
+                    .prepare_cached(&format!(
+                        "UPDATE nodes SET load = ?2, heartbeat_at = ?3, stopped_at = NULL
+                         WHERE id = ?1 RETURNING {NODE_COLS}"
+                    ))?
+                    .query_row(params![id, load, now], row_to_node)
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn nodes(&self) -> Result<Vec<Node>> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(&format!("SELECT {NODE_COLS} FROM nodes ORDER BY id"))?
+                .query_map([], row_to_node)?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn update_node(&self, id: &str, change: NodeChange) -> Result<Node> {
+        let id = id.to_string();
+        self.inner
+            .writer
+            .write(move |conn| {
+                let n = conn.execute(
+                    "UPDATE nodes SET health = coalesce(?2, health),
+                         draining = coalesce(?3, draining),
+                         stopped_at = coalesce(?4, stopped_at),
+                         load = CASE WHEN ?4 IS NULL THEN load ELSE 0 END
+                     WHERE id = ?1",
+                    params![
+                        id,
+                        change.health.map(|h| h.as_str()),
+                        change.draining,
+                        change.stopped_at
+                    ],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::node_not_found(&id));
+                }
+                get_node(conn, &id)
+            })
+            .await
+    }
+
+    async fn acquire_lease(&self, name: &str, holder: &str, now: i64, ttl_ms: i64) -> Result<bool> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.inner
+            .writer
+            .write(move |conn| {
+                Ok(conn
+                    .prepare_cached(LEASE_UPSERT)?
+                    .query_row(params![name, holder, now, now + ttl_ms], |_| Ok(()))
+                    .optional()?
+                    .is_some())
+            })
+            .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.inner
+            .writer
+            .write(move |conn| {
+                conn.execute(
+                    "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                    params![name, holder],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT name, holder, acquired_at, expires_at FROM leases ORDER BY name",
+                )?
+                .query_map([], |r| {
+                    Ok(Lease {
+                        name: r.get(0)?,
+                        holder: r.get(1)?,
+                        acquired_at: r.get(2)?,
+                        expires_at: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
     }
 }

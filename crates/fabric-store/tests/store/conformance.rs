@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use fabric_core::quarantine::QuarantineReason;
 use fabric_core::{JobState, NewJob, Priority};
+use fabric_core::{Node, NodeHealth};
 use fabric_store::{
-    AuditEntry, ClaimRequest, Completion, JobFilter, Outcome, QuarantineFilter, RecoveryReport,
-    Store, StoreError,
+    AuditEntry, ClaimRequest, Completion, JobFilter, NodeChange, Outcome, QuarantineFilter,
+    RecoveryReport, Store, StoreError, LEADER_LEASE,
 };
 
 fn ok() -> Outcome {
@@ -529,6 +530,100 @@ pub async fn integrity_prune_and_maintenance(s: &dyn Store) {
     assert_eq!(s.next_run_at().await.unwrap(), Some(T0));
 }
 
+fn node(id: &str, now: i64) -> Node {
+    Node {
+        id: id.into(),
+        shard: "earth".into(),
+        capacity: 6,
+        specialties: vec!["gpu".into()],
+        health: NodeHealth::Healthy,
+        draining: false,
+        load: 0,
+        heartbeat_at: now,
+        started_at: now,
+        stopped_at: None,
+        host: "host-a".into(),
+        pid: 42,
+        version: "test".into(),
+    }
+}
+
+pub async fn nodes_register_heartbeat_and_keep_operator_flags(s: &dyn Store) {
+    let n = s.register_node(node("n1", T0)).await.unwrap();
+    assert_eq!(n.specialties, vec!["gpu".to_string()]);
+    let hb = s.node_heartbeat("n1", 3, T0 + 5).await.unwrap().unwrap();
+    assert_eq!((hb.load, hb.heartbeat_at), (3, T0 + 5));
+    assert!(s.node_heartbeat("ghost", 0, T0).await.unwrap().is_none());
+    let change = NodeChange {
+        health: Some(NodeHealth::Offline),
+        draining: Some(true),
+        stopped_at: None,
+    };
+    let off = s.update_node("n1", change).await.unwrap();
+    assert_eq!((off.health, off.draining), (NodeHealth::Offline, true));
+    // A restart of the daemon does not undo what the operator set.
+    let mut again = node("n1", T0 + 10);
+    again.capacity = 8;
+    let back = s.register_node(again).await.unwrap();
+    assert_eq!((back.health, back.draining, back.capacity), (NodeHealth::Offline, true, 8));
+    let stop = NodeChange {
+        stopped_at: Some(T0 + 20),
+        ..NodeChange::default()
+    };
+    let stopped = s.update_node("n1", stop).await.unwrap();
+    assert_eq!((stopped.stopped_at, stopped.load), (Some(T0 + 20), 0));
+    assert_eq!(
+        stopped.effective_health(T0 + 21, 30_000),
+        NodeHealth::Offline
+    );
+    s.register_node(node("n0", T0)).await.unwrap();
+    let ids: Vec<String> = s.nodes().await.unwrap().into_iter().map(|n| n.id).collect();
+    assert_eq!(ids, ["n0", "n1"]);
+    let err = s
+        .update_node("ghost", NodeChange::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+pub async fn leader_lease_is_exclusive_until_it_lapses(s: &dyn Store) {
+    assert!(s.acquire_lease(LEADER_LEASE, "a", T0, 1_000).await.unwrap());
+    assert!(!s.acquire_lease(LEADER_LEASE, "b", T0 + 500, 1_000).await.unwrap());
+    // Renewal keeps the first acquisition time.
+    assert!(s.acquire_lease(LEADER_LEASE, "a", T0 + 900, 1_000).await.unwrap());
+    assert!(!s.acquire_lease(LEADER_LEASE, "b", T0 + 1_800, 1_000).await.unwrap());
+    let l = &s.leases().await.unwrap()[0];
+    assert_eq!((l.holder.as_str(), l.acquired_at, l.expires_at), ("a", T0, T0 + 1_900));
+    // Lapsed: another takes it, and the old holder cannot renew.
+    assert!(s.acquire_lease(LEADER_LEASE, "b", T0 + 1_901, 1_000).await.unwrap());
+    assert!(!s.acquire_lease(LEADER_LEASE, "a", T0 + 1_902, 1_000).await.unwrap());
+    // Only the holder can release.
+    s.release_lease(LEADER_LEASE, "a").await.unwrap();
+    assert_eq!(s.leases().await.unwrap()[0].holder, "b");
+    s.release_lease(LEADER_LEASE, "b").await.unwrap();
+    assert!(s.leases().await.unwrap().is_empty());
+    assert!(s.acquire_lease(LEADER_LEASE, "a", T0 + 1_903, 1_000).await.unwrap());
+}
+
+pub async fn concurrent_lease_takers_get_one_winner(s: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.acquire_lease(LEADER_LEASE, &format!("n{i}"), T0, 10_000)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for t in tasks {
+        winners += t.await.unwrap() as u32;
+    }
+    assert_eq!(winners, 1);
+    s.ping().await.unwrap();
+}
+
 /// One `#[tokio::test]` per conformance case for the backend that `$make` opens. `$make`
 /// is an async fn returning `Some((Arc<dyn Store>, guard))`, the guard cleaning up when
 /// dropped, or `None` when the backend is not available here (the case says so and passes).
@@ -550,11 +645,14 @@ macro_rules! conformance_tests {
             listing_filters_and_counts,
             purge_removes_only_old_quarantine_and_dry_run_nothing,
             audit_and_recovery_reports_round_trip,
-            integrity_prune_and_maintenance
+            integrity_prune_and_maintenance,
+            nodes_register_heartbeat_and_keep_operator_flags,
+            leader_lease_is_exclusive_until_it_lapses
         );
         $crate::conformance_tests!(@arc $make,
             concurrent_claims_never_hand_out_a_job_twice,
-            concurrent_submitters_all_land
+            concurrent_submitters_all_land,
+            concurrent_lease_takers_get_one_winner
         );
     };
     (@ref $make:path, $($case:ident),*) => {

@@ -47,6 +47,33 @@ mod sqlite {
     }
 
     #[tokio::test]
+    async fn an_older_schema_is_refused_until_db_migrate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.db");
+        {
+            let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+            s.submit(vec![fabric_core::NewJob::new("noop")], 1)
+                .await
+                .unwrap();
+        }
+        // Back to version 1: what a database of the previous release looks like.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE nodes; DROP TABLE leases; PRAGMA user_version = 1")
+            .unwrap();
+        drop(conn);
+        let err = SqliteStore::open(&path, SqliteOptions::default())
+            .err()
+            .unwrap();
+        assert!(matches!(err, fabric_store::StoreError::Schema(_)), "{err}");
+        assert!(err.to_string().contains("run `fabric db migrate`"), "{err}");
+        let (from, to) = SqliteStore::migrate(&path, SqliteOptions::default()).unwrap();
+        assert_eq!((from, to), (1, 2));
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        assert_eq!(s.counts().await.unwrap().pending, 1);
+        assert!(s.nodes().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn data_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("queue.db");
@@ -145,6 +172,84 @@ mod postgres {
     }
 
     conformance_tests!(make);
+
+    #[tokio::test]
+    async fn an_older_schema_is_refused_until_db_migrate() {
+        let Some(url) = url() else { return };
+        let name = schema_name();
+        let _guard = Schema {
+            url: url.clone(),
+            name: name.clone(),
+        };
+        let first = PostgresStore::open(&url, &name).await.unwrap();
+        first
+            .submit(vec![fabric_core::NewJob::new("noop")], 1)
+            .await
+            .unwrap();
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        // Back to version 1: what a database of the previous release looks like.
+        client
+            .batch_execute(&format!(
+                "SET search_path = {name}; DROP TABLE nodes, leases;
+                 DROP TRIGGER jobs_inserted ON jobs; DROP FUNCTION fabric_jobs_inserted();
+                 UPDATE fabric_schema SET version = 1"
+            ))
+            .await
+            .unwrap();
+        let err = PostgresStore::open(&url, &name).await.err().unwrap();
+        assert!(matches!(err, StoreError::Schema(_)), "{err}");
+        assert!(err.to_string().contains("run `fabric db migrate`"), "{err}");
+        let (store, (from, to)) = PostgresStore::migrate(&url, &name).await.unwrap();
+        assert_eq!((from, to), (1, 2));
+        assert_eq!(store.counts().await.unwrap().pending, 1);
+        assert!(store.nodes().await.unwrap().is_empty());
+        PostgresStore::open(&url, &name).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn inserts_wake_listeners_of_the_same_schema_only() {
+        let Some(url) = url() else { return };
+        let (a, b) = (schema_name(), schema_name());
+        let _guards = [
+            Schema {
+                url: url.clone(),
+                name: a.clone(),
+            },
+            Schema {
+                url: url.clone(),
+                name: b.clone(),
+            },
+        ];
+        let store_a = PostgresStore::open(&url, &a).await.unwrap();
+        let store_b = PostgresStore::open(&url, &b).await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let listener = store_a
+            .listen(Box::new(move || tx.send(()).is_ok()))
+            .unwrap();
+        // One wake-up once listening (notifications before it may have been missed).
+        tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        store_b
+            .submit(vec![fabric_core::NewJob::new("noop")], 1)
+            .await
+            .unwrap();
+        let other = tokio::time::timeout(std::time::Duration::from_millis(300), rx.recv()).await;
+        assert!(other.is_err(), "woken by another schema's insert");
+        store_a
+            .submit(vec![fabric_core::NewJob::new("noop"); 3], 1)
+            .await
+            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        listener.abort();
+    }
 
     #[tokio::test]
     async fn migrations_are_idempotent_and_a_newer_schema_is_refused() {

@@ -1,0 +1,301 @@
+//! This daemon as a node of the fleet: it registers and heartbeats its worker pool as a node,
+//! competes for the maintenance leader's lease in the store, and while it leads does the
+//! fleet's maintenance: rescue of expired leases, reassignment of silent nodes' jobs, pruning.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fabric_core::config::Config;
+use fabric_core::Node;
+use fabric_store::{NodeChange, Store, LEADER_LEASE};
+use tokio::sync::watch;
+
+use crate::runtime::Shared;
+use crate::EngineError;
+
+/// How the engine takes part in the fleet.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// Home shard of this node.
+    pub shard: String,
+    /// Capacity reported to the marketplace.
+    pub capacity: u32,
+    pub specialties: Vec<String>,
+    /// Node heartbeat period.
+    pub heartbeat: Duration,
+    /// A node silent for longer is offline; the leader reassigns its jobs.
+    pub node_timeout: Duration,
+    /// Length of the leader lease; renewed every third of it.
+    pub leader_lease: Duration,
+    /// Finished jobs older than this are pruned by the leader (`None`: never).
+    pub retention: Option<Duration>,
+}
+
+impl FleetOptions {
+    /// Options taken from a configuration file.
+    pub fn from_config(config: &Config) -> Self {
+        let n = &config.node;
+        let days = u64::from(config.queue.retention_days);
+        Self {
+            shard: n.shard.clone(),
+            capacity: n.capacity.unwrap_or(config.workers.max_workers).max(1),
+            specialties: n.specialties.clone(),
+            heartbeat: Duration::from_millis(n.heartbeat_ms.max(1)),
+            node_timeout: Duration::from_millis(n.timeout_ms.max(1)),
+            leader_lease: Duration::from_millis(n.leader_lease_ms.max(1)),
+            retention: (days > 0).then(|| Duration::from_secs(days * 86_400)),
+        }
+    }
+}
+
+/// How often the leader prunes finished jobs.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// This machine's host name (for `fabric nodes list` and the node-id guard).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Refuses to start a second live daemon under a node id that a live daemon on another host,
+/// or another live process on this host, already uses (their leases and crash recovery
+/// would collide).
+pub async fn check_node_id(
+    store: &dyn Store,
+    id: &str,
+    now: i64,
+    timeout: Duration,
+) -> Result<(), EngineError> {
+    let Some(n) = store.nodes().await?.into_iter().find(|n| n.id == id) else {
+        return Ok(());
+    };
+    if n.stopped_at.is_some() || n.is_stale(now, timeout.as_millis() as i64) {
+        return Ok(());
+    }
+    let alive_here = n.host == host_name() && n.pid != std::process::id() && alive(n.pid);
+    if n.host != host_name() || alive_here {
+        return Err(EngineError::Conflict(format!(
+            "node id '{id}' is in use by a live daemon on {} (pid {}, heartbeat {} ms ago); \
+             give each daemon its own node.id (e.g. FABRIC__NODE__ID=node-2)",
+            n.host,
+            n.pid,
+            now - n.heartbeat_at
+        )));
+    }
+    Ok(())
+}
+
+/// Whether process `pid` runs on this machine (a zombie, killed but not reaped, does not).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+fn this_node(shared: &Shared, now: i64) -> Node {
+    let f = &shared.options.fleet;
+    Node {
+        id: shared.options.node_id.clone(),
+        shard: f.shard.clone(),
+        capacity: f.capacity,
+        specialties: f.specialties.clone(),
+        health: fabric_core::NodeHealth::Healthy,
+        draining: false,
+        load: crate::runtime::in_flight(shared) as u32,
+        heartbeat_at: now,
+        started_at: now,
+        stopped_at: None,
+        host: host_name(),
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+/// Applies what the store says about this node: offline or draining → take no new work.
+fn apply(shared: &Shared, node: &Node) {
+    let pause = !node.health.takes_work() || node.draining;
+    if shared.paused.swap(pause, Ordering::Relaxed) != pause {
+        if pause {
+            tracing::warn!(health = %node.health, draining = node.draining, "node paused: taking no new work");
+        } else {
+            tracing::info!("node resumed: taking work");
+            shared.wake.notify_one();
+        }
+    }
+}
+
+/// The fleet task: node heartbeats, the leader lease and, while leading, maintenance.
+pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let opts = shared.options.fleet.clone();
+    let id = shared.options.node_id.clone();
+    let store = shared.store.clone();
+    let lease_ms = opts.leader_lease.as_millis() as i64;
+    let tick = opts.heartbeat.min(opts.leader_lease / 3).max(Duration::from_millis(10));
+    let mut registered = false;
+    let mut last_heartbeat: Option<Instant> = None;
+    let mut leader_until = 0i64;
+    let mut last_rescue = Instant::now();
+    let mut last_prune: Option<Instant> = None;
+    // Silent nodes already reassigned, by the heartbeat they were silent since.
+    let mut handled: HashMap<String, i64> = HashMap::new();
+    loop {
+        let now = shared.clock.now_ms();
+        if last_heartbeat.is_none_or(|t| t.elapsed() >= opts.heartbeat) {
+            let load = crate::runtime::in_flight(&shared) as u32;
+            let result = if registered {
+                store.node_heartbeat(&id, load, now).await
+            } else {
+                store.register_node(this_node(&shared, now)).await.map(Some)
+            };
+            match result {
+                Ok(Some(node)) => {
+                    registered = true;
+                    last_heartbeat = Some(Instant::now());
+                    shared.store_up.store(true, Ordering::Relaxed);
+                    apply(&shared, &node);
+                }
+                Ok(None) => registered = false,
+                Err(e) => {
+                    shared.store_up.store(false, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "node heartbeat failed");
+                }
+            }
+        }
+        match store.acquire_lease(LEADER_LEASE, &id, now, lease_ms).await {
+            Ok(true) => leader_until = now + lease_ms,
+            Ok(false) => leader_until = 0,
+            // Unknown: keep leading only until the lease we hold would lapse anyway.
+            Err(e) => tracing::warn!(error = %e, "leader lease renewal failed"),
+        }
+        let leading = shared.clock.now_ms() < leader_until;
+        if shared.leader.swap(leading, Ordering::Relaxed) != leading {
+            shared.metrics.leader.set(i64::from(leading));
+            if leading {
+                tracing::info!(node = %id, "became the maintenance leader");
+            } else {
+                tracing::warn!(node = %id, "no longer the maintenance leader");
+            }
+        }
+        if leading {
+            if last_rescue.elapsed() >= shared.options.rescue_interval {
+                last_rescue = Instant::now();
+                rescue(&shared, None).await;
+            }
+            reassign_silent_nodes(&shared, &opts, &mut handled).await;
+            if let Some(retention) = opts.retention {
+                if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                    last_prune = Some(Instant::now());
+                    let before = now - retention.as_millis() as i64;
+                    match store.prune_finished(before).await {
+                        Ok(n) if n > 0 => tracing::info!(pruned = n, "pruned finished jobs"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "pruning finished jobs failed"),
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = stop.changed() => { if *stop.borrow() { return; } }
+        }
+    }
+}
+
+/// Returns jobs to `pending`: those whose lease expired, or with `owner_prefix` every job a
+/// node held. Counts them as rescued and wakes the workers.
+async fn rescue(shared: &Shared, owner_prefix: Option<&str>) -> usize {
+    match shared
+        .store
+        .rescue(shared.clock.now_ms(), owner_prefix)
+        .await
+    {
+        Ok(r) => {
+            let n = r.reset.len() + r.quarantined.len();
+            if n > 0 {
+                shared.metrics.rescued.inc_by(n as u64);
+                shared
+                    .metrics
+                    .quarantined
+                    .inc_by(r.quarantined.len() as u64);
+                tracing::warn!(
+                    reset = r.reset.len(),
+                    quarantined = r.quarantined.len(),
+                    owner = owner_prefix.unwrap_or("(expired leases)"),
+                    "rescued jobs"
+                );
+                shared.wake.notify_one();
+            }
+            n
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "rescue failed");
+            0
+        }
+    }
+}
+
+/// Reassigns the jobs of every node that went silent (or stopped) since last seen.
+async fn reassign_silent_nodes(
+    shared: &Shared,
+    opts: &FleetOptions,
+    handled: &mut HashMap<String, i64>,
+) {
+    let now = shared.clock.now_ms();
+    let nodes = match shared.store.nodes().await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing nodes failed");
+            return;
+        }
+    };
+    let timeout = opts.node_timeout.as_millis() as i64;
+    for n in nodes {
+        if n.id == shared.options.node_id {
+            continue;
+        }
+        let silent = n.stopped_at.is_some() || n.is_stale(now, timeout);
+        if !silent {
+            handled.remove(&n.id);
+            continue;
+        }
+        if handled.get(&n.id) == Some(&n.heartbeat_at) {
+            continue;
+        }
+        let moved = rescue(shared, Some(&format!("{}/", n.id))).await;
+        if moved > 0 {
+            tracing::warn!(node = %n.id, jobs = moved, "reassigned the jobs of a silent node");
+        }
+        handled.insert(n.id, n.heartbeat_at);
+    }
+}
+
+/// On graceful stop: marks the node stopped and gives the leader lease up at once, so
+/// another daemon takes over without waiting for it to lapse.
+pub(crate) async fn leave(shared: &Shared) {
+    let now = shared.clock.now_ms();
+    let id = &shared.options.node_id;
+    let change = NodeChange {
+        stopped_at: Some(now),
+        ..NodeChange::default()
+    };
+    if let Err(e) = shared.store.update_node(id, change).await {
+        tracing::debug!(error = %e, "could not mark the node stopped");
+    }
+    if shared.leader.swap(false, Ordering::Relaxed) {
+        shared.metrics.leader.set(0);
+        if let Err(e) = shared.store.release_lease(LEADER_LEASE, id).await {
+            tracing::warn!(error = %e, "could not release the leader lease");
+        }
+    }
+}
