@@ -403,7 +403,10 @@ impl Config {
         }
         let n = &self.node;
         if n.heartbeat_ms < 50 {
-            p("node.heartbeat_ms", format!("{} must be at least 50", n.heartbeat_ms));
+            p(
+                "node.heartbeat_ms",
+                format!("{} must be at least 50", n.heartbeat_ms),
+            );
         }
         if n.timeout_ms <= n.heartbeat_ms {
             p(

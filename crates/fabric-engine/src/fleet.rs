@@ -141,7 +141,10 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let id = shared.options.node_id.clone();
     let store = shared.store.clone();
     let lease_ms = opts.leader_lease.as_millis() as i64;
-    let tick = opts.heartbeat.min(opts.leader_lease / 3).max(Duration::from_millis(10));
+    let tick = opts
+        .heartbeat
+        .min(opts.leader_lease / 3)
+        .max(Duration::from_millis(10));
     let mut registered = false;
     let mut last_heartbeat: Option<Instant> = None;
     let mut leader_until = 0i64;

@@ -187,8 +187,9 @@ impl Handler for Shell {
     }
 }
 
-/// Test handler: appends `"<id> <attempt>\n"` to `{"path": FILE}`, after sleeping
-/// `{"ms": N}` if given. Proves at-least-once execution across crashes.
+/// Test handler: appends `"<id> <attempt> <lease owner>\n"` to `{"path": FILE}`, after
+/// sleeping `{"ms": N}` if given, and fsyncs unless `{"fsync": false}`. Proves at-least-once
+/// execution across crashes and who ran what.
 pub struct Record;
 
 #[async_trait]
@@ -216,12 +217,17 @@ impl Handler for Record {
             .open(path)
             .await
             .map_err(|e| Failure::msg(format!("open {path}: {e}")))?;
-        f.write_all(format!("{} {}\n", job.id, job.attempt).as_bytes())
+        let owner = job.lease_owner.as_deref().unwrap_or("-");
+        f.write_all(format!("{} {} {owner}\n", job.id, job.attempt).as_bytes())
             .await
             .map_err(|e| Failure::msg(format!("write {path}: {e}")))?;
-        f.sync_data()
-            .await
-            .map_err(|e| Failure::msg(format!("sync {path}: {e}")))?;
+        // A line in the page cache survives the death of this process; `"fsync": true`
+        // (the default) also makes it survive the machine's.
+        if job.payload.get("fsync").and_then(Value::as_bool) != Some(false) {
+            f.sync_data()
+                .await
+                .map_err(|e| Failure::msg(format!("sync {path}: {e}")))?;
+        }
         Ok(None)
     }
 }

@@ -13,10 +13,10 @@ pub mod runtime;
 
 pub use console::Console;
 pub use error::EngineError;
+pub use fleet::FleetOptions;
 pub use handlers::{Handler, Registry};
 pub use home::FabricHome;
 pub use metrics::Metrics;
-pub use fleet::FleetOptions;
 pub use runtime::{Engine, EngineOptions, Waker};
 
 use std::sync::Arc;

@@ -201,6 +201,20 @@ impl Engine {
         self.shared.store_up.load(Ordering::Relaxed)
     }
 
+    /// Stops every task of the engine at once, writing nothing more (no completions, no
+    /// node stop, the leader lease left to lapse), as a crash of the process would. For
+    /// failover tests and simulations.
+    pub fn abandon(mut self) {
+        for t in self
+            .tasks
+            .drain(..)
+            .chain(self.dispatcher.take())
+            .chain(self.completer.take())
+        {
+            t.abort();
+        }
+    }
+
     /// Graceful stop: stop claiming, wait for in-flight jobs up to the shutdown timeout,
     /// write their completions. Returns how many jobs were still running when it gave up
     /// (they stay `running` and are rescued on the next start).

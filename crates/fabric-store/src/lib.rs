@@ -9,6 +9,7 @@
 mod error;
 pub mod postgres;
 pub mod sqlite;
+pub mod testing;
 mod types;
 
 pub use error::StoreError;

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod fleet;
+
 struct Home {
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,

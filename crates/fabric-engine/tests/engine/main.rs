@@ -16,6 +16,8 @@ use fabric_engine::{Console, Engine, EngineOptions, Handler, Metrics, Registry};
 use fabric_store::{sqlite::SqliteOptions, SqliteStore, Store};
 use serde_json::{json, Value};
 
+mod fleet;
+
 struct Rig {
     _dir: tempfile::TempDir,
     store: Arc<dyn Store>,

@@ -14,9 +14,8 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::{
     AuditEntry, ClaimRequest, CompleteReport, Completion, JobDetail, JobFilter, Lease, NodeChange,
-    Note, Outcome, LEASE_UPSERT,
-    QuarantineEntry, QuarantineFilter, QuarantineStats, RecoveryReport, RescueReport, Result,
-    StateCounts, Store, StoreError, Submitted,
+    Note, Outcome, QuarantineEntry, QuarantineFilter, QuarantineStats, RecoveryReport,
+    RescueReport, Result, StateCounts, Store, StoreError, Submitted, LEASE_UPSERT,
 };
 
 /// Migrations in order; `fabric_schema.version` records how many ran.
@@ -272,7 +271,10 @@ async fn listen_loop(
                         }
                     }
                 });
-                match client.batch_execute(&format!("LISTEN {JOBS_CHANNEL}")).await {
+                match client
+                    .batch_execute(&format!("LISTEN {JOBS_CHANNEL}"))
+                    .await
+                {
                     Ok(()) => {
                         delay = std::time::Duration::from_millis(100);
                         let mut wanted = wake();
@@ -301,7 +303,10 @@ async fn listen_loop(
 
 async fn get_node<C: GenericClient>(c: &C, id: &str) -> Result<Node> {
     let row = c
-        .query_opt(&format!("SELECT {NODE_COLS} FROM nodes WHERE id = $1"), &[&id])
+        .query_opt(
+            &format!("SELECT {NODE_COLS} FROM nodes WHERE id = $1"),
+            &[&id],
+        )
         .await?
         .ok_or_else(|| StoreError::node_not_found(id))?;
     row_to_node(&row)

@@ -14,9 +14,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::{
     AuditEntry, ClaimRequest, CompleteReport, Completion, JobDetail, JobFilter, Lease, NodeChange,
-    Note, Outcome,
-    QuarantineEntry, QuarantineFilter, QuarantineStats, RecoveryReport, RescueReport, Result,
-    StateCounts, Store, StoreError, Submitted, LEASE_UPSERT,
+    Note, Outcome, QuarantineEntry, QuarantineFilter, QuarantineStats, RecoveryReport,
+    RescueReport, Result, StateCounts, Store, StoreError, Submitted, LEASE_UPSERT,
 };
 use writer::Writer;
 

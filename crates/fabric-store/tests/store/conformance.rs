@@ -565,7 +565,10 @@ pub async fn nodes_register_heartbeat_and_keep_operator_flags(s: &dyn Store) {
     let mut again = node("n1", T0 + 10);
     again.capacity = 8;
     let back = s.register_node(again).await.unwrap();
-    assert_eq!((back.health, back.draining, back.capacity), (NodeHealth::Offline, true, 8));
+    assert_eq!(
+        (back.health, back.draining, back.capacity),
+        (NodeHealth::Offline, true, 8)
+    );
     let stop = NodeChange {
         stopped_at: Some(T0 + 20),
         ..NodeChange::default()
@@ -588,21 +591,42 @@ pub async fn nodes_register_heartbeat_and_keep_operator_flags(s: &dyn Store) {
 
 pub async fn leader_lease_is_exclusive_until_it_lapses(s: &dyn Store) {
     assert!(s.acquire_lease(LEADER_LEASE, "a", T0, 1_000).await.unwrap());
-    assert!(!s.acquire_lease(LEADER_LEASE, "b", T0 + 500, 1_000).await.unwrap());
+    assert!(!s
+        .acquire_lease(LEADER_LEASE, "b", T0 + 500, 1_000)
+        .await
+        .unwrap());
     // Renewal keeps the first acquisition time.
-    assert!(s.acquire_lease(LEADER_LEASE, "a", T0 + 900, 1_000).await.unwrap());
-    assert!(!s.acquire_lease(LEADER_LEASE, "b", T0 + 1_800, 1_000).await.unwrap());
+    assert!(s
+        .acquire_lease(LEADER_LEASE, "a", T0 + 900, 1_000)
+        .await
+        .unwrap());
+    assert!(!s
+        .acquire_lease(LEADER_LEASE, "b", T0 + 1_800, 1_000)
+        .await
+        .unwrap());
     let l = &s.leases().await.unwrap()[0];
-    assert_eq!((l.holder.as_str(), l.acquired_at, l.expires_at), ("a", T0, T0 + 1_900));
+    assert_eq!(
+        (l.holder.as_str(), l.acquired_at, l.expires_at),
+        ("a", T0, T0 + 1_900)
+    );
     // Lapsed: another takes it, and the old holder cannot renew.
-    assert!(s.acquire_lease(LEADER_LEASE, "b", T0 + 1_901, 1_000).await.unwrap());
-    assert!(!s.acquire_lease(LEADER_LEASE, "a", T0 + 1_902, 1_000).await.unwrap());
+    assert!(s
+        .acquire_lease(LEADER_LEASE, "b", T0 + 1_901, 1_000)
+        .await
+        .unwrap());
+    assert!(!s
+        .acquire_lease(LEADER_LEASE, "a", T0 + 1_902, 1_000)
+        .await
+        .unwrap());
     // Only the holder can release.
     s.release_lease(LEADER_LEASE, "a").await.unwrap();
     assert_eq!(s.leases().await.unwrap()[0].holder, "b");
     s.release_lease(LEADER_LEASE, "b").await.unwrap();
     assert!(s.leases().await.unwrap().is_empty());
-    assert!(s.acquire_lease(LEADER_LEASE, "a", T0 + 1_903, 1_000).await.unwrap());
+    assert!(s
+        .acquire_lease(LEADER_LEASE, "a", T0 + 1_903, 1_000)
+        .await
+        .unwrap());
 }
 
 pub async fn concurrent_lease_takers_get_one_winner(s: Arc<dyn Store>) {

@@ -99,66 +99,12 @@ mod postgres {
     //! The same suite on PostgreSQL (`FABRIC_TEST_POSTGRES_URL`), each test in its own schema,
     //! dropped at the end.
 
-    use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
 
+    use fabric_store::testing::{
+        postgres_url as url, unique_schema as schema_name, TestSchema as Schema,
+    };
     use fabric_store::{PostgresStore, Store, StoreError};
-
-    /// Drops the test's schema over a fresh connection when the test ends.
-    pub struct Schema {
-        url: String,
-        name: String,
-    }
-
-    impl Drop for Schema {
-        fn drop(&mut self) {
-            let (url, name) = (self.url.clone(), self.name.clone());
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                        .await
-                        .unwrap();
-                    tokio::spawn(conn);
-                    client
-                        .batch_execute(&format!(
-                            "SET lock_timeout = '20s'; DROP SCHEMA IF EXISTS {name} CASCADE"
-                        ))
-                        .await
-                        .unwrap();
-                });
-            })
-            .join();
-        }
-    }
-
-    /// The test database URL, or `None` (and a note) when it is not set.
-    pub fn url() -> Option<String> {
-        match std::env::var("FABRIC_TEST_POSTGRES_URL") {
-            Ok(u) if !u.is_empty() => Some(u),
-            _ => {
-                eprintln!("skipped: FABRIC_TEST_POSTGRES_URL is not set (.ci/run sets it)");
-                None
-            }
-        }
-    }
-
-    /// A unique schema name for one test.
-    pub fn schema_name() -> String {
-        static N: AtomicU32 = AtomicU32::new(0);
-        format!(
-            "fabric_test_{}_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-        )
-    }
 
     async fn make() -> Option<(Arc<dyn Store>, Schema)> {
         let url = url()?;
