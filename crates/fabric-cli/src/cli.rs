@@ -264,7 +264,8 @@ pub struct BenchArgs {
     /// Orphaned running jobs in the crash-recovery run (0 skips it).
     #[arg(long, default_value_t = 100_000)]
     pub recovery_jobs: usize,
-    /// SQLite synchronous mode: normal or full.
+    /// normal or full. SQLite: its `synchronous` pragma. PostgreSQL: `full` makes claims,
+    /// completions and heartbeats wait for the WAL flush too.
     #[arg(long, default_value = "normal")]
     pub synchronous: String,
     /// Store to measure: sqlite (a temporary file) or postgres (temporary schemas in the

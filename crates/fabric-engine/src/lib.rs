@@ -39,9 +39,12 @@ pub async fn open_store(config: &Config, home: &FabricHome) -> Result<Arc<dyn St
                 .url
                 .as_deref()
                 .ok_or_else(|| EngineError::invalid("store.url", "is required for postgres"))?;
-            Ok(Arc::new(
-                PostgresStore::open(url, &config.store.schema).await?,
-            ))
+            let store = PostgresStore::open(url, &config.store.schema).await?;
+            Ok(Arc::new(if config.store.synchronous == "full" {
+                store.fully_synchronous()
+            } else {
+                store
+            }))
         }
         other => Err(EngineError::invalid(
             "store.backend",

@@ -150,7 +150,10 @@ impl Target {
             }
             Target::Postgres { url, stores } => {
                 let schema = format!("fabric_bench_{}_{name}", std::process::id());
-                let store = PostgresStore::open(url, &schema).await?;
+                let mut store = PostgresStore::open(url, &schema).await?;
+                if args.synchronous == "full" {
+                    store = store.fully_synchronous();
+                }
                 stores.push(store.clone());
                 Arc::new(store)
             }

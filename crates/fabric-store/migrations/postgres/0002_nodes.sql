@@ -1,5 +1,4 @@
--- Fabric schema v2 (PostgreSQL): the fleet's nodes, named leases (the maintenance leader),
--- and a wake-up for listening daemons whenever jobs are inserted.
+-- Fabric schema v2 (PostgreSQL): the fleet's nodes and named leases (the maintenance leader).
 CREATE TABLE nodes (
     id           TEXT    PRIMARY KEY,
     shard        TEXT    NOT NULL,
@@ -23,13 +22,3 @@ CREATE TABLE leases (
     expires_at  BIGINT NOT NULL
 );
 
--- One notification per inserting statement (not per row); the payload names the schema so
--- daemons of other schemas on the same database ignore it.
-CREATE FUNCTION fabric_jobs_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('fabric_jobs', TG_TABLE_SCHEMA);
-    RETURN NULL;
-END
-$$;
-CREATE TRIGGER jobs_inserted AFTER INSERT ON jobs
-    FOR EACH STATEMENT EXECUTE FUNCTION fabric_jobs_inserted();

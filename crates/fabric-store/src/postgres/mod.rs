@@ -24,7 +24,29 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0002_nodes.sql"),
 ];
 
-/// Channel of the insert trigger; the payload is the schema.
+/// The claim: due pending jobs of the shards asked for, highest priority then oldest, locked
+/// with `SKIP LOCKED` so concurrent daemons never wait on each other, leased in one update.
+static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH picked AS (
+                         SELECT id FROM jobs
+                         WHERE state = 'pending' AND run_at <= $3
+                           AND ($5::text[] IS NULL OR shard = ANY($5))
+                         ORDER BY priority DESC, id LIMIT $4
+                         FOR UPDATE SKIP LOCKED)
+                     UPDATE jobs j SET state = 'running', attempt = j.attempt + 1,
+                         lease_owner = $1, lease_expires_at = $2, started_at = $3, updated_at = $3
+                     FROM picked WHERE j.id = picked.id
+                     RETURNING {}",
+        JOB_COLS
+            .split(", ")
+            .map(|c| format!("j.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+});
+
+/// Channel of the jobs-inserted notification; the payload is the schema.
 const JOBS_CHANNEL: &str = "fabric_jobs";
 
 const JOB_COLS: &str = "id, kind, shard, payload, priority, state, attempt, max_attempts, run_at, \
@@ -35,9 +57,26 @@ const JOB_COLS: &str = "id, kind, shard, payload, priority, state, attempt, max_
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// Connections with `synchronous_commit = off`, for writes whose loss in a database
+    /// crash only makes a job run again (claims, completions, heartbeats, leases); the same
+    /// pool as `pool` when everything must wait for the WAL flush.
+    relaxed: Pool,
     schema: String,
     /// Connection settings, for the dedicated LISTEN connection.
     config: tokio_postgres::Config,
+    notifier: std::sync::Arc<Notifier>,
+}
+
+/// Sends the "jobs inserted" notification after inserts, coalescing concurrent ones: a
+/// NOTIFY serialises commits on a global lock, so one per insert would cut concurrent enqueue
+/// throughput by two thirds. Every insert returns only once a NOTIFY that started after its
+/// commit has been sent, so no listener can miss it.
+#[derive(Default)]
+struct Notifier {
+    /// Inserts committed so far (a sequence number per insert).
+    committed: std::sync::atomic::AtomicU64,
+    /// Every insert up to this sequence number is covered by a sent NOTIFY.
+    sent_upto: tokio::sync::Mutex<u64>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -119,11 +158,25 @@ impl PostgresStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(16)
+            .max_size(12)
             .build()
             .map_err(|e| StoreError::Unavailable(format!("PostgreSQL at {at}: {e}")))?;
+        let mut relaxed_config = config.clone();
+        relaxed_config.options(format!("-c search_path={schema} -c synchronous_commit=off"));
+        let relaxed = Pool::builder(Manager::from_config(
+            relaxed_config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        ))
+        .max_size(8)
+        .build()
+        .map_err(|e| StoreError::Unavailable(format!("PostgreSQL at {at}: {e}")))?;
         let store = Self {
             pool,
+            relaxed,
+            notifier: Default::default(),
             schema: schema.to_string(),
             config,
         };
@@ -176,6 +229,40 @@ impl PostgresStore {
         }
         tx.commit().await?;
         Ok((store, (version, MIGRATIONS.len())))
+    }
+
+    /// Makes claims, completions and heartbeats wait for the WAL flush too (`store.synchronous:
+    /// full`). By default only they skip it: a database crash may undo the last few hundred
+    /// milliseconds of them, and those jobs run again (at-least-once); enqueues and operator
+    /// actions always wait.
+    pub fn fully_synchronous(mut self) -> Self {
+        self.relaxed = self.pool.clone();
+        self
+    }
+
+    /// Tells listening daemons (of this schema) that jobs were inserted; see [`Notifier`].
+    /// A failure only costs them a poll interval, so it is logged, not returned.
+    async fn notify_inserted(&self) {
+        use std::sync::atomic::Ordering;
+        let mine = self.notifier.committed.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut sent = self.notifier.sent_upto.lock().await;
+        if *sent >= mine {
+            return;
+        }
+        let upto = self.notifier.committed.load(Ordering::SeqCst);
+        let result = async {
+            let client = self.relaxed.get().await?;
+            let stmt = client.prepare_cached("SELECT pg_notify($1, $2)").await?;
+            client
+                .execute(&stmt, &[&JOBS_CHANNEL, &self.schema])
+                .await?;
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => *sent = upto,
+            Err(e) => tracing::debug!(error = %e, "NOTIFY failed; listeners fall back to polling"),
+        }
     }
 
     /// The schema holding the tables.
@@ -405,6 +492,120 @@ async fn quarantine_job<C: GenericClient>(
     Ok(())
 }
 
+/// Inserts the jobs at `plain` (none with a unique key) in one multi-row statement; ids are
+/// drawn in `ord` order, so the ascending ids map back to the input positions.
+async fn insert_plain<C: GenericClient>(
+    c: &C,
+    jobs: &[NewJob],
+    plain: &[usize],
+    now: i64,
+) -> Result<Vec<i64>> {
+    let col = |f: &dyn Fn(&NewJob) -> String| -> Vec<String> {
+        plain.iter().map(|i| f(&jobs[*i])).collect()
+    };
+    let kinds = col(&|j| j.kind.clone());
+    let shards = col(&|j| j.shard.clone());
+    let payloads: Vec<&serde_json::Value> = plain.iter().map(|i| &jobs[*i].payload).collect();
+    let priorities: Vec<i32> = plain.iter().map(|i| jobs[*i].priority.0).collect();
+    let attempts: Vec<i32> = plain.iter().map(|i| jobs[*i].max_attempts as i32).collect();
+    let run_ats: Vec<i64> = plain
+        .iter()
+        .map(|i| jobs[*i].run_at.unwrap_or(now))
+        .collect();
+    let sources: Vec<Option<&str>> = plain.iter().map(|i| jobs[*i].source.as_deref()).collect();
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO jobs (kind, shard, payload, priority, state, max_attempts, run_at,
+                     source, created_at, updated_at)
+                 SELECT k, s, p, pr, 'pending', m, r, src, $8, $8
+                 FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::int[],
+                             $6::bigint[], $7::text[])
+                      WITH ORDINALITY AS t(k, s, p, pr, m, r, src, ord)
+                 ORDER BY ord
+                 RETURNING id",
+        )
+        .await?;
+    let rows = c
+        .query(
+            &stmt,
+            &[
+                &kinds,
+                &shards,
+                &payloads,
+                &priorities,
+                &attempts,
+                &run_ats,
+                &sources,
+                &now,
+            ],
+        )
+        .await?;
+    let mut ids: Vec<i64> = rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// The fenced update of a completion batch, in one statement: a row applies only while its
+/// job is still `running` under that attempt and owner. Returns the (id, attempt, owner)
+/// applied.
+async fn fenced_update<C: GenericClient>(
+    c: &C,
+    batch: &[Completion],
+) -> Result<std::collections::HashSet<(i64, i32, String)>> {
+    let ids: Vec<i64> = batch.iter().map(|d| d.id).collect();
+    let attempts: Vec<i32> = batch.iter().map(|d| d.attempt as i32).collect();
+    let owners: Vec<&str> = batch.iter().map(|d| d.owner.as_str()).collect();
+    let finished: Vec<i64> = batch.iter().map(|d| d.finished_at).collect();
+    let mut states = Vec::with_capacity(batch.len());
+    let mut run_ats = Vec::with_capacity(batch.len());
+    let mut errors = Vec::with_capacity(batch.len());
+    let mut results = Vec::with_capacity(batch.len());
+    for done in batch {
+        let (state, run_at, error, result) = match &done.outcome {
+            Outcome::Succeeded { result } => (JobState::Succeeded, None, None, result.clone()),
+            Outcome::Retry { run_at, error, .. } => {
+                (JobState::Pending, Some(*run_at), Some(error.as_str()), None)
+            }
+            Outcome::Quarantine { error, .. } => {
+                (JobState::Quarantined, None, Some(error.as_str()), None)
+            }
+        };
+        states.push(state.as_str());
+        run_ats.push(run_at);
+        errors.push(error);
+        results.push(result);
+    }
+    // One fenced statement for the whole batch: a row applies only while its job is still
+    // `running` under that attempt and owner.
+    let stmt = c
+        .prepare_cached(
+            "UPDATE jobs j SET state = u.state, run_at = coalesce(u.run_at, j.run_at),
+                 last_error = coalesce(u.err, j.last_error), result = u.res,
+                 finished_at = CASE WHEN u.state = 'pending' THEN j.finished_at ELSE u.fin END,
+                 updated_at = u.fin, lease_owner = NULL, lease_expires_at = NULL
+             FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[],
+                         $6::bigint[], $7::text[], $8::jsonb[])
+                  AS u(id, attempt, owner, fin, state, run_at, err, res)
+             WHERE j.id = u.id AND j.state = 'running' AND j.attempt = u.attempt
+               AND j.lease_owner = u.owner
+             RETURNING j.id, u.attempt, u.owner",
+        )
+        .await?;
+    c.query(
+        &stmt,
+        &[
+            &ids, &attempts, &owners, &finished, &states, &run_ats, &errors, &results,
+        ],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+    .collect::<Result<_>>()
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
@@ -412,57 +613,24 @@ impl Store for PostgresStore {
     }
 
     async fn submit(&self, jobs: Vec<NewJob>, now: i64) -> Result<Vec<Submitted>> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let mut out: Vec<Option<Submitted>> = vec![None; jobs.len()];
-        // Jobs without a unique key go in one multi-row insert; ids are drawn in `ord`
-        // order, so the ascending ids map back to the input positions.
         let plain: Vec<usize> = (0..jobs.len())
             .filter(|i| jobs[*i].unique_key.is_none())
             .collect();
+        let mut client = self.pool.get().await?;
+        if plain.len() == jobs.len() {
+            // One statement is atomic on its own: no BEGIN/COMMIT round trips.
+            let ids = insert_plain(&client, &jobs, &plain, now).await?;
+            drop(client);
+            self.notify_inserted().await;
+            return Ok(ids
+                .into_iter()
+                .map(|id| Submitted { id, created: true })
+                .collect());
+        }
+        let tx = client.transaction().await?;
+        let mut out: Vec<Option<Submitted>> = vec![None; jobs.len()];
         if !plain.is_empty() {
-            let col = |f: &dyn Fn(&NewJob) -> String| -> Vec<String> {
-                plain.iter().map(|i| f(&jobs[*i])).collect()
-            };
-            let kinds = col(&|j| j.kind.clone());
-            let shards = col(&|j| j.shard.clone());
-            let payloads: Vec<&serde_json::Value> =
-                plain.iter().map(|i| &jobs[*i].payload).collect();
-            let priorities: Vec<i32> = plain.iter().map(|i| jobs[*i].priority.0).collect();
-            let attempts: Vec<i32> = plain.iter().map(|i| jobs[*i].max_attempts as i32).collect();
-            let run_ats: Vec<i64> = plain
-                .iter()
-                .map(|i| jobs[*i].run_at.unwrap_or(now))
-                .collect();
-            let sources: Vec<Option<&str>> =
-                plain.iter().map(|i| jobs[*i].source.as_deref()).collect();
-            let rows = tx
-                .query(
-                    "INSERT INTO jobs (kind, shard, payload, priority, state, max_attempts, run_at,
-                         source, created_at, updated_at)
-                     SELECT k, s, p, pr, 'pending', m, r, src, $8, $8
-                     FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::int[],
-                                 $6::bigint[], $7::text[])
-                          WITH ORDINALITY AS t(k, s, p, pr, m, r, src, ord)
-                     ORDER BY ord
-                     RETURNING id",
-                    &[
-                        &kinds,
-                        &shards,
-                        &payloads,
-                        &priorities,
-                        &attempts,
-                        &run_ats,
-                        &sources,
-                        &now,
-                    ],
-                )
-                .await?;
-            let mut ids: Vec<i64> = rows
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<std::result::Result<_, _>>()?;
-            ids.sort_unstable();
+            let ids = insert_plain(&tx, &jobs, &plain, now).await?;
             for (pos, id) in plain.iter().zip(ids) {
                 out[*pos] = Some(Submitted { id, created: true });
             }
@@ -510,6 +678,10 @@ impl Store for PostgresStore {
             });
         }
         tx.commit().await?;
+        drop(client);
+        if out.iter().flatten().any(|s| s.created) {
+            self.notify_inserted().await;
+        }
         out.into_iter()
             .map(|s| s.ok_or_else(|| StoreError::Backend("a submitted job got no id".into())))
             .collect()
@@ -519,31 +691,13 @@ impl Store for PostgresStore {
         if req.limit == 0 {
             return Ok(Vec::new());
         }
-        let client = self.pool.get().await?;
+        let client = self.relaxed.get().await?;
         let until = req.now + req.lease_ms;
         let limit = req.limit as i64;
         let shards: Option<Vec<String>> = (!req.shards.is_empty()).then(|| req.shards.clone());
+        let stmt = client.prepare_cached(&CLAIM_SQL).await?;
         let rows = client
-            .query(
-                &format!(
-                    "WITH picked AS (
-                         SELECT id FROM jobs
-                         WHERE state = 'pending' AND run_at <= $3
-                           AND ($5::text[] IS NULL OR shard = ANY($5))
-                         ORDER BY priority DESC, id LIMIT $4
-                         FOR UPDATE SKIP LOCKED)
-                     UPDATE jobs j SET state = 'running', attempt = j.attempt + 1,
-                         lease_owner = $1, lease_expires_at = $2, started_at = $3, updated_at = $3
-                     FROM picked WHERE j.id = picked.id
-                     RETURNING {}",
-                    JOB_COLS
-                        .split(", ")
-                        .map(|c| format!("j.{c}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                &[&req.owner, &until, &req.now, &limit, &shards],
-            )
+            .query(&stmt, &[&req.owner, &until, &req.now, &limit, &shards])
             .await?;
         let mut jobs = rows.iter().map(row_to_job).collect::<Result<Vec<_>>>()?;
         jobs.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.id));
@@ -554,53 +708,21 @@ impl Store for PostgresStore {
         if batch.is_empty() {
             return Ok(CompleteReport::default());
         }
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let ids: Vec<i64> = batch.iter().map(|c| c.id).collect();
-        let attempts: Vec<i32> = batch.iter().map(|c| c.attempt as i32).collect();
-        let owners: Vec<&str> = batch.iter().map(|c| c.owner.as_str()).collect();
-        let finished: Vec<i64> = batch.iter().map(|c| c.finished_at).collect();
-        let mut states = Vec::with_capacity(batch.len());
-        let mut run_ats = Vec::with_capacity(batch.len());
-        let mut errors = Vec::with_capacity(batch.len());
-        let mut results = Vec::with_capacity(batch.len());
-        for c in &batch {
-            let (state, run_at, error, result) = match &c.outcome {
-                Outcome::Succeeded { result } => (JobState::Succeeded, None, None, result.clone()),
-                Outcome::Retry { run_at, error, .. } => {
-                    (JobState::Pending, Some(*run_at), Some(error.as_str()), None)
-                }
-                Outcome::Quarantine { error, .. } => {
-                    (JobState::Quarantined, None, Some(error.as_str()), None)
-                }
-            };
-            states.push(state.as_str());
-            run_ats.push(run_at);
-            errors.push(error);
-            results.push(result);
-        }
-        // One fenced statement for the whole batch: a row applies only while its job is still
-        // `running` under that attempt and owner.
-        let applied: std::collections::HashSet<(i64, i32, String)> = tx
-            .query(
-                "UPDATE jobs j SET state = u.state, run_at = coalesce(u.run_at, j.run_at),
-                     last_error = coalesce(u.err, j.last_error), result = u.res,
-                     finished_at = CASE WHEN u.state = 'pending' THEN j.finished_at ELSE u.fin END,
-                     updated_at = u.fin, lease_owner = NULL, lease_expires_at = NULL
-                 FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[],
-                             $6::bigint[], $7::text[], $8::jsonb[])
-                      AS u(id, attempt, owner, fin, state, run_at, err, res)
-                 WHERE j.id = u.id AND j.state = 'running' AND j.attempt = u.attempt
-                   AND j.lease_owner = u.owner
-                 RETURNING j.id, u.attempt, u.owner",
-                &[
-                    &ids, &attempts, &owners, &finished, &states, &run_ats, &errors, &results,
-                ],
-            )
-            .await?
+        let mut client = self.relaxed.get().await?;
+        if batch
             .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect::<Result<_>>()?;
+            .all(|c| matches!(c.outcome, Outcome::Succeeded { .. }))
+        {
+            // Successes touch only the jobs table: one statement, atomic on its own.
+            let applied = fenced_update(&client, &batch).await?;
+            let applied_n = applied.len() as u64;
+            return Ok(CompleteReport {
+                applied: applied_n,
+                late: batch.len() as u64 - applied_n,
+            });
+        }
+        let tx = client.transaction().await?;
+        let applied = fenced_update(&tx, &batch).await?;
         let mut report = CompleteReport::default();
         for c in &batch {
             if !applied.contains(&(c.id, c.attempt as i32, c.owner.clone())) {
@@ -626,15 +748,19 @@ impl Store for PostgresStore {
     }
 
     async fn heartbeat(&self, owner: &str, jobs: Vec<(JobId, u32)>, until: i64) -> Result<u64> {
-        let client = self.pool.get().await?;
+        let client = self.relaxed.get().await?;
         let ids: Vec<i64> = jobs.iter().map(|(id, _)| *id).collect();
         let attempts: Vec<i32> = jobs.iter().map(|(_, a)| *a as i32).collect();
         let n = client
             .execute(
-                "UPDATE jobs j SET lease_expires_at = $3
+                &client
+                    .prepare_cached(
+                        "UPDATE jobs j SET lease_expires_at = $3
                  FROM unnest($1::bigint[], $2::int[]) AS h(id, attempt)
                  WHERE j.id = h.id AND j.attempt = h.attempt AND j.lease_owner = $4
                    AND j.state = 'running'",
+                    )
+                    .await?,
                 &[&ids, &attempts, &until, &owner],
             )
             .await?;
@@ -704,10 +830,11 @@ impl Store for PostgresStore {
     }
 
     async fn next_run_at(&self) -> Result<Option<i64>> {
-        let client = self.pool.get().await?;
-        let row = client
-            .query_one("SELECT min(run_at) FROM jobs WHERE state = 'pending'", &[])
+        let client = self.relaxed.get().await?;
+        let stmt = client
+            .prepare_cached("SELECT min(run_at) FROM jobs WHERE state = 'pending'")
             .await?;
+        let row = client.query_one(&stmt, &[]).await?;
         Ok(row.try_get(0)?)
     }
 
@@ -1102,7 +1229,7 @@ impl Store for PostgresStore {
     }
 
     async fn node_heartbeat(&self, id: &str, load: u32, now: i64) -> Result<Option<Node>> {
-        let client = self.pool.get().await?;
+        let client = self.relaxed.get().await?;
         client
             .query_opt(
                 &format!(
@@ -1151,7 +1278,7 @@ impl Store for PostgresStore {
     }
 
     async fn acquire_lease(&self, name: &str, holder: &str, now: i64, ttl_ms: i64) -> Result<bool> {
-        let client = self.pool.get().await?;
+        let client = self.relaxed.get().await?;
         Ok(client
             .query_opt(LEASE_UPSERT, &[&name, &holder, &now, &(now + ttl_ms)])
             .await?

@@ -140,7 +140,6 @@ mod postgres {
         client
             .batch_execute(&format!(
                 "SET search_path = {name}; DROP TABLE nodes, leases;
-                 DROP TRIGGER jobs_inserted ON jobs; DROP FUNCTION fabric_jobs_inserted();
                  UPDATE fabric_schema SET version = 1"
             ))
             .await
