@@ -133,6 +133,9 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
             print(f, &json!({"vacuumed": true}), || "vacuum done".into())?;
         }
         DbCmd::Migrate => {
+            ctx.home
+                .ensure()
+                .with_context(|| format!("cannot create {}", ctx.home.root().display()))?;
             let (from, to) = fabric_engine::migrate_store(&ctx.config, &ctx.home).await?;
             let backend = ctx.config.store.backend.clone();
             let applied = to.saturating_sub(from);

@@ -146,7 +146,9 @@ impl PostgresStore {
             ))
         })?;
         let at = endpoint(&config);
-        config.options(format!("-c search_path={schema}"));
+        config.options(format!(
+            "-c search_path={schema} -c client_min_messages=warning"
+        ));
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(5));
         }
