@@ -75,6 +75,17 @@ pub enum Command {
     /// The audit log of operator actions.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Shards and their owner levers: pause, resume, spillover limit, latency budget.
+    #[command(subcommand)]
+    Shards(ShardsCmd),
+    /// Conservative mode: dispatch only high-priority work, on every shard.
+    Conservative {
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// The fleet: every daemon (node) with its heartbeat, health, load and leader flag.
     #[command(subcommand)]
     Nodes(NodesCmd),
@@ -204,6 +215,55 @@ pub enum DbCmd {
     Vacuum,
     /// Bring the store's schema to this fabric's version (take a backup first).
     Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShardsCmd {
+    /// Every shard: paused, spillover limit, latency budget.
+    List,
+    /// Add a shard (default levers).
+    Add {
+        name: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Remove a shard (its queued jobs stay, and run if it is added back).
+    Remove {
+        name: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Pause a shard: nothing of it is dispatched until it is resumed.
+    Pause {
+        name: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Resume a paused shard.
+    Resume {
+        name: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Resume every shard.
+    ResumeAll {
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Queue depth above which a shard without a free node spills to other shards.
+    SetSpillover {
+        name: String,
+        limit: u32,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Latency budget (ms) that spilled work of the shard must fit.
+    SetLatencyBudget {
+        name: String,
+        ms: u64,
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

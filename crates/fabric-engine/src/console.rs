@@ -312,6 +312,185 @@ impl Console {
         Ok(node)
     }
 
+    /// Every shard with its owner levers.
+    pub async fn shards(&self) -> Result<Vec<fabric_core::Shard>> {
+        Ok(self.store.shards().await?)
+    }
+
+    async fn shard(&self, name: &str) -> Result<fabric_core::Shard> {
+        fabric_core::job::validate_name("shard", name)?;
+        self.store
+            .shards()
+            .await?
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| EngineError::NotFound {
+                what: "shard",
+                id: name.to_string(),
+            })
+    }
+
+    /// Applies `change` to shard `name`, persists and audits it as `action`.
+    async fn change_shard(
+        &self,
+        name: &str,
+        action: &str,
+        reason: Option<&str>,
+        change: impl FnOnce(&mut fabric_core::Shard),
+    ) -> Result<fabric_core::Shard> {
+        let mut shard = self.shard(name).await?;
+        change(&mut shard);
+        shard.validate()?;
+        self.store.put_shard(shard.clone()).await?;
+        self.audit(action, format!("shard {name}"), reason.map(String::from))
+            .await?;
+        if let Some(w) = &self.waker {
+            w.wake();
+        }
+        Ok(shard)
+    }
+
+    /// Adds a shard with default levers (a conflict if it exists).
+    pub async fn add_shard(&self, name: &str, reason: Option<&str>) -> Result<fabric_core::Shard> {
+        let shard = fabric_core::Shard::new(name)?;
+        if self.store.shards().await?.iter().any(|s| s.name == name) {
+            return Err(EngineError::Conflict(format!(
+                "shard {name} already exists"
+            )));
+        }
+        self.store.put_shard(shard.clone()).await?;
+        self.audit(
+            "shards.add",
+            format!("shard {name}"),
+            reason.map(String::from),
+        )
+        .await?;
+        Ok(shard)
+    }
+
+    /// Removes a shard; its queued jobs stay and run again if it is added back.
+    pub async fn remove_shard(&self, name: &str, reason: Option<&str>) -> Result<()> {
+        self.shard(name).await?;
+        self.store.remove_shard(name).await?;
+        self.audit(
+            "shards.remove",
+            format!("shard {name}"),
+            reason.map(String::from),
+        )
+        .await
+    }
+
+    /// Pauses a shard: nothing of it is dispatched until it is resumed.
+    pub async fn pause_shard(
+        &self,
+        name: &str,
+        reason: Option<&str>,
+    ) -> Result<fabric_core::Shard> {
+        self.change_shard(name, "shards.pause", reason, |s| s.paused = true)
+            .await
+    }
+
+    /// Resumes a paused shard.
+    pub async fn resume_shard(
+        &self,
+        name: &str,
+        reason: Option<&str>,
+    ) -> Result<fabric_core::Shard> {
+        self.change_shard(name, "shards.resume", reason, |s| s.paused = false)
+            .await
+    }
+
+    /// Pauses every shard.
+    pub async fn pause_all(&self, reason: Option<&str>) -> Result<Vec<fabric_core::Shard>> {
+        self.set_all_paused(true, "shards.pause-all", reason).await
+    }
+
+    /// Resumes every shard.
+    pub async fn resume_all(&self, reason: Option<&str>) -> Result<Vec<fabric_core::Shard>> {
+        self.set_all_paused(false, "shards.resume-all", reason)
+            .await
+    }
+
+    async fn set_all_paused(
+        &self,
+        paused: bool,
+        action: &str,
+        reason: Option<&str>,
+    ) -> Result<Vec<fabric_core::Shard>> {
+        let mut out = Vec::new();
+        for mut s in self.store.shards().await? {
+            s.paused = paused;
+            self.store.put_shard(s.clone()).await?;
+            out.push(s);
+        }
+        self.audit(action, "all shards".into(), reason.map(String::from))
+            .await?;
+        if let Some(w) = &self.waker {
+            w.wake();
+        }
+        Ok(out)
+    }
+
+    /// Sets the queue depth above which a shard without a free node spills to others.
+    pub async fn update_spillover_limit(
+        &self,
+        name: &str,
+        limit: u32,
+        reason: Option<&str>,
+    ) -> Result<fabric_core::Shard> {
+        self.change_shard(name, "shards.set-spillover", reason, |s| {
+            s.spillover_limit = limit
+        })
+        .await
+    }
+
+    /// Sets the latency budget (ms) a shard's spilled work must fit.
+    pub async fn update_latency_budget(
+        &self,
+        name: &str,
+        ms: u64,
+        reason: Option<&str>,
+    ) -> Result<fabric_core::Shard> {
+        if ms == 0 {
+            return Err(EngineError::invalid(
+                "latency budget",
+                "0 ms must be at least 1",
+            ));
+        }
+        self.change_shard(name, "shards.set-latency-budget", reason, |s| {
+            s.latency_budget_ms = ms
+        })
+        .await
+    }
+
+    /// Conservative mode: only high-priority work is dispatched, on every shard.
+    pub async fn set_conservative(&self, on: bool, reason: Option<&str>) -> Result<()> {
+        let value = if on { "on" } else { "off" };
+        self.store
+            .put_setting(crate::fleet::CONSERVATIVE_SETTING, value)
+            .await?;
+        self.audit(
+            &format!("conservative.{value}"),
+            "all shards".into(),
+            reason.map(String::from),
+        )
+        .await?;
+        if let Some(w) = &self.waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Whether conservative mode is on.
+    pub async fn conservative(&self) -> Result<bool> {
+        Ok(self
+            .store
+            .setting(crate::fleet::CONSERVATIVE_SETTING)
+            .await?
+            .as_deref()
+            == Some("on"))
+    }
+
     /// Sends a quarantined job back to `pending` with fresh attempts.
     pub async fn retry(&self, id: JobId, note: Option<&str>) -> Result<Job> {
         self.retry_as("jobs.retry", id, note).await

@@ -175,6 +175,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 }
             }
         }
+        refresh_governance(&shared).await;
         match store.acquire_lease(LEADER_LEASE, &id, now, lease_ms).await {
             Ok(true) => leader_until = now + lease_ms,
             Ok(false) => leader_until = 0,
@@ -212,6 +213,33 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(tick) => {}
             _ = stop.changed() => { if *stop.borrow() { return; } }
         }
+    }
+}
+
+/// The setting that turns conservative mode on (`"on"`) or off.
+pub const CONSERVATIVE_SETTING: &str = "conservative";
+
+/// Reads the owner levers (paused shards, conservative mode) the dispatcher applies; an
+/// operator's change takes effect within one fleet tick.
+async fn refresh_governance(shared: &Shared) {
+    let shards = shared.store.shards().await;
+    let conservative = shared.store.setting(CONSERVATIVE_SETTING).await;
+    let (Ok(shards), Ok(conservative)) = (shards, conservative) else {
+        return; // the store is away: keep the last known levers
+    };
+    let next = crate::runtime::Governance {
+        paused_shards: shards
+            .into_iter()
+            .filter(|s| s.paused)
+            .map(|s| s.name)
+            .collect(),
+        conservative: conservative.as_deref() == Some("on"),
+    };
+    let mut g = shared.governance.lock().unwrap_or_else(|p| p.into_inner());
+    if *g != next {
+        tracing::info!(paused = ?next.paused_shards, conservative = next.conservative, "owner levers changed");
+        *g = next;
+        shared.wake.notify_one();
     }
 }
 

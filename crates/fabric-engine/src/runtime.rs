@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use fabric_core::config::Config;
 use fabric_core::quarantine::{redact_paths, ErrorKind, Failure};
 use fabric_core::retry::RetryDecision;
-use fabric_core::{Clock, Job, JobId};
+use fabric_core::{Clock, Job, JobId, Priority};
 use fabric_store::{ClaimRequest, CompleteReport, Completion, Outcome, Store};
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
@@ -95,6 +95,17 @@ pub(crate) struct Shared {
     pub(crate) paused: AtomicBool,
     /// The last node heartbeat reached the store.
     pub(crate) store_up: AtomicBool,
+    /// The owner levers that limit claims, refreshed by the fleet task.
+    pub(crate) governance: Mutex<Governance>,
+}
+
+/// Owner levers the dispatcher applies to its claims.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Governance {
+    /// Shards an operator paused: nothing of them is claimed.
+    pub(crate) paused_shards: Vec<String>,
+    /// Conservative mode: only high-priority jobs are claimed.
+    pub(crate) conservative: bool,
 }
 
 /// A running engine. Dropping it does not stop it; call [`Engine::shutdown`].
@@ -146,6 +157,7 @@ impl Engine {
             leader: AtomicBool::new(false),
             paused: AtomicBool::new(false),
             store_up: AtomicBool::new(true),
+            governance: Mutex::new(Governance::default()),
             options,
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -300,9 +312,16 @@ async fn dispatcher(
         }
         let free = 1 + slots.available_permits();
         let limit = (free + prefetch(&shared)).min(CLAIM_BATCH);
+        let governance = shared
+            .governance
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_default();
         let req = ClaimRequest {
             owner: shared.owner.clone(),
             shards: opts.shards.clone(),
+            exclude_shards: governance.paused_shards,
+            min_priority: governance.conservative.then_some(Priority::HIGH.0),
             limit,
             lease_ms: opts.lease.as_millis() as i64,
             now: shared.clock.now_ms(),

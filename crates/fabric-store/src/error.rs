@@ -40,6 +40,14 @@ impl StoreError {
         ))
     }
 
+    /// A missing shard.
+    pub fn shard_not_found(name: &str) -> Self {
+        StoreError::NotFound {
+            what: "shard",
+            id: name.to_string(),
+        }
+    }
+
     /// A missing node.
     pub fn node_not_found(id: &str) -> Self {
         StoreError::NotFound {

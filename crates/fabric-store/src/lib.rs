@@ -155,6 +155,21 @@ pub trait Store: Send + Sync + 'static {
     /// Every lease, lapsed or not.
     async fn leases(&self) -> Result<Vec<Lease>>;
 
+    /// Every shard with its owner levers, by name.
+    async fn shards(&self) -> Result<Vec<fabric_core::Shard>>;
+
+    /// Adds a shard or replaces its levers.
+    async fn put_shard(&self, shard: fabric_core::Shard) -> Result<()>;
+
+    /// Removes a shard (`NotFound` when unknown); its jobs stay where they are.
+    async fn remove_shard(&self, name: &str) -> Result<()>;
+
+    /// A fleet-wide setting (`conservative`, `tick_interval_ms`, ...).
+    async fn setting(&self, key: &str) -> Result<Option<String>>;
+
+    /// Sets a fleet-wide setting.
+    async fn put_setting(&self, key: &str, value: &str) -> Result<()>;
+
     /// Calls `wake` whenever any process inserts jobs, until `wake` returns false or the
     /// returned task is aborted. `None` where the backend has no such channel (SQLite: the CLI
     /// signals the daemon instead).

@@ -16,12 +16,16 @@ pub struct Submitted {
 }
 
 /// A request to lease work.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ClaimRequest {
     /// Lease owner token, e.g. `node-1/4711`.
     pub owner: String,
     /// Shards to claim from; empty = all.
     pub shards: Vec<String>,
+    /// Shards not to claim from (paused by an operator).
+    pub exclude_shards: Vec<String>,
+    /// Only jobs of at least this priority (conservative mode).
+    pub min_priority: Option<i32>,
     /// At most this many jobs.
     pub limit: usize,
     /// Lease length.

@@ -327,10 +327,10 @@ async fn bench(args: &BenchArgs, quiet: bool, target: &mut Target) -> anyhow::Re
             let got = rstore
                 .claim(ClaimRequest {
                     owner: "bench/1/0".into(),
-                    shards: vec![],
                     limit: 10_000,
                     lease_ms: 3_600_000,
                     now: clock.now_ms(),
+                    ..ClaimRequest::default()
                 })
                 .await?;
             if got.is_empty() {

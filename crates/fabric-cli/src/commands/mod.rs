@@ -8,6 +8,7 @@ mod health;
 mod jobs;
 mod nodes;
 mod quarantine;
+mod shards;
 mod status;
 
 use std::process::ExitCode;
@@ -35,6 +36,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Db(cmd) => db::run(&ctx, cmd).await,
                     Command::Health { verbose, one } => health::run(&ctx, verbose, one).await,
                     Command::Nodes(cmd) => nodes::run(&ctx, cmd).await,
+                    Command::Shards(cmd) => shards::run(&ctx, cmd).await,
+                    Command::Conservative { state, reason } => {
+                        shards::conservative(&ctx, state == "on", reason.as_deref()).await
+                    }
                     Command::Audit(AuditCmd::List { since, limit }) => {
                         let since = parse_since(since.as_deref())?;
                         let log = ctx.console().await?.audit_log(since, limit).await?;

@@ -26,6 +26,10 @@ struct Status {
     workers: Workers,
     /// Jobs that succeeded in the last hour.
     throughput_last_hour: u64,
+    /// Conservative mode: only high-priority work is dispatched.
+    conservative: bool,
+    /// Shards an operator paused.
+    paused_shards: Vec<String>,
 }
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
@@ -62,6 +66,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         },
         queue,
         throughput_last_hour,
+        conservative: console.conservative().await?,
+        paused_shards: console
+            .shards()
+            .await?
+            .into_iter()
+            .filter(|s| s.paused)
+            .map(|s| s.name)
+            .collect(),
     };
     print(ctx.global.format, &s, || {
         let q = &s.queue;
@@ -97,6 +109,18 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             (
                 "last hour",
                 format!("{} jobs succeeded", s.throughput_last_hour),
+            ),
+            (
+                "conservative",
+                if s.conservative { "ON" } else { "off" }.to_string(),
+            ),
+            (
+                "paused shards",
+                if s.paused_shards.is_empty() {
+                    "none".into()
+                } else {
+                    s.paused_shards.join(", ")
+                },
             ),
         ])
     })?;

@@ -233,6 +233,78 @@ async fn offline_and_drained_nodes_claim_nothing(store: Arc<dyn Store>) {
     a.shutdown().await;
 }
 
+async fn paused_shards_and_conservative_mode_hold_work_back(store: Arc<dyn Store>) {
+    let a = start(&store, "node-a", |_| {});
+    until("registered", Duration::from_secs(5), || a.is_leader()).await;
+    let console = Console::new(
+        store.clone(),
+        Registry::builtin(),
+        Arc::new(Config::default()),
+        Arc::new(RealClock),
+        "test",
+    )
+    .with_engine(a.waker(), Metrics::new());
+    let job = |shard: &str, p: fabric_core::Priority| {
+        let mut j = NewJob::new("noop");
+        j.shard = shard.into();
+        j.priority = p;
+        j
+    };
+    let state = |id: i64| {
+        let store = store.clone();
+        async move { store.job(id).await.unwrap().job.state }
+    };
+    console.pause_shard("luna", Some("drill")).await.unwrap();
+    console.set_conservative(true, None).await.unwrap();
+    // The next fleet tick (100 ms here) brings the levers to the dispatcher.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let luna = console
+        .submit(job("luna", fabric_core::Priority::HIGH))
+        .await
+        .unwrap()
+        .id;
+    let low = console
+        .submit(job("earth", fabric_core::Priority::LOW))
+        .await
+        .unwrap()
+        .id;
+    let high = console
+        .submit(job("earth", fabric_core::Priority::HIGH))
+        .await
+        .unwrap()
+        .id;
+    for _ in 0..300 {
+        if state(high).await == JobState::Succeeded {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(state(high).await, JobState::Succeeded, "high priority runs");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(state(luna).await, JobState::Pending, "paused shard holds");
+    assert_eq!(
+        state(low).await,
+        JobState::Pending,
+        "conservative holds low"
+    );
+    console.set_conservative(false, None).await.unwrap();
+    console.resume_all(None).await.unwrap();
+    for id in [luna, low] {
+        for _ in 0..300 {
+            if state(id).await == JobState::Succeeded {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            state(id).await,
+            JobState::Succeeded,
+            "job {id} after resume"
+        );
+    }
+    a.shutdown().await;
+}
+
 macro_rules! on_both_backends {
     ($($case:ident),*) => {
         mod sqlite_backend {
@@ -260,7 +332,8 @@ on_both_backends!(
     dead_leader_is_replaced_within_two_lease_periods,
     graceful_leader_hands_over_at_once,
     silent_nodes_jobs_are_reassigned,
-    offline_and_drained_nodes_claim_nothing
+    offline_and_drained_nodes_claim_nothing,
+    paused_shards_and_conservative_mode_hold_work_back
 );
 
 /// A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones:

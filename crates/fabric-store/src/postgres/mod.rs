@@ -22,6 +22,7 @@ use crate::{
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_nodes.sql"),
+    include_str!("../../migrations/postgres/0003_shards.sql"),
 ];
 
 /// The claim: due pending jobs of the shards asked for, highest priority then oldest, locked
@@ -32,6 +33,8 @@ static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                          SELECT id FROM jobs
                          WHERE state = 'pending' AND run_at <= $3
                            AND ($5::text[] IS NULL OR shard = ANY($5))
+                           AND ($6::text[] IS NULL OR shard <> ALL($6))
+                           AND ($7::int IS NULL OR priority >= $7)
                          ORDER BY priority DESC, id LIMIT $4
                          FOR UPDATE SKIP LOCKED)
                      UPDATE jobs j SET state = 'running', attempt = j.attempt + 1,
@@ -697,9 +700,22 @@ impl Store for PostgresStore {
         let until = req.now + req.lease_ms;
         let limit = req.limit as i64;
         let shards: Option<Vec<String>> = (!req.shards.is_empty()).then(|| req.shards.clone());
+        let except: Option<Vec<String>> =
+            (!req.exclude_shards.is_empty()).then(|| req.exclude_shards.clone());
         let stmt = client.prepare_cached(&CLAIM_SQL).await?;
         let rows = client
-            .query(&stmt, &[&req.owner, &until, &req.now, &limit, &shards])
+            .query(
+                &stmt,
+                &[
+                    &req.owner,
+                    &until,
+                    &req.now,
+                    &limit,
+                    &shards,
+                    &except,
+                    &req.min_priority,
+                ],
+            )
             .await?;
         let mut jobs = rows.iter().map(row_to_job).collect::<Result<Vec<_>>>()?;
         jobs.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.id));
@@ -1327,5 +1343,78 @@ impl Store for PostgresStore {
             self.schema.clone(),
             wake,
         )))
+    }
+
+    async fn shards(&self) -> Result<Vec<fabric_core::Shard>> {
+        let client = self.pool.get().await?;
+        client
+            .query(
+                "SELECT name, paused, spillover_limit, latency_budget_ms FROM shards ORDER BY name",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(fabric_core::Shard {
+                    name: r.try_get(0)?,
+                    paused: r.try_get(1)?,
+                    spillover_limit: r.try_get::<_, i32>(2)? as u32,
+                    latency_budget_ms: r.try_get::<_, i64>(3)? as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_shard(&self, shard: fabric_core::Shard) -> Result<()> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO shards (name, paused, spillover_limit, latency_budget_ms)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (name) DO UPDATE SET paused = excluded.paused,
+                     spillover_limit = excluded.spillover_limit,
+                     latency_budget_ms = excluded.latency_budget_ms",
+                &[
+                    &shard.name,
+                    &shard.paused,
+                    &(shard.spillover_limit as i32),
+                    &(shard.latency_budget_ms as i64),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn remove_shard(&self, name: &str) -> Result<()> {
+        let client = self.pool.get().await?;
+        if client
+            .execute("DELETE FROM shards WHERE name = $1", &[&name])
+            .await?
+            == 0
+        {
+            return Err(StoreError::shard_not_found(name));
+        }
+        Ok(())
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<String>> {
+        let client = self.pool.get().await?;
+        client
+            .query_opt("SELECT value FROM settings WHERE key = $1", &[&key])
+            .await?
+            .map(|r| r.try_get(0).map_err(StoreError::from))
+            .transpose()
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&key, &value],
+            )
+            .await?;
+        Ok(())
     }
 }

@@ -23,6 +23,7 @@ use writer::Writer;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_nodes.sql"),
+    include_str!("../../migrations/sqlite/0003_shards.sql"),
 ];
 
 /// Columns of `jobs` in the order [`row_to_job`] reads them.
@@ -405,34 +406,45 @@ impl Store for SqliteStore {
         self.inner
             .writer
             .write(move |conn| {
-                let shard_filter = if req.shards.is_empty() {
-                    ""
-                } else {
-                    "AND shard IN (SELECT value FROM json_each(?5))"
-                };
+                // NULL parameters switch their filter off, so one cached statement serves
+                // every request.
                 let sql = format!(
                     "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
                          lease_expires_at = ?2, started_at = ?3, updated_at = ?3
                      WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_ready
                          WHERE state = 'pending' AND run_at <= ?3
-                         {shard_filter} ORDER BY priority DESC, id LIMIT ?4)
+                           AND (?5 IS NULL OR shard IN (SELECT value FROM json_each(?5)))
+                           AND (?6 IS NULL OR shard NOT IN (SELECT value FROM json_each(?6)))
+                           AND (?7 IS NULL OR priority >= ?7)
+                         ORDER BY priority DESC, id LIMIT ?4)
                      RETURNING {JOB_COLS}"
                 );
+                let list = |v: &Vec<String>| -> Result<Option<String>> {
+                    if v.is_empty() {
+                        return Ok(None);
+                    }
+                    serde_json::to_string(v)
+                        .map(Some)
+                        .map_err(|e| StoreError::Backend(e.to_string()))
+                };
+                let (only, except) = (list(&req.shards)?, list(&req.exclude_shards)?);
                 let mut stmt = conn.prepare_cached(&sql)?;
                 let until = req.now + req.lease_ms;
                 let limit = req.limit as i64;
-                let mut jobs = if req.shards.is_empty() {
-                    stmt.query_map(params![req.owner, until, req.now, limit], row_to_job)?
-                        .collect::<rusqlite::Result<Vec<_>>>()?
-                } else {
-                    let shards = serde_json::to_string(&req.shards)
-                        .map_err(|e| StoreError::Backend(e.to_string()))?;
-                    stmt.query_map(
-                        params![req.owner, until, req.now, limit, shards],
+                let mut jobs = stmt
+                    .query_map(
+                        params![
+                            req.owner,
+                            until,
+                            req.now,
+                            limit,
+                            only,
+                            except,
+                            req.min_priority
+                        ],
                         row_to_job,
                     )?
-                    .collect::<rusqlite::Result<Vec<_>>>()?
-                };
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
                 jobs.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.id));
                 Ok(jobs)
             })
@@ -1077,5 +1089,86 @@ impl Store for SqliteStore {
                 .collect::<rusqlite::Result<_>>()?)
         })
         .await
+    }
+
+    async fn shards(&self) -> Result<Vec<fabric_core::Shard>> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT name, paused, spillover_limit, latency_budget_ms FROM shards
+                     ORDER BY name",
+                )?
+                .query_map([], |r| {
+                    Ok(fabric_core::Shard {
+                        name: r.get(0)?,
+                        paused: r.get(1)?,
+                        spillover_limit: r.get(2)?,
+                        latency_budget_ms: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn put_shard(&self, shard: fabric_core::Shard) -> Result<()> {
+        self.inner
+            .writer
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO shards (name, paused, spillover_limit, latency_budget_ms)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (name) DO UPDATE SET paused = excluded.paused,
+                         spillover_limit = excluded.spillover_limit,
+                         latency_budget_ms = excluded.latency_budget_ms",
+                )?
+                .execute(params![
+                    shard.name,
+                    shard.paused,
+                    shard.spillover_limit,
+                    shard.latency_budget_ms
+                ])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn remove_shard(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.inner
+            .writer
+            .write(move |conn| {
+                if conn.execute("DELETE FROM shards WHERE name = ?1", [&name])? == 0 {
+                    return Err(StoreError::shard_not_found(&name));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_string();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.inner
+            .writer
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(params![key, value])?;
+                Ok(())
+            })
+            .await
     }
 }

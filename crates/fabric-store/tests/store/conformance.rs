@@ -20,10 +20,10 @@ const T0: i64 = 1_800_000_000_000;
 fn claim_req(owner: &str, limit: usize, now: i64) -> ClaimRequest {
     ClaimRequest {
         owner: owner.into(),
-        shards: vec![],
         limit,
         lease_ms: 30_000,
         now,
+        ..ClaimRequest::default()
     }
 }
 
@@ -548,6 +548,67 @@ fn node(id: &str, now: i64) -> Node {
     }
 }
 
+pub async fn shards_settings_and_claim_levers(s: &dyn Store) {
+    let names: Vec<String> = s
+        .shards()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.name)
+        .collect();
+    assert_eq!(names, ["earth", "edge", "helios", "luna", "mars"]);
+    let mut luna = fabric_core::Shard::new("luna").unwrap();
+    luna.paused = true;
+    luna.spillover_limit = 3;
+    s.put_shard(luna.clone()).await.unwrap();
+    s.put_shard(fabric_core::Shard::new("titan").unwrap())
+        .await
+        .unwrap();
+    let all = s.shards().await.unwrap();
+    assert_eq!(all.iter().find(|x| x.name == "luna").unwrap(), &luna);
+    s.remove_shard("titan").await.unwrap();
+    assert!(matches!(
+        s.remove_shard("titan").await.unwrap_err(),
+        StoreError::NotFound { .. }
+    ));
+    assert_eq!(s.setting("conservative").await.unwrap(), None);
+    s.put_setting("conservative", "on").await.unwrap();
+    s.put_setting("conservative", "off").await.unwrap();
+    assert_eq!(
+        s.setting("conservative").await.unwrap().as_deref(),
+        Some("off")
+    );
+
+    // A paused shard's jobs and, in conservative mode, low-priority jobs are not claimed.
+    let mk = |shard: &str, p: Priority| {
+        let mut j = NewJob::new("noop");
+        j.shard = shard.into();
+        j.priority = p;
+        j
+    };
+    s.submit(
+        vec![
+            mk("luna", Priority::HIGH),
+            mk("earth", Priority::LOW),
+            mk("earth", Priority::HIGH),
+        ],
+        T0,
+    )
+    .await
+    .unwrap();
+    let mut req = claim_req("w/1", 10, T0);
+    req.exclude_shards = vec!["luna".into()];
+    req.min_priority = Some(Priority::HIGH.0);
+    let got = s.claim(req).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].shard.as_str(), got[0].priority),
+        ("earth", Priority::HIGH)
+    );
+    let rest = s.claim(claim_req("w/1", 10, T0)).await.unwrap();
+    assert_eq!(rest.len(), 2);
+}
+
 pub async fn nodes_register_heartbeat_and_keep_operator_flags(s: &dyn Store) {
     let n = s.register_node(node("n1", T0)).await.unwrap();
     assert_eq!(n.specialties, vec!["gpu".to_string()]);
@@ -671,6 +732,7 @@ macro_rules! conformance_tests {
             audit_and_recovery_reports_round_trip,
             integrity_prune_and_maintenance,
             nodes_register_heartbeat_and_keep_operator_flags,
+            shards_settings_and_claim_levers,
             leader_lease_is_exclusive_until_it_lapses
         );
         $crate::conformance_tests!(@arc $make,

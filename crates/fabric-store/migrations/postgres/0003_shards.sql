@@ -1,0 +1,14 @@
+-- Fabric schema v3 (PostgreSQL): shards with their owner levers, and fleet-wide settings
+-- (conservative mode, tick interval).
+CREATE TABLE shards (
+    name              TEXT    PRIMARY KEY,
+    paused            BOOLEAN NOT NULL DEFAULT FALSE,
+    spillover_limit   INTEGER NOT NULL DEFAULT 10,
+    latency_budget_ms BIGINT  NOT NULL DEFAULT 5000
+);
+INSERT INTO shards (name) VALUES ('earth'), ('luna'), ('mars'), ('helios'), ('edge');
+
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
