@@ -93,6 +93,46 @@ pub enum Command {
     Recovery,
     /// Measure enqueue, drain and latency on a fresh embedded store.
     Bench(BenchArgs),
+    /// Run a scenario on a simulated fleet (virtual clock, durable store), with a live
+    /// scoreboard, a checkpoint and a JSON report.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// edge-relief (alias humanitarian-surge, the default), k2-benchmark, resilience-drill.
+    pub scenario: Option<String>,
+    /// Number of jobs (overrides the scenario's).
+    #[arg(long)]
+    pub jobs: Option<u64>,
+    /// Probability that an attempt succeeds, 0..1.
+    #[arg(long)]
+    pub completion: Option<f64>,
+    /// Stop after this many virtual seconds even with jobs left (exit code 3 then).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "PATH")]
+    pub export: Option<PathBuf>,
+    /// Continue the run saved in the checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// A custom scenario: JSON {name, description, job_count, completion_probability, shards,
+    /// duration_seconds}.
+    #[arg(long, value_name = "FILE")]
+    pub custom: Option<PathBuf>,
+    /// Random seed: the same seed gives the same report.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The checkpoint file.
+    #[arg(long, default_value = "reports/planetary-fabric/checkpoint.json")]
+    pub checkpoint: PathBuf,
+    /// Virtual tick in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub tick_ms: u64,
+    /// No scoreboard.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]

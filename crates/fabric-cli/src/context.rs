@@ -21,6 +21,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<Usage>().is_some() {
         return 2;
     }
+    if let Some(se) = e.downcast_ref::<fabric_sim::SimError>() {
+        return if se.is_usage() { 2 } else { 1 };
+    }
     if let Some(ee) = e.downcast_ref::<EngineError>() {
         return if ee.is_usage() { 2 } else { 1 };
     }

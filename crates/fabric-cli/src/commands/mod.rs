@@ -8,6 +8,7 @@ mod health;
 mod jobs;
 mod nodes;
 mod quarantine;
+mod run;
 mod shards;
 mod status;
 
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // Commands that must work on a broken config handle loading themselves.
         Command::Config(cmd) => config::run(global, cmd),
         Command::Bench(args) => bench::run(global, args),
+        Command::Run(args) => run::run(global, args),
         Command::Start { foreground } => daemon::start(Ctx::load(global)?, foreground),
         Command::Stop { timeout, force } => daemon::stop(Ctx::load(global)?, timeout, force),
         command => {
@@ -79,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     Command::Config(_)
                     | Command::Bench(_)
+                    | Command::Run(_)
                     | Command::Start { .. }
                     | Command::Stop { .. } => {
                         unreachable!("handled above")

@@ -12,3 +12,6 @@ CREATE TABLE settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+
+-- Claims of one shard (the scheduler's per-shard dispatch) read only that shard's queue.
+CREATE INDEX jobs_shard_ready ON jobs (shard, priority DESC, id) WHERE state = 'pending';

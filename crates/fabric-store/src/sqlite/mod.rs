@@ -407,13 +407,22 @@ impl Store for SqliteStore {
             .writer
             .write(move |conn| {
                 // NULL parameters switch their filter off, so one cached statement serves
-                // every request.
+                // every request; a claim of one shard reads that shard's queue only.
+                let one_shard = req.shards.len() == 1;
+                let (index, shard_filter) = if one_shard {
+                    ("jobs_shard_ready", "shard = json_extract(?5, '$[0]')")
+                } else {
+                    (
+                        "jobs_ready",
+                        "(?5 IS NULL OR shard IN (SELECT value FROM json_each(?5)))",
+                    )
+                };
                 let sql = format!(
                     "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
                          lease_expires_at = ?2, started_at = ?3, updated_at = ?3
-                     WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_ready
+                     WHERE id IN (SELECT id FROM jobs INDEXED BY {index}
                          WHERE state = 'pending' AND run_at <= ?3
-                           AND (?5 IS NULL OR shard IN (SELECT value FROM json_each(?5)))
+                           AND {shard_filter}
                            AND (?6 IS NULL OR shard NOT IN (SELECT value FROM json_each(?6)))
                            AND (?7 IS NULL OR priority >= ?7)
                          ORDER BY priority DESC, id LIMIT ?4)

@@ -1,0 +1,145 @@
+//! `fabric run` as an operator runs it: the report and checkpoint it writes, exit codes, and
+//! bad input refused with exit 2 and nothing written.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use super::Home;
+
+fn run_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_fabric"))
+        .args(args)
+        .current_dir(dir)
+        .env("FABRIC_HOME", dir.join("home"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_run_writes_its_report_and_checkpoint_and_a_duration_cut_says_so() {
+    let h = Home::new();
+    let out = run_in(
+        h.path(),
+        &[
+            "run",
+            "edge-relief",
+            "--jobs",
+            "200",
+            "--quiet",
+            "--export",
+            "out/r.json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("checkpoint: reports/planetary-fabric/checkpoint.json"),
+        "{stdout}"
+    );
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(h.path().join("out/r.json")).unwrap()).unwrap();
+    for key in [
+        "dispatched",
+        "completed",
+        "failed",
+        "reassigned",
+        "spillovers",
+        "queue_depths",
+        "metrics",
+        "loaded_from_checkpoint",
+        "checkpoint",
+        "governance",
+        "health",
+        "wall_seconds",
+        "virtual_seconds",
+        "throughput_jobs_per_second",
+        "latency_ms",
+    ] {
+        assert!(r.get(key).is_some(), "report lacks {key}: {r}");
+    }
+    assert_eq!(
+        r["metrics"]["completed_jobs"].as_u64().unwrap() + r["failed"].as_u64().unwrap(),
+        200
+    );
+    assert!(h
+        .path()
+        .join("reports/planetary-fabric/checkpoint.json")
+        .exists());
+
+    // A virtual duration that ends first: exit 3, and the report lists what is left.
+    let out = run_in(
+        h.path(),
+        &[
+            "run",
+            "k2-benchmark",
+            "--duration",
+            "5",
+            "--quiet",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["complete"], false);
+    assert!(r["remaining"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn bad_input_exits_2_and_writes_nothing() {
+    let h = Home::new();
+    let cp = h.path().join("reports/planetary-fabric/checkpoint.json");
+    let check = |args: &[&str], needle: &str| {
+        let out = run_in(h.path(), args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    };
+    check(&["run", "moon-landing"], "unknown scenario 'moon-landing'");
+    check(
+        &["run", "k2-benchmark", "--completion", "1.5"],
+        "--completion",
+    );
+    std::fs::write(
+        h.path().join("bad.json"),
+        "{\"name\": \"x\", \"job_count\": ",
+    )
+    .unwrap();
+    check(&["run", "--custom", "bad.json"], "bad.json");
+    assert!(!cp.exists(), "nothing written on bad input");
+
+    // A checkpoint of another version, or a truncated one, is refused and left as it was.
+    std::fs::create_dir_all(cp.parent().unwrap()).unwrap();
+    std::fs::write(&cp, r#"{"version": 9, "timestamp": "x", "state": {}}"#).unwrap();
+    check(&["run", "--resume"], "version 9");
+    std::fs::write(&cp, r#"{"version": 1, "timestamp": "#).unwrap();
+    check(&["run", "--resume"], "truncated");
+    assert_eq!(
+        std::fs::read_to_string(&cp).unwrap(),
+        r#"{"version": 1, "timestamp": "#
+    );
+}
+
+#[test]
+fn the_playbook_launcher_forwards_to_fabric_run() {
+    let h = Home::new();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bin/planetary-fabric.sh");
+    let out = Command::new(&script)
+        .args([
+            "k2-benchmark",
+            "--jobs",
+            "100",
+            "--quiet",
+            "--export",
+            "reports/k2.json",
+        ])
+        .current_dir(h.path())
+        .env("FABRIC_BIN", env!("CARGO_BIN_EXE_fabric"))
+        .env("FABRIC_HOME", h.path().join("home"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(h.path().join("reports/k2.json").exists());
+}

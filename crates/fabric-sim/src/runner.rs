@@ -1,0 +1,1102 @@
+//! The scenario runner: drives the real store (durable SQLite), the routing policy of
+//! `fabric-core` and a simulated node fleet on a virtual clock, tick by tick, until every job
+//! is final (or an explicit virtual duration ends), with the owner console, checkpoints and
+//! the report of RUNBOOK-MAP.md §B.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use fabric_core::routing::{choose_node, dispatch_order, Liveness, QueuedJob};
+use fabric_core::{
+    Clock, Job, JobId, LatencyMatrix, NewJob, Node, NodeHealth, Priority, Shard, VirtualClock,
+};
+use fabric_engine::Console;
+use fabric_store::{ClaimRequest, Completion, Outcome, Store};
+
+use crate::checkpoint::{self, load_checkpoint, save_checkpoint, Checkpoint, CheckpointJob};
+use crate::gen;
+use crate::report::Report;
+use crate::scenario::Scenario;
+use crate::SimError;
+
+/// Attempts a job gets (RUNBOOK-MAP.md §B: 3).
+pub const MAX_ATTEMPTS: u32 = 3;
+/// Default virtual tick.
+pub const DEFAULT_TICK_MS: u64 = 100;
+/// Job kind of simulated work.
+pub const SIM_KIND: &str = "sim";
+/// Largest spill placement fan-out (from the routing policy).
+const LEASE_MS: i64 = 365 * 86_400_000;
+
+/// How a run is set up.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub scenario: Scenario,
+    pub seed: u64,
+    /// Virtual seconds after which the run stops even with jobs left (`--duration`).
+    pub duration_cap: Option<f64>,
+    /// The run's store (a SQLite file, created afresh).
+    pub store_path: PathBuf,
+    /// Where checkpoints are written.
+    pub checkpoint_path: PathBuf,
+    pub tick_ms: u64,
+}
+
+/// One job running on a simulated node.
+#[derive(Debug, Clone)]
+struct Running {
+    job: Job,
+    node: String,
+    success: bool,
+}
+
+/// Counters of a run (the report's `metrics`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Counters {
+    pub dispatched: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub reassigned: u64,
+    pub spillovers: u64,
+}
+
+/// Per-shard counters for the scoreboard.
+#[derive(Debug, Clone, Default)]
+pub struct ShardStats {
+    pub dispatched: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub reassigned: u64,
+    pub spillovers: u64,
+    /// Due jobs not yet placed on a node.
+    pub depth: u64,
+}
+
+/// A run in progress: the store, the marketplace (nodes, shards, latency) and the jobs on
+/// simulated nodes.
+pub struct Fabric {
+    store: Arc<dyn Store>,
+    console: Console,
+    clock: Arc<VirtualClock>,
+    scenario: Scenario,
+    seed: u64,
+    tick_ms: u64,
+    nodes: Vec<Node>,
+    shards: Vec<Shard>,
+    latency: LatencyMatrix,
+    conservative: bool,
+    counters: Counters,
+    per_shard: BTreeMap<String, ShardStats>,
+    /// Jobs generated (and submitted) so far.
+    next_index: u64,
+    /// Claimed from the store but not yet placed (no node fitted), per shard.
+    held: BTreeMap<String, VecDeque<Job>>,
+    running: HashMap<JobId, Running>,
+    finishing: BinaryHeap<Reverse<(i64, JobId)>>,
+    latencies: Vec<u32>,
+    /// Largest difference between two shards' queue depths seen at a tick.
+    max_spread: u64,
+    ticks: u64,
+    loaded_from_checkpoint: bool,
+    started: Instant,
+    virtual_start: i64,
+}
+
+/// Where a run stands after [`Fabric::run_until`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Every job is final.
+    Complete,
+    /// The virtual duration cap or the requested stop point came first; jobs are left.
+    Cut,
+}
+
+fn sim_err(e: impl std::fmt::Display) -> SimError {
+    SimError::Runtime(e.to_string())
+}
+
+impl Fabric {
+    /// A fresh run: a new store at `opts.store_path` (any old one is replaced), the
+    /// scenario's shards and fleet, virtual time 0.
+    pub async fn new(opts: &RunOptions) -> Result<Self, SimError> {
+        let clock = Arc::new(VirtualClock::new(0));
+        let nodes = crate::fleet::fleet_for(&opts.scenario.shards, 0);
+        let mut fabric = Self::open(opts, clock, nodes).await?;
+        for name in &opts.scenario.shards {
+            if !fabric.shards.iter().any(|s| &s.name == name) {
+                let shard = Shard::new(name.clone()).map_err(sim_err)?;
+                fabric.store.put_shard(shard).await.map_err(sim_err)?;
+            }
+        }
+        fabric.refresh_governance().await?;
+        Ok(fabric)
+    }
+
+    async fn open(
+        opts: &RunOptions,
+        clock: Arc<VirtualClock>,
+        nodes: Vec<Node>,
+    ) -> Result<Self, SimError> {
+        let path = &opts.store_path;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| SimError::io(dir, e))?;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{suffix}", path.display()));
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| SimError::io(&p, e))?;
+            }
+        }
+        let store: Arc<dyn Store> =
+            Arc::new(fabric_store::SqliteStore::open(path, Default::default()).map_err(sim_err)?);
+        let mut config = fabric_core::config::Config::default();
+        config.store.path = path.display().to_string();
+        let console = Console::new(
+            store.clone(),
+            fabric_engine::Registry::builtin(),
+            Arc::new(config),
+            clock.clone(),
+            "owner",
+        );
+        let shards = store.shards().await.map_err(sim_err)?;
+        let mut per_shard = BTreeMap::new();
+        for s in &opts.scenario.shards {
+            per_shard.insert(s.clone(), ShardStats::default());
+        }
+        Ok(Self {
+            store,
+            console,
+            virtual_start: clock.now_ms(),
+            clock,
+            scenario: opts.scenario.clone(),
+            seed: opts.seed,
+            tick_ms: opts.tick_ms.max(1),
+            nodes,
+            shards,
+            latency: LatencyMatrix::default(),
+            conservative: false,
+            counters: Counters::default(),
+            per_shard,
+            next_index: 0,
+            held: BTreeMap::new(),
+            running: HashMap::new(),
+            finishing: BinaryHeap::new(),
+            latencies: Vec::new(),
+            max_spread: 0,
+            ticks: 0,
+            loaded_from_checkpoint: false,
+            started: Instant::now(),
+        })
+    }
+
+    /// The owner levers of this run (persisted in its store, audited, applied at the next
+    /// tick).
+    pub fn owner_console(&self) -> OwnerConsole {
+        OwnerConsole {
+            console: self.console.clone(),
+        }
+    }
+
+    /// The run's store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Per-shard counters so far.
+    pub fn shard_stats(&self) -> &BTreeMap<String, ShardStats> {
+        &self.per_shard
+    }
+
+    /// The simulated fleet.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Virtual milliseconds since the run began.
+    pub fn virtual_ms(&self) -> i64 {
+        self.clock.now_ms() - self.virtual_start
+    }
+
+    /// Jobs that are final (completed or failed for good).
+    pub fn finished(&self) -> u64 {
+        self.counters.completed + self.counters.failed
+    }
+
+    /// Whether every job of the scenario is final.
+    pub fn is_complete(&self) -> bool {
+        self.next_index >= self.scenario.job_count && self.finished() >= self.scenario.job_count
+    }
+
+    fn arrival_ms(&self, index: u64) -> i64 {
+        let window = (self.scenario.duration_seconds * 1000.0) as u64;
+        (index.saturating_mul(window) / self.scenario.job_count.max(1)) as i64
+    }
+
+    /// Submits every job that has arrived by `now` in one durable write.
+    async fn arrive(&mut self, now: i64) -> Result<(), SimError> {
+        let mut batch = Vec::new();
+        while self.next_index < self.scenario.job_count
+            && self.virtual_start + self.arrival_ms(self.next_index) <= now
+            && batch.len() < 50_000
+        {
+            let spec = gen::job_spec(self.seed, self.next_index, &self.scenario);
+            let mut job = NewJob::new(SIM_KIND);
+            job.shard = spec.shard.clone();
+            job.priority = Priority(spec.priority);
+            job.max_attempts = MAX_ATTEMPTS;
+            job.payload = spec.payload();
+            if let Some(s) = self.per_shard.get_mut(&spec.shard) {
+                s.depth += 1;
+            }
+            batch.push(job);
+            self.next_index += 1;
+        }
+        if !batch.is_empty() {
+            self.store.submit(batch, now).await.map_err(sim_err)?;
+        }
+        Ok(())
+    }
+
+    /// Completes every attempt due by `now` in one fenced write.
+    async fn finish(&mut self, now: i64) -> Result<(), SimError> {
+        let mut batch = Vec::new();
+        while let Some(Reverse((at, id))) = self.finishing.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.finishing.pop();
+            let dead = self
+                .running
+                .get(&id)
+                .and_then(|r| self.nodes.iter().find(|n| n.id == r.node))
+                .is_some_and(|n| n.stopped_at.is_some());
+            if dead {
+                // Its node died: no result comes; the job is reassigned once the node's
+                // heartbeat is older than the timeout.
+                continue;
+            }
+            let Some(r) = self.running.remove(&id) else {
+                continue; // reassigned when its node went offline
+            };
+            if let Some(n) = self.nodes.iter_mut().find(|n| n.id == r.node) {
+                n.load = n.load.saturating_sub(1);
+            }
+            let stats = self.per_shard.entry(r.job.shard.clone()).or_default();
+            let outcome = if r.success {
+                self.counters.completed += 1;
+                stats.completed += 1;
+                self.latencies
+                    .push((at - r.job.created_at).clamp(0, u32::MAX as i64) as u32);
+                Outcome::Succeeded { result: None }
+            } else if r.job.attempt < MAX_ATTEMPTS {
+                self.counters.reassigned += 1;
+                stats.reassigned += 1;
+                stats.depth += 1;
+                Outcome::Retry {
+                    run_at: at,
+                    error: format!("simulated failure on {}", r.node),
+                    failure: "transient".into(),
+                }
+            } else {
+                self.counters.failed += 1;
+                stats.failed += 1;
+                Outcome::Quarantine {
+                    reason: fabric_core::quarantine::QuarantineReason::Unknown,
+                    error: format!("simulated failure on {} (last attempt)", r.node),
+                    failure: "transient".into(),
+                }
+            };
+            batch.push(Completion {
+                id,
+                attempt: r.job.attempt,
+                owner: r.job.lease_owner.clone().unwrap_or_default(),
+                started_at: r.job.started_at.unwrap_or(at),
+                finished_at: at,
+                outcome,
+            });
+        }
+        if !batch.is_empty() {
+            let n = batch.len() as u64;
+            let report = self.store.complete(batch).await.map_err(sim_err)?;
+            if report.applied != n {
+                return Err(SimError::Runtime(format!(
+                    "{} of {n} completions were rejected by the store",
+                    n - report.applied
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the owner levers from the store (an operator may change them at any time).
+    async fn refresh_governance(&mut self) -> Result<(), SimError> {
+        self.shards = self.store.shards().await.map_err(sim_err)?;
+        self.conservative = self.console.conservative().await.map_err(sim_err)?;
+        if let Some(t) = self.store.setting(TICK_SETTING).await.map_err(sim_err)? {
+            if let Ok(ms) = t.parse::<u64>() {
+                self.tick_ms = ms.max(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Heartbeats of live simulated nodes; a silent node past the timeout goes offline and
+    /// the jobs it held are reassigned.
+    async fn heartbeat(&mut self, now: i64) -> Result<(), SimError> {
+        let mut lost = Vec::new();
+        for n in &mut self.nodes {
+            if n.stopped_at.is_none() {
+                n.heartbeat_at = now;
+            } else if n.health != NodeHealth::Offline
+                && n.is_stale(now, fabric_core::node::DEFAULT_NODE_TIMEOUT_MS)
+            {
+                n.health = NodeHealth::Offline;
+                n.load = 0;
+                lost.push(n.id.clone());
+            }
+        }
+        for id in lost {
+            self.reassign_node(&id, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Returns every job on node `id` to its queue (fenced: a retry of the same attempt).
+    async fn reassign_node(&mut self, id: &str, now: i64) -> Result<(), SimError> {
+        let ids: Vec<JobId> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.node == id)
+            .map(|(j, _)| *j)
+            .collect();
+        let mut batch = Vec::new();
+        for jid in ids {
+            let Some(r) = self.running.remove(&jid) else {
+                continue;
+            };
+            let stats = self.per_shard.entry(r.job.shard.clone()).or_default();
+            self.counters.reassigned += 1;
+            stats.reassigned += 1;
+            stats.depth += 1;
+            batch.push(Completion {
+                id: jid,
+                attempt: r.job.attempt,
+                owner: r.job.lease_owner.clone().unwrap_or_default(),
+                started_at: r.job.started_at.unwrap_or(now),
+                finished_at: now,
+                outcome: Outcome::Retry {
+                    run_at: now,
+                    error: format!("node {id} went offline"),
+                    failure: "node_offline".into(),
+                },
+            });
+        }
+        if !batch.is_empty() {
+            // Back to pending under the same attempt budget check as any retry; a job lost
+            // on its last attempt still runs once more (the runner decides final failure
+            // by the attempt that actually failed).
+            self.store.complete(batch).await.map_err(sim_err)?;
+        }
+        Ok(())
+    }
+
+    /// Places due work on nodes, shard by shard: highest priority then oldest; a node by
+    /// skill, load and heartbeat; spillover to other shards under the routing policy.
+    async fn dispatch(&mut self, now: i64) -> Result<(), SimError> {
+        let live = Liveness::new(now, fabric_core::node::DEFAULT_NODE_TIMEOUT_MS);
+        let shards = self.shards.clone();
+        let mine: Vec<&Shard> = shards
+            .iter()
+            .filter(|s| self.per_shard.contains_key(&s.name))
+            .collect();
+        for shard in mine {
+            if shard.paused {
+                continue;
+            }
+            let depth = self.per_shard.get(&shard.name).map_or(0, |s| s.depth);
+            if depth == 0 {
+                continue;
+            }
+            let local_free: u64 = self
+                .nodes
+                .iter()
+                .filter(|n| n.shard == shard.name && live.takes_work(n))
+                .map(|n| u64::from(n.free_capacity()))
+                .sum();
+            let targets: Vec<String> = fabric_core::routing::spillover_targets(
+                shard,
+                depth,
+                &shards,
+                &self.nodes,
+                &self.latency,
+                None,
+                live,
+            )
+            .into_iter()
+            .map(String::from)
+            .collect();
+            let spill_free: u64 = self
+                .nodes
+                .iter()
+                .filter(|n| targets.contains(&n.id))
+                .map(|n| u64::from(n.free_capacity()))
+                .sum();
+            if local_free + spill_free == 0 {
+                continue;
+            }
+            let held = self.held.entry(shard.name.clone()).or_default();
+            let want = (local_free + spill_free).saturating_sub(held.len() as u64);
+            let claimable = depth.saturating_sub(held.len() as u64);
+            let mut candidates: Vec<Job> = held.drain(..).collect();
+            if want > 0 && claimable > 0 {
+                let claimed = self
+                    .store
+                    .claim(ClaimRequest {
+                        owner: format!("sim/{}", shard.name),
+                        shards: vec![shard.name.clone()],
+                        min_priority: self.conservative.then_some(Priority::HIGH.0),
+                        limit: want.min(claimable) as usize,
+                        lease_ms: LEASE_MS,
+                        now,
+                        ..ClaimRequest::default()
+                    })
+                    .await
+                    .map_err(sim_err)?;
+                candidates.extend(claimed);
+            }
+            if candidates.is_empty() {
+                continue;
+            }
+            let mut queued: Vec<(QueuedJob, Job)> = candidates
+                .into_iter()
+                .map(|j| (QueuedJob::from_job(&j), j))
+                .collect();
+            queued.sort_by(|a, b| dispatch_order(&a.0, &b.0));
+            let mut keep = VecDeque::new();
+            for (q, job) in queued {
+                if self.conservative && job.priority < Priority::HIGH {
+                    keep.push_back(job);
+                    continue;
+                }
+                let local = self
+                    .pick(&q, |n| n.shard == shard.name, live)
+                    .map(|i| (i, 0u64));
+                let placed = match local {
+                    Some(p) => Some(p),
+                    None if !targets.is_empty() => {
+                        let budget = shard.effective_budget_ms(q.latency_budget_ms);
+                        let from = shard.name.clone();
+                        let latency = &self.latency;
+                        let targets = &targets;
+                        let idx = self.pick(
+                            &q,
+                            |n| targets.contains(&n.id) && latency.get(&from, &n.shard) <= budget,
+                            live,
+                        );
+                        idx.map(|i| (i, self.latency.get(&shard.name, &self.nodes[i].shard)))
+                    }
+                    None => None,
+                };
+                match placed {
+                    Some((i, delay)) => self.place(job, i, delay, now),
+                    None => keep.push_back(job),
+                }
+            }
+            self.held.insert(shard.name.clone(), keep);
+        }
+        Ok(())
+    }
+
+    /// The node (index) that takes `job` among those `eligible`, by the routing policy.
+    fn pick(
+        &self,
+        job: &QueuedJob,
+        eligible: impl Fn(&Node) -> bool,
+        live: Liveness,
+    ) -> Option<usize> {
+        let idx: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| eligible(&self.nodes[*i]))
+            .collect();
+        let subset: Vec<Node> = idx.iter().map(|i| self.nodes[*i].clone()).collect();
+        let chosen = choose_node(job, &subset, live)?;
+        idx.into_iter().find(|i| self.nodes[*i].id == chosen.id)
+    }
+
+    /// Starts `job` on node `i` now; a spilled job pays the inter-shard latency `delay_ms`.
+    fn place(&mut self, job: Job, i: usize, delay_ms: u64, now: i64) {
+        let index = job
+            .payload
+            .get("index")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        let (duration, success) = gen::attempt_outcome(
+            self.seed,
+            index,
+            job.attempt,
+            self.scenario.completion_probability,
+        );
+        let node = &mut self.nodes[i];
+        node.load += 1;
+        let spilled = node.shard != job.shard;
+        let finish_at = now + duration as i64 + delay_ms as i64;
+        self.counters.dispatched += 1;
+        let stats = self.per_shard.entry(job.shard.clone()).or_default();
+        stats.dispatched += 1;
+        stats.depth = stats.depth.saturating_sub(1);
+        if spilled {
+            self.counters.spillovers += 1;
+            stats.spillovers += 1;
+        }
+        self.finishing.push(Reverse((finish_at, job.id)));
+        self.running.insert(
+            job.id,
+            Running {
+                node: node.id.clone(),
+                job,
+                success,
+            },
+        );
+    }
+
+    /// One tick: arrivals, finished attempts, node heartbeats, owner levers, dispatch.
+    async fn tick(&mut self) -> Result<(), SimError> {
+        let now = self.clock.now_ms();
+        self.arrive(now).await?;
+        self.finish(now).await?;
+        self.heartbeat(now).await?;
+        // An operator's lever reaches the run within this many ticks.
+        self.ticks += 1;
+        if self.ticks % GOVERNANCE_EVERY_TICKS == 1 {
+            self.refresh_governance().await?;
+        }
+        self.dispatch(now).await?;
+        let depths = self.per_shard.values().map(|s| s.depth);
+        let (lo, hi) = depths.fold((u64::MAX, 0), |(lo, hi), d| (lo.min(d), hi.max(d)));
+        self.max_spread = self.max_spread.max(hi.saturating_sub(lo));
+        Ok(())
+    }
+
+    /// Largest difference between two shards' queue depths seen so far.
+    pub fn max_queue_spread(&self) -> u64 {
+        self.max_spread
+    }
+
+    /// Total due jobs not yet on a node.
+    fn depth(&self) -> u64 {
+        self.per_shard.values().map(|s| s.depth).sum()
+    }
+
+    /// Moves virtual time on by a tick, or straight to the next event when nothing can be
+    /// placed before it.
+    fn advance(&mut self) {
+        let now = self.clock.now_ms();
+        let tick = self.tick_ms as i64;
+        let mut next = now + tick;
+        if self.depth() == 0 {
+            let next_finish = self.finishing.peek().map(|Reverse((t, _))| *t);
+            let next_arrival = (self.next_index < self.scenario.job_count)
+                .then(|| self.virtual_start + self.arrival_ms(self.next_index));
+            if let Some(event) = [next_finish, next_arrival].into_iter().flatten().min() {
+                if event > next {
+                    // Stay on the tick grid.
+                    let ticks = (event - now + tick - 1) / tick;
+                    next = now + ticks * tick;
+                }
+            }
+        }
+        self.clock.advance_to(next);
+    }
+
+    /// Runs ticks until every job is final, the virtual time reaches `until_ms` (since the
+    /// start of the run), or `stop_when` says so; `on_tick` sees the run after every tick.
+    pub async fn run_until(
+        &mut self,
+        until_ms: Option<i64>,
+        mut stop_when: impl FnMut(&Fabric) -> bool,
+        mut on_tick: impl FnMut(&Fabric),
+    ) -> Result<Stop, SimError> {
+        loop {
+            self.tick().await?;
+            on_tick(self);
+            if self.is_complete() {
+                return Ok(Stop::Complete);
+            }
+            if until_ms.is_some_and(|u| self.virtual_ms() >= u) || stop_when(self) {
+                return Ok(Stop::Cut);
+            }
+            self.advance();
+        }
+    }
+
+    /// Takes node `id` down as an outage would: it stops heartbeating, and once its
+    /// heartbeat is older than the timeout it is offline and its jobs are reassigned.
+    pub fn fail_node(&mut self, id: &str) -> Result<(), SimError> {
+        let now = self.clock.now_ms();
+        let node = self.nodes.iter_mut().find(|n| n.id == id).ok_or_else(|| {
+            SimError::invalid("node", format!("'{id}' is not a node of this run"))
+        })?;
+        node.stopped_at = Some(now);
+        Ok(())
+    }
+
+    /// The state a fresh fabric needs to continue this run.
+    pub async fn checkpoint(&self) -> Result<Checkpoint, SimError> {
+        let mut pending = Vec::new();
+        for shard in self.per_shard.keys() {
+            let jobs = self
+                .store
+                .jobs(fabric_store::JobFilter {
+                    state: Some(fabric_core::JobState::Pending),
+                    shard: Some(shard.clone()),
+                    limit: usize::MAX / 2,
+                    ..Default::default()
+                })
+                .await
+                .map_err(sim_err)?;
+            pending.extend(jobs.iter().map(checkpoint_job));
+        }
+        pending.extend(self.held.values().flatten().map(checkpoint_job));
+        let in_flight = self
+            .running
+            .values()
+            .map(|r| checkpoint_job(&r.job))
+            .collect();
+        Ok(checkpoint::Checkpoint::new(checkpoint::CheckpointState {
+            registry: self.nodes.clone(),
+            marketplace: checkpoint::MarketplaceState {
+                shards: self.shards.clone(),
+                latency: self.latency.clone(),
+            },
+            orchestrator: checkpoint::OrchestratorState {
+                scenario: self.scenario.clone(),
+                seed: self.seed,
+                virtual_ms: self.virtual_ms(),
+                next_index: self.next_index,
+                pending,
+                in_flight,
+            },
+            metrics: checkpoint::MetricsState {
+                dispatched: self.counters.dispatched,
+                completed: self.counters.completed,
+                failed: self.counters.failed,
+                reassigned: self.counters.reassigned,
+                spillovers: self.counters.spillovers,
+            },
+            governance: self.governance(),
+        }))
+    }
+
+    fn governance(&self) -> checkpoint::GovernanceState {
+        checkpoint::GovernanceState {
+            tick_interval_ms: self.tick_ms,
+            conservative: self.conservative,
+            shard_pauses: self
+                .shards
+                .iter()
+                .map(|s| (s.name.clone(), s.paused))
+                .collect(),
+            spillover_limits: self
+                .shards
+                .iter()
+                .map(|s| (s.name.clone(), s.spillover_limit))
+                .collect(),
+            latency_budgets: self
+                .shards
+                .iter()
+                .map(|s| (s.name.clone(), s.latency_budget_ms))
+                .collect(),
+        }
+    }
+
+    /// A fresh fabric that continues the run saved in `cp`: jobs queued or in flight at
+    /// checkpoint time are queued again (in-flight attempts are not lost).
+    pub async fn resume(opts: &RunOptions, cp: Checkpoint) -> Result<Self, SimError> {
+        let state = cp.state;
+        let o = state.orchestrator;
+        let mut run_opts = opts.clone();
+        run_opts.scenario = o.scenario.clone();
+        run_opts.seed = o.seed;
+        let clock = Arc::new(VirtualClock::new(0));
+        let mut nodes = state.registry;
+        for n in &mut nodes {
+            // The new orchestrator starts with nothing running on its nodes.
+            n.load = 0;
+        }
+        let mut fabric = Self::open(&run_opts, clock.clone(), nodes).await?;
+        for shard in state.marketplace.shards {
+            fabric.store.put_shard(shard).await.map_err(sim_err)?;
+        }
+        fabric.latency = state.marketplace.latency;
+        fabric.tick_ms = state.governance.tick_interval_ms.max(1);
+        fabric
+            .store
+            .put_setting(TICK_SETTING, &fabric.tick_ms.to_string())
+            .await
+            .map_err(sim_err)?;
+        fabric
+            .store
+            .put_setting(
+                fabric_engine::fleet::CONSERVATIVE_SETTING,
+                if state.governance.conservative {
+                    "on"
+                } else {
+                    "off"
+                },
+            )
+            .await
+            .map_err(sim_err)?;
+        clock.advance_to(o.virtual_ms);
+        fabric.counters = Counters {
+            dispatched: state.metrics.dispatched,
+            completed: state.metrics.completed,
+            failed: state.metrics.failed,
+            reassigned: state.metrics.reassigned,
+            spillovers: state.metrics.spillovers,
+        };
+        fabric.next_index = o.next_index;
+        let requeued = o.in_flight.len() as u64;
+        fabric.counters.reassigned += requeued;
+        let mut jobs = Vec::new();
+        for j in o.pending.iter().chain(o.in_flight.iter()) {
+            let mut n = NewJob::new(SIM_KIND);
+            n.shard = j.shard.clone();
+            n.priority = Priority(j.priority);
+            n.max_attempts = MAX_ATTEMPTS;
+            n.payload = j.payload.clone();
+            fabric.per_shard.entry(j.shard.clone()).or_default().depth += 1;
+            jobs.push(n);
+        }
+        for chunk in jobs.chunks(50_000) {
+            fabric
+                .store
+                .submit(chunk.to_vec(), o.virtual_ms)
+                .await
+                .map_err(sim_err)?;
+        }
+        fabric.loaded_from_checkpoint = true;
+        fabric.refresh_governance().await?;
+        Ok(fabric)
+    }
+
+    /// The report of §B, plus Fabric's own figures.
+    pub fn report(&self, checkpoint: Option<&Path>) -> Report {
+        let now = self.clock.now_ms();
+        let queue_depths: BTreeMap<String, u64> = self
+            .per_shard
+            .iter()
+            .map(|(k, v)| {
+                let held = self.held.get(k).map_or(0, |h| h.len() as u64);
+                (k.clone(), v.depth.max(held))
+            })
+            .collect();
+        let node_health: BTreeMap<String, String> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.id.clone(),
+                    n.effective_health(now, fabric_core::node::DEFAULT_NODE_TIMEOUT_MS)
+                        .to_string(),
+                )
+            })
+            .collect();
+        let stale_nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| {
+                n.stopped_at.is_some()
+                    || n.is_stale(now, fabric_core::node::DEFAULT_NODE_TIMEOUT_MS)
+            })
+            .map(|n| n.id.clone())
+            .collect();
+        let wall = self.started.elapsed().as_secs_f64();
+        let mut lat = self.latencies.clone();
+        let (p50, p99) = crate::report::percentiles(&mut lat);
+        crate::report::Report::build(crate::report::ReportInput {
+            scenario: self.scenario.name.clone(),
+            seed: self.seed,
+            job_count: self.scenario.job_count,
+            dispatched: self.counters.dispatched,
+            completed: self.counters.completed,
+            failed: self.counters.failed,
+            reassigned: self.counters.reassigned,
+            spillovers: self.counters.spillovers,
+            queue_depths,
+            loaded_from_checkpoint: self.loaded_from_checkpoint,
+            checkpoint: checkpoint.map(|p| p.display().to_string()),
+            governance: self.governance(),
+            stale_nodes,
+            node_health,
+            wall_seconds: wall,
+            virtual_seconds: self.virtual_ms() as f64 / 1000.0,
+            latency_p50_ms: p50,
+            latency_p99_ms: p99,
+            max_queue_spread: self.max_spread,
+        })
+    }
+}
+
+/// Owner levers are re-read from the store every this many ticks.
+const GOVERNANCE_EVERY_TICKS: u64 = 10;
+
+/// The setting holding the run's tick interval (ms).
+pub const TICK_SETTING: &str = "tick_interval_ms";
+
+fn checkpoint_job(j: &Job) -> CheckpointJob {
+    CheckpointJob {
+        index: j
+            .payload
+            .get("index")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
+        shard: j.shard.clone(),
+        priority: j.priority.0,
+        attempt: j.attempt,
+        payload: j.payload.clone(),
+        created_at: j.created_at,
+    }
+}
+
+/// The owner's levers on a run (or on any Fabric store): every change persisted, audited and
+/// applied at the next tick.
+#[derive(Clone)]
+pub struct OwnerConsole {
+    console: Console,
+}
+
+/// The levers as they stand.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GovernanceSnapshot {
+    pub shards: Vec<Shard>,
+    pub conservative: bool,
+    pub tick_interval_ms: Option<u64>,
+}
+
+impl OwnerConsole {
+    pub async fn pause_shard(&self, shard: &str) -> Result<(), SimError> {
+        self.console
+            .pause_shard(shard, None)
+            .await
+            .map(drop)
+            .map_err(sim_err)
+    }
+    pub async fn resume_shard(&self, shard: &str) -> Result<(), SimError> {
+        self.console
+            .resume_shard(shard, None)
+            .await
+            .map(drop)
+            .map_err(sim_err)
+    }
+    pub async fn pause_all(&self) -> Result<(), SimError> {
+        self.console
+            .pause_all(None)
+            .await
+            .map(drop)
+            .map_err(sim_err)
+    }
+    pub async fn resume_all(&self) -> Result<(), SimError> {
+        self.console
+            .resume_all(None)
+            .await
+            .map(drop)
+            .map_err(sim_err)
+    }
+    pub async fn update_spillover_limit(&self, shard: &str, limit: u32) -> Result<(), SimError> {
+        self.console
+            .update_spillover_limit(shard, limit, None)
+            .await
+            .map(drop)
+            .map_err(sim_err)
+    }
+    pub async fn update_latency_budget(&self, shard: &str, ms: u64) -> Result<(), SimError> {
+        self.console
+            .update_latency_budget(shard, ms, None)
+            .await
+            .map(drop)
+            .map_err(sim_err)
+    }
+    pub async fn set_conservative(&self, on: bool) -> Result<(), SimError> {
+        self.console
+            .set_conservative(on, None)
+            .await
+            .map_err(sim_err)
+    }
+    /// Sets the virtual tick (ms) of runs on this store.
+    pub async fn set_tick_interval(&self, ms: u64) -> Result<(), SimError> {
+        if ms == 0 {
+            return Err(SimError::invalid(
+                "tick interval",
+                "0 ms must be at least 1",
+            ));
+        }
+        self.console
+            .store()
+            .put_setting(TICK_SETTING, &ms.to_string())
+            .await
+            .map_err(sim_err)?;
+        self.console
+            .record("governance.set-tick-interval", &format!("{ms} ms"), None)
+            .await
+            .map_err(sim_err)
+    }
+    /// The levers now.
+    pub async fn snapshot(&self) -> Result<GovernanceSnapshot, SimError> {
+        let store = self.console.store();
+        Ok(GovernanceSnapshot {
+            shards: store.shards().await.map_err(sim_err)?,
+            conservative: self.console.conservative().await.map_err(sim_err)?,
+            tick_interval_ms: store
+                .setting(TICK_SETTING)
+                .await
+                .map_err(sim_err)?
+                .and_then(|t| t.parse().ok()),
+        })
+    }
+}
+
+impl Fabric {
+    /// The scenario being run.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    /// Whether this run was loaded from a checkpoint.
+    pub fn loaded_from_checkpoint(&self) -> bool {
+        self.loaded_from_checkpoint
+    }
+
+    /// The scoreboard's view of the run.
+    pub fn board(&self) -> crate::scoreboard::Board {
+        let now = self.clock.now_ms();
+        let rows = self
+            .per_shard
+            .iter()
+            .map(|(name, s)| {
+                let nodes: Vec<&Node> = self.nodes.iter().filter(|n| &n.shard == name).collect();
+                crate::scoreboard::ShardRow {
+                    shard: name.clone(),
+                    dispatched: s.dispatched,
+                    completed: s.completed,
+                    failed: s.failed,
+                    reassigned: s.reassigned,
+                    spillovers: s.spillovers,
+                    queue_depth: s.depth,
+                    nodes_healthy: nodes
+                        .iter()
+                        .filter(|n| {
+                            n.effective_health(now, fabric_core::node::DEFAULT_NODE_TIMEOUT_MS)
+                                .takes_work()
+                        })
+                        .count(),
+                    nodes_total: nodes.len(),
+                }
+            })
+            .collect();
+        let wall = self.started.elapsed().as_secs_f64();
+        crate::scoreboard::Board {
+            rows,
+            finished: self.finished(),
+            total: self.scenario.job_count,
+            virtual_seconds: self.virtual_ms() as f64 / 1000.0,
+            throughput: if wall > 0.0 {
+                self.finished() as f64 / wall
+            } else {
+                0.0
+            },
+        }
+    }
+
+    /// The busiest live node (ties: lowest id): the one a drill takes down.
+    fn busiest_node(&self) -> Option<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.stopped_at.is_none())
+            .max_by(|a, b| a.load.cmp(&b.load).then(b.id.cmp(&a.id)))
+            .map(|n| n.id.clone())
+    }
+}
+
+/// How a whole run ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub report: Report,
+    pub stop: Stop,
+}
+
+/// Runs a scenario from start (or from `resume`) to its end: the drills of the scenario
+/// (a node outage at half way, an orchestrator kill-and-resume at three quarters), the
+/// scoreboard, and a checkpoint at the end (and at the kill) at `opts.checkpoint_path`.
+pub async fn execute(
+    opts: &RunOptions,
+    resume: Option<Checkpoint>,
+    board: &mut crate::scoreboard::Scoreboard,
+) -> Result<RunOutcome, SimError> {
+    let mut fabric = match resume {
+        Some(cp) => Fabric::resume(opts, cp).await?,
+        None => Fabric::new(opts).await?,
+    };
+    let cap = opts.duration_cap.map(|s| (s * 1000.0) as i64);
+    let every = if board.is_tty() {
+        std::time::Duration::from_millis(100)
+    } else {
+        std::time::Duration::from_secs(1)
+    };
+    let mut last = Instant::now();
+    let mut draw = |f: &Fabric| {
+        if last.elapsed() >= every {
+            board.update(&f.board());
+            last = Instant::now();
+        }
+    };
+    let total = fabric.scenario.job_count;
+    let capped = |f: &Fabric| cap.is_some_and(|c| f.virtual_ms() >= c);
+    if !fabric.loaded_from_checkpoint {
+        if fabric.scenario.node_outage {
+            let stop = fabric
+                .run_until(cap, |f| f.finished() >= total / 2, &mut draw)
+                .await?;
+            if stop == Stop::Cut && !capped(&fabric) {
+                if let Some(id) = fabric.busiest_node() {
+                    fabric.fail_node(&id)?;
+                }
+            }
+        }
+        if fabric.scenario.orchestrator_kill && !fabric.is_complete() && !capped(&fabric) {
+            let stop = fabric
+                .run_until(cap, |f| f.finished() >= total * 3 / 4, &mut draw)
+                .await?;
+            if stop == Stop::Cut && !capped(&fabric) {
+                // The orchestrator dies: all that survives is the checkpoint.
+                let cp = fabric.checkpoint().await?;
+                save_checkpoint(&opts.checkpoint_path, &cp)?;
+                drop(fabric);
+                let cp = load_checkpoint(&opts.checkpoint_path)?;
+                fabric = Fabric::resume(opts, cp).await?;
+            }
+        }
+    }
+    let stop = if fabric.is_complete() || capped(&fabric) {
+        if fabric.is_complete() {
+            Stop::Complete
+        } else {
+            Stop::Cut
+        }
+    } else {
+        fabric.run_until(cap, |_| false, &mut draw).await?
+    };
+    board.update(&fabric.board());
+    let cp = fabric.checkpoint().await?;
+    save_checkpoint(&opts.checkpoint_path, &cp)?;
+    Ok(RunOutcome {
+        report: fabric.report(Some(&opts.checkpoint_path)),
+        stop,
+    })
+}
