@@ -58,7 +58,7 @@ mod sqlite {
         }
         // Back to version 1: what a database of the previous release looks like.
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("DROP TABLE nodes; DROP TABLE leases; DROP TABLE shards; DROP TABLE settings;\n             PRAGMA user_version = 1")
+        conn.execute_batch("DROP TABLE nodes; DROP TABLE leases; DROP TABLE shards; DROP TABLE settings;\n             DROP INDEX jobs_shard_ready; PRAGMA user_version = 1")
             .unwrap();
         drop(conn);
         let err = SqliteStore::open(&path, SqliteOptions::default())
@@ -140,6 +140,7 @@ mod postgres {
         client
             .batch_execute(&format!(
                 "SET search_path = {name}; DROP TABLE nodes, leases, shards, settings;
+                 DROP INDEX jobs_shard_ready;
                  UPDATE fabric_schema SET version = 1"
             ))
             .await
