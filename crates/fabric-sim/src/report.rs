@@ -88,6 +88,8 @@ pub struct ReportInput {
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub max_queue_spread: u64,
+    /// Jobs that became final in this process (a resumed run counts only its own).
+    pub finished_here: u64,
 }
 
 impl Report {
@@ -125,7 +127,7 @@ impl Report {
             wall_seconds: i.wall_seconds,
             virtual_seconds: i.virtual_seconds,
             throughput_jobs_per_second: if i.wall_seconds > 0.0 {
-                done as f64 / i.wall_seconds
+                i.finished_here as f64 / i.wall_seconds
             } else {
                 0.0
             },

@@ -100,6 +100,8 @@ pub struct Fabric {
     /// Largest difference between two shards' queue depths seen at a tick.
     max_spread: u64,
     ticks: u64,
+    /// Jobs already final when this fabric started (a resumed run).
+    finished_at_start: u64,
     loaded_from_checkpoint: bool,
     started: Instant,
     virtual_start: i64,
@@ -187,6 +189,7 @@ impl Fabric {
             latencies: Vec::new(),
             max_spread: 0,
             ticks: 0,
+            finished_at_start: 0,
             loaded_from_checkpoint: false,
             started: Instant::now(),
         })
@@ -664,11 +667,13 @@ impl Fabric {
             pending.extend(jobs.iter().map(checkpoint_job));
         }
         pending.extend(self.held.values().flatten().map(checkpoint_job));
-        let in_flight = self
+        let mut in_flight: Vec<CheckpointJob> = self
             .running
             .values()
             .map(|r| checkpoint_job(&r.job))
             .collect();
+        // Deterministic order: a resumed run of one seed gives one report.
+        in_flight.sort_by_key(|j| j.index);
         Ok(checkpoint::Checkpoint::new(checkpoint::CheckpointState {
             registry: self.nodes.clone(),
             marketplace: checkpoint::MarketplaceState {
@@ -782,6 +787,7 @@ impl Fabric {
                 .map_err(sim_err)?;
         }
         fabric.loaded_from_checkpoint = true;
+        fabric.finished_at_start = fabric.finished();
         fabric.refresh_governance().await?;
         Ok(fabric)
     }
@@ -840,6 +846,7 @@ impl Fabric {
             latency_p50_ms: p50,
             latency_p99_ms: p99,
             max_queue_spread: self.max_spread,
+            finished_here: self.finished() - self.finished_at_start,
         })
     }
 }
@@ -1007,7 +1014,7 @@ impl Fabric {
             total: self.scenario.job_count,
             virtual_seconds: self.virtual_ms() as f64 / 1000.0,
             throughput: if wall > 0.0 {
-                self.finished() as f64 / wall
+                (self.finished() - self.finished_at_start) as f64 / wall
             } else {
                 0.0
             },
@@ -1079,7 +1086,17 @@ pub async fn execute(
                 save_checkpoint(&opts.checkpoint_path, &cp)?;
                 drop(fabric);
                 let cp = load_checkpoint(&opts.checkpoint_path)?;
-                fabric = Fabric::resume(opts, cp).await?;
+                // A store of its own: the dead orchestrator's threads may still hold the
+                // old file for a moment.
+                let mut fresh = opts.clone();
+                fresh.store_path = opts.store_path.with_file_name(format!(
+                    "{}-resumed.db",
+                    opts.store_path
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or("run")
+                ));
+                fabric = Fabric::resume(&fresh, cp).await?;
             }
         }
     }

@@ -166,6 +166,8 @@ async fn the_same_seed_gives_the_same_report() {
         )
     };
     assert_eq!(run("edge-relief").await, run("edge-relief").await);
+    // Also through a node outage and a kill-and-resume.
+    assert_eq!(run("resilience-drill").await, run("resilience-drill").await);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use fabric_sim::scoreboard::Scoreboard;
 use fabric_sim::{load_checkpoint, Scenario};
 
 use crate::cli::{Format, Global, RunArgs};
-use crate::context::{runtime, Usage};
+use crate::context::Usage;
 
 /// Exit code of a run that a virtual `--duration` ended with jobs left.
 const EXIT_INCOMPLETE: u8 = 3;
@@ -73,7 +73,13 @@ pub fn run(global: Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let json = matches!(global.format, Format::Json);
     let mut board = Scoreboard::stderr(args.quiet);
-    let outcome = runtime()?.block_on(execute(&opts, resume, &mut board))?;
+    // One thread drives the run: every step waits on the store anyway, and a single-thread
+    // runtime saves the cross-thread wake-ups of a pool.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcome = rt.block_on(execute(&opts, resume, &mut board))?;
     let report = &outcome.report;
     if let Some(p) = &args.export {
         let tmp = p.with_extension("json.tmp");
