@@ -268,8 +268,8 @@ impl Fabric {
         Ok(())
     }
 
-    /// Completes every attempt due by `now` in one fenced write.
-    async fn finish(&mut self, now: i64) -> Result<(), SimError> {
+    /// Settles every attempt due by `now` in memory; returns the completions to write.
+    fn finish(&mut self, now: i64) -> Vec<Completion> {
         let mut batch = Vec::new();
         while let Some(Reverse((at, id))) = self.finishing.peek().copied() {
             if at > now {
@@ -326,15 +326,24 @@ impl Fabric {
                 outcome,
             });
         }
-        if !batch.is_empty() {
-            let n = batch.len() as u64;
-            let report = self.store.complete(batch).await.map_err(sim_err)?;
-            if report.applied != n {
-                return Err(SimError::Runtime(format!(
-                    "{} of {n} completions were rejected by the store",
-                    n - report.applied
-                )));
-            }
+        batch
+    }
+
+    /// Writes a completion batch (fenced); every one must apply.
+    async fn write_completions(
+        store: &Arc<dyn Store>,
+        batch: Vec<Completion>,
+    ) -> Result<(), SimError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let n = batch.len() as u64;
+        let report = store.complete(batch).await.map_err(sim_err)?;
+        if report.applied != n {
+            return Err(SimError::Runtime(format!(
+                "{} of {n} completions were rejected by the store",
+                n - report.applied
+            )));
         }
         Ok(())
     }
@@ -413,14 +422,15 @@ impl Fabric {
 
     /// Places due work on nodes, shard by shard: highest priority then oldest; a node by
     /// skill, load and heartbeat; spillover to other shards under the routing policy.
-    async fn dispatch(&mut self, now: i64) -> Result<(), SimError> {
+    async fn dispatch(&mut self, now: i64, done: Vec<Completion>) -> Result<(), SimError> {
         let live = Liveness::new(now, fabric_core::node::DEFAULT_NODE_TIMEOUT_MS);
         let shards = self.shards.clone();
-        let mine: Vec<&Shard> = shards
+        // Plan: what each shard can place now (local free slots plus spillover targets).
+        let mut plans: Vec<(&Shard, Vec<String>, Option<ClaimRequest>)> = Vec::new();
+        for shard in shards
             .iter()
             .filter(|s| self.per_shard.contains_key(&s.name))
-            .collect();
-        for shard in mine {
+        {
             if shard.paused {
                 continue;
             }
@@ -455,26 +465,48 @@ impl Fabric {
             if local_free + spill_free == 0 {
                 continue;
             }
-            let held = self.held.entry(shard.name.clone()).or_default();
-            let want = (local_free + spill_free).saturating_sub(held.len() as u64);
-            let claimable = depth.saturating_sub(held.len() as u64);
-            let mut candidates: Vec<Job> = held.drain(..).collect();
-            if want > 0 && claimable > 0 {
-                let claimed = self
-                    .store
-                    .claim(ClaimRequest {
-                        owner: format!("sim/{}", shard.name),
-                        shards: vec![shard.name.clone()],
-                        min_priority: self.conservative.then_some(Priority::HIGH.0),
-                        limit: want.min(claimable) as usize,
-                        lease_ms: LEASE_MS,
-                        now,
-                        ..ClaimRequest::default()
-                    })
-                    .await
-                    .map_err(sim_err)?;
-                candidates.extend(claimed);
+            let held = self.held.get(&shard.name).map_or(0, |h| h.len() as u64);
+            let want = (local_free + spill_free).saturating_sub(held);
+            let claimable = depth.saturating_sub(held);
+            let claim = (want > 0 && claimable > 0).then(|| ClaimRequest {
+                owner: format!("sim/{}", shard.name),
+                shards: vec![shard.name.clone()],
+                min_priority: self.conservative.then_some(Priority::HIGH.0),
+                limit: want.min(claimable) as usize,
+                lease_ms: LEASE_MS,
+                now,
+                ..ClaimRequest::default()
+            });
+            plans.push((shard, targets, claim));
+        }
+        // I/O: the completions and every shard's claim go to the store together, so its
+        // writer commits them as one group.
+        let store = self.store.clone();
+        let claims = plans.iter().map(|(_, _, c)| {
+            let store = store.clone();
+            let c = c.clone();
+            async move {
+                match c {
+                    Some(c) => store.claim(c).await.map_err(sim_err),
+                    None => Ok(Vec::new()),
+                }
             }
+        });
+        let (written, claimed) = tokio::join!(
+            Self::write_completions(&store, done),
+            futures_util::future::join_all(claims)
+        );
+        written?;
+        // Place: held jobs first, then the new ones, by the routing policy.
+        for ((shard, targets, _), claimed) in plans.into_iter().zip(claimed) {
+            let targets = &targets;
+            let mut candidates: Vec<Job> = self
+                .held
+                .entry(shard.name.clone())
+                .or_default()
+                .drain(..)
+                .collect();
+            candidates.extend(claimed?);
             if candidates.is_empty() {
                 continue;
             }
@@ -573,14 +605,14 @@ impl Fabric {
     async fn tick(&mut self) -> Result<(), SimError> {
         let now = self.clock.now_ms();
         self.arrive(now).await?;
-        self.finish(now).await?;
+        let done = self.finish(now);
         self.heartbeat(now).await?;
         // An operator's lever reaches the run within this many ticks.
         self.ticks += 1;
         if self.ticks % GOVERNANCE_EVERY_TICKS == 1 {
             self.refresh_governance().await?;
         }
-        self.dispatch(now).await?;
+        self.dispatch(now, done).await?;
         let depths = self.per_shard.values().map(|s| s.depth);
         let (lo, hi) = depths.fold((u64::MAX, 0), |(lo, hi), d| (lo.min(d), hi.max(d)));
         self.max_spread = self.max_spread.max(hi.saturating_sub(lo));

@@ -406,54 +406,75 @@ impl Store for SqliteStore {
         self.inner
             .writer
             .write(move |conn| {
-                // NULL parameters switch their filter off, so one cached statement serves
-                // every request; a claim of one shard reads that shard's queue only.
-                let one_shard = req.shards.len() == 1;
-                let (index, shard_filter) = if one_shard {
-                    ("jobs_shard_ready", "shard = json_extract(?5, '$[0]')")
-                } else {
-                    (
-                        "jobs_ready",
-                        "(?5 IS NULL OR shard IN (SELECT value FROM json_each(?5)))",
-                    )
-                };
-                let sql = format!(
-                    "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
-                         lease_expires_at = ?2, started_at = ?3, updated_at = ?3
-                     WHERE id IN (SELECT id FROM jobs INDEXED BY {index}
-                         WHERE state = 'pending' AND run_at <= ?3
-                           AND {shard_filter}
-                           AND (?6 IS NULL OR shard NOT IN (SELECT value FROM json_each(?6)))
-                           AND (?7 IS NULL OR priority >= ?7)
-                         ORDER BY priority DESC, id LIMIT ?4)
-                     RETURNING {JOB_COLS}"
-                );
-                let list = |v: &Vec<String>| -> Result<Option<String>> {
-                    if v.is_empty() {
-                        return Ok(None);
-                    }
-                    serde_json::to_string(v)
-                        .map(Some)
-                        .map_err(|e| StoreError::Backend(e.to_string()))
-                };
-                let (only, except) = (list(&req.shards)?, list(&req.exclude_shards)?);
-                let mut stmt = conn.prepare_cached(&sql)?;
                 let until = req.now + req.lease_ms;
                 let limit = req.limit as i64;
-                let mut jobs = stmt
-                    .query_map(
-                        params![
-                            req.owner,
-                            until,
-                            req.now,
-                            limit,
-                            only,
-                            except,
-                            req.min_priority
-                        ],
-                        row_to_job,
-                    )?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let mut jobs = if req.shards.len() == 1 && req.exclude_shards.is_empty() {
+                    // One shard (the scheduler's per-shard dispatch): its own queue only, and
+                    // no optional filters, so the statement is never re-prepared.
+                    let sql = format!(
+                        "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
+                             lease_expires_at = ?2, started_at = ?3, updated_at = ?3
+                         WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_shard_ready
+                             WHERE state = 'pending' AND shard = ?5 AND run_at <= ?3
+                               AND priority >= ?6
+                             ORDER BY priority DESC, id LIMIT ?4)
+                         RETURNING {JOB_COLS}"
+                    );
+                    let mut stmt = conn.prepare_cached(&sql)?;
+                    let rows = stmt
+                        .query_map(
+                            params![
+                                req.owner,
+                                until,
+                                req.now,
+                                limit,
+                                req.shards[0],
+                                req.min_priority.unwrap_or(i32::MIN)
+                            ],
+                            row_to_job,
+                        )?
+                        .collect::<rusqlite::Result<Vec<_>>>();
+                    rows?
+                } else {
+                    // NULL parameters switch their filter off, so one cached statement
+                    // serves every other request.
+                    let sql = format!(
+                        "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
+                             lease_expires_at = ?2, started_at = ?3, updated_at = ?3
+                         WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_ready
+                             WHERE state = 'pending' AND run_at <= ?3
+                               AND (?5 IS NULL OR shard IN (SELECT value FROM json_each(?5)))
+                               AND (?6 IS NULL OR shard NOT IN (SELECT value FROM json_each(?6)))
+                               AND (?7 IS NULL OR priority >= ?7)
+                             ORDER BY priority DESC, id LIMIT ?4)
+                         RETURNING {JOB_COLS}"
+                    );
+                    let list = |v: &Vec<String>| -> Result<Option<String>> {
+                        if v.is_empty() {
+                            return Ok(None);
+                        }
+                        serde_json::to_string(v)
+                            .map(Some)
+                            .map_err(|e| StoreError::Backend(e.to_string()))
+                    };
+                    let (only, except) = (list(&req.shards)?, list(&req.exclude_shards)?);
+                    let mut stmt = conn.prepare_cached(&sql)?;
+                    let rows = stmt
+                        .query_map(
+                            params![
+                                req.owner,
+                                until,
+                                req.now,
+                                limit,
+                                only,
+                                except,
+                                req.min_priority
+                            ],
+                            row_to_job,
+                        )?
+                        .collect::<rusqlite::Result<Vec<_>>>();
+                    rows?
+                };
                 jobs.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.id));
                 Ok(jobs)
             })
