@@ -24,32 +24,43 @@ use std::sync::Arc;
 use fabric_core::config::Config;
 use fabric_store::{sqlite::SqliteOptions, PostgresStore, SqliteStore, Store};
 
+fn sqlite_options(config: &Config) -> SqliteOptions {
+    SqliteOptions {
+        synchronous_full: config.store.synchronous == "full",
+    }
+}
+
+fn postgres_url(config: &Config) -> Result<&str, EngineError> {
+    config
+        .store
+        .url
+        .as_deref()
+        .ok_or_else(|| EngineError::invalid("store.url", "is required for postgres"))
+}
+
+fn unknown_backend(other: &str) -> EngineError {
+    EngineError::invalid(
+        "store.backend",
+        format!("'{other}' is not a backend (sqlite or postgres)"),
+    )
+}
+
 /// Opens the store the configuration names.
 pub async fn open_store(config: &Config, home: &FabricHome) -> Result<Arc<dyn Store>, EngineError> {
     match config.store.backend.as_str() {
-        "sqlite" => {
-            let options = SqliteOptions {
-                synchronous_full: config.store.synchronous == "full",
-            };
-            Ok(Arc::new(SqliteStore::open(home.db_path(config), options)?))
-        }
+        "sqlite" => Ok(Arc::new(SqliteStore::open(
+            home.db_path(config),
+            sqlite_options(config),
+        )?)),
         "postgres" => {
-            let url = config
-                .store
-                .url
-                .as_deref()
-                .ok_or_else(|| EngineError::invalid("store.url", "is required for postgres"))?;
-            let store = PostgresStore::open(url, &config.store.schema).await?;
+            let store = PostgresStore::open(postgres_url(config)?, &config.store.schema).await?;
             Ok(Arc::new(if config.store.synchronous == "full" {
                 store.fully_synchronous()
             } else {
                 store
             }))
         }
-        other => Err(EngineError::invalid(
-            "store.backend",
-            format!("'{other}' is not a backend (sqlite or postgres)"),
-        )),
+        other => Err(unknown_backend(other)),
     }
 }
 
@@ -60,23 +71,15 @@ pub async fn migrate_store(
     home: &FabricHome,
 ) -> Result<(usize, usize), EngineError> {
     match config.store.backend.as_str() {
-        "sqlite" => {
-            let options = SqliteOptions {
-                synchronous_full: config.store.synchronous == "full",
-            };
-            Ok(SqliteStore::migrate(home.db_path(config), options)?)
-        }
-        "postgres" => {
-            let url = config
-                .store
-                .url
-                .as_deref()
-                .ok_or_else(|| EngineError::invalid("store.url", "is required for postgres"))?;
-            Ok(PostgresStore::migrate(url, &config.store.schema).await?.1)
-        }
-        other => Err(EngineError::invalid(
-            "store.backend",
-            format!("'{other}' is not a backend (sqlite or postgres)"),
-        )),
+        "sqlite" => Ok(SqliteStore::migrate(
+            home.db_path(config),
+            sqlite_options(config),
+        )?),
+        "postgres" => Ok(
+            PostgresStore::migrate(postgres_url(config)?, &config.store.schema)
+                .await?
+                .1,
+        ),
+        other => Err(unknown_backend(other)),
     }
 }

@@ -53,6 +53,16 @@ fn start(store: &Arc<dyn Store>, id: &str, tune: impl FnOnce(&mut EngineOptions)
     )
 }
 
+fn console_on(store: &Arc<dyn Store>) -> Console {
+    Console::new(
+        store.clone(),
+        Registry::builtin(),
+        Arc::new(Config::default()),
+        Arc::new(RealClock),
+        "test",
+    )
+}
+
 async fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
     while !f() {
@@ -75,13 +85,7 @@ async fn dead_leader_is_replaced_within_two_lease_periods(store: Arc<dyn Store>)
     dead.abandon();
     let took = until("failover", LEASE * 2, || survivor.is_leader()).await;
     eprintln!("failover took {took:?} (lease {LEASE:?})");
-    let console = Console::new(
-        store.clone(),
-        Registry::builtin(),
-        Arc::new(Config::default()),
-        Arc::new(RealClock),
-        "test",
-    );
+    let console = console_on(&store);
     let views = console.nodes().await.unwrap();
     let leaders: Vec<_> = views
         .iter()
@@ -169,14 +173,7 @@ async fn silent_nodes_jobs_are_reassigned(store: Arc<dyn Store>) {
 async fn offline_and_drained_nodes_claim_nothing(store: Arc<dyn Store>) {
     let a = start(&store, "node-a", |_| {});
     until("registered", Duration::from_secs(5), || a.is_leader()).await;
-    let console = Console::new(
-        store.clone(),
-        Registry::builtin(),
-        Arc::new(Config::default()),
-        Arc::new(RealClock),
-        "test",
-    )
-    .with_engine(a.waker(), Metrics::new());
+    let console = console_on(&store).with_engine(a.waker(), Metrics::new());
     for action in [NodeAction::Offline, NodeAction::Drain] {
         console
             .set_node("node-a", action, Some("test"))
@@ -236,14 +233,7 @@ async fn offline_and_drained_nodes_claim_nothing(store: Arc<dyn Store>) {
 async fn paused_shards_and_conservative_mode_hold_work_back(store: Arc<dyn Store>) {
     let a = start(&store, "node-a", |_| {});
     until("registered", Duration::from_secs(5), || a.is_leader()).await;
-    let console = Console::new(
-        store.clone(),
-        Registry::builtin(),
-        Arc::new(Config::default()),
-        Arc::new(RealClock),
-        "test",
-    )
-    .with_engine(a.waker(), Metrics::new());
+    let console = console_on(&store).with_engine(a.waker(), Metrics::new());
     let job = |shard: &str, p: fabric_core::Priority| {
         let mut j = NewJob::new("noop");
         j.shard = shard.into();
@@ -402,13 +392,7 @@ async fn database_lost_while_running_loses_nothing() {
     let store: Arc<dyn Store> =
         Arc::new(PostgresStore::open(&proxied, &schema.name).await.unwrap());
     let engine = start(&store, "node-a", |_| {});
-    let console = Console::new(
-        store.clone(),
-        Registry::builtin(),
-        Arc::new(Config::default()),
-        Arc::new(RealClock),
-        "test",
-    );
+    let console = console_on(&store);
     let mut jobs = Vec::new();
     for _ in 0..8 {
         let mut j = NewJob::new("sleep");
