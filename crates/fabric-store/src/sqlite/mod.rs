@@ -408,6 +408,8 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 let until = req.now + req.lease_ms;
                 let limit = req.limit as i64;
+                // `LIMIT +?4`, not `LIMIT ?4`: SQLite plans with a bare LIMIT parameter's
+                // value, so every new binding would re-prepare the statement.
                 let mut jobs = if req.shards.len() == 1 && req.exclude_shards.is_empty() {
                     // One shard (the scheduler's per-shard dispatch): its own queue only, and
                     // no optional filters, so the statement is never re-prepared.
@@ -417,7 +419,7 @@ impl Store for SqliteStore {
                          WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_shard_ready
                              WHERE state = 'pending' AND shard = ?5 AND run_at <= ?3
                                AND priority >= ?6
-                             ORDER BY priority DESC, id LIMIT ?4)
+                             ORDER BY priority DESC, id LIMIT +?4)
                          RETURNING {JOB_COLS}"
                     );
                     let mut stmt = conn.prepare_cached(&sql)?;
@@ -446,7 +448,7 @@ impl Store for SqliteStore {
                                AND (?5 IS NULL OR shard IN (SELECT value FROM json_each(?5)))
                                AND (?6 IS NULL OR shard NOT IN (SELECT value FROM json_each(?6)))
                                AND (?7 IS NULL OR priority >= ?7)
-                             ORDER BY priority DESC, id LIMIT ?4)
+                             ORDER BY priority DESC, id LIMIT +?4)
                          RETURNING {JOB_COLS}"
                     );
                     let list = |v: &Vec<String>| -> Result<Option<String>> {
