@@ -93,13 +93,18 @@ pub struct Fabric {
     /// Jobs generated (and submitted) so far.
     next_index: u64,
     /// Claimed from the store but not yet placed (no node fitted), per shard.
-    held: BTreeMap<String, VecDeque<Job>>,
+    held: BTreeMap<String, VecDeque<(QueuedJob, Job)>>,
     running: HashMap<JobId, Running>,
     finishing: BinaryHeap<Reverse<(i64, JobId)>>,
     latencies: Vec<u32>,
     /// Largest difference between two shards' queue depths seen at a tick.
     max_spread: u64,
     ticks: u64,
+    /// Settled attempts not yet written (written with the next claim, or every
+    /// `FLUSH_EVERY_TICKS`, and always before `run_until` returns).
+    unflushed: Vec<Completion>,
+    flushed_at_tick: u64,
+    governance_read: Option<Instant>,
     /// Jobs already final when this fabric started (a resumed run).
     finished_at_start: u64,
     loaded_from_checkpoint: bool,
@@ -189,6 +194,9 @@ impl Fabric {
             latencies: Vec::new(),
             max_spread: 0,
             ticks: 0,
+            unflushed: Vec::new(),
+            flushed_at_tick: 0,
+            governance_read: None,
             finished_at_start: 0,
             loaded_from_checkpoint: false,
             started: Instant::now(),
@@ -468,11 +476,13 @@ impl Fabric {
             let held = self.held.get(&shard.name).map_or(0, |h| h.len() as u64);
             let want = (local_free + spill_free).saturating_sub(held);
             let claimable = depth.saturating_sub(held);
+            // Claim ahead (CLAIM_AHEAD more than the free slots) so most ticks need no
+            // store round trip at all; the extra jobs wait in `held`.
             let claim = (want > 0 && claimable > 0).then(|| ClaimRequest {
                 owner: format!("sim/{}", shard.name),
                 shards: vec![shard.name.clone()],
                 min_priority: self.conservative.then_some(Priority::HIGH.0),
-                limit: want.min(claimable) as usize,
+                limit: (want + CLAIM_AHEAD).min(claimable) as usize,
                 lease_ms: LEASE_MS,
                 now,
                 ..ClaimRequest::default()
@@ -492,6 +502,16 @@ impl Fabric {
                 }
             }
         });
+        self.unflushed.extend(done);
+        let flush = plans.iter().any(|(_, _, c)| c.is_some())
+            || self.unflushed.len() >= FLUSH_AT
+            || self.ticks.saturating_sub(self.flushed_at_tick) >= FLUSH_EVERY_TICKS;
+        let done = if flush {
+            self.flushed_at_tick = self.ticks;
+            std::mem::take(&mut self.unflushed)
+        } else {
+            Vec::new()
+        };
         let (written, claimed) = tokio::join!(
             Self::write_completions(&store, done),
             futures_util::future::join_all(claims)
@@ -500,25 +520,32 @@ impl Fabric {
         // Place: held jobs first, then the new ones, by the routing policy.
         for ((shard, targets, _), claimed) in plans.into_iter().zip(claimed) {
             let targets = &targets;
-            let mut candidates: Vec<Job> = self
+            // Held jobs are kept in dispatch order; new claims are merged in.
+            let mut queued: Vec<(QueuedJob, Job)> = self
                 .held
-                .entry(shard.name.clone())
-                .or_default()
-                .drain(..)
-                .collect();
-            candidates.extend(claimed?);
-            if candidates.is_empty() {
-                continue;
+                .remove(&shard.name)
+                .map(Vec::from)
+                .unwrap_or_default();
+            let fresh = claimed?;
+            if !fresh.is_empty() {
+                queued.extend(fresh.into_iter().map(|j| (QueuedJob::from_job(&j), j)));
+                queued.sort_by(|a, b| dispatch_order(&a.0, &b.0));
             }
-            let mut queued: Vec<(QueuedJob, Job)> = candidates
-                .into_iter()
-                .map(|j| (QueuedJob::from_job(&j), j))
-                .collect();
-            queued.sort_by(|a, b| dispatch_order(&a.0, &b.0));
             let mut keep = VecDeque::new();
-            for (q, job) in queued {
+            let mut rest = queued.into_iter();
+            while let Some((q, job)) = rest.next() {
+                let room = self.nodes.iter().any(|n| {
+                    (n.shard == shard.name || targets.contains(&n.id)) && live.takes_work(n)
+                });
+                if !room {
+                    // No node here or among the spill targets has a free slot: the rest
+                    // waits for the next tick, in order.
+                    keep.push_back((q, job));
+                    keep.extend(rest);
+                    break;
+                }
                 if self.conservative && job.priority < Priority::HIGH {
-                    keep.push_back(job);
+                    keep.push_back((q, job));
                     continue;
                 }
                 let local = self
@@ -542,7 +569,7 @@ impl Fabric {
                 };
                 match placed {
                     Some((i, delay)) => self.place(job, i, delay, now),
-                    None => keep.push_back(job),
+                    None => keep.push_back((q, job)),
                 }
             }
             self.held.insert(shard.name.clone(), keep);
@@ -607,10 +634,14 @@ impl Fabric {
         self.arrive(now).await?;
         let done = self.finish(now);
         self.heartbeat(now).await?;
-        // An operator's lever reaches the run within this many ticks.
+        // An operator's lever reaches the run within GOVERNANCE_EVERY of wall time.
         self.ticks += 1;
-        if self.ticks % GOVERNANCE_EVERY_TICKS == 1 {
+        if self
+            .governance_read
+            .is_none_or(|t| t.elapsed() >= GOVERNANCE_EVERY)
+        {
             self.refresh_governance().await?;
+            self.governance_read = Some(Instant::now());
         }
         self.dispatch(now, done).await?;
         let depths = self.per_shard.values().map(|s| s.depth);
@@ -658,17 +689,22 @@ impl Fabric {
         mut stop_when: impl FnMut(&Fabric) -> bool,
         mut on_tick: impl FnMut(&Fabric),
     ) -> Result<Stop, SimError> {
-        loop {
+        let stop = loop {
             self.tick().await?;
             on_tick(self);
             if self.is_complete() {
-                return Ok(Stop::Complete);
+                break Stop::Complete;
             }
             if until_ms.is_some_and(|u| self.virtual_ms() >= u) || stop_when(self) {
-                return Ok(Stop::Cut);
+                break Stop::Cut;
             }
             self.advance();
-        }
+        };
+        // The store holds every settled attempt whenever the run is not inside a tick.
+        let done = std::mem::take(&mut self.unflushed);
+        self.flushed_at_tick = self.ticks;
+        Self::write_completions(&self.store, done).await?;
+        Ok(stop)
     }
 
     /// Takes node `id` down as an outage would: it stops heartbeating, and once its
@@ -698,7 +734,7 @@ impl Fabric {
                 .map_err(sim_err)?;
             pending.extend(jobs.iter().map(checkpoint_job));
         }
-        pending.extend(self.held.values().flatten().map(checkpoint_job));
+        pending.extend(self.held.values().flatten().map(|(_, j)| checkpoint_job(j)));
         let mut in_flight: Vec<CheckpointJob> = self
             .running
             .values()
@@ -883,8 +919,14 @@ impl Fabric {
     }
 }
 
-/// Owner levers are re-read from the store every this many ticks.
-const GOVERNANCE_EVERY_TICKS: u64 = 10;
+/// Jobs claimed per shard beyond its free slots.
+const CLAIM_AHEAD: u64 = 32;
+/// Settled attempts are written at least this often (ticks) or at this many.
+const FLUSH_EVERY_TICKS: u64 = 20;
+const FLUSH_AT: usize = 512;
+
+/// Owner levers are re-read from the store this often (wall time).
+const GOVERNANCE_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The setting holding the run's tick interval (ms).
 pub const TICK_SETTING: &str = "tick_interval_ms";
