@@ -93,9 +93,33 @@ pub enum Command {
     Recovery,
     /// Measure enqueue, drain and latency on a fresh embedded store.
     Bench(BenchArgs),
+    /// Checkpoints of scenario runs: save one now, load one (continue its run), show one.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCmd),
     /// Run a scenario on a simulated fleet (virtual clock, durable store), with a live
     /// scoreboard, a checkpoint and a JSON report.
     Run(RunArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCmd {
+    /// Ask the running `fabric run` to write its checkpoint now.
+    Save {
+        #[arg(long, default_value = "reports/planetary-fabric/checkpoint.json")]
+        checkpoint: PathBuf,
+    },
+    /// Continue the run saved in the checkpoint (= `fabric run --resume`).
+    Load {
+        #[arg(long, default_value = "reports/planetary-fabric/checkpoint.json")]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Check a checkpoint and show what it holds.
+    Show {
+        #[arg(long, default_value = "reports/planetary-fabric/checkpoint.json")]
+        checkpoint: PathBuf,
+    },
 }
 
 #[derive(Debug, Args, Clone)]

@@ -43,6 +43,8 @@ pub struct RunOptions {
     /// Where checkpoints are written.
     pub checkpoint_path: PathBuf,
     pub tick_ms: u64,
+    /// Set (e.g. by a signal) to have a checkpoint written at the next tick.
+    pub save_requested: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// One job running on a simulated node.
@@ -1181,7 +1183,25 @@ pub async fn execute(
             Stop::Cut
         }
     } else {
-        fabric.run_until(cap, |_| false, &mut draw).await?
+        loop {
+            let asked = &opts.save_requested;
+            let stop = fabric
+                .run_until(
+                    cap,
+                    |_| asked.load(std::sync::atomic::Ordering::Relaxed),
+                    &mut draw,
+                )
+                .await?;
+            if asked.swap(false, std::sync::atomic::Ordering::Relaxed)
+                && stop == Stop::Cut
+                && !capped(&fabric)
+            {
+                // `fabric checkpoint save`: write one now and carry on.
+                save_checkpoint(&opts.checkpoint_path, &fabric.checkpoint().await?)?;
+                continue;
+            }
+            break stop;
+        }
     };
     board.update(&fabric.board());
     let cp = fabric.checkpoint().await?;

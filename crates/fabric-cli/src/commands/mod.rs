@@ -1,6 +1,7 @@
 //! One module per command group; each parses its arguments and calls the Console.
 
 mod bench;
+mod checkpoint;
 mod config;
 mod daemon;
 mod db;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(cmd) => config::run(global, cmd),
         Command::Bench(args) => bench::run(global, args),
         Command::Run(args) => run::run(global, args),
+        Command::Checkpoint(cmd) => checkpoint::run(global, cmd),
         Command::Start { foreground } => daemon::start(Ctx::load(global)?, foreground),
         Command::Stop { timeout, force } => daemon::stop(Ctx::load(global)?, timeout, force),
         command => {
@@ -82,6 +84,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Config(_)
                     | Command::Bench(_)
                     | Command::Run(_)
+                    | Command::Checkpoint(_)
                     | Command::Start { .. }
                     | Command::Stop { .. } => {
                         unreachable!("handled above")

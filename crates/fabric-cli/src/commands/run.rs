@@ -12,6 +12,11 @@ use fabric_sim::{load_checkpoint, Scenario};
 use crate::cli::{Format, Global, RunArgs};
 use crate::context::Usage;
 
+/// The file holding the pid of the run that writes `checkpoint`.
+pub fn pid_file(checkpoint: &std::path::Path) -> std::path::PathBuf {
+    checkpoint.with_file_name("run.pid")
+}
+
 /// Exit code of a run that a virtual `--duration` ended with jobs left.
 const EXIT_INCOMPLETE: u8 = 3;
 
@@ -70,6 +75,7 @@ pub fn run(global: Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         } else {
             args.tick_ms
         },
+        save_requested: Default::default(),
     };
     let json = matches!(global.format, Format::Json);
     let mut board = Scoreboard::stderr(args.quiet);
@@ -79,7 +85,28 @@ pub fn run(global: Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let outcome = rt.block_on(execute(&opts, resume, &mut board))?;
+    let pid_file = pid_file(&opts.checkpoint_path);
+    let flag = opts.save_requested.clone();
+    let outcome = rt.block_on(async {
+        // `fabric checkpoint save` sends SIGUSR1: a checkpoint at the next tick. The handler
+        // is in place before the pid is published.
+        let mut usr1 =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+        tokio::spawn(async move {
+            while usr1.recv().await.is_some() {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        if let Some(dir) = pid_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        std::fs::write(&pid_file, std::process::id().to_string())
+            .with_context(|| format!("cannot write {}", pid_file.display()))?;
+        anyhow::Ok(execute(&opts, resume, &mut board).await)
+    });
+    let _ = std::fs::remove_file(&pid_file);
+    let outcome = outcome??;
     let report = &outcome.report;
     if let Some(p) = &args.export {
         let tmp = p.with_extension("json.tmp");

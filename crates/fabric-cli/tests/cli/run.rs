@@ -143,3 +143,45 @@ fn the_playbook_launcher_forwards_to_fabric_run() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(h.path().join("reports/k2.json").exists());
 }
+
+#[test]
+fn checkpoint_save_asks_a_running_run_and_show_reads_it() {
+    let h = Home::new();
+    std::fs::write(
+        h.path().join("long.json"),
+        r#"{"name": "long", "job_count": 200000, "completion_probability": 1.0, "shards": ["earth", "luna"], "duration_seconds": 1}"#,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fabric"))
+        .args(["run", "--custom", "long.json", "--quiet"])
+        .current_dir(h.path())
+        .env("FABRIC_HOME", h.path().join("home"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid_file = h.path().join("reports/planetary-fabric/run.pid");
+    let t0 = std::time::Instant::now();
+    while !pid_file.exists() {
+        assert!(t0.elapsed().as_secs() < 30, "the run never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = run_in(h.path(), &["checkpoint", "save"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = run_in(h.path(), &["checkpoint", "show", "--format", "json"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["scenario"], "long");
+    assert!(
+        v["pending"].as_u64().unwrap() + v["in_flight"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+
+    // No run in progress: save says so.
+    std::fs::remove_file(&pid_file).ok();
+    let out = run_in(h.path(), &["checkpoint", "save"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no run is in progress"));
+}
