@@ -28,7 +28,7 @@ pub const MAX_ATTEMPTS: u32 = 3;
 pub const DEFAULT_TICK_MS: u64 = 100;
 /// Job kind of simulated work.
 pub const SIM_KIND: &str = "sim";
-/// Largest spill placement fan-out (from the routing policy).
+/// Lease of claimed jobs: the runner is their only worker and settles every one itself.
 const LEASE_MS: i64 = 365 * 86_400_000;
 
 /// How a run is set up.
@@ -948,6 +948,15 @@ fn checkpoint_job(j: &Job) -> CheckpointJob {
     }
 }
 
+/// An operator's mistake (unknown shard, bad value) is bad input; anything else a failure.
+fn lever_err(e: fabric_engine::EngineError) -> SimError {
+    if e.is_usage() {
+        SimError::invalid("owner lever", e.to_string())
+    } else {
+        SimError::Runtime(e.to_string())
+    }
+}
+
 /// The owner's levers on a run (or on any Fabric store): every change persisted, audited and
 /// applied at the next tick.
 #[derive(Clone)]
@@ -964,53 +973,60 @@ pub struct GovernanceSnapshot {
 }
 
 impl OwnerConsole {
+    /// Pauses a shard: nothing of it is dispatched until it is resumed.
     pub async fn pause_shard(&self, shard: &str) -> Result<(), SimError> {
         self.console
             .pause_shard(shard, None)
             .await
             .map(drop)
-            .map_err(sim_err)
+            .map_err(lever_err)
     }
+    /// Resumes a paused shard.
     pub async fn resume_shard(&self, shard: &str) -> Result<(), SimError> {
         self.console
             .resume_shard(shard, None)
             .await
             .map(drop)
-            .map_err(sim_err)
+            .map_err(lever_err)
     }
+    /// Pauses every shard.
     pub async fn pause_all(&self) -> Result<(), SimError> {
         self.console
             .pause_all(None)
             .await
             .map(drop)
-            .map_err(sim_err)
+            .map_err(lever_err)
     }
+    /// Resumes every shard.
     pub async fn resume_all(&self) -> Result<(), SimError> {
         self.console
             .resume_all(None)
             .await
             .map(drop)
-            .map_err(sim_err)
+            .map_err(lever_err)
     }
+    /// Sets the queue depth above which a shard without a free node spills.
     pub async fn update_spillover_limit(&self, shard: &str, limit: u32) -> Result<(), SimError> {
         self.console
             .update_spillover_limit(shard, limit, None)
             .await
             .map(drop)
-            .map_err(sim_err)
+            .map_err(lever_err)
     }
+    /// Sets the latency budget (ms) that a shard's spilled work must fit.
     pub async fn update_latency_budget(&self, shard: &str, ms: u64) -> Result<(), SimError> {
         self.console
             .update_latency_budget(shard, ms, None)
             .await
             .map(drop)
-            .map_err(sim_err)
+            .map_err(lever_err)
     }
+    /// Conservative mode: only high-priority work is dispatched.
     pub async fn set_conservative(&self, on: bool) -> Result<(), SimError> {
         self.console
             .set_conservative(on, None)
             .await
-            .map_err(sim_err)
+            .map_err(lever_err)
     }
     /// Sets the virtual tick (ms) of runs on this store.
     pub async fn set_tick_interval(&self, ms: u64) -> Result<(), SimError> {
