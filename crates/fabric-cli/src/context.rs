@@ -72,11 +72,16 @@ impl Ctx {
         format!("cli:{user}")
     }
 
-    /// A Console on the configured store (creating the home if needed).
-    pub async fn console(&self) -> anyhow::Result<Console> {
+    /// Creates `$FABRIC_HOME` (0700) if it is missing.
+    pub fn ensure_home(&self) -> anyhow::Result<()> {
         self.home
             .ensure()
-            .with_context(|| format!("cannot create {}", self.home.root().display()))?;
+            .with_context(|| format!("cannot create {}", self.home.root().display()))
+    }
+
+    /// A Console on the configured store (creating the home if needed).
+    pub async fn console(&self) -> anyhow::Result<Console> {
+        self.ensure_home()?;
         let store = fabric_engine::open_store(&self.config, &self.home).await?;
         Ok(Console::new(
             store,

@@ -91,18 +91,25 @@ fn by_load_ratio(a: &Node, b: &Node) -> Ordering {
 /// The node that takes `job` among `nodes` (the caller passes one shard's nodes, or spillover
 /// targets): among those that take work, a skill match first (a job without a skill matches
 /// any), then lowest load/capacity, then freshest heartbeat, then lowest id.
-pub fn choose_node<'a>(job: &QueuedJob, nodes: &'a [Node], live: Liveness) -> Option<&'a Node> {
+pub fn choose_node<'a>(
+    job: &QueuedJob,
+    nodes: impl IntoIterator<Item = &'a Node>,
+    live: Liveness,
+) -> Option<&'a Node> {
     let misses = |n: &Node| match &job.skill {
         Some(skill) => !n.specialties.contains(skill),
         None => false,
     };
-    nodes.iter().filter(|n| live.takes_work(n)).min_by(|a, b| {
-        misses(a)
-            .cmp(&misses(b))
-            .then_with(|| by_load_ratio(a, b))
-            .then(b.heartbeat_at.cmp(&a.heartbeat_at))
-            .then_with(|| a.id.cmp(&b.id))
-    })
+    nodes
+        .into_iter()
+        .filter(|n| live.takes_work(n))
+        .min_by(|a, b| {
+            misses(a)
+                .cmp(&misses(b))
+                .then_with(|| by_load_ratio(a, b))
+                .then(b.heartbeat_at.cmp(&a.heartbeat_at))
+                .then_with(|| a.id.cmp(&b.id))
+        })
 }
 
 /// Ids of the nodes of other shards that take work spilled from `shard`, least loaded first,

@@ -78,8 +78,9 @@ pub async fn check_node_id(
     if n.stopped_at.is_some() || n.is_stale(now, timeout.as_millis() as i64) {
         return Ok(());
     }
-    let alive_here = n.host == host_name() && n.pid != std::process::id() && alive(n.pid);
-    if n.host != host_name() || alive_here {
+    let here = host_name();
+    let alive_here = n.host == here && n.pid != std::process::id() && alive(n.pid);
+    if n.host != here || alive_here {
         return Err(EngineError::Conflict(format!(
             "node id '{id}' is in use by a live daemon on {} (pid {}, heartbeat {} ms ago); \
              give each daemon its own node.id (e.g. FABRIC__NODE__ID=node-2)",

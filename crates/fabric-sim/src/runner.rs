@@ -55,15 +55,8 @@ struct Running {
     success: bool,
 }
 
-/// Counters of a run (the report's `metrics`).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Counters {
-    pub dispatched: u64,
-    pub completed: u64,
-    pub failed: u64,
-    pub reassigned: u64,
-    pub spillovers: u64,
-}
+/// Counters of a run (the report's `metrics`), as a checkpoint keeps them.
+pub type Counters = checkpoint::MetricsState;
 
 /// Per-shard counters for the scoreboard.
 #[derive(Debug, Clone, Default)]
@@ -586,12 +579,8 @@ impl Fabric {
         eligible: impl Fn(&Node) -> bool,
         live: Liveness,
     ) -> Option<usize> {
-        let idx: Vec<usize> = (0..self.nodes.len())
-            .filter(|i| eligible(&self.nodes[*i]))
-            .collect();
-        let subset: Vec<Node> = idx.iter().map(|i| self.nodes[*i].clone()).collect();
-        let chosen = choose_node(job, &subset, live)?;
-        idx.into_iter().find(|i| self.nodes[*i].id == chosen.id)
+        let chosen = choose_node(job, self.nodes.iter().filter(|n| eligible(n)), live)?;
+        self.nodes.iter().position(|n| std::ptr::eq(n, chosen))
     }
 
     /// Starts `job` on node `i` now; a spilled job pays the inter-shard latency `delay_ms`.
@@ -758,13 +747,7 @@ impl Fabric {
                 pending,
                 in_flight,
             },
-            metrics: checkpoint::MetricsState {
-                dispatched: self.counters.dispatched,
-                completed: self.counters.completed,
-                failed: self.counters.failed,
-                reassigned: self.counters.reassigned,
-                spillovers: self.counters.spillovers,
-            },
+            metrics: self.counters.clone(),
             governance: self.governance(),
         }))
     }
@@ -829,13 +812,7 @@ impl Fabric {
             .await
             .map_err(sim_err)?;
         clock.advance_to(o.virtual_ms);
-        fabric.counters = Counters {
-            dispatched: state.metrics.dispatched,
-            completed: state.metrics.completed,
-            failed: state.metrics.failed,
-            reassigned: state.metrics.reassigned,
-            spillovers: state.metrics.spillovers,
-        };
+        fabric.counters = state.metrics;
         fabric.next_index = o.next_index;
         let requeued = o.in_flight.len() as u64;
         fabric.counters.reassigned += requeued;
@@ -868,10 +845,7 @@ impl Fabric {
         let queue_depths: BTreeMap<String, u64> = self
             .per_shard
             .iter()
-            .map(|(k, v)| {
-                let held = self.held.get(k).map_or(0, |h| h.len() as u64);
-                (k.clone(), v.depth.max(held))
-            })
+            .map(|(k, v)| (k.clone(), v.depth))
             .collect();
         let node_health: BTreeMap<String, String> = self
             .nodes

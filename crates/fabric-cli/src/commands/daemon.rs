@@ -26,9 +26,7 @@ pub fn start(ctx: Ctx, foreground: bool) -> anyhow::Result<ExitCode> {
         };
         bail!("fabric is already running (pid {pid}); stop it first with `fabric stop`");
     }
-    ctx.home
-        .ensure()
-        .with_context(|| format!("cannot create {}", ctx.home.root().display()))?;
+    ctx.ensure_home()?;
     if foreground {
         return runtime()?.block_on(run_daemon(ctx));
     }

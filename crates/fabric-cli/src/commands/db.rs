@@ -90,7 +90,7 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
                     lines.join("; ")
                 );
             }
-            ctx.home.ensure()?;
+            ctx.ensure_home()?;
             let db = ctx.home.db_path(&ctx.config);
             let mut saved = None;
             if db.exists() {
@@ -133,9 +133,7 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
             print(f, &json!({"vacuumed": true}), || "vacuum done".into())?;
         }
         DbCmd::Migrate => {
-            ctx.home
-                .ensure()
-                .with_context(|| format!("cannot create {}", ctx.home.root().display()))?;
+            ctx.ensure_home()?;
             let (from, to) = fabric_engine::migrate_store(&ctx.config, &ctx.home).await?;
             let backend = ctx.config.store.backend.clone();
             let applied = to.saturating_sub(from);

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use fabric_sim::runner::{execute, RunOptions, Stop, DEFAULT_TICK_MS};
+use fabric_sim::runner::{execute, RunOptions, Stop};
 use fabric_sim::scoreboard::Scoreboard;
 use fabric_sim::{load_checkpoint, Scenario};
 
@@ -70,11 +70,7 @@ pub fn run(global: Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         duration_cap: args.duration,
         store_path,
         checkpoint_path: args.checkpoint.clone(),
-        tick_ms: if args.tick_ms == 0 {
-            DEFAULT_TICK_MS
-        } else {
-            args.tick_ms
-        },
+        tick_ms: args.tick_ms,
         save_requested: Default::default(),
     };
     let json = matches!(global.format, Format::Json);

@@ -63,6 +63,19 @@ fn console_on(store: &Arc<dyn Store>) -> Console {
     )
 }
 
+/// Submits `n` jobs that sleep `ms` each; returns their ids.
+async fn submit_sleeps(store: &Arc<dyn Store>, n: usize, ms: u64) -> Vec<i64> {
+    let mut job = NewJob::new("sleep");
+    job.payload = json!({ "ms": ms });
+    store
+        .submit(vec![job; n], RealClock.now_ms())
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect()
+}
+
 async fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
     while !f() {
@@ -120,19 +133,7 @@ async fn silent_nodes_jobs_are_reassigned(store: Arc<dyn Store>) {
     };
     let a = start(&store, "node-a", tune);
     until("a leads", Duration::from_secs(5), || a.is_leader()).await;
-    let mut jobs = Vec::new();
-    for _ in 0..4 {
-        let mut j = NewJob::new("sleep");
-        j.payload = json!({"ms": 60_000});
-        jobs.push(j);
-    }
-    let ids: Vec<i64> = store
-        .submit(jobs, RealClock.now_ms())
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.id)
-        .collect();
+    let ids = submit_sleeps(&store, 4, 60_000).await;
     until("a runs them", Duration::from_secs(10), || {
         a.in_flight() == 4
     })
@@ -205,15 +206,8 @@ async fn offline_and_drained_nodes_claim_nothing(store: Arc<dyn Store>) {
             .set_node("node-a", NodeAction::Online, None)
             .await
             .unwrap();
-        let mut done = false;
-        for _ in 0..300 {
-            if store.job(id).await.unwrap().job.state == JobState::Succeeded {
-                done = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(done, "job ran after the node came back ({action:?})");
+        // The job runs once the node is back.
+        super::wait_state(&*store, id, JobState::Succeeded).await;
     }
     let actions: Vec<String> = console
         .audit_log(None, 10)
@@ -263,13 +257,8 @@ async fn paused_shards_and_conservative_mode_hold_work_back(store: Arc<dyn Store
         .await
         .unwrap()
         .id;
-    for _ in 0..300 {
-        if state(high).await == JobState::Succeeded {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(state(high).await, JobState::Succeeded, "high priority runs");
+    // High priority runs.
+    super::wait_state(&*store, high, JobState::Succeeded).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(state(luna).await, JobState::Pending, "paused shard holds");
     assert_eq!(
@@ -280,17 +269,8 @@ async fn paused_shards_and_conservative_mode_hold_work_back(store: Arc<dyn Store
     console.set_conservative(false, None).await.unwrap();
     console.resume_all(None).await.unwrap();
     for id in [luna, low] {
-        for _ in 0..300 {
-            if state(id).await == JobState::Succeeded {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(
-            state(id).await,
-            JobState::Succeeded,
-            "job {id} after resume"
-        );
+        // Each runs after the resume.
+        super::wait_state(&*store, id, JobState::Succeeded).await;
     }
     a.shutdown().await;
 }
@@ -393,19 +373,7 @@ async fn database_lost_while_running_loses_nothing() {
         Arc::new(PostgresStore::open(&proxied, &schema.name).await.unwrap());
     let engine = start(&store, "node-a", |_| {});
     let console = console_on(&store);
-    let mut jobs = Vec::new();
-    for _ in 0..8 {
-        let mut j = NewJob::new("sleep");
-        j.payload = json!({"ms": 1500});
-        jobs.push(j);
-    }
-    let ids: Vec<i64> = store
-        .submit(jobs, RealClock.now_ms())
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.id)
-        .collect();
+    let ids = submit_sleeps(&store, 8, 1500).await;
     until("4 in flight", Duration::from_secs(10), || {
         engine.in_flight() == 4
     })
@@ -434,15 +402,7 @@ async fn database_lost_while_running_loses_nothing() {
 
     proxy.restore();
     for id in &ids {
-        let mut state = JobState::Pending;
-        for _ in 0..1000 {
-            state = store.job(*id).await.unwrap().job.state;
-            if state == JobState::Succeeded {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(state, JobState::Succeeded, "job {id}");
+        super::wait_state(&*store, *id, JobState::Succeeded).await;
     }
     until(
         "the engine sees the store again",

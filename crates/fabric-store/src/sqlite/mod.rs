@@ -19,6 +19,37 @@ use crate::{
 };
 use writer::Writer;
 
+/// The claim of one shard (the scheduler's per-shard dispatch): that shard's queue only, and
+/// no optional filters. `LIMIT +?4`, not `LIMIT ?4`: SQLite plans with a bare LIMIT
+/// parameter's value, so every new binding would re-prepare the statement.
+static CLAIM_ONE_SHARD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
+             lease_expires_at = ?2, started_at = ?3, updated_at = ?3
+         WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_shard_ready
+             WHERE state = 'pending' AND shard = ?5 AND run_at <= ?3
+               AND priority >= ?6
+             ORDER BY priority DESC, id LIMIT +?4)
+         RETURNING {JOB_COLS}"
+    )
+});
+
+/// Every other claim: NULL parameters switch their filter off, so one cached statement
+/// serves them all.
+static CLAIM_ANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
+             lease_expires_at = ?2, started_at = ?3, updated_at = ?3
+         WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_ready
+             WHERE state = 'pending' AND run_at <= ?3
+               AND (?5 IS NULL OR shard IN (SELECT value FROM json_each(?5)))
+               AND (?6 IS NULL OR shard NOT IN (SELECT value FROM json_each(?6)))
+               AND (?7 IS NULL OR priority >= ?7)
+             ORDER BY priority DESC, id LIMIT +?4)
+         RETURNING {JOB_COLS}"
+    )
+});
+
 /// Migrations in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -408,21 +439,8 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 let until = req.now + req.lease_ms;
                 let limit = req.limit as i64;
-                // `LIMIT +?4`, not `LIMIT ?4`: SQLite plans with a bare LIMIT parameter's
-                // value, so every new binding would re-prepare the statement.
                 let mut jobs = if req.shards.len() == 1 && req.exclude_shards.is_empty() {
-                    // One shard (the scheduler's per-shard dispatch): its own queue only, and
-                    // no optional filters, so the statement is never re-prepared.
-                    let sql = format!(
-                        "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
-                             lease_expires_at = ?2, started_at = ?3, updated_at = ?3
-                         WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_shard_ready
-                             WHERE state = 'pending' AND shard = ?5 AND run_at <= ?3
-                               AND priority >= ?6
-                             ORDER BY priority DESC, id LIMIT +?4)
-                         RETURNING {JOB_COLS}"
-                    );
-                    let mut stmt = conn.prepare_cached(&sql)?;
+                    let mut stmt = conn.prepare_cached(&CLAIM_ONE_SHARD)?;
                     let rows = stmt
                         .query_map(
                             params![
@@ -438,19 +456,6 @@ impl Store for SqliteStore {
                         .collect::<rusqlite::Result<Vec<_>>>();
                     rows?
                 } else {
-                    // NULL parameters switch their filter off, so one cached statement
-                    // serves every other request.
-                    let sql = format!(
-                        "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
-                             lease_expires_at = ?2, started_at = ?3, updated_at = ?3
-                         WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_ready
-                             WHERE state = 'pending' AND run_at <= ?3
-                               AND (?5 IS NULL OR shard IN (SELECT value FROM json_each(?5)))
-                               AND (?6 IS NULL OR shard NOT IN (SELECT value FROM json_each(?6)))
-                               AND (?7 IS NULL OR priority >= ?7)
-                             ORDER BY priority DESC, id LIMIT +?4)
-                         RETURNING {JOB_COLS}"
-                    );
                     let list = |v: &Vec<String>| -> Result<Option<String>> {
                         if v.is_empty() {
                             return Ok(None);
@@ -460,7 +465,7 @@ impl Store for SqliteStore {
                             .map_err(|e| StoreError::Backend(e.to_string()))
                     };
                     let (only, except) = (list(&req.shards)?, list(&req.exclude_shards)?);
-                    let mut stmt = conn.prepare_cached(&sql)?;
+                    let mut stmt = conn.prepare_cached(&CLAIM_ANY)?;
                     let rows = stmt
                         .query_map(
                             params![
