@@ -266,6 +266,12 @@ impl Fabric {
             self.next_index += 1;
         }
         if !batch.is_empty() {
+            // Every job of a batch arrives at this tick, so their order among themselves is
+            // free: grouped by shard and priority, each (shard, priority) queue lies on
+            // neighbouring table pages, and claims and completions in dispatch order dirty
+            // (and write) a few pages instead of one page per job. Within a group the
+            // arrival order is kept (stable sort), so ids still follow age.
+            batch.sort_by(|a, b| a.shard.cmp(&b.shard).then(b.priority.cmp(&a.priority)));
             self.store.submit(batch, now).await.map_err(sim_err)?;
         }
         Ok(())
@@ -441,33 +447,9 @@ impl Fabric {
             if depth == 0 {
                 continue;
             }
-            let local_free: u64 = self
-                .nodes
-                .iter()
-                .filter(|n| n.shard == shard.name && live.takes_work(n))
-                .map(|n| u64::from(n.free_capacity()))
-                .sum();
-            let targets: Vec<String> = fabric_core::routing::spillover_targets(
-                shard,
-                depth,
-                &shards,
-                &self.nodes,
-                &self.latency,
-                None,
-                live,
-            )
-            .into_iter()
-            .map(String::from)
-            .collect();
-            let spill_free: u64 = self
-                .nodes
-                .iter()
-                .filter(|n| targets.contains(&n.id))
-                .map(|n| u64::from(n.free_capacity()))
-                .sum();
-            if local_free + spill_free == 0 {
+            let Some((local_free, targets, spill_free)) = self.room(shard, depth, live) else {
                 continue;
-            }
+            };
             let held = self.held.get(&shard.name).map_or(0, |h| h.len() as u64);
             let want = (local_free + spill_free).saturating_sub(held);
             let claimable = depth.saturating_sub(held);
@@ -572,6 +554,51 @@ impl Fabric {
         Ok(())
     }
 
+    /// Where `shard` (with `depth` due jobs) can place work now: its own free slots, the
+    /// spillover targets the routing policy allows and their free slots; `None` when there
+    /// is no free slot for it anywhere.
+    fn room(&self, shard: &Shard, depth: u64, live: Liveness) -> Option<(u64, Vec<String>, u64)> {
+        let local_free: u64 = self
+            .nodes
+            .iter()
+            .filter(|n| n.shard == shard.name && live.takes_work(n))
+            .map(|n| u64::from(n.free_capacity()))
+            .sum();
+        let targets: Vec<String> = fabric_core::routing::spillover_targets(
+            shard,
+            depth,
+            &self.shards,
+            &self.nodes,
+            &self.latency,
+            None,
+            live,
+        )
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let spill_free: u64 = self
+            .nodes
+            .iter()
+            .filter(|n| targets.contains(&n.id))
+            .map(|n| u64::from(n.free_capacity()))
+            .sum();
+        (local_free + spill_free > 0).then_some((local_free, targets, spill_free))
+    }
+
+    /// Whether some due job of an unpaused shard has a free slot to go to now (in
+    /// conservative mode this may be a job that is then held back: the run steps tick by
+    /// tick then, as an operator may lift the mode at any moment).
+    fn can_place(&self) -> bool {
+        let live = Liveness::new(
+            self.clock.now_ms(),
+            fabric_core::node::DEFAULT_NODE_TIMEOUT_MS,
+        );
+        self.shards.iter().any(|shard| {
+            let depth = self.per_shard.get(&shard.name).map_or(0, |s| s.depth);
+            depth > 0 && !shard.paused && self.room(shard, depth, live).is_some()
+        })
+    }
+
     /// The node (index) that takes `job` among those `eligible`, by the routing policy.
     fn pick(
         &self,
@@ -651,17 +678,29 @@ impl Fabric {
         self.per_shard.values().map(|s| s.depth).sum()
     }
 
-    /// Moves virtual time on by a tick, or straight to the next event when nothing can be
-    /// placed before it.
-    fn advance(&mut self) {
+    /// Moves virtual time on by a tick, or, when no due job has a free slot to go to, straight
+    /// to the tick of the next event that can change that (an attempt ends, a job arrives, a
+    /// silent node times out), but never past `cap` (absolute virtual ms).
+    fn advance(&mut self, cap: Option<i64>) {
         let now = self.clock.now_ms();
         let tick = self.tick_ms as i64;
         let mut next = now + tick;
-        if self.depth() == 0 {
+        if self.depth() == 0 || !self.can_place() {
             let next_finish = self.finishing.peek().map(|Reverse((t, _))| *t);
             let next_arrival = (self.next_index < self.scenario.job_count)
                 .then(|| self.virtual_start + self.arrival_ms(self.next_index));
-            if let Some(event) = [next_finish, next_arrival].into_iter().flatten().min() {
+            let timeout = fabric_core::node::DEFAULT_NODE_TIMEOUT_MS;
+            let next_timeout = self
+                .nodes
+                .iter()
+                .filter(|n| n.stopped_at.is_some() && n.health != NodeHealth::Offline)
+                .map(|n| n.heartbeat_at + timeout + 1)
+                .min();
+            let event = [next_finish, next_arrival, next_timeout]
+                .into_iter()
+                .flatten()
+                .min();
+            if let Some(event) = event.map(|e| cap.map_or(e, |c| e.min(c))) {
                 if event > next {
                     // Stay on the tick grid.
                     let ticks = (event - now + tick - 1) / tick;
@@ -689,7 +728,7 @@ impl Fabric {
             if until_ms.is_some_and(|u| self.virtual_ms() >= u) || stop_when(self) {
                 break Stop::Cut;
             }
-            self.advance();
+            self.advance(until_ms.map(|u| self.virtual_start + u));
         };
         // The store holds every settled attempt whenever the run is not inside a tick.
         let done = std::mem::take(&mut self.unflushed);

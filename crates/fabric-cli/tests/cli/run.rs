@@ -84,6 +84,8 @@ fn a_run_writes_its_report_and_checkpoint_and_a_duration_cut_says_so() {
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["complete"], false);
     assert!(r["remaining"].as_u64().unwrap() > 0);
+    // Idle stretches are skipped, but never past the cap.
+    assert_eq!(r["virtual_seconds"].as_f64(), Some(5.0), "{r}");
 }
 
 #[test]
