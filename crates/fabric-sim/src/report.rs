@@ -53,6 +53,10 @@ pub struct Report {
     pub governance: Governance,
     pub health: Health,
     pub wall_seconds: f64,
+    /// Wall seconds the final checkpoint took: the queue read from the store, written to a
+    /// temporary file, fsynced and renamed (0 when the run wrote none).
+    #[serde(default)]
+    pub checkpoint_seconds: f64,
     pub virtual_seconds: f64,
     pub throughput_jobs_per_second: f64,
     /// Virtual milliseconds from a job's arrival to its completion.
@@ -125,6 +129,7 @@ impl Report {
                 queue_depths: i.queue_depths,
             },
             wall_seconds: i.wall_seconds,
+            checkpoint_seconds: 0.0,
             virtual_seconds: i.virtual_seconds,
             throughput_jobs_per_second: if i.wall_seconds > 0.0 {
                 i.finished_here as f64 / i.wall_seconds
@@ -149,7 +154,8 @@ impl Report {
         let pct = |n: u64| 100.0 * n as f64 / self.job_count.max(1) as f64;
         let mut s = format!(
             "{}: {} jobs, {} completed ({:.1}%), {} failed ({:.1}%), {} reassigned, {} spillovers\n\
-             virtual {:.1} s in {:.2} s of wall time ({:.0} jobs/s); latency p50 {:.0} ms, p99 {:.0} ms",
+             virtual {:.1} s in {:.2} s of wall time ({:.0} jobs/s; checkpoint {:.2} s); \
+             latency p50 {:.0} ms, p99 {:.0} ms",
             self.scenario,
             self.job_count,
             self.completed,
@@ -161,6 +167,7 @@ impl Report {
             self.virtual_seconds,
             self.wall_seconds,
             self.throughput_jobs_per_second,
+            self.checkpoint_seconds,
             self.latency_ms.p50,
             self.latency_ms.p99,
         );

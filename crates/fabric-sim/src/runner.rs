@@ -87,6 +87,8 @@ pub struct Fabric {
     per_shard: BTreeMap<String, ShardStats>,
     /// Jobs generated (and submitted) so far.
     next_index: u64,
+    /// The scenario index of each job, by its id in the run's store (ids are dense there).
+    index_of: Vec<u64>,
     /// Claimed from the store but not yet placed (no node fitted), per shard.
     held: BTreeMap<String, VecDeque<(QueuedJob, Job)>>,
     running: HashMap<JobId, Running>,
@@ -183,6 +185,7 @@ impl Fabric {
             counters: Counters::default(),
             per_shard,
             next_index: 0,
+            index_of: Vec::new(),
             held: BTreeMap::new(),
             running: HashMap::new(),
             finishing: BinaryHeap::new(),
@@ -272,7 +275,21 @@ impl Fabric {
             // (and write) a few pages instead of one page per job. Within a group the
             // arrival order is kept (stable sort), so ids still follow age.
             batch.sort_by(|a, b| a.shard.cmp(&b.shard).then(b.priority.cmp(&a.priority)));
-            self.store.submit(batch, now).await.map_err(sim_err)?;
+            self.submit(batch, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Submits generated jobs in one durable write and records the index of each new id.
+    async fn submit(&mut self, batch: Vec<NewJob>, now: i64) -> Result<(), SimError> {
+        let indexes: Vec<u64> = batch.iter().map(payload_index).collect();
+        let ids = self.store.submit(batch, now).await.map_err(sim_err)?;
+        for (s, index) in ids.iter().zip(indexes) {
+            let at = usize::try_from(s.id).map_err(sim_err)?;
+            if self.index_of.len() <= at {
+                self.index_of.resize(at + 1, u64::MAX);
+            }
+            self.index_of[at] = index;
         }
         Ok(())
     }
@@ -750,19 +767,48 @@ impl Fabric {
 
     /// The state a fresh fabric needs to continue this run.
     pub async fn checkpoint(&self) -> Result<Checkpoint, SimError> {
-        let mut pending = Vec::new();
-        for shard in self.per_shard.keys() {
-            let jobs = self
+        // Page through the queue, so a checkpoint of a million queued jobs never holds more
+        // than a page of full job rows.
+        // Page through the queue without payloads (a job's payload follows from its index), so
+        // a checkpoint of a million queued jobs stays small and quick.
+        let mut pending = Vec::with_capacity(self.depth() as usize);
+        let mut after_id = 0;
+        loop {
+            let page = self
                 .store
-                .jobs(fabric_store::JobFilter {
-                    state: Some(fabric_core::JobState::Pending),
-                    shard: Some(shard.clone()),
-                    limit: usize::MAX / 2,
-                    ..Default::default()
-                })
+                .pending_keys(after_id, CHECKPOINT_PAGE)
                 .await
                 .map_err(sim_err)?;
-            pending.extend(jobs.iter().map(checkpoint_job));
+            let Some(last) = page.last() else { break };
+            after_id = last.id;
+            let full = page.len() == CHECKPOINT_PAGE;
+            for k in page {
+                if !self.per_shard.contains_key(&k.shard) {
+                    continue;
+                }
+                let index = usize::try_from(k.id)
+                    .ok()
+                    .and_then(|at| self.index_of.get(at))
+                    .filter(|i| **i != u64::MAX)
+                    .copied()
+                    .ok_or_else(|| {
+                        SimError::Runtime(format!(
+                            "job {} of the run's store is not this run's",
+                            k.id
+                        ))
+                    })?;
+                pending.push(CheckpointJob {
+                    index,
+                    shard: k.shard,
+                    priority: k.priority,
+                    attempt: k.attempt,
+                    payload: None,
+                    created_at: k.created_at,
+                });
+            }
+            if !full {
+                break;
+            }
         }
         pending.extend(self.held.values().flatten().map(|(_, j)| checkpoint_job(j)));
         let mut in_flight: Vec<CheckpointJob> = self
@@ -855,22 +901,33 @@ impl Fabric {
         fabric.next_index = o.next_index;
         let requeued = o.in_flight.len() as u64;
         fabric.counters.reassigned += requeued;
-        let mut jobs = Vec::new();
-        for j in o.pending.iter().chain(o.in_flight.iter()) {
-            let mut n = NewJob::new(SIM_KIND);
-            n.shard = j.shard.clone();
-            n.priority = Priority(j.priority);
-            n.max_attempts = MAX_ATTEMPTS;
-            n.payload = j.payload.clone();
-            fabric.per_shard.entry(j.shard.clone()).or_default().depth += 1;
-            jobs.push(n);
-        }
-        for chunk in jobs.chunks(50_000) {
-            fabric
-                .store
-                .submit(chunk.to_vec(), o.virtual_ms)
-                .await
-                .map_err(sim_err)?;
+        // Grouped by shard and priority (neighbouring pages, as at arrival), oldest first in
+        // each group: the ids of one priority of a shard follow age, as dispatch expects.
+        let mut queued: Vec<&CheckpointJob> = o.pending.iter().chain(o.in_flight.iter()).collect();
+        queued.sort_by(|a, b| {
+            (a.shard.as_str(), Reverse(a.priority), a.index).cmp(&(
+                b.shard.as_str(),
+                Reverse(b.priority),
+                b.index,
+            ))
+        });
+        // Built and written a chunk at a time, so a million queued jobs never sit in memory
+        // as full jobs at once.
+        for chunk in queued.chunks(50_000) {
+            let mut jobs = Vec::with_capacity(chunk.len());
+            for j in chunk {
+                let mut n = NewJob::new(SIM_KIND);
+                n.shard = j.shard.clone();
+                n.priority = Priority(j.priority);
+                n.max_attempts = MAX_ATTEMPTS;
+                n.payload = j
+                    .payload
+                    .clone()
+                    .unwrap_or_else(|| gen::job_spec(o.seed, j.index, &o.scenario).payload());
+                fabric.per_shard.entry(j.shard.clone()).or_default().depth += 1;
+                jobs.push(n);
+            }
+            fabric.submit(jobs, o.virtual_ms).await?;
         }
         fabric.loaded_from_checkpoint = true;
         fabric.finished_at_start = fabric.finished();
@@ -934,6 +991,8 @@ impl Fabric {
     }
 }
 
+/// Queued jobs read from the store per page when a checkpoint is taken.
+const CHECKPOINT_PAGE: usize = 20_000;
 /// Jobs claimed per shard beyond its free slots.
 const CLAIM_AHEAD: u64 = 32;
 /// Settled attempts are written at least this often (ticks) or at this many.
@@ -946,6 +1005,14 @@ const GOVERNANCE_EVERY: std::time::Duration = std::time::Duration::from_millis(2
 /// The setting holding the run's tick interval (ms).
 pub const TICK_SETTING: &str = "tick_interval_ms";
 
+/// The scenario index a generated job's payload carries.
+fn payload_index(j: &NewJob) -> u64 {
+    j.payload
+        .get("index")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+}
+
 fn checkpoint_job(j: &Job) -> CheckpointJob {
     CheckpointJob {
         index: j
@@ -956,7 +1023,7 @@ fn checkpoint_job(j: &Job) -> CheckpointJob {
         shard: j.shard.clone(),
         priority: j.priority.0,
         attempt: j.attempt,
-        payload: j.payload.clone(),
+        payload: None,
         created_at: j.created_at,
     }
 }
@@ -1233,10 +1300,12 @@ pub async fn execute(
         }
     };
     board.update(&fabric.board());
+    let t0 = Instant::now();
     let cp = fabric.checkpoint().await?;
     save_checkpoint(&opts.checkpoint_path, &cp)?;
-    Ok(RunOutcome {
-        report: fabric.report(Some(&opts.checkpoint_path)),
-        stop,
-    })
+    drop(cp);
+    let checkpoint_seconds = t0.elapsed().as_secs_f64();
+    let mut report = fabric.report(Some(&opts.checkpoint_path));
+    report.checkpoint_seconds = checkpoint_seconds;
+    Ok(RunOutcome { report, stop })
 }

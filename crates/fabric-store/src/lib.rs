@@ -70,6 +70,11 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs matching `filter`, newest first.
     async fn jobs(&self, filter: JobFilter) -> Result<Vec<fabric_core::Job>>;
 
+    /// Pending jobs with an id above `after_id`, lowest id first, at most `limit`, without
+    /// their payloads: walks a queue of millions (a checkpoint) at a fraction of the cost of
+    /// [`Store::jobs`].
+    async fn pending_keys(&self, after_id: JobId, limit: usize) -> Result<Vec<PendingKey>>;
+
     /// Number of jobs in each state.
     async fn counts(&self) -> Result<StateCounts>;
 

@@ -102,6 +102,17 @@ pub struct JobFilter {
     pub limit: usize,
 }
 
+/// A pending job as [`crate::Store::pending_keys`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingKey {
+    pub id: JobId,
+    pub shard: String,
+    pub priority: i32,
+    /// Attempts made so far.
+    pub attempt: u32,
+    pub created_at: i64,
+}
+
 /// Number of jobs per state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateCounts {

@@ -14,7 +14,7 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::{
     AuditEntry, ClaimRequest, CompleteReport, Completion, JobDetail, JobFilter, Lease, NodeChange,
-    Note, Outcome, QuarantineEntry, QuarantineFilter, QuarantineStats, RecoveryReport,
+    Note, Outcome, PendingKey, QuarantineEntry, QuarantineFilter, QuarantineStats, RecoveryReport,
     RescueReport, Result, StateCounts, Store, StoreError, Submitted, LEASE_UPSERT,
 };
 
@@ -903,6 +903,28 @@ impl Store for PostgresStore {
             )
             .await?;
         rows.iter().map(row_to_job).collect()
+    }
+
+    async fn pending_keys(&self, after_id: JobId, limit: usize) -> Result<Vec<PendingKey>> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, shard, priority, attempt, created_at FROM jobs
+                 WHERE id > $1 AND state = 'pending' ORDER BY id LIMIT $2",
+                &[&after_id, &(limit.max(1) as i64)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingKey {
+                    id: r.try_get(0)?,
+                    shard: r.try_get(1)?,
+                    priority: r.try_get(2)?,
+                    attempt: r.try_get::<_, i32>(3)? as u32,
+                    created_at: r.try_get(4)?,
+                })
+            })
+            .collect()
     }
 
     async fn counts(&self) -> Result<StateCounts> {

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::{
     AuditEntry, ClaimRequest, CompleteReport, Completion, JobDetail, JobFilter, Lease, NodeChange,
-    Note, Outcome, QuarantineEntry, QuarantineFilter, QuarantineStats, RecoveryReport,
+    Note, Outcome, PendingKey, QuarantineEntry, QuarantineFilter, QuarantineStats, RecoveryReport,
     RescueReport, Result, StateCounts, Store, StoreError, Submitted, LEASE_UPSERT,
 };
 use writer::Writer;
@@ -686,6 +686,28 @@ impl Store for SqliteStore {
                 .query_map(rusqlite::params_from_iter(args), row_to_job)?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(jobs)
+        })
+        .await
+    }
+
+    async fn pending_keys(&self, after_id: JobId, limit: usize) -> Result<Vec<PendingKey>> {
+        self.read(move |conn| {
+            let keys = conn
+                .prepare_cached(
+                    "SELECT id, shard, priority, attempt, created_at FROM jobs
+                     WHERE id > ?1 AND state = 'pending' ORDER BY id LIMIT ?2",
+                )?
+                .query_map(params![after_id, limit.max(1) as i64], |r| {
+                    Ok(PendingKey {
+                        id: r.get(0)?,
+                        shard: r.get(1)?,
+                        priority: r.get(2)?,
+                        attempt: r.get(3)?,
+                        created_at: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(keys)
         })
         .await
     }

@@ -443,6 +443,15 @@ pub async fn listing_filters_and_counts(s: &dyn Store) {
         .len(),
         2
     );
+    // The pending queue without payloads, oldest first, page by page.
+    let pending: Vec<i64> = all.iter().rev().skip(1).map(|j| j.id).collect();
+    let first = s.pending_keys(0, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].id, pending[0]);
+    assert_eq!((first[0].shard.as_str(), first[0].attempt), ("default", 0));
+    let rest = s.pending_keys(first[0].id, 10).await.unwrap();
+    assert_eq!(rest.iter().map(|k| k.id).collect::<Vec<_>>(), &pending[1..]);
+    assert!(s.pending_keys(pending[1], 10).await.unwrap().is_empty());
     let c = s.counts().await.unwrap();
     assert_eq!((c.pending, c.succeeded, c.total()), (2, 1, 3));
 }
