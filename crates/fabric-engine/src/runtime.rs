@@ -113,9 +113,14 @@ pub struct Engine {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Node heartbeats and the leader lease (see [`crate::fleet::run`]).
+    fleet: Option<JoinHandle<()>>,
     dispatcher: Option<JoinHandle<()>>,
     completer: Option<JoinHandle<()>>,
 }
+
+/// Longest wait on stop for the fleet task's step in progress (a store round trip).
+const FLEET_STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// Wakes idle workers of an engine; cheap to clone.
 #[derive(Clone)]
@@ -164,10 +169,8 @@ impl Engine {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let completer = tokio::spawn(completer(shared.clone(), done_rx));
         let dispatcher = tokio::spawn(dispatcher(shared.clone(), stop_rx.clone(), done_tx));
-        let mut tasks = vec![
-            tokio::spawn(heartbeats(shared.clone(), stop_rx.clone())),
-            tokio::spawn(crate::fleet::run(shared.clone(), stop_rx)),
-        ];
+        let fleet = tokio::spawn(crate::fleet::run(shared.clone(), stop_rx.clone()));
+        let mut tasks = vec![tokio::spawn(heartbeats(shared.clone(), stop_rx))];
         // Other processes' enqueues wake this engine where the store can tell (PostgreSQL
         // LISTEN/NOTIFY); every wake-up is one permit, so a burst costs one claim.
         let weak = Arc::downgrade(&shared);
@@ -183,6 +186,7 @@ impl Engine {
             shared,
             stop,
             tasks,
+            fleet: Some(fleet),
             dispatcher: Some(dispatcher),
             completer: Some(completer),
         }
@@ -220,6 +224,7 @@ impl Engine {
         for t in self
             .tasks
             .drain(..)
+            .chain(self.fleet.take())
             .chain(self.dispatcher.take())
             .chain(self.completer.take())
         {
@@ -242,6 +247,14 @@ impl Engine {
         }
         if let Some(c) = self.completer.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), c).await;
+        }
+        // The fleet task ends its step first: a node heartbeat still in flight (on another
+        // PostgreSQL connection) would otherwise land after the stop mark and clear it.
+        if let Some(f) = self.fleet.take() {
+            let abort = f.abort_handle();
+            if tokio::time::timeout(FLEET_STOP_WAIT, f).await.is_err() {
+                abort.abort();
+            }
         }
         for t in self.tasks.drain(..) {
             t.abort();
