@@ -27,6 +27,7 @@ use fabric_store::{sqlite::SqliteOptions, PostgresStore, SqliteStore, Store};
 fn sqlite_options(config: &Config) -> SqliteOptions {
     SqliteOptions {
         synchronous_full: config.store.synchronous == "full",
+        ..Default::default()
     }
 }
 

@@ -154,8 +154,14 @@ impl Fabric {
                 std::fs::remove_file(&p).map_err(|e| SimError::io(&p, e))?;
             }
         }
+        // A small page cache: a run commits every few ticks and its store outgrows any cache
+        // (see `SqliteOptions::cache_kib`).
+        let options = fabric_store::sqlite::SqliteOptions {
+            cache_kib: Some(RUN_CACHE_KIB),
+            ..Default::default()
+        };
         let store: Arc<dyn Store> =
-            Arc::new(fabric_store::SqliteStore::open(path, Default::default()).map_err(sim_err)?);
+            Arc::new(fabric_store::SqliteStore::open(path, options).map_err(sim_err)?);
         let mut config = fabric_core::config::Config::default();
         config.store.path = path.display().to_string();
         let console = Console::new(
@@ -991,6 +997,8 @@ impl Fabric {
     }
 }
 
+/// Page cache of a run's store connections (KiB).
+const RUN_CACHE_KIB: u32 = 4_096;
 /// Queued jobs read from the store per page when a checkpoint is taken.
 const CHECKPOINT_PAGE: usize = 20_000;
 /// Jobs claimed per shard beyond its free slots.

@@ -142,6 +142,7 @@ impl Target {
             Target::Sqlite(dir) => {
                 let options = SqliteOptions {
                     synchronous_full: args.synchronous == "full",
+                    ..Default::default()
                 };
                 Arc::new(SqliteStore::open(
                     dir.path().join(format!("{name}.db")),

@@ -88,6 +88,7 @@ mod sqlite {
             &path,
             SqliteOptions {
                 synchronous_full: true,
+                ..Default::default()
             },
         )
         .unwrap();
