@@ -155,9 +155,11 @@ impl Fabric {
             }
         }
         // A small page cache: a run commits every few ticks and its store outgrows any cache
-        // (see `SqliteOptions::cache_kib`).
+        // (see `SqliteOptions::cache_kib`);
+        // and claims go shard by shard, so a per-shard index pays (`SqliteOptions::shard_index`).
         let options = fabric_store::sqlite::SqliteOptions {
             cache_kib: Some(RUN_CACHE_KIB),
+            shard_index: true,
             ..Default::default()
         };
         let store: Arc<dyn Store> =

@@ -6,6 +6,26 @@
 #[macro_use]
 mod conformance;
 
+/// The conformance suite on a store with the per-shard index (scenario runs), whose claims of
+/// one shard take another path.
+mod sqlite_shard_index {
+    use std::sync::Arc;
+
+    use fabric_store::{sqlite::SqliteOptions, SqliteStore, Store};
+
+    async fn make() -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteOptions {
+            shard_index: true,
+            ..Default::default()
+        };
+        let store = SqliteStore::open(dir.path().join("queue.db"), options).unwrap();
+        Some((Arc::new(store), dir))
+    }
+
+    conformance_tests!(make);
+}
+
 mod sqlite {
     use std::sync::Arc;
 
@@ -34,6 +54,29 @@ mod sqlite {
         assert_eq!(copy.counts().await.unwrap().pending, 1);
     }
 
+    #[test]
+    fn the_per_shard_index_exists_only_where_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let indexes = |path: &std::path::Path| -> Vec<String> {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            let mut stmt = conn
+                .prepare("SELECT name FROM pragma_index_list('jobs')")
+                .unwrap();
+            let names = stmt.query_map([], |r| r.get(0)).unwrap();
+            names.map(|n| n.unwrap()).collect()
+        };
+        let plain = dir.path().join("plain.db");
+        drop(SqliteStore::open(&plain, SqliteOptions::default()).unwrap());
+        assert!(!indexes(&plain).contains(&"jobs_shard_ready".to_string()));
+        let run = dir.path().join("run.db");
+        let options = SqliteOptions {
+            shard_index: true,
+            ..Default::default()
+        };
+        drop(SqliteStore::open(&run, options).unwrap());
+        assert!(indexes(&run).contains(&"jobs_shard_ready".to_string()));
+    }
+
     #[cfg(unix)]
     #[tokio::test]
     async fn database_files_are_private() {
@@ -58,7 +101,7 @@ mod sqlite {
         }
         // Back to version 1: what a database of the previous release looks like.
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("DROP TABLE nodes; DROP TABLE leases; DROP TABLE shards; DROP TABLE settings;\n             DROP INDEX jobs_shard_ready; PRAGMA user_version = 1")
+        conn.execute_batch("DROP TABLE nodes; DROP TABLE leases; DROP TABLE shards; DROP TABLE settings;\n             DROP INDEX IF EXISTS jobs_shard_ready; PRAGMA user_version = 1")
             .unwrap();
         drop(conn);
         let err = SqliteStore::open(&path, SqliteOptions::default())
@@ -67,7 +110,7 @@ mod sqlite {
         assert!(matches!(err, fabric_store::StoreError::Schema(_)), "{err}");
         assert!(err.to_string().contains("run `fabric db migrate`"), "{err}");
         let (from, to) = SqliteStore::migrate(&path, SqliteOptions::default()).unwrap();
-        assert_eq!((from, to), (1, 3));
+        assert_eq!((from, to), (1, 4));
         let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
         assert_eq!(s.counts().await.unwrap().pending, 1);
         assert!(s.nodes().await.unwrap().is_empty());
