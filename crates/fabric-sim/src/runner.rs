@@ -89,6 +89,9 @@ pub struct Fabric {
     next_index: u64,
     /// The scenario index of each job, by its id in the run's store (ids are dense there).
     index_of: Vec<u64>,
+    /// Jobs arrived this tick, submitted with the tick's claims (in the same group commit,
+    /// ahead of the claims).
+    arrivals: Vec<NewJob>,
     /// Claimed from the store but not yet placed (no node fitted), per shard.
     held: BTreeMap<String, VecDeque<(QueuedJob, Job)>>,
     running: HashMap<JobId, Running>,
@@ -194,6 +197,7 @@ impl Fabric {
             per_shard,
             next_index: 0,
             index_of: Vec::new(),
+            arrivals: Vec::new(),
             held: BTreeMap::new(),
             running: HashMap::new(),
             finishing: BinaryHeap::new(),
@@ -258,8 +262,8 @@ impl Fabric {
     }
 
     /// Submits every job that has arrived by `now` in one durable write.
-    async fn arrive(&mut self, now: i64) -> Result<(), SimError> {
-        let mut batch = Vec::new();
+    fn arrive(&mut self, now: i64) {
+        let mut batch = std::mem::take(&mut self.arrivals);
         while self.next_index < self.scenario.job_count
             && self.virtual_start + self.arrival_ms(self.next_index) <= now
             && batch.len() < 50_000
@@ -283,15 +287,23 @@ impl Fabric {
             // (and write) a few pages instead of one page per job. Within a group the
             // arrival order is kept (stable sort), so ids still follow age.
             batch.sort_by(|a, b| a.shard.cmp(&b.shard).then(b.priority.cmp(&a.priority)));
-            self.submit(batch, now).await?;
         }
-        Ok(())
+        self.arrivals = batch;
     }
 
     /// Submits generated jobs in one durable write and records the index of each new id.
     async fn submit(&mut self, batch: Vec<NewJob>, now: i64) -> Result<(), SimError> {
         let indexes: Vec<u64> = batch.iter().map(payload_index).collect();
         let ids = self.store.submit(batch, now).await.map_err(sim_err)?;
+        self.record_ids(&ids, indexes)
+    }
+
+    /// Records the scenario index of each submitted job by its new id.
+    fn record_ids(
+        &mut self,
+        ids: &[fabric_store::Submitted],
+        indexes: Vec<u64>,
+    ) -> Result<(), SimError> {
         for (s, index) in ids.iter().zip(indexes) {
             let at = usize::try_from(s.id).map_err(sim_err)?;
             if self.index_of.len() <= at {
@@ -514,10 +526,23 @@ impl Fabric {
         } else {
             Vec::new()
         };
-        let (written, claimed) = tokio::join!(
+        // The arrivals go first (join! polls in order, and the writer runs writes in the
+        // order they come), so this tick's claims already see them.
+        let arrivals = std::mem::take(&mut self.arrivals);
+        let indexes: Vec<u64> = arrivals.iter().map(payload_index).collect();
+        let submit = async {
+            if arrivals.is_empty() {
+                Ok(Vec::new())
+            } else {
+                store.submit(arrivals, now).await.map_err(sim_err)
+            }
+        };
+        let (submitted, written, claimed) = tokio::join!(
+            submit,
             Self::write_completions(&store, done),
             futures_util::future::join_all(claims)
         );
+        self.record_ids(&submitted?, indexes)?;
         written?;
         // Place: held jobs first, then the new ones, by the routing policy.
         for ((shard, targets, _), claimed) in plans.into_iter().zip(claimed) {
@@ -674,7 +699,7 @@ impl Fabric {
     /// One tick: arrivals, finished attempts, node heartbeats, owner levers, dispatch.
     async fn tick(&mut self) -> Result<(), SimError> {
         let now = self.clock.now_ms();
-        self.arrive(now).await?;
+        self.arrive(now);
         let done = self.finish(now);
         self.heartbeat(now).await?;
         // An operator's lever reaches the run within GOVERNANCE_EVERY of wall time.
