@@ -152,7 +152,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "reports/planetary-fabric/checkpoint.json")]
     pub checkpoint: PathBuf,
     /// Virtual tick in milliseconds.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = fabric_sim::runner::DEFAULT_TICK_MS)]
     pub tick_ms: u64,
     /// No scoreboard.
     #[arg(long)]

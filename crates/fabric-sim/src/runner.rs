@@ -157,9 +157,9 @@ impl Fabric {
                 std::fs::remove_file(&p).map_err(|e| SimError::io(&p, e))?;
             }
         }
-        // A small page cache: a run commits every few ticks and its store outgrows any cache
-        // (see `SqliteOptions::cache_kib`);
-        // and claims go shard by shard, so a per-shard index pays (`SqliteOptions::shard_index`).
+        // A small page cache, as a run commits every few ticks and its store outgrows any
+        // cache (`SqliteOptions::cache_kib`); a per-shard index, as its claims go shard by
+        // shard (`SqliteOptions::shard_index`).
         let options = fabric_store::sqlite::SqliteOptions {
             cache_kib: Some(RUN_CACHE_KIB),
             shard_index: true,
@@ -293,17 +293,11 @@ impl Fabric {
 
     /// Submits generated jobs in one durable write and records the index of each new id.
     async fn submit(&mut self, batch: Vec<NewJob>, now: i64) -> Result<(), SimError> {
-        let indexes: Vec<u64> = batch.iter().map(payload_index).collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let indexes: Vec<u64> = batch.iter().map(|j| payload_index(&j.payload)).collect();
         let ids = self.store.submit(batch, now).await.map_err(sim_err)?;
-        self.record_ids(&ids, indexes)
-    }
-
-    /// Records the scenario index of each submitted job by its new id.
-    fn record_ids(
-        &mut self,
-        ids: &[fabric_store::Submitted],
-        indexes: Vec<u64>,
-    ) -> Result<(), SimError> {
         for (s, index) in ids.iter().zip(indexes) {
             let at = usize::try_from(s.id).map_err(sim_err)?;
             if self.index_of.len() <= at {
@@ -312,6 +306,12 @@ impl Fabric {
             self.index_of[at] = index;
         }
         Ok(())
+    }
+
+    /// The scenario index of the job with store id `id`, if this run submitted it.
+    fn index_for(&self, id: JobId) -> Option<u64> {
+        let at = usize::try_from(id).ok()?;
+        self.index_of.get(at).copied().filter(|i| *i != u64::MAX)
     }
 
     /// Settles every attempt due by `now` in memory; returns the completions to write.
@@ -529,20 +529,12 @@ impl Fabric {
         // The arrivals go first (join! polls in order, and the writer runs writes in the
         // order they come), so this tick's claims already see them.
         let arrivals = std::mem::take(&mut self.arrivals);
-        let indexes: Vec<u64> = arrivals.iter().map(payload_index).collect();
-        let submit = async {
-            if arrivals.is_empty() {
-                Ok(Vec::new())
-            } else {
-                store.submit(arrivals, now).await.map_err(sim_err)
-            }
-        };
         let (submitted, written, claimed) = tokio::join!(
-            submit,
+            self.submit(arrivals, now),
             Self::write_completions(&store, done),
             futures_util::future::join_all(claims)
         );
-        self.record_ids(&submitted?, indexes)?;
+        submitted?;
         written?;
         // Place: held jobs first, then the new ones, by the routing policy.
         for ((shard, targets, _), claimed) in plans.into_iter().zip(claimed) {
@@ -645,7 +637,25 @@ impl Fabric {
         );
         self.shards.iter().any(|shard| {
             let depth = self.per_shard.get(&shard.name).map_or(0, |s| s.depth);
-            depth > 0 && !shard.paused && self.room(shard, depth, live).is_some()
+            let local = || {
+                self.nodes
+                    .iter()
+                    .any(|n| n.shard == shard.name && live.takes_work(n))
+            };
+            // A spillover target always has a free slot.
+            let spill = || {
+                !fabric_core::routing::spillover_targets(
+                    shard,
+                    depth,
+                    &self.shards,
+                    &self.nodes,
+                    &self.latency,
+                    None,
+                    live,
+                )
+                .is_empty()
+            };
+            depth > 0 && !shard.paused && (local() || spill())
         })
     }
 
@@ -662,11 +672,7 @@ impl Fabric {
 
     /// Starts `job` on node `i` now; a spilled job pays the inter-shard latency `delay_ms`.
     fn place(&mut self, job: Job, i: usize, delay_ms: u64, now: i64) {
-        let index = job
-            .payload
-            .get("index")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0);
+        let index = payload_index(&job.payload);
         let (duration, success) = gen::attempt_outcome(
             self.seed,
             index,
@@ -735,7 +741,7 @@ impl Fabric {
         let now = self.clock.now_ms();
         let tick = self.tick_ms as i64;
         let mut next = now + tick;
-        if self.depth() == 0 || !self.can_place() {
+        if !self.can_place() {
             let next_finish = self.finishing.peek().map(|Reverse((t, _))| *t);
             let next_arrival = (self.next_index < self.scenario.job_count)
                 .then(|| self.virtual_start + self.arrival_ms(self.next_index));
@@ -800,33 +806,28 @@ impl Fabric {
 
     /// The state a fresh fabric needs to continue this run.
     pub async fn checkpoint(&self) -> Result<Checkpoint, SimError> {
-        // Page through the queue, so a checkpoint of a million queued jobs never holds more
-        // than a page of full job rows.
         // Page through the queue without payloads (a job's payload follows from its index), so
-        // a checkpoint of a million queued jobs stays small and quick.
-        let mut pending = Vec::with_capacity(self.depth() as usize);
+        // a checkpoint of a million queued jobs stays small and quick. The store holds `depth`
+        // minus the held jobs as pending; the walk stops once it has found them all, so a
+        // drained run does not read its finished rows.
+        let held: usize = self.held.values().map(VecDeque::len).sum();
+        let in_store = (self.depth() as usize).saturating_sub(held);
+        let mut pending = Vec::with_capacity(in_store + held);
         let mut after_id = 0;
-        loop {
+        while pending.len() < in_store {
+            let want = (in_store - pending.len()).min(CHECKPOINT_PAGE);
             let page = self
                 .store
-                .pending_keys(after_id, CHECKPOINT_PAGE)
+                .pending_keys(after_id, want)
                 .await
                 .map_err(sim_err)?;
             let Some(last) = page.last() else { break };
             after_id = last.id;
-            let full = page.len() == CHECKPOINT_PAGE;
+            let full = page.len() == want;
             for k in page {
-                if !self.per_shard.contains_key(&k.shard) {
-                    continue;
-                }
                 // A job that someone else submitted into the run's store is not one of the
                 // scenario's (a checkpoint regenerates jobs from the scenario): left out.
-                let Some(index) = usize::try_from(k.id)
-                    .ok()
-                    .and_then(|at| self.index_of.get(at))
-                    .filter(|i| **i != u64::MAX)
-                    .copied()
-                else {
+                let Some(index) = self.index_for(k.id) else {
                     continue;
                 };
                 pending.push(CheckpointJob {
@@ -1040,8 +1041,8 @@ const GOVERNANCE_EVERY: std::time::Duration = std::time::Duration::from_millis(2
 pub const TICK_SETTING: &str = "tick_interval_ms";
 
 /// The scenario index a generated job's payload carries.
-fn payload_index(j: &NewJob) -> u64 {
-    j.payload
+fn payload_index(payload: &serde_json::Value) -> u64 {
+    payload
         .get("index")
         .and_then(serde_json::Value::as_u64)
         .unwrap_or(0)
@@ -1049,11 +1050,7 @@ fn payload_index(j: &NewJob) -> u64 {
 
 fn checkpoint_job(j: &Job) -> CheckpointJob {
     CheckpointJob {
-        index: j
-            .payload
-            .get("index")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0),
+        index: payload_index(&j.payload),
         shard: j.shard.clone(),
         priority: j.priority.0,
         attempt: j.attempt,
@@ -1335,11 +1332,8 @@ pub async fn execute(
     };
     board.update(&fabric.board());
     let t0 = Instant::now();
-    let cp = fabric.checkpoint().await?;
-    save_checkpoint(&opts.checkpoint_path, &cp)?;
-    drop(cp);
-    let checkpoint_seconds = t0.elapsed().as_secs_f64();
+    save_checkpoint(&opts.checkpoint_path, &fabric.checkpoint().await?)?;
     let mut report = fabric.report(Some(&opts.checkpoint_path));
-    report.checkpoint_seconds = checkpoint_seconds;
+    report.checkpoint_seconds = t0.elapsed().as_secs_f64();
     Ok(RunOutcome { report, stop })
 }

@@ -20,9 +20,9 @@ use crate::{
 use writer::Writer;
 
 /// The claim of one shard on a store with [`SqliteOptions::shard_index`] (the scheduler's
-/// per-shard dispatch): that shard's queue only, and
-/// no optional filters. `LIMIT +?4`, not `LIMIT ?4`: SQLite plans with a bare LIMIT
-/// parameter's value, so every new binding would re-prepare the statement.
+/// per-shard dispatch): that shard's queue only, and no optional filters. `LIMIT +?4`, not
+/// `LIMIT ?4`: SQLite plans with a bare LIMIT parameter's value, so every new binding would
+/// re-prepare the statement.
 static CLAIM_ONE_SHARD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,

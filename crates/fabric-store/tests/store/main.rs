@@ -6,21 +6,27 @@
 #[macro_use]
 mod conformance;
 
+/// A SQLite store in a temporary directory (`queue.db`), opened with `options`.
+fn sqlite_in_tempdir(
+    options: fabric_store::sqlite::SqliteOptions,
+) -> Option<(std::sync::Arc<dyn fabric_store::Store>, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fabric_store::SqliteStore::open(dir.path().join("queue.db"), options).unwrap();
+    Some((std::sync::Arc::new(store), dir))
+}
+
 /// The conformance suite on a store with the per-shard index (scenario runs), whose claims of
 /// one shard take another path.
 mod sqlite_shard_index {
     use std::sync::Arc;
 
-    use fabric_store::{sqlite::SqliteOptions, SqliteStore, Store};
+    use fabric_store::{sqlite::SqliteOptions, Store};
 
     async fn make() -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
-        let dir = tempfile::tempdir().unwrap();
-        let options = SqliteOptions {
+        super::sqlite_in_tempdir(SqliteOptions {
             shard_index: true,
             ..Default::default()
-        };
-        let store = SqliteStore::open(dir.path().join("queue.db"), options).unwrap();
-        Some((Arc::new(store), dir))
+        })
     }
 
     conformance_tests!(make);
@@ -32,10 +38,7 @@ mod sqlite {
     use fabric_store::{sqlite::SqliteOptions, SqliteStore, Store};
 
     async fn make() -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            SqliteStore::open(dir.path().join("queue.db"), SqliteOptions::default()).unwrap();
-        Some((Arc::new(store), dir))
+        super::sqlite_in_tempdir(SqliteOptions::default())
     }
 
     conformance_tests!(make);
