@@ -157,12 +157,14 @@ impl Fabric {
                 std::fs::remove_file(&p).map_err(|e| SimError::io(&p, e))?;
             }
         }
-        // A small page cache, as a run commits every few ticks and its store outgrows any
-        // cache (`SqliteOptions::cache_kib`); a per-shard index, as its claims go shard by
-        // shard (`SqliteOptions::shard_index`).
+        // A small page cache, as a run's store outgrows any cache
+        // (`SqliteOptions::cache_kib`); a per-shard index, as its claims go shard by shard
+        // (`SqliteOptions::shard_index`); write-behind, as the run is the store's one busy
+        // owner and syncs it before every checkpoint (`SqliteOptions::write_behind`).
         let options = fabric_store::sqlite::SqliteOptions {
             cache_kib: Some(RUN_CACHE_KIB),
             shard_index: true,
+            write_behind: Some(RUN_COMMIT_EVERY),
             ..Default::default()
         };
         let store: Arc<dyn Store> =
@@ -775,9 +777,17 @@ impl Fabric {
         mut stop_when: impl FnMut(&Fabric) -> bool,
         mut on_tick: impl FnMut(&Fabric),
     ) -> Result<Stop, SimError> {
+        let mut yielded = Instant::now();
         let stop = loop {
             self.tick().await?;
             on_tick(self);
+            // The store answers on this thread without ever suspending (write-behind), so
+            // the run gives the runtime's other tasks (the `fabric checkpoint save` signal
+            // listener) their turn now and then.
+            if yielded.elapsed() >= YIELD_EVERY {
+                tokio::task::yield_now().await;
+                yielded = Instant::now();
+            }
             if self.is_complete() {
                 break Stop::Complete;
             }
@@ -790,6 +800,7 @@ impl Fabric {
         let done = std::mem::take(&mut self.unflushed);
         self.flushed_at_tick = self.ticks;
         Self::write_completions(&self.store, done).await?;
+        self.store.sync().await.map_err(sim_err)?;
         Ok(stop)
     }
 
@@ -806,6 +817,8 @@ impl Fabric {
 
     /// The state a fresh fabric needs to continue this run.
     pub async fn checkpoint(&self) -> Result<Checkpoint, SimError> {
+        // The store and the checkpoint agree: every write so far is committed first.
+        self.store.sync().await.map_err(sim_err)?;
         // Page through the queue without payloads (a job's payload follows from its index), so
         // a checkpoint of a million queued jobs stays small and quick. The store holds `depth`
         // minus the held jobs as pending; the walk stops once it has found them all, so a
@@ -1026,6 +1039,11 @@ impl Fabric {
 
 /// Page cache of a run's store connections (KiB).
 const RUN_CACHE_KIB: u32 = 4_096;
+/// A run's store commits at most this long (wall time) after a write; see
+/// `SqliteOptions::write_behind`.
+const RUN_COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+/// How often (wall time) a run lets other tasks of its runtime run.
+const YIELD_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 /// Queued jobs read from the store per page when a checkpoint is taken.
 const CHECKPOINT_PAGE: usize = 20_000;
 /// Jobs claimed per shard beyond its free slots.

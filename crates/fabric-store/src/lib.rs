@@ -130,6 +130,13 @@ pub trait Store: Send + Sync + 'static {
     /// Checkpoints the write-ahead log (no-op where there is none).
     async fn checkpoint(&self) -> Result<()>;
 
+    /// Makes every write that has returned so far durable. A no-op where each write commits
+    /// before it returns (the default); a write-behind store (`SqliteOptions::write_behind`)
+    /// commits its open transaction.
+    async fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Deletes finished (succeeded, cancelled) jobs that finished before `before`.
     async fn prune_finished(&self, before: i64) -> Result<u64>;
 

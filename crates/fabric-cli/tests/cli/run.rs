@@ -168,6 +168,22 @@ fn checkpoint_save_asks_a_running_run_and_show_reads_it() {
         assert!(t0.elapsed().as_secs() < 30, "the run never started");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // The operator steers the running scenario through its store (another process writing
+    // to the store the run keeps busy): conservative mode holds back every job below high
+    // priority, so the run cannot finish before the checkpoint is asked for.
+    let out = Command::new(env!("CARGO_BIN_EXE_fabric"))
+        .args(["conservative", "on", "--reason", "test"])
+        .current_dir(h.path())
+        .env("FABRIC_HOME", h.path().join("home"))
+        .env(
+            "FABRIC__STORE__PATH",
+            h.path().join("reports/planetary-fabric/run.db"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // Once the run has seen the lever, its queue stops draining.
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let out = run_in(h.path(), &["checkpoint", "save"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let out = run_in(h.path(), &["checkpoint", "show", "--format", "json"]);
@@ -180,6 +196,7 @@ fn checkpoint_save_asks_a_running_run_and_show_reads_it() {
         v["pending"].as_u64().unwrap() + v["in_flight"].as_u64().unwrap() > 0,
         "{v}"
     );
+    assert_eq!(v["governance"]["conservative"], true, "{v}");
 
     // No run in progress: save says so.
     std::fs::remove_file(&pid_file).ok();

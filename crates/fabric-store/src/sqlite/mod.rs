@@ -84,6 +84,14 @@ pub struct SqliteOptions {
     /// the enqueue rate), so it pays only where many shards are claimed one by one (scenario
     /// runs); the daemon claims across shards and goes without.
     pub shard_index: bool,
+    /// Write-behind: run every write and read on the caller's thread over one connection,
+    /// and leave one transaction open across writes, committed at most this long after it
+    /// began and at [`Store::sync`]. A write then returns before it is durable: a crash of
+    /// the process loses at most this interval of writes (never a torn one). For a store
+    /// with one busy owner that makes its own recovery points (a scenario run syncs before
+    /// every checkpoint); `None` (the daemon): the group-committing writer thread, where a
+    /// write returns only once committed.
+    pub write_behind: Option<std::time::Duration>,
 }
 
 /// Page cache per connection when none is set: 64 MiB.
@@ -119,9 +127,16 @@ impl SqliteStore {
         // Checkpoints run beside the writer, not inside its commits (which would stall
         // them); the writer's own auto-checkpoint stays as a bound on the WAL's size.
         conn.execute_batch("PRAGMA wal_autocheckpoint = 10000")?;
-        let writer = Writer::start(conn)
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
-        let checkpointer = start_checkpointer(open_conn(&path, &options, false)?)?;
+        let writer = match options.write_behind {
+            Some(interval) => Writer::behind(conn, interval),
+            None => Writer::start(conn)
+                .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?,
+        };
+        let checkpointer = start_checkpointer(
+            open_conn(&path, &options, false)?,
+            writer.behind_state(),
+            options.write_behind,
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -148,12 +163,17 @@ impl SqliteStore {
         &self.inner.path
     }
 
-    /// Runs `f` on a pooled read connection in the blocking pool.
+    /// Runs `f` on a pooled read connection in the blocking pool (write-behind: on the
+    /// write connection, which sees the writes not yet committed).
     async fn read<R, F>(&self, f: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
+        let f = match self.inner.writer.read_behind(f) {
+            Ok(out) => return out,
+            Err(f) => f,
+        };
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = inner.readers.lock().ok().and_then(|mut p| p.pop());
@@ -177,14 +197,33 @@ impl SqliteStore {
 /// How often the checkpointer copies committed WAL pages into the database.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
-fn start_checkpointer(conn: Connection) -> Result<std::sync::mpsc::Sender<()>> {
+/// Starts the thread that checkpoints the WAL every [`CHECKPOINT_EVERY`] and, for a
+/// write-behind store (`behind`), commits its open transaction once due even when its owner
+/// has gone quiet, so the interval bounds what a crash can lose and no write lock is held
+/// for longer.
+fn start_checkpointer(
+    conn: Connection,
+    behind: Option<std::sync::Weak<Mutex<writer::Behind>>>,
+    interval: Option<std::time::Duration>,
+) -> Result<std::sync::mpsc::Sender<()>> {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let step = interval.map_or(CHECKPOINT_EVERY, |i| (i / 2).min(CHECKPOINT_EVERY));
     std::thread::Builder::new()
         .name("fabric-sqlite-checkpointer".into())
         .spawn(move || {
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                rx.recv_timeout(CHECKPOINT_EVERY)
-            {
+            let mut checkpointed = std::time::Instant::now();
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(step) {
+                if let Some(b) = behind.as_ref().and_then(|b| b.upgrade()) {
+                    if let Ok(mut b) = b.lock() {
+                        if let Err(e) = b.commit_if_due() {
+                            tracing::error!(error = %e, "write-behind commit failed");
+                        }
+                    }
+                }
+                if checkpointed.elapsed() < CHECKPOINT_EVERY {
+                    continue;
+                }
+                checkpointed = std::time::Instant::now();
                 if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                     tracing::debug!(error = %e, "passive WAL checkpoint failed");
                 }
@@ -201,15 +240,25 @@ fn open_conn(path: &Path, options: &SqliteOptions, create: bool) -> Result<Conne
     }
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_handler(Some(busy_retry))?;
     let sync = if options.synchronous_full {
         "FULL"
     } else {
         "NORMAL"
     };
+    // Turning a new file to WAL needs a moment of exclusive access, and SQLite answers
+    // "locked" at once (without its busy handler) when another process opens the file at
+    // the same time: retried like any other wait for a lock.
+    let mut attempt = 0;
+    while let Err(e) = conn.execute_batch("PRAGMA journal_mode = WAL") {
+        let busy = e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy);
+        if !busy || !busy_retry(attempt) {
+            return Err(e.into());
+        }
+        attempt += 1;
+    }
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = {sync};
+        "PRAGMA synchronous = {sync};
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -{cache};",
@@ -219,22 +268,46 @@ fn open_conn(path: &Path, options: &SqliteOptions, create: bool) -> Result<Conne
     Ok(conn)
 }
 
+/// Waits for a lock another connection holds: retries every millisecond for about ten
+/// seconds. SQLite's own busy timeout backs off to 100 ms between tries, and so could miss
+/// the short moments in which a busy writer (a write-behind scenario run) leaves the lock
+/// free.
+fn busy_retry(attempt: i32) -> bool {
+    if attempt >= BUSY_RETRIES {
+        return false;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    true
+}
+
+/// Tries of [`busy_retry`].
+const BUSY_RETRIES: i32 = 10_000;
+
 /// Applies pending migrations to a new database, or to an older one when `upgrade` is set;
 /// returns the version found.
 fn migrate(conn: &mut Connection, upgrade: bool) -> Result<usize> {
-    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let current = |c: &Connection| -> Result<usize> {
+        Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    };
+    if current(conn)? == MIGRATIONS.len() {
+        return Ok(MIGRATIONS.len());
+    }
+    // Under the write lock and in one transaction: two processes may open a new file at once
+    // (a run and an operator's command); one applies everything, the other then finds it
+    // done, and neither sees it half done.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version = current(&tx)?;
     if version > MIGRATIONS.len() {
         return Err(StoreError::schema_newer(version, MIGRATIONS.len()));
     }
     if version > 0 && version < MIGRATIONS.len() && !upgrade {
         return Err(StoreError::schema_older(version, MIGRATIONS.len()));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let tx = conn.transaction()?;
+    for sql in MIGRATIONS.iter().skip(version) {
         tx.execute_batch(sql)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
-        tx.commit()?;
     }
+    tx.execute_batch(&format!("PRAGMA user_version = {}", MIGRATIONS.len()))?;
+    tx.commit()?;
     Ok(version)
 }
 
@@ -460,7 +533,7 @@ impl Store for SqliteStore {
         let shard_index = self.inner.options.shard_index;
         self.inner
             .writer
-            .write(move |conn| {
+            .write_one(move |conn| {
                 let until = req.now + req.lease_ms;
                 let limit = req.limit as i64;
                 let one_shard = req.shards.len() == 1 && req.exclude_shards.is_empty();
@@ -995,12 +1068,20 @@ impl Store for SqliteStore {
         }
         let target = path.to_string_lossy().to_string();
         let dest = path.to_path_buf();
-        self.read(move |conn| {
+        let copy = move |conn: &Connection| -> Result<()> {
             conn.execute("VACUUM INTO ?1", [&target])?;
             restrict_permissions(&dest);
             Ok(())
-        })
-        .await
+        };
+        if self.inner.writer.is_behind() {
+            // VACUUM INTO cannot run inside the open transaction: commit it, then copy.
+            return self.inner.writer.raw(move |conn| copy(conn)).await;
+        }
+        self.read(copy).await
+    }
+
+    async fn sync(&self) -> Result<()> {
+        self.inner.writer.sync()
     }
 
     async fn vacuum(&self) -> Result<()> {

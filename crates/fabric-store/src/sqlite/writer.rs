@@ -1,10 +1,16 @@
-//! The single SQLite writer: one thread owns the write connection and commits every write
-//! queued while the previous transaction ran in one transaction (group commit).
+//! The single SQLite writer, in one of two shapes:
+//! - a thread that owns the write connection and commits every write queued while the
+//!   previous transaction ran in one transaction (group commit); each caller is answered only
+//!   after the shared COMMIT;
+//! - write-behind: one connection used on the caller's own thread for every write and read,
+//!   with one transaction left open across writes and committed at most an interval later
+//!   (and at [`Writer::sync`]), for a store with a single busy owner (a scenario run).
 //!
-//! Each queued write runs inside its own savepoint, so one failing write rolls back alone
-//! while its neighbours commit; every caller is answered only after the shared COMMIT.
+//! Each write runs inside its own savepoint, so one failing write rolls back alone while its
+//! neighbours commit.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -27,14 +33,21 @@ type TxWrite =
 /// A write that must run outside any transaction (VACUUM, checkpoints).
 type RawWrite = Box<dyn FnOnce(&mut Connection) + Send>;
 
-enum Cmd {
+pub(crate) enum Cmd {
     Tx(TxWrite),
     Raw(RawWrite),
 }
 
-/// Handle to the writer thread; dropping the last one stops the thread.
-pub(crate) struct Writer {
-    tx: mpsc::Sender<Cmd>,
+/// For this long after a write-behind commit, writes commit one by one, so that the write
+/// lock is free between them and another process (an operator's `fabric shards pause`) gets
+/// its turn; see also [`crate::sqlite`]'s busy handler, which retries every millisecond.
+const HANDOVER: Duration = Duration::from_millis(2);
+
+/// Handle to the writer; dropping the last one stops the thread (or commits what a
+/// write-behind writer holds).
+pub(crate) enum Writer {
+    Thread(mpsc::Sender<Cmd>),
+    Behind(Arc<Mutex<Behind>>),
 }
 
 impl Writer {
@@ -44,15 +57,45 @@ impl Writer {
         std::thread::Builder::new()
             .name("fabric-sqlite-writer".into())
             .spawn(move || run(conn, rx))?;
-        Ok(Self { tx })
+        Ok(Self::Thread(tx))
     }
 
-    /// Runs `f` in the next group transaction and returns its result once committed.
+    /// A write-behind writer on `conn`: writes return once applied inside the open
+    /// transaction, which commits at most `interval` after it began.
+    pub(crate) fn behind(conn: Connection, interval: Duration) -> Self {
+        Self::Behind(Arc::new(Mutex::new(Behind {
+            conn,
+            interval,
+            open_since: None,
+            committed_at: None,
+            broken: None,
+        })))
+    }
+
+    /// The write-behind state, for the thread that commits it when its owner goes quiet.
+    pub(crate) fn behind_state(&self) -> Option<std::sync::Weak<Mutex<Behind>>> {
+        match self {
+            Self::Behind(b) => Some(Arc::downgrade(b)),
+            Self::Thread(_) => None,
+        }
+    }
+
+    /// Whether writes return before they commit.
+    pub(crate) fn is_behind(&self) -> bool {
+        matches!(self, Self::Behind(_))
+    }
+
+    /// Runs `f` as one atomic write and returns its result once committed (write-behind:
+    /// once applied; it commits at most the interval later).
     pub(crate) async fn write<R, F>(&self, f: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
+        let tx = match self {
+            Self::Thread(tx) => tx,
+            Self::Behind(b) => return lock(b)?.write(false, f),
+        };
         let (reply_tx, reply_rx) = oneshot::channel();
         let job: TxWrite = Box::new(move |conn| {
             let res = match conn {
@@ -69,8 +112,42 @@ impl Writer {
             });
             (failed, reply)
         });
-        self.send(Cmd::Tx(job))?;
+        tx.send(Cmd::Tx(job)).map_err(|_| closed())?;
         reply_rx.await.map_err(|_| closed())?
+    }
+
+    /// [`Writer::write`] for an `f` that runs exactly one SQL statement, which is atomic by
+    /// itself (the writer then skips its savepoint where it can).
+    pub(crate) async fn write_one<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        match self {
+            Self::Behind(b) => lock(b)?.write(true, f),
+            Self::Thread(_) => self.write(f).await,
+        }
+    }
+
+    /// Write-behind: runs the read `f` on the write connection (it sees every write so far);
+    /// the writer thread hands `f` back, as its reads go to the read pool.
+    pub(crate) fn read_behind<R, F>(&self, f: F) -> std::result::Result<Result<R>, F>
+    where
+        F: FnOnce(&Connection) -> Result<R>,
+    {
+        match self {
+            Self::Behind(b) => Ok(lock(b).and_then(|mut b| b.read(f))),
+            Self::Thread(_) => Err(f),
+        }
+    }
+
+    /// Makes every write that has returned durable (write-behind); a no-op for the writer
+    /// thread, whose writes commit before they return.
+    pub(crate) fn sync(&self) -> Result<()> {
+        match self {
+            Self::Thread(_) => Ok(()),
+            Self::Behind(b) => lock(b)?.commit(),
+        }
     }
 
     /// Runs `f` alone, outside a transaction, on the write connection.
@@ -79,15 +156,143 @@ impl Writer {
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R> + Send + 'static,
     {
+        let tx = match self {
+            Self::Thread(tx) => tx,
+            Self::Behind(b) => {
+                let mut b = lock(b)?;
+                b.commit()?;
+                return f(&mut b.conn);
+            }
+        };
         let (reply_tx, reply_rx) = oneshot::channel();
-        self.send(Cmd::Raw(Box::new(move |conn| {
+        tx.send(Cmd::Raw(Box::new(move |conn| {
             let _ = reply_tx.send(f(conn));
-        })))?;
+        })))
+        .map_err(|_| closed())?;
         reply_rx.await.map_err(|_| closed())?
     }
+}
 
-    fn send(&self, cmd: Cmd) -> Result<()> {
-        self.tx.send(cmd).map_err(|_| closed())
+fn lock(b: &Mutex<Behind>) -> Result<MutexGuard<'_, Behind>> {
+    b.lock()
+        .map_err(|_| StoreError::Unavailable("the SQLite writer stopped: a write panicked".into()))
+}
+
+/// The write-behind writer's connection and its open transaction.
+pub(crate) struct Behind {
+    conn: Connection,
+    interval: Duration,
+    /// When the open transaction began; `None` outside one.
+    open_since: Option<Instant>,
+    committed_at: Option<Instant>,
+    /// Set when a commit failed: the writes since the previous commit are lost, and every
+    /// later call fails with this rather than carry on as if they were not.
+    broken: Option<StoreError>,
+}
+
+impl Behind {
+    fn check(&self) -> Result<()> {
+        self.broken.clone().map_or(Ok(()), Err)
+    }
+
+    /// Runs the write `f` (`single`: exactly one SQL statement).
+    fn write<R>(&mut self, single: bool, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        self.check()?;
+        if self.open_since.is_none() {
+            exec(&self.conn, "BEGIN IMMEDIATE")?;
+            if self.committed_at.is_some_and(|t| t.elapsed() < HANDOVER) {
+                // Just after a commit: this write commits alone, leaving the lock free.
+                let out = f(&self.conn);
+                let end = exec(&self.conn, if out.is_ok() { "COMMIT" } else { "ROLLBACK" });
+                if end.is_err() && !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                end?;
+                return out;
+            }
+            self.open_since = Some(Instant::now());
+        }
+        if single {
+            // One statement is atomic by itself: no savepoint (which would copy every page
+            // it touches that the open transaction had already changed).
+            let out = f(&self.conn);
+            self.check_open()?;
+            self.commit_if_due()?;
+            return out;
+        }
+        exec(&self.conn, "SAVEPOINT w")?;
+        let out = f(&self.conn);
+        self.check_open()?;
+        if out.is_err() {
+            exec(&self.conn, "ROLLBACK TO w")?;
+        }
+        exec(&self.conn, "RELEASE w")?;
+        self.commit_if_due()?;
+        out
+    }
+
+    /// After an I/O, disk-full or out-of-memory error SQLite may have rolled back the whole
+    /// open transaction by itself: the writes since the last commit are then lost.
+    fn check_open(&mut self) -> Result<()> {
+        if self.open_since.is_some() && self.conn.is_autocommit() {
+            self.open_since = None;
+            let err = StoreError::Unavailable(
+                "SQLite rolled back the open write-behind transaction after an error; the \
+                 writes since the previous commit are lost"
+                    .into(),
+            );
+            self.broken = Some(err.clone());
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    fn read<R>(&mut self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        self.check()?;
+        let out = f(&self.conn);
+        self.commit_if_due()?;
+        out
+    }
+
+    /// Commits the open transaction once it is `interval` old.
+    pub(crate) fn commit_if_due(&mut self) -> Result<()> {
+        match self.open_since {
+            Some(t) if t.elapsed() >= self.interval => self.commit(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Commits the open transaction, if any.
+    fn commit(&mut self) -> Result<()> {
+        self.check()?;
+        if self.open_since.take().is_none() {
+            return Ok(());
+        }
+        match exec(&self.conn, "COMMIT") {
+            Ok(()) => {
+                self.committed_at = Some(Instant::now());
+                Ok(())
+            }
+            Err(e) => {
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                let err = StoreError::Unavailable(format!(
+                    "a write-behind commit failed and the writes since the previous commit \
+                     are lost: {e}"
+                ));
+                self.broken = Some(err.clone());
+                Err(err)
+            }
+        }
+    }
+}
+
+impl Drop for Behind {
+    fn drop(&mut self) {
+        if let Err(e) = self.commit() {
+            tracing::error!(error = %e, "the SQLite store closed with uncommitted writes");
+        }
     }
 }
 

@@ -32,6 +32,120 @@ mod sqlite_shard_index {
     conformance_tests!(make);
 }
 
+/// The conformance suite on a write-behind store (scenario runs): writes return before their
+/// commit, reads see them at once; plus what write-behind itself promises.
+mod sqlite_write_behind {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use fabric_store::{sqlite::SqliteOptions, SqliteStore, Store};
+
+    fn options() -> SqliteOptions {
+        SqliteOptions {
+            shard_index: true,
+            write_behind: Some(Duration::from_millis(50)),
+            ..Default::default()
+        }
+    }
+
+    async fn make() -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
+        super::sqlite_in_tempdir(options())
+    }
+
+    conformance_tests!(make);
+
+    /// Jobs another connection (another process) sees in the file.
+    fn committed_jobs(path: &std::path::Path) -> i64 {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn writes_commit_at_sync_and_on_their_own_once_the_owner_is_quiet() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.db");
+        let store = SqliteStore::open(&path, options()).unwrap();
+        store
+            .submit(vec![fabric_core::NewJob::new("noop")], 1)
+            .await
+            .unwrap();
+        store.sync().await.unwrap();
+        assert_eq!(committed_jobs(&path), 1, "sync commits");
+        store
+            .submit(vec![fabric_core::NewJob::new("noop")], 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.counts().await.unwrap().pending,
+            2,
+            "reads see the write"
+        );
+        // No further call: the store commits by itself once the interval has passed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while committed_jobs(&path) < 2 {
+            assert!(Instant::now() < deadline, "the quiet store never committed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[tokio::test]
+    async fn dropping_the_store_commits_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.db");
+        let store = SqliteStore::open(&path, options()).unwrap();
+        let ids = store
+            .submit(vec![fabric_core::NewJob::new("noop")], 1)
+            .await
+            .unwrap();
+        drop(store);
+        let again = SqliteStore::open(&path, options()).unwrap();
+        assert_eq!(again.job(ids[0].id).await.unwrap().job.kind, "noop");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_writer_gets_its_turn_while_the_owner_writes_without_pause() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.db");
+        let busy = Arc::new(SqliteStore::open(&path, options()).unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let rounds = Arc::new(AtomicU64::new(0));
+        let owner = {
+            let (busy, stop, rounds) = (busy.clone(), stop.clone(), rounds.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let jobs = (0..20).map(|_| fabric_core::NewJob::new("noop")).collect();
+                    busy.submit(jobs, 1).await.unwrap();
+                    rounds.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        while rounds.load(Ordering::Relaxed) < 20 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // An operator's command: its own store on the same file (as another process would).
+        let operator = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let before = rounds.load(Ordering::Relaxed);
+        let put = tokio::time::timeout(
+            Duration::from_secs(30),
+            operator.put_setting("tick_interval_ms", "250"),
+        )
+        .await;
+        let during = rounds.load(Ordering::Relaxed) - before;
+        stop.store(true, Ordering::Relaxed);
+        owner.await.unwrap();
+        put.expect("the operator's write timed out")
+            .expect("the operator's write failed");
+        assert!(during > 0, "the owner kept writing meanwhile");
+        assert_eq!(
+            busy.setting("tick_interval_ms").await.unwrap().as_deref(),
+            Some("250"),
+            "the owner sees the operator's write once it committed its own"
+        );
+    }
+}
+
 mod sqlite {
     use std::sync::Arc;
 
@@ -78,6 +192,26 @@ mod sqlite {
         };
         drop(SqliteStore::open(&run, options).unwrap());
         assert!(indexes(&run).contains(&"jobs_shard_ready".to_string()));
+    }
+
+    #[test]
+    fn two_processes_opening_a_new_file_at_once_both_succeed() {
+        // A run creates its store while an operator's command opens the same path.
+        for round in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(format!("new{round}.db"));
+            let openers: Vec<_> = (0..3)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || {
+                        SqliteStore::open(&path, SqliteOptions::default()).map(drop)
+                    })
+                })
+                .collect();
+            for o in openers {
+                o.join().unwrap().unwrap();
+            }
+        }
     }
 
     #[cfg(unix)]
