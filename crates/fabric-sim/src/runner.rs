@@ -80,7 +80,8 @@ pub struct Fabric {
     seed: u64,
     tick_ms: u64,
     nodes: Vec<Node>,
-    shards: Vec<Shard>,
+    /// Shared, so a tick reads them while it changes the rest of the run.
+    shards: Arc<Vec<Shard>>,
     latency: LatencyMatrix,
     conservative: bool,
     counters: Counters,
@@ -192,7 +193,7 @@ impl Fabric {
             seed: opts.seed,
             tick_ms: opts.tick_ms.max(1),
             nodes,
-            shards,
+            shards: Arc::new(shards),
             latency: LatencyMatrix::default(),
             conservative: false,
             counters: Counters::default(),
@@ -398,7 +399,7 @@ impl Fabric {
 
     /// Reads the owner levers from the store (an operator may change them at any time).
     async fn refresh_governance(&mut self) -> Result<(), SimError> {
-        self.shards = self.store.shards().await.map_err(sim_err)?;
+        self.shards = Arc::new(self.store.shards().await.map_err(sim_err)?);
         self.conservative = self.console.conservative().await.map_err(sim_err)?;
         if let Some(t) = self.store.setting(TICK_SETTING).await.map_err(sim_err)? {
             if let Ok(ms) = t.parse::<u64>() {
@@ -542,31 +543,28 @@ impl Fabric {
         for ((shard, targets, _), claimed) in plans.into_iter().zip(claimed) {
             let targets = &targets;
             // Held jobs are kept in dispatch order; new claims are merged in.
-            let mut queued: Vec<(QueuedJob, Job)> = self
-                .held
-                .remove(&shard.name)
-                .map(Vec::from)
-                .unwrap_or_default();
+            let mut queue = self.held.remove(&shard.name).unwrap_or_default();
             let fresh = claimed?;
             if !fresh.is_empty() {
-                queued.extend(fresh.into_iter().map(|j| (QueuedJob::from_job(&j), j)));
-                queued.sort_by(|a, b| dispatch_order(&a.0, &b.0));
+                queue.extend(fresh.into_iter().map(|j| (QueuedJob::from_job(&j), j)));
+                queue
+                    .make_contiguous()
+                    .sort_by(|a, b| dispatch_order(&a.0, &b.0));
             }
-            let mut keep = VecDeque::new();
-            let mut rest = queued.into_iter();
-            while let Some((q, job)) = rest.next() {
+            // Jobs passed over this tick (held back or without a node), ahead of the rest.
+            let mut passed = VecDeque::new();
+            while let Some((q, job)) = queue.pop_front() {
                 let room = self.nodes.iter().any(|n| {
                     (n.shard == shard.name || targets.contains(&n.id)) && live.takes_work(n)
                 });
                 if !room {
                     // No node here or among the spill targets has a free slot: the rest
                     // waits for the next tick, in order.
-                    keep.push_back((q, job));
-                    keep.extend(rest);
+                    queue.push_front((q, job));
                     break;
                 }
                 if self.conservative && job.priority < Priority::HIGH {
-                    keep.push_back((q, job));
+                    passed.push_back((q, job));
                     continue;
                 }
                 let local = self
@@ -590,10 +588,14 @@ impl Fabric {
                 };
                 match placed {
                     Some((i, delay)) => self.place(job, i, delay, now),
-                    None => keep.push_back((q, job)),
+                    None => passed.push_back((q, job)),
                 }
             }
-            self.held.insert(shard.name.clone(), keep);
+            if !passed.is_empty() {
+                passed.append(&mut queue);
+                queue = passed;
+            }
+            self.held.insert(shard.name.clone(), queue);
         }
         Ok(())
     }
@@ -867,7 +869,7 @@ impl Fabric {
         Ok(checkpoint::Checkpoint::new(checkpoint::CheckpointState {
             registry: self.nodes.clone(),
             marketplace: checkpoint::MarketplaceState {
-                shards: self.shards.clone(),
+                shards: self.shards.to_vec(),
                 latency: self.latency.clone(),
             },
             orchestrator: checkpoint::OrchestratorState {
@@ -1041,7 +1043,7 @@ impl Fabric {
 const RUN_CACHE_KIB: u32 = 4_096;
 /// A run's store commits at most this long (wall time) after a write; see
 /// `SqliteOptions::write_behind`.
-const RUN_COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+const RUN_COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// How often (wall time) a run lets other tasks of its runtime run.
 const YIELD_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 /// Queued jobs read from the store per page when a checkpoint is taken.

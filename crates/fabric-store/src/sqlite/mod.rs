@@ -19,10 +19,10 @@ use crate::{
 };
 use writer::Writer;
 
-/// The claim of one shard on a store with [`SqliteOptions::shard_index`] (the scheduler's
-/// per-shard dispatch): that shard's queue only, and no optional filters. `LIMIT +?4`, not
-/// `LIMIT ?4`: SQLite plans with a bare LIMIT parameter's value, so every new binding would
-/// re-prepare the statement.
+/// The claim of one shard on a store with the per-shard index ([`SqliteOptions::shard_index`]:
+/// the scheduler's per-shard dispatch): that shard's queue only, and no optional filters.
+/// `LIMIT +?4`, not `LIMIT ?4`: SQLite plans with a bare LIMIT parameter's value, so every new
+/// binding would re-prepare the statement.
 static CLAIM_ONE_SHARD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
@@ -35,13 +35,13 @@ static CLAIM_ONE_SHARD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
     )
 });
 
-/// Every other claim: NULL parameters switch their filter off, so one cached statement
-/// serves them all.
-static CLAIM_ANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// Every other claim, over the pending index `index`: NULL parameters switch their filter
+/// off, so one cached statement serves them all.
+fn claim_any(index: &str) -> String {
     format!(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
              lease_expires_at = ?2, started_at = ?3, updated_at = ?3
-         WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_ready
+         WHERE id IN (SELECT id FROM jobs INDEXED BY {index}
              WHERE state = 'pending' AND run_at <= ?3
                AND (?5 IS NULL OR shard IN (SELECT value FROM json_each(?5)))
                AND (?6 IS NULL OR shard NOT IN (SELECT value FROM json_each(?6)))
@@ -49,7 +49,16 @@ static CLAIM_ANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
              ORDER BY priority DESC, id LIMIT +?4)
          RETURNING {JOB_COLS}"
     )
-});
+}
+
+/// [`claim_any`] on a store with the cross-shard pending index (the daemon's).
+static CLAIM_ANY: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| claim_any("jobs_ready"));
+
+/// [`claim_any`] on a store with only the per-shard pending index (a scenario run's): it
+/// reads every due job of the shards asked for and sorts them.
+static CLAIM_ANY_BY_SHARD: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| claim_any("jobs_shard_ready"));
 
 /// Migrations in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -59,9 +68,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_no_shard_index.sql"),
 ];
 
-/// The per-shard pending index of [`SqliteOptions::shard_index`].
+/// The pending index of [`SqliteOptions::shard_index`]: per shard, in place of the
+/// cross-shard one.
 const SHARD_INDEX: &str = "CREATE INDEX IF NOT EXISTS jobs_shard_ready
-    ON jobs (shard, priority DESC, id) WHERE state = 'pending'";
+        ON jobs (shard, priority DESC, id) WHERE state = 'pending';
+    DROP INDEX IF EXISTS jobs_ready;";
 
 /// Columns of `jobs` in the order [`row_to_job`] reads them.
 const JOB_COLS: &str = "id, kind, shard, payload, priority, state, attempt, max_attempts, run_at, \
@@ -79,10 +90,11 @@ pub struct SqliteOptions {
     /// ran in 49 s with 4 MiB and 60–66 s with 64 MiB), so a write-heavy store much larger than
     /// its hot set does better with a small one; the OS page cache holds the rest.
     pub cache_kib: Option<u32>,
-    /// Keep an index of pending jobs per shard, so that a claim of one shard reads only that
-    /// shard's queue. It costs one more index entry per enqueue and claim (about a quarter of
-    /// the enqueue rate), so it pays only where many shards are claimed one by one (scenario
-    /// runs); the daemon claims across shards and goes without.
+    /// Index pending jobs per shard instead of across shards: a claim of one shard then reads
+    /// only that shard's queue, and a claim across shards reads the due jobs of its shards and
+    /// sorts them. It pays where shards are claimed one by one (scenario runs); the daemon
+    /// claims across shards and keeps the cross-shard index. A store keeps the indexes it was
+    /// created with whatever options later open it.
     pub shard_index: bool,
     /// Write-behind: run every write and read on the caller's thread over one connection,
     /// and leave one transaction open across writes, committed at most this long after it
@@ -106,6 +118,8 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     options: SqliteOptions,
+    /// Whether the pending index is per shard (see [`SqliteOptions::shard_index`]).
+    by_shard: bool,
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
     /// Dropping it stops the checkpointer thread.
@@ -123,6 +137,11 @@ impl SqliteStore {
         if options.shard_index {
             conn.execute_batch(SHARD_INDEX)?;
         }
+        let by_shard: bool = conn.query_row(
+            "SELECT NOT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'jobs_ready')",
+            [],
+            |r| r.get(0),
+        )?;
         restrict_permissions(&path);
         // Checkpoints run beside the writer, not inside its commits (which would stall
         // them); the writer's own auto-checkpoint stays as a bound on the WAL's size.
@@ -140,6 +159,7 @@ impl SqliteStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
+                by_shard,
                 options,
                 writer,
                 readers: Mutex::new(Vec::new()),
@@ -530,14 +550,14 @@ impl Store for SqliteStore {
         if req.limit == 0 {
             return Ok(Vec::new());
         }
-        let shard_index = self.inner.options.shard_index;
+        let by_shard = self.inner.by_shard;
         self.inner
             .writer
             .write_one(move |conn| {
                 let until = req.now + req.lease_ms;
                 let limit = req.limit as i64;
                 let one_shard = req.shards.len() == 1 && req.exclude_shards.is_empty();
-                let mut jobs = if one_shard && shard_index {
+                let mut jobs = if one_shard && by_shard {
                     let mut stmt = conn.prepare_cached(&CLAIM_ONE_SHARD)?;
                     let rows = stmt
                         .query_map(
@@ -563,7 +583,12 @@ impl Store for SqliteStore {
                             .map_err(|e| StoreError::Backend(e.to_string()))
                     };
                     let (only, except) = (list(&req.shards)?, list(&req.exclude_shards)?);
-                    let mut stmt = conn.prepare_cached(&CLAIM_ANY)?;
+                    let sql: &str = if by_shard {
+                        &CLAIM_ANY_BY_SHARD
+                    } else {
+                        &CLAIM_ANY
+                    };
+                    let mut stmt = conn.prepare_cached(sql)?;
                     let rows = stmt
                         .query_map(
                             params![

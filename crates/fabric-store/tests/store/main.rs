@@ -192,6 +192,48 @@ mod sqlite {
         };
         drop(SqliteStore::open(&run, options).unwrap());
         assert!(indexes(&run).contains(&"jobs_shard_ready".to_string()));
+        assert!(
+            !indexes(&run).contains(&"jobs_ready".to_string()),
+            "the per-shard index replaces the cross-shard one"
+        );
+        // Opened again without the option (an operator's command), it keeps its indexes.
+        drop(SqliteStore::open(&run, SqliteOptions::default()).unwrap());
+        assert!(indexes(&run).contains(&"jobs_shard_ready".to_string()));
+        assert!(!indexes(&run).contains(&"jobs_ready".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_scenario_store_opened_as_a_plain_one_still_claims_across_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.db");
+        let scenario = SqliteOptions {
+            shard_index: true,
+            ..Default::default()
+        };
+        drop(SqliteStore::open(&path, scenario).unwrap());
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let mut low = fabric_core::NewJob::new("noop");
+        low.shard = "luna".into();
+        let mut high = fabric_core::NewJob::new("noop");
+        high.shard = "mars".into();
+        high.priority = fabric_core::Priority(5);
+        let ids = store.submit(vec![low, high], 1).await.unwrap();
+        let claimed = store
+            .claim(fabric_store::ClaimRequest {
+                owner: "w".into(),
+                limit: 10,
+                lease_ms: 1000,
+                now: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let got: Vec<i64> = claimed.iter().map(|j| j.id).collect();
+        assert_eq!(
+            got,
+            vec![ids[1].id, ids[0].id],
+            "priority first, across shards"
+        );
     }
 
     #[test]
