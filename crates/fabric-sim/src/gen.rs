@@ -34,7 +34,6 @@ impl JobSpec {
     /// The payload the job carries in the store.
     pub fn payload(&self) -> serde_json::Value {
         json!({
-            "sim": true,
             "index": self.index,
             "skill": self.skill,
             "latency_budget_ms": self.latency_budget_ms,
