@@ -341,7 +341,7 @@ impl Fabric {
             if let Some(n) = self.nodes.iter_mut().find(|n| n.id == r.node) {
                 n.load = n.load.saturating_sub(1);
             }
-            let stats = self.per_shard.entry(r.job.shard.clone()).or_default();
+            let stats = stats_of(&mut self.per_shard, &r.job.shard);
             let outcome = if r.success {
                 self.counters.completed += 1;
                 stats.completed += 1;
@@ -443,7 +443,7 @@ impl Fabric {
             let Some(r) = self.running.remove(&jid) else {
                 continue;
             };
-            let stats = self.per_shard.entry(r.job.shard.clone()).or_default();
+            let stats = stats_of(&mut self.per_shard, &r.job.shard);
             self.counters.reassigned += 1;
             stats.reassigned += 1;
             stats.depth += 1;
@@ -543,7 +543,11 @@ impl Fabric {
         for ((shard, targets, _), claimed) in plans.into_iter().zip(claimed) {
             let targets = &targets;
             // Held jobs are kept in dispatch order; new claims are merged in.
-            let mut queue = self.held.remove(&shard.name).unwrap_or_default();
+            let mut queue = self
+                .held
+                .get_mut(&shard.name)
+                .map(std::mem::take)
+                .unwrap_or_default();
             let fresh = claimed?;
             if !fresh.is_empty() {
                 queue.extend(fresh.into_iter().map(|j| (QueuedJob::from_job(&j), j)));
@@ -595,7 +599,12 @@ impl Fabric {
                 passed.append(&mut queue);
                 queue = passed;
             }
-            self.held.insert(shard.name.clone(), queue);
+            match self.held.get_mut(&shard.name) {
+                Some(slot) => *slot = queue,
+                None => {
+                    self.held.insert(shard.name.clone(), queue);
+                }
+            }
         }
         Ok(())
     }
@@ -688,7 +697,7 @@ impl Fabric {
         let spilled = node.shard != job.shard;
         let finish_at = now + duration as i64 + delay_ms as i64;
         self.counters.dispatched += 1;
-        let stats = self.per_shard.entry(job.shard.clone()).or_default();
+        let stats = stats_of(&mut self.per_shard, &job.shard);
         stats.dispatched += 1;
         stats.depth = stats.depth.saturating_sub(1);
         if spilled {
@@ -1080,6 +1089,14 @@ fn checkpoint_job(j: &Job) -> CheckpointJob {
 }
 
 /// An operator's mistake (unknown shard, bad value) is bad input; anything else a failure.
+/// The counters of `shard`, created on first use (a shard added while the run goes).
+fn stats_of<'a>(map: &'a mut BTreeMap<String, ShardStats>, shard: &str) -> &'a mut ShardStats {
+    if !map.contains_key(shard) {
+        map.insert(shard.to_string(), ShardStats::default());
+    }
+    map.get_mut(shard).expect("inserted above")
+}
+
 fn lever_err(e: fabric_engine::EngineError) -> SimError {
     if e.is_usage() {
         SimError::invalid("owner lever", e.to_string())

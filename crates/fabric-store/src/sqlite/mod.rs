@@ -68,11 +68,13 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_no_shard_index.sql"),
 ];
 
-/// The pending index of [`SqliteOptions::shard_index`]: per shard, in place of the
-/// cross-shard one.
+/// The indexes of [`SqliteOptions::shard_index`]: pending jobs per shard, in place of the
+/// cross-shard index, and no index of leases (the scheduler that owns such a store settles
+/// every job it claims; a rescue or recovery on it reads the table).
 const SHARD_INDEX: &str = "CREATE INDEX IF NOT EXISTS jobs_shard_ready
         ON jobs (shard, priority DESC, id) WHERE state = 'pending';
-    DROP INDEX IF EXISTS jobs_ready;";
+    DROP INDEX IF EXISTS jobs_ready;
+    DROP INDEX IF EXISTS jobs_leased;";
 
 /// Columns of `jobs` in the order [`row_to_job`] reads them.
 const JOB_COLS: &str = "id, kind, shard, payload, priority, state, attempt, max_attempts, run_at, \
@@ -90,11 +92,13 @@ pub struct SqliteOptions {
     /// ran in 49 s with 4 MiB and 60–66 s with 64 MiB), so a write-heavy store much larger than
     /// its hot set does better with a small one; the OS page cache holds the rest.
     pub cache_kib: Option<u32>,
-    /// Index pending jobs per shard instead of across shards: a claim of one shard then reads
-    /// only that shard's queue, and a claim across shards reads the due jobs of its shards and
-    /// sorts them. It pays where shards are claimed one by one (scenario runs); the daemon
-    /// claims across shards and keeps the cross-shard index. A store keeps the indexes it was
-    /// created with whatever options later open it.
+    /// The indexes of a scenario run's store: pending jobs per shard instead of across shards
+    /// (a claim of one shard then reads only that shard's queue, and a claim across shards
+    /// reads the due jobs of its shards and sorts them), and no index of leases (a rescue or
+    /// recovery reads the table). Every index is one more B-tree write per enqueue, claim or
+    /// completion, so this pays where one scheduler claims shard by shard and settles every
+    /// job it claims; the daemon claims across shards, rescues often, and keeps the default
+    /// indexes. A store keeps the indexes it was created with whatever options later open it.
     pub shard_index: bool,
     /// Write-behind: run every write and read on the caller's thread over one connection,
     /// and leave one transaction open across writes, committed at most this long after it

@@ -196,6 +196,8 @@ mod sqlite {
             !indexes(&run).contains(&"jobs_ready".to_string()),
             "the per-shard index replaces the cross-shard one"
         );
+        assert!(!indexes(&run).contains(&"jobs_leased".to_string()));
+        assert!(indexes(&plain).contains(&"jobs_leased".to_string()));
         // Opened again without the option (an operator's command), it keeps its indexes.
         drop(SqliteStore::open(&run, SqliteOptions::default()).unwrap());
         assert!(indexes(&run).contains(&"jobs_shard_ready".to_string()));
