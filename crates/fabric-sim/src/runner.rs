@@ -90,8 +90,8 @@ pub struct Fabric {
     next_index: u64,
     /// The scenario index of each job, by its id in the run's store (ids are dense there).
     index_of: Vec<u64>,
-    /// Jobs arrived this tick, submitted with the tick's claims (in the same group commit,
-    /// ahead of the claims).
+    /// Jobs arrived this tick, submitted with the tick's claims (in the same store write
+    /// group, ahead of the claims).
     arrivals: Vec<NewJob>,
     /// Claimed from the store but not yet placed (no node fitted), per shard.
     held: BTreeMap<String, VecDeque<(QueuedJob, Job)>>,
@@ -264,23 +264,20 @@ impl Fabric {
         (index.saturating_mul(window) / self.scenario.job_count.max(1)) as i64
     }
 
-    /// Submits every job that has arrived by `now` in one durable write.
+    /// Generates every job that has arrived by `now` into `arrivals` (the tick's dispatch
+    /// submits them).
     fn arrive(&mut self, now: i64) {
         let mut batch = std::mem::take(&mut self.arrivals);
         while self.next_index < self.scenario.job_count
             && self.virtual_start + self.arrival_ms(self.next_index) <= now
-            && batch.len() < 50_000
+            && batch.len() < SUBMIT_CHUNK
         {
             let spec = gen::job_spec(self.seed, self.next_index, &self.scenario);
-            let mut job = NewJob::new(SIM_KIND);
-            job.shard = spec.shard.clone();
-            job.priority = Priority(spec.priority);
-            job.max_attempts = MAX_ATTEMPTS;
-            job.payload = spec.payload();
             if let Some(s) = self.per_shard.get_mut(&spec.shard) {
                 s.depth += 1;
             }
-            batch.push(job);
+            let payload = spec.payload();
+            batch.push(sim_job(spec.shard, spec.priority, payload));
             self.next_index += 1;
         }
         if !batch.is_empty() {
@@ -472,7 +469,7 @@ impl Fabric {
     /// Places due work on nodes, shard by shard: highest priority then oldest; a node by
     /// skill, load and heartbeat; spillover to other shards under the routing policy.
     async fn dispatch(&mut self, now: i64, done: Vec<Completion>) -> Result<(), SimError> {
-        let live = Liveness::new(now, fabric_core::node::DEFAULT_NODE_TIMEOUT_MS);
+        let live = live_at(now);
         let shards = self.shards.clone();
         // Plan: what each shard can place now (local free slots plus spillover targets).
         let mut plans: Vec<(&Shard, Vec<String>, Option<ClaimRequest>)> = Vec::new();
@@ -506,12 +503,14 @@ impl Fabric {
             });
             plans.push((shard, targets, claim));
         }
-        // I/O: the completions and every shard's claim go to the store together, so its
-        // writer commits them as one group.
+        // I/O: the arrivals, the completions and every shard's claim go to the store together
+        // (one group commit for the writer thread, one transaction for write-behind).
         let store = self.store.clone();
-        let claims = plans.iter().map(|(_, _, c)| {
+        let requests: Vec<Option<ClaimRequest>> =
+            plans.iter_mut().map(|(_, _, c)| c.take()).collect();
+        let any_claim = requests.iter().any(Option::is_some);
+        let claims = requests.into_iter().map(|c| {
             let store = store.clone();
-            let c = c.clone();
             async move {
                 match c {
                     Some(c) => store.claim(c).await.map_err(sim_err),
@@ -520,7 +519,7 @@ impl Fabric {
             }
         });
         self.unflushed.extend(done);
-        let flush = plans.iter().any(|(_, _, c)| c.is_some())
+        let flush = any_claim
             || self.unflushed.len() >= FLUSH_AT
             || self.ticks.saturating_sub(self.flushed_at_tick) >= FLUSH_EVERY_TICKS;
         let done = if flush {
@@ -619,18 +618,11 @@ impl Fabric {
             .filter(|n| n.shard == shard.name && live.takes_work(n))
             .map(|n| u64::from(n.free_capacity()))
             .sum();
-        let targets: Vec<String> = fabric_core::routing::spillover_targets(
-            shard,
-            depth,
-            &self.shards,
-            &self.nodes,
-            &self.latency,
-            None,
-            live,
-        )
-        .into_iter()
-        .map(String::from)
-        .collect();
+        let targets: Vec<String> = self
+            .spill_targets(shard, depth, live)
+            .into_iter()
+            .map(String::from)
+            .collect();
         let spill_free: u64 = self
             .nodes
             .iter()
@@ -644,10 +636,7 @@ impl Fabric {
     /// conservative mode this may be a job that is then held back: the run steps tick by
     /// tick then, as an operator may lift the mode at any moment).
     fn can_place(&self) -> bool {
-        let live = Liveness::new(
-            self.clock.now_ms(),
-            fabric_core::node::DEFAULT_NODE_TIMEOUT_MS,
-        );
+        let live = live_at(self.clock.now_ms());
         self.shards.iter().any(|shard| {
             let depth = self.per_shard.get(&shard.name).map_or(0, |s| s.depth);
             let local = || {
@@ -656,20 +645,22 @@ impl Fabric {
                     .any(|n| n.shard == shard.name && live.takes_work(n))
             };
             // A spillover target always has a free slot.
-            let spill = || {
-                !fabric_core::routing::spillover_targets(
-                    shard,
-                    depth,
-                    &self.shards,
-                    &self.nodes,
-                    &self.latency,
-                    None,
-                    live,
-                )
-                .is_empty()
-            };
+            let spill = || !self.spill_targets(shard, depth, live).is_empty();
             depth > 0 && !shard.paused && (local() || spill())
         })
+    }
+
+    /// The nodes that may take work spilled from `shard` (with `depth` due jobs) now.
+    fn spill_targets(&self, shard: &Shard, depth: u64, live: Liveness) -> Vec<&str> {
+        fabric_core::routing::spillover_targets(
+            shard,
+            depth,
+            &self.shards,
+            &self.nodes,
+            &self.latency,
+            None,
+            live,
+        )
     }
 
     /// The node (index) that takes `job` among those `eligible`, by the routing policy.
@@ -970,19 +961,15 @@ impl Fabric {
         });
         // Built and written a chunk at a time, so a million queued jobs never sit in memory
         // as full jobs at once.
-        for chunk in queued.chunks(50_000) {
+        for chunk in queued.chunks(SUBMIT_CHUNK) {
             let mut jobs = Vec::with_capacity(chunk.len());
             for j in chunk {
-                let mut n = NewJob::new(SIM_KIND);
-                n.shard = j.shard.clone();
-                n.priority = Priority(j.priority);
-                n.max_attempts = MAX_ATTEMPTS;
-                n.payload = j
+                let payload = j
                     .payload
                     .clone()
                     .unwrap_or_else(|| gen::job_spec(o.seed, j.index, &o.scenario).payload());
-                fabric.per_shard.entry(j.shard.clone()).or_default().depth += 1;
-                jobs.push(n);
+                stats_of(&mut fabric.per_shard, &j.shard).depth += 1;
+                jobs.push(sim_job(j.shard.clone(), j.priority, payload));
             }
             fabric.submit(jobs, o.virtual_ms).await?;
         }
@@ -1055,6 +1042,8 @@ const RUN_CACHE_KIB: u32 = 4_096;
 const RUN_COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// How often (wall time) a run lets other tasks of its runtime run.
 const YIELD_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
+/// Most jobs submitted in one store write (a tick's arrivals, a resume's chunk).
+const SUBMIT_CHUNK: usize = 50_000;
 /// Queued jobs read from the store per page when a checkpoint is taken.
 const CHECKPOINT_PAGE: usize = 20_000;
 /// Jobs claimed per shard beyond its free slots.
@@ -1088,7 +1077,11 @@ fn checkpoint_job(j: &Job) -> CheckpointJob {
     }
 }
 
-/// An operator's mistake (unknown shard, bad value) is bad input; anything else a failure.
+/// Node liveness at virtual time `now` under the fleet's heartbeat timeout.
+fn live_at(now: i64) -> Liveness {
+    Liveness::new(now, fabric_core::node::DEFAULT_NODE_TIMEOUT_MS)
+}
+
 /// The counters of `shard`, created on first use (a shard added while the run goes).
 fn stats_of<'a>(map: &'a mut BTreeMap<String, ShardStats>, shard: &str) -> &'a mut ShardStats {
     if !map.contains_key(shard) {
@@ -1097,6 +1090,17 @@ fn stats_of<'a>(map: &'a mut BTreeMap<String, ShardStats>, shard: &str) -> &'a m
     map.get_mut(shard).expect("inserted above")
 }
 
+/// The store's form of a simulated job.
+fn sim_job(shard: String, priority: i32, payload: serde_json::Value) -> NewJob {
+    let mut job = NewJob::new(SIM_KIND);
+    job.shard = shard;
+    job.priority = Priority(priority);
+    job.max_attempts = MAX_ATTEMPTS;
+    job.payload = payload;
+    job
+}
+
+/// An operator's mistake (unknown shard, bad value) is bad input; anything else a failure.
 fn lever_err(e: fabric_engine::EngineError) -> SimError {
     if e.is_usage() {
         SimError::invalid("owner lever", e.to_string())

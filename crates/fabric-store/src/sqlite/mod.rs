@@ -155,11 +155,8 @@ impl SqliteStore {
             None => Writer::start(conn)
                 .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?,
         };
-        let checkpointer = start_checkpointer(
-            open_conn(&path, &options, false)?,
-            writer.behind_state(),
-            options.write_behind,
-        )?;
+        let checkpointer =
+            start_checkpointer(open_conn(&path, &options, false)?, writer.behind_state())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -227,17 +224,18 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1
 /// for longer.
 fn start_checkpointer(
     conn: Connection,
-    behind: Option<std::sync::Weak<Mutex<writer::Behind>>>,
-    interval: Option<std::time::Duration>,
+    behind: Option<(std::sync::Weak<Mutex<writer::Behind>>, std::time::Duration)>,
 ) -> Result<std::sync::mpsc::Sender<()>> {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let step = interval.map_or(CHECKPOINT_EVERY, |i| (i / 2).min(CHECKPOINT_EVERY));
+    let step = behind
+        .as_ref()
+        .map_or(CHECKPOINT_EVERY, |(_, i)| (*i / 2).min(CHECKPOINT_EVERY));
     std::thread::Builder::new()
         .name("fabric-sqlite-checkpointer".into())
         .spawn(move || {
             let mut checkpointed = std::time::Instant::now();
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(step) {
-                if let Some(b) = behind.as_ref().and_then(|b| b.upgrade()) {
+                if let Some(b) = behind.as_ref().and_then(|(b, _)| b.upgrade()) {
                     if let Ok(mut b) = b.lock() {
                         if let Err(e) = b.commit_if_due() {
                             tracing::error!(error = %e, "write-behind commit failed");
@@ -561,54 +559,47 @@ impl Store for SqliteStore {
                 let until = req.now + req.lease_ms;
                 let limit = req.limit as i64;
                 let one_shard = req.shards.len() == 1 && req.exclude_shards.is_empty();
-                let mut jobs = if one_shard && by_shard {
-                    let mut stmt = conn.prepare_cached(&CLAIM_ONE_SHARD)?;
-                    let rows = stmt
-                        .query_map(
-                            params![
-                                req.owner,
-                                until,
-                                req.now,
-                                limit,
-                                req.shards[0],
-                                req.min_priority.unwrap_or(i32::MIN)
-                            ],
-                            row_to_job,
-                        )?
-                        .collect::<rusqlite::Result<Vec<_>>>();
-                    rows?
+                let list = |v: &Vec<String>| -> Result<Option<String>> {
+                    if v.is_empty() {
+                        return Ok(None);
+                    }
+                    serde_json::to_string(v)
+                        .map(Some)
+                        .map_err(|e| StoreError::Backend(e.to_string()))
+                };
+                let fast = one_shard && by_shard;
+                let (only, except) = if fast {
+                    (None, None)
                 } else {
-                    let list = |v: &Vec<String>| -> Result<Option<String>> {
-                        if v.is_empty() {
-                            return Ok(None);
-                        }
-                        serde_json::to_string(v)
-                            .map(Some)
-                            .map_err(|e| StoreError::Backend(e.to_string()))
-                    };
-                    let (only, except) = (list(&req.shards)?, list(&req.exclude_shards)?);
+                    (list(&req.shards)?, list(&req.exclude_shards)?)
+                };
+                let floor = req.min_priority.unwrap_or(i32::MIN);
+                let (sql, args): (&str, Vec<&dyn rusqlite::ToSql>) = if fast {
+                    let shard = &req.shards[0];
+                    let args: Vec<&dyn rusqlite::ToSql> =
+                        vec![&req.owner, &until, &req.now, &limit, shard, &floor];
+                    (&CLAIM_ONE_SHARD, args)
+                } else {
                     let sql: &str = if by_shard {
                         &CLAIM_ANY_BY_SHARD
                     } else {
                         &CLAIM_ANY
                     };
-                    let mut stmt = conn.prepare_cached(sql)?;
-                    let rows = stmt
-                        .query_map(
-                            params![
-                                req.owner,
-                                until,
-                                req.now,
-                                limit,
-                                only,
-                                except,
-                                req.min_priority
-                            ],
-                            row_to_job,
-                        )?
-                        .collect::<rusqlite::Result<Vec<_>>>();
-                    rows?
+                    let args: Vec<&dyn rusqlite::ToSql> = vec![
+                        &req.owner,
+                        &until,
+                        &req.now,
+                        &limit,
+                        &only,
+                        &except,
+                        &req.min_priority,
+                    ];
+                    (sql, args)
                 };
+                let mut jobs = conn
+                    .prepare_cached(sql)?
+                    .query_map(args.as_slice(), row_to_job)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
                 jobs.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.id));
                 Ok(jobs)
             })

@@ -6,8 +6,8 @@
 //!   with one transaction left open across writes and committed at most an interval later
 //!   (and at [`Writer::sync`]), for a store with a single busy owner (a scenario run).
 //!
-//! Each write runs inside its own savepoint, so one failing write rolls back alone while its
-//! neighbours commit.
+//! Each write that shares its transaction runs inside its own savepoint, so one failing write
+//! rolls back alone while its neighbours commit (a single statement is atomic by itself).
 
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -73,10 +73,14 @@ impl Writer {
         })))
     }
 
-    /// The write-behind state, for the thread that commits it when its owner goes quiet.
-    pub(crate) fn behind_state(&self) -> Option<std::sync::Weak<Mutex<Behind>>> {
+    /// The write-behind state and its interval, for the thread that commits it when its
+    /// owner goes quiet.
+    pub(crate) fn behind_state(&self) -> Option<(std::sync::Weak<Mutex<Behind>>, Duration)> {
         match self {
-            Self::Behind(b) => Some(Arc::downgrade(b)),
+            Self::Behind(b) => {
+                let interval = lock(b).ok()?.interval;
+                Some((Arc::downgrade(b), interval))
+            }
             Self::Thread(_) => None,
         }
     }
@@ -211,21 +215,20 @@ impl Behind {
             exec(&self.conn, "BEGIN IMMEDIATE")?;
             self.open_since = Some(Instant::now());
         }
-        if single {
-            // One statement is atomic by itself (SQLite's statement journal): no savepoint
-            // of ours on top.
-            let out = f(&self.conn);
-            self.check_open()?;
-            self.commit_if_due()?;
-            return out;
+        // One statement is atomic by itself (SQLite's statement journal): no savepoint of
+        // ours on top.
+        let savepoint = !single;
+        if savepoint {
+            exec(&self.conn, "SAVEPOINT w")?;
         }
-        exec(&self.conn, "SAVEPOINT w")?;
         let out = f(&self.conn);
         self.check_open()?;
-        if out.is_err() {
-            exec(&self.conn, "ROLLBACK TO w")?;
+        if savepoint {
+            if out.is_err() {
+                exec(&self.conn, "ROLLBACK TO w")?;
+            }
+            exec(&self.conn, "RELEASE w")?;
         }
-        exec(&self.conn, "RELEASE w")?;
         self.commit_if_due()?;
         out
     }
