@@ -221,6 +221,11 @@ impl Handler for Record {
         f.write_all(format!("{} {} {owner}\n", job.id, job.attempt).as_bytes())
             .await
             .map_err(|e| Failure::msg(format!("write {path}: {e}")))?;
+        // tokio's `File` hands a write to a background thread: only `flush` says it reached
+        // the file, so a job never succeeds with its line still in flight.
+        f.flush()
+            .await
+            .map_err(|e| Failure::msg(format!("write {path}: {e}")))?;
         // A line in the page cache survives the death of this process; `"fsync": true`
         // (the default) also makes it survive the machine's.
         if job.payload.get("fsync").and_then(Value::as_bool) != Some(false) {
