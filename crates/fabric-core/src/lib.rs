@@ -17,6 +17,7 @@ pub use error::CoreError;
 pub use job::{Job, JobId, JobState, NewJob, Priority};
 pub use node::{Node, NodeHealth};
 pub use routing::{
-    choose_node, dispatch_order, may_dispatch, spillover_targets, Liveness, QueuedJob,
+    choose_node, dispatch_order, may_dispatch, placement_order, spillover_targets, Liveness,
+    QueuedJob,
 };
 pub use shard::{LatencyMatrix, Shard, DEFAULT_SHARDS};

@@ -46,6 +46,15 @@ pub fn dispatch_order(a: &QueuedJob, b: &QueuedJob) -> Ordering {
         .then(a.id.cmp(&b.id))
 }
 
+/// Order in which shards place work on a tick: the deepest queue first, then by name. The
+/// deepest queue has first pick of the free slots, its own and (by spillover) other shards',
+/// so the slots that fall free go where the backlog is; with the depth margin of
+/// [`spillover_targets`] this keeps shard queues close wherever the latency budgets let work
+/// move.
+pub fn placement_order(a: (&str, u64), b: (&str, u64)) -> Ordering {
+    b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0))
+}
+
 /// Whether a shard may hand out a job of `priority`: never when paused; in conservative mode
 /// only [`Priority::HIGH`] and above.
 pub fn may_dispatch(shard: &Shard, priority: Priority, conservative: bool) -> bool {
@@ -113,13 +122,17 @@ pub fn choose_node<'a>(
 }
 
 /// Ids of the nodes of other shards that take work spilled from `shard`, least loaded first,
-/// at most [`MAX_SPILLOVER_TARGETS`]. Empty unless `shard` is unpaused, none of its own nodes
-/// takes work, and `queue_depth` exceeds its spillover limit. A target is healthy, live, not
-/// draining, has a free slot, lives in a shard listed in `shards` that is not paused, and is
-/// within `shard.effective_budget_ms(job_budget_ms)` of `shard`.
+/// at most [`MAX_SPILLOVER_TARGETS`]. `depth_of` gives a shard's queue depth (due jobs not
+/// yet on a node). Empty unless `shard` is unpaused, none of its own nodes takes work, and its
+/// depth exceeds its spillover limit. A target is healthy, live, not draining, has a free
+/// slot, lives in a shard listed in `shards` that is not paused, is within
+/// `shard.effective_budget_ms(job_budget_ms)` of `shard`, and its shard's own queue is
+/// shallower than `shard`'s by more than `shard`'s spillover limit: a slot its own shard's
+/// work is about to fill is not spare, and two shards of about the same depth do not trade
+/// work across the latency between them.
 pub fn spillover_targets<'a>(
     shard: &Shard,
-    queue_depth: u64,
+    depth_of: impl Fn(&str) -> u64,
     shards: &[Shard],
     nodes: &'a [Node],
     latency: &LatencyMatrix,
@@ -129,7 +142,9 @@ pub fn spillover_targets<'a>(
     let local_free = nodes
         .iter()
         .any(|n| n.shard == shard.name && live.takes_work(n));
-    if shard.paused || local_free || queue_depth <= u64::from(shard.spillover_limit) {
+    let queue_depth = depth_of(&shard.name);
+    let limit = u64::from(shard.spillover_limit);
+    if shard.paused || local_free || queue_depth <= limit {
         return Vec::new();
     }
     let budget = shard.effective_budget_ms(job_budget_ms);
@@ -141,6 +156,7 @@ pub fn spillover_targets<'a>(
                 && live.takes_spillover(n)
                 && open(&n.shard)
                 && latency.get(&shard.name, &n.shard) <= budget
+                && depth_of(&n.shard).saturating_add(limit) < queue_depth
         })
         .collect();
     targets.sort_by(|a, b| by_load_ratio(a, b).then_with(|| a.id.cmp(&b.id)));
@@ -233,6 +249,13 @@ mod tests {
     }
 
     #[test]
+    fn the_deepest_queue_places_first_then_by_name() {
+        let mut q = vec![("luna", 5), ("earth", 9), ("mars", 9), ("edge", 0)];
+        q.sort_by(|a, b| placement_order(*a, *b));
+        assert_eq!(q, [("earth", 9), ("mars", 9), ("luna", 5), ("edge", 0)]);
+    }
+
+    #[test]
     fn choose_node_prefers_skill_then_load_then_heartbeat_then_id() {
         let mut gpu = node("gpu", "earth", 4, 3);
         gpu.specialties = vec!["render".into()];
@@ -286,10 +309,18 @@ mod tests {
         ];
         let earth = sh[0].clone();
         let spill = |sh: &[Shard], nodes: &[Node], depth, budget| {
-            spillover_targets(&earth, depth, sh, nodes, &lat, budget, LIVE)
-                .into_iter()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
+            spillover_targets(
+                &earth,
+                |s| if s == "earth" { depth } else { 0 },
+                sh,
+                nodes,
+                &lat,
+                budget,
+                LIVE,
+            )
+            .into_iter()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
         };
         assert!(
             spill(&sh, &nodes, 10, None).is_empty(),
@@ -306,9 +337,34 @@ mod tests {
         nodes.extend((0..5).map(|i| node(&format!("l{i}"), "luna", 4, 0)));
         nodes[0].load = 2;
         assert_eq!(spill(&sh, &nodes, 50, None).len(), MAX_SPILLOVER_TARGETS);
+        // A target shard with a backlog of its own takes spilled work only while the
+        // spilling shard is deeper by more than its spillover limit (10).
+        nodes.truncate(5);
+        sh[4].paused = false;
+        nodes[2].health = NodeHealth::Healthy;
+        let backlog = |edge: u64, luna: u64, earth_depth: u64| {
+            spillover_targets(
+                &earth,
+                |s| match s {
+                    "earth" => earth_depth,
+                    "edge" => edge,
+                    "luna" => luna,
+                    _ => 0,
+                },
+                &sh,
+                &nodes,
+                &lat,
+                None,
+                LIVE,
+            )
+        };
+        assert_eq!(backlog(0, 0, 11), ["edge2", "edge1", "luna1"]);
+        assert_eq!(backlog(40, 0, 50), ["luna1"], "edge only 10 shallower");
+        assert_eq!(backlog(39, 0, 50), ["edge2", "edge1", "luna1"]);
+        assert!(backlog(40, 45, 50).is_empty());
         let mut paused_earth = earth.clone();
         paused_earth.paused = true;
-        assert!(spillover_targets(&paused_earth, 50, &sh, &nodes, &lat, None, LIVE).is_empty());
+        assert!(spillover_targets(&paused_earth, |_| 50, &sh, &nodes, &lat, None, LIVE).is_empty());
     }
 
     fn arb_node() -> impl Strategy<Value = Node> {
@@ -340,6 +396,7 @@ mod tests {
             pair_ms in prop::collection::vec(0..2_000u64, 10),
             from in 0..5usize,
             depth in 0..12u64,
+            others in prop::collection::vec(0..12u64, 5),
             budget in prop::option::of(0..3_000u64),
             saturate in prop::bool::weighted(0.75),
         ) {
@@ -361,7 +418,13 @@ mod tests {
                 lat.set(a, b, *ms).unwrap();
             }
             let shard = &sh[from];
-            let got = spillover_targets(shard, depth, &sh, &nodes, &lat, budget, LIVE);
+            let depth_of = |s: &str| {
+                if s == shard.name {
+                    return depth;
+                }
+                NAMES.iter().position(|n| *n == s).map_or(0, |i| others[i])
+            };
+            let got = spillover_targets(shard, depth_of, &sh, &nodes, &lat, budget, LIVE);
             prop_assert!(got.len() <= MAX_SPILLOVER_TARGETS);
             let local_free = nodes.iter().any(|n| n.shard == shard.name && LIVE.takes_work(n));
             if local_free || depth <= u64::from(shard.spillover_limit) || shard.paused {
@@ -376,6 +439,7 @@ mod tests {
                 let ms = lat.get(&shard.name, &n.shard);
                 prop_assert!(ms <= shard.latency_budget_ms);
                 prop_assert!(budget.is_none_or(|b| ms <= b));
+                prop_assert!(depth_of(&n.shard) + u64::from(shard.spillover_limit) < depth);
             }
         }
     }

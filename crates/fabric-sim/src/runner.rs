@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use fabric_core::routing::{choose_node, dispatch_order, Liveness, QueuedJob};
+use fabric_core::routing::{choose_node, dispatch_order, placement_order, Liveness, QueuedJob};
 use fabric_core::{
     Clock, Job, JobId, LatencyMatrix, NewJob, Node, NodeHealth, Priority, Shard, VirtualClock,
 };
@@ -472,19 +472,17 @@ impl Fabric {
         let live = live_at(now);
         let shards = self.shards.clone();
         // Plan: what each shard can place now (local free slots plus spillover targets).
-        let mut plans: Vec<(&Shard, Vec<String>, Option<ClaimRequest>)> = Vec::new();
-        for shard in shards
+        // The deepest queue places first (`placement_order`).
+        let mut due: Vec<(&Shard, u64)> = shards
             .iter()
-            .filter(|s| self.per_shard.contains_key(&s.name))
-        {
-            if shard.paused {
-                continue;
-            }
-            let depth = self.per_shard.get(&shard.name).map_or(0, |s| s.depth);
-            if depth == 0 {
-                continue;
-            }
-            let Some((local_free, targets, spill_free)) = self.room(shard, depth, live) else {
+            .filter(|s| !s.paused)
+            .filter_map(|s| Some((s, self.per_shard.get(&s.name)?.depth)))
+            .filter(|(_, depth)| *depth > 0)
+            .collect();
+        due.sort_by(|a, b| placement_order((&a.0.name, a.1), (&b.0.name, b.1)));
+        let mut plans: Vec<(&Shard, Vec<String>, Option<ClaimRequest>)> = Vec::new();
+        for (shard, depth) in due {
+            let Some((local_free, targets, spill_free)) = self.room(shard, live) else {
                 continue;
             };
             let held = self.held.get(&shard.name).map_or(0, |h| h.len() as u64);
@@ -608,10 +606,10 @@ impl Fabric {
         Ok(())
     }
 
-    /// Where `shard` (with `depth` due jobs) can place work now: its own free slots, the
+    /// Where `shard` can place work now: its own free slots, the
     /// spillover targets the routing policy allows and their free slots; `None` when there
     /// is no free slot for it anywhere.
-    fn room(&self, shard: &Shard, depth: u64, live: Liveness) -> Option<(u64, Vec<String>, u64)> {
+    fn room(&self, shard: &Shard, live: Liveness) -> Option<(u64, Vec<String>, u64)> {
         let local_free: u64 = self
             .nodes
             .iter()
@@ -619,7 +617,7 @@ impl Fabric {
             .map(|n| u64::from(n.free_capacity()))
             .sum();
         let targets: Vec<String> = self
-            .spill_targets(shard, depth, live)
+            .spill_targets(shard, live)
             .into_iter()
             .map(String::from)
             .collect();
@@ -645,16 +643,16 @@ impl Fabric {
                     .any(|n| n.shard == shard.name && live.takes_work(n))
             };
             // A spillover target always has a free slot.
-            let spill = || !self.spill_targets(shard, depth, live).is_empty();
+            let spill = || !self.spill_targets(shard, live).is_empty();
             depth > 0 && !shard.paused && (local() || spill())
         })
     }
 
-    /// The nodes that may take work spilled from `shard` (with `depth` due jobs) now.
-    fn spill_targets(&self, shard: &Shard, depth: u64, live: Liveness) -> Vec<&str> {
+    /// The nodes that may take work spilled from `shard` now.
+    fn spill_targets(&self, shard: &Shard, live: Liveness) -> Vec<&str> {
         fabric_core::routing::spillover_targets(
             shard,
-            depth,
+            |s| self.per_shard.get(s).map_or(0, |x| x.depth),
             &self.shards,
             &self.nodes,
             &self.latency,

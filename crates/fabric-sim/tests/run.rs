@@ -103,14 +103,16 @@ async fn a_node_taken_offline_has_its_jobs_reassigned_and_its_shard_drains() {
 }
 
 #[tokio::test]
-async fn k2_benchmark_completes_with_few_failures() {
+async fn k2_benchmark_completes_with_few_failures_and_balanced_queues() {
     let dir = tempfile::tempdir().unwrap();
     let o = opts(&dir, Scenario::builtin("k2-benchmark").unwrap());
     let r = execute(&o, None, &mut quiet()).await.unwrap().report;
     assert_eq!(r.job_count, 10_000);
     assert!(r.completed as f64 >= 0.98 * 10_000.0, "{}", r.summary());
     assert!((r.failed as f64) < 0.02 * 10_000.0, "{}", r.summary());
-    eprintln!("k2: max queue spread {}", r.max_queue_spread);
+    // Balanced queues: mars cannot spill (12.5 light-minutes from every other shard), so
+    // the others keep pace with it instead of running ahead.
+    assert!(r.max_queue_spread < 400, "{}", r.max_queue_spread);
 }
 
 #[tokio::test]
