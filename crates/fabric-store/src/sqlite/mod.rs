@@ -510,7 +510,7 @@ impl Store for SqliteStore {
     async fn submit(&self, jobs: Vec<NewJob>, now: i64) -> Result<Vec<Submitted>> {
         self.inner
             .writer
-            .write(move |conn| {
+            .write_bulk(move |conn| {
                 let mut insert = conn.prepare_cached(
                     "INSERT INTO jobs (kind, shard, payload, priority, state, max_attempts, run_at,
                          unique_key, source, created_at, updated_at)
@@ -612,7 +612,7 @@ impl Store for SqliteStore {
         }
         self.inner
             .writer
-            .write(move |conn| {
+            .write_bulk(move |conn| {
                 let mut report = CompleteReport::default();
                 // One fenced statement for every outcome: it applies only while the job is
                 // still `running` under this attempt and owner.
