@@ -268,6 +268,19 @@ impl Console {
             .collect())
     }
 
+    /// Jobs this host's daemon holds: those its node (`node.id` of the config) reported at
+    /// its last heartbeat, running or claimed ahead for slots about to free. Where it has not
+    /// registered (yet), the jobs running in the store, which is the same figure when one
+    /// daemon serves the store.
+    pub async fn held_jobs(&self) -> Result<u64> {
+        let id = &self.config.node.id;
+        let own = self.store.nodes().await?.into_iter().find(|n| &n.id == id);
+        Ok(match own {
+            Some(node) if node.stopped_at.is_none() => u64::from(node.load),
+            _ => self.store.counts().await?.running,
+        })
+    }
+
     /// Takes a node offline (its running jobs are reassigned at once), brings it back, or
     /// drains it; persisted, audited, and honoured by a running daemon at its next heartbeat.
     pub async fn set_node(

@@ -16,14 +16,12 @@ pub async fn checks(ctx: &Ctx) -> anyhow::Result<Vec<Check>> {
     let pid = ctx.home.running_pid();
     checks.push(match pid {
         Some(pid) => {
-            let running = console.counts().await.map(|c| c.running).unwrap_or(0);
+            let max = ctx.config.workers.max_workers;
+            let running = console.held_jobs().await.unwrap_or(0).min(u64::from(max));
             Check::new(
                 "workers",
                 "ok",
-                format!(
-                    "daemon pid {pid}; {running} of {} worker slots busy",
-                    ctx.config.workers.max_workers
-                ),
+                format!("daemon pid {pid}; {running} of {max} worker slots busy"),
             )
         }
         None => Check::new(

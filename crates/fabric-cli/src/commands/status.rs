@@ -9,7 +9,10 @@ use crate::output::{pairs, print};
 
 #[derive(Serialize)]
 struct Workers {
+    /// Busy worker slots of this daemon (at most `max`).
     active: u64,
+    /// Jobs this daemon holds: running, or claimed ahead for slots about to free.
+    claimed: u64,
     max: u32,
     utilization: f64,
 }
@@ -46,8 +49,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let hour_ago = console.now() - 3_600_000;
     let throughput_last_hour = console.store().succeeded_since(hour_ago).await?;
     let max = ctx.config.workers.max_workers;
-    // The store is the truth: jobs running are the busy worker slots.
-    let active = if pid.is_some() { queue.running } else { 0 };
+    // This daemon's own jobs, not those other daemons of the fleet run.
+    let claimed = if pid.is_some() {
+        console.held_jobs().await?
+    } else {
+        0
+    };
+    let active = claimed.min(u64::from(max));
     let s = Status {
         running: pid.is_some(),
         pid,
@@ -57,6 +65,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         home: ctx.home.root().display().to_string(),
         workers: Workers {
             active,
+            claimed,
             max,
             utilization: if max == 0 {
                 0.0
@@ -100,10 +109,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             (
                 "workers",
                 format!(
-                    "{} of {} busy ({:.0}%)",
+                    "{} of {} busy ({:.0}%), {} jobs claimed",
                     s.workers.active,
                     s.workers.max,
-                    s.workers.utilization * 100.0
+                    s.workers.utilization * 100.0,
+                    s.workers.claimed
                 ),
             ),
             (

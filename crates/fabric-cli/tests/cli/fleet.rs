@@ -79,6 +79,13 @@ fn three_daemons_survive_the_kill_of_their_leader() {
         .find(|r| *r > 0)
         .unwrap_or(0);
     assert!(running > 0, "jobs must be in flight at the kill");
+    // Each daemon reports its own busy slots, never the fleet's.
+    for (id, h) in &homes {
+        let workers = &h.json(&["status"])["workers"];
+        assert_eq!(workers["max"], 16, "{id}");
+        assert!(workers["active"].as_u64().unwrap() <= 16, "{id}: {workers}");
+        assert!(workers["claimed"].as_u64().is_some(), "{id}: {workers}");
+    }
     Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
