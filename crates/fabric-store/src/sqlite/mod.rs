@@ -1,6 +1,7 @@
 //! The embedded SQLite backend: WAL mode, versioned migrations, one group-committing writer
 //! thread and a small pool of read connections.
 
+mod deferred;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,17 @@ static CLAIM_ONE_SHARD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
                AND priority >= ?6
              ORDER BY priority DESC, id LIMIT +?4)
          RETURNING {JOB_COLS}"
+    )
+});
+
+/// The due pending jobs of one shard in dispatch order, for a write-behind store's claims
+/// held in memory ([`deferred::Deferred::claim`]): `?1` shard, `?2` now, `?3` lowest
+/// priority, `?4` limit.
+static PEEK_ONE_SHARD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {JOB_COLS} FROM jobs INDEXED BY jobs_shard_ready
+         WHERE state = 'pending' AND shard = ?1 AND run_at <= ?2 AND priority >= ?3
+         ORDER BY priority DESC, id LIMIT +?4"
     )
 });
 
@@ -501,6 +513,86 @@ fn get_node(conn: &Connection, id: &str) -> Result<Node> {
         .ok_or_else(|| StoreError::node_not_found(id))
 }
 
+/// Applies a batch of completions, each fenced: it applies only while the job is still
+/// `running` under its attempt and owner. A completion of a claim `claims` holds in memory
+/// writes the claim and the outcome as one row update.
+fn finish(
+    conn: &Connection,
+    mut claims: Option<&mut deferred::Deferred>,
+    batch: &[Completion],
+) -> Result<CompleteReport> {
+    let mut report = CompleteReport::default();
+    // One fenced statement for every outcome.
+    let mut fenced = conn.prepare_cached(
+        "UPDATE jobs SET state = ?5, run_at = coalesce(?6, run_at),
+             last_error = coalesce(?7, last_error), result = ?8,
+             finished_at = CASE WHEN ?5 = 'pending' THEN finished_at ELSE ?4 END,
+             updated_at = ?4, lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = ?1 AND state = 'running' AND attempt = ?2 AND lease_owner = ?3",
+    )?;
+    let mut claimed = match claims {
+        Some(_) => Some(conn.prepare_cached(deferred::FINISH_CLAIMED)?),
+        None => None,
+    };
+    for c in batch {
+        let (state, run_at, error, result) = match &c.outcome {
+            Outcome::Succeeded { result } => (
+                JobState::Succeeded,
+                None,
+                None,
+                result.as_ref().map(|v| v.to_string()),
+            ),
+            Outcome::Retry { run_at, error, .. } => {
+                (JobState::Pending, Some(*run_at), Some(error), None)
+            }
+            Outcome::Quarantine { error, .. } => (JobState::Quarantined, None, Some(error), None),
+        };
+        let held = claims
+            .as_deref_mut()
+            .and_then(|h| h.take(c.id, c.attempt, &c.owner));
+        let n = match (held, claimed.as_mut()) {
+            (Some(started_at), Some(stmt)) => stmt.execute(params![
+                c.id,
+                c.attempt,
+                c.finished_at,
+                state.as_str(),
+                run_at,
+                error,
+                result,
+                started_at
+            ])?,
+            _ => fenced.execute(params![
+                c.id,
+                c.attempt,
+                c.owner,
+                c.finished_at,
+                state.as_str(),
+                run_at,
+                error,
+                result
+            ])?,
+        };
+        if n == 1 {
+            match &c.outcome {
+                Outcome::Succeeded { .. } => {}
+                Outcome::Retry { error, failure, .. } => add_error(conn, c, error, failure)?,
+                Outcome::Quarantine {
+                    reason,
+                    error,
+                    failure,
+                } => {
+                    add_error(conn, c, error, failure)?;
+                    quarantine_job(conn, c.id, *reason, error, failure, c.finished_at)?;
+                }
+            }
+            report.applied += 1;
+        } else {
+            report.late += 1;
+        }
+    }
+    Ok(report)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -553,6 +645,14 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let by_shard = self.inner.by_shard;
+        if by_shard && req.shards.len() == 1 && req.exclude_shards.is_empty() {
+            let held = self.inner.writer.with_claims(false, |conn, claims| {
+                claims.claim(conn, &PEEK_ONE_SHARD, &req, row_to_job)
+            });
+            if let Some(out) = held {
+                return out;
+            }
+        }
         self.inner
             .writer
             .write_one(move |conn| {
@@ -610,69 +710,19 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(CompleteReport::default());
         }
-        self.inner
+        let held = self
+            .inner
             .writer
-            .write_bulk(move |conn| {
-                let mut report = CompleteReport::default();
-                // One fenced statement for every outcome: it applies only while the job is
-                // still `running` under this attempt and owner.
-                let mut finish = conn.prepare_cached(
-                    "UPDATE jobs SET state = ?5, run_at = coalesce(?6, run_at),
-                         last_error = coalesce(?7, last_error), result = ?8,
-                         finished_at = CASE WHEN ?5 = 'pending' THEN finished_at ELSE ?4 END,
-                         updated_at = ?4, lease_owner = NULL, lease_expires_at = NULL
-                     WHERE id = ?1 AND state = 'running' AND attempt = ?2 AND lease_owner = ?3",
-                )?;
-                for c in &batch {
-                    let (state, run_at, error, result) = match &c.outcome {
-                        Outcome::Succeeded { result } => (
-                            JobState::Succeeded,
-                            None,
-                            None,
-                            result.as_ref().map(|v| v.to_string()),
-                        ),
-                        Outcome::Retry { run_at, error, .. } => {
-                            (JobState::Pending, Some(*run_at), Some(error), None)
-                        }
-                        Outcome::Quarantine { error, .. } => {
-                            (JobState::Quarantined, None, Some(error), None)
-                        }
-                    };
-                    let n = finish.execute(params![
-                        c.id,
-                        c.attempt,
-                        c.owner,
-                        c.finished_at,
-                        state.as_str(),
-                        run_at,
-                        error,
-                        result
-                    ])?;
-                    if n == 1 {
-                        match &c.outcome {
-                            Outcome::Succeeded { .. } => {}
-                            Outcome::Retry { error, failure, .. } => {
-                                add_error(conn, c, error, failure)?;
-                            }
-                            Outcome::Quarantine {
-                                reason,
-                                error,
-                                failure,
-                            } => {
-                                add_error(conn, c, error, failure)?;
-                                quarantine_job(conn, c.id, *reason, error, failure, c.finished_at)?;
-                            }
-                        }
-                    }
-                    if n == 1 {
-                        report.applied += 1;
-                    } else {
-                        report.late += 1;
-                    }
-                }
-                Ok(report)
-            })
-            .await
+            .with_claims(true, |conn, claims| finish(conn, Some(claims), &batch));
+        match held {
+            Some(out) => out,
+            None => {
+                self.inner
+                    .writer
+                    .write_bulk(move |conn| finish(conn, None, &batch))
+                    .await
+            }
+        }
     }
 
     async fn heartbeat(&self, owner: &str, jobs: Vec<(JobId, u32)>, until: i64) -> Result<u64> {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::deferred::Deferred;
 use crate::{Result, StoreError};
 
 /// Longest wait for the rest of a group of concurrent writers.
@@ -72,6 +73,7 @@ impl Writer {
             open_since: None,
             committed_at: None,
             broken: None,
+            deferred: Deferred::default(),
         })))
     }
 
@@ -153,6 +155,23 @@ impl Writer {
         }
     }
 
+    /// Write-behind only (`None` for the writer thread): runs `f`, a claim or a completion
+    /// that may hold claims in memory instead of writing them ([`Deferred`]); `bulk` as for
+    /// [`Writer::write_bulk`], else `f` writes at most one statement.
+    pub(crate) fn with_claims<R>(
+        &self,
+        bulk: bool,
+        f: impl FnOnce(&Connection, &mut Deferred) -> Result<R>,
+    ) -> Option<Result<R>> {
+        match self {
+            Self::Behind(b) => {
+                let guard = if bulk { Guard::None } else { Guard::Single };
+                Some(lock(b).and_then(|mut b| b.run(guard, false, f)))
+            }
+            Self::Thread(_) => None,
+        }
+    }
+
     /// Write-behind: runs the read `f` on the write connection (it sees every write so far);
     /// the writer thread hands `f` back, as its reads go to the read pool.
     pub(crate) fn read_behind<R, F>(&self, f: F) -> std::result::Result<Result<R>, F>
@@ -223,6 +242,8 @@ pub(crate) struct Behind {
     /// Set when a commit failed: the writes since the previous commit are lost, and every
     /// later call fails with this rather than carry on as if they were not.
     broken: Option<StoreError>,
+    /// Claims applied in memory only, written before anything else touches the store.
+    deferred: Deferred,
 }
 
 impl Behind {
@@ -230,8 +251,32 @@ impl Behind {
         self.broken.clone().map_or(Ok(()), Err)
     }
 
-    /// Runs the write `f` under `guard`.
+    /// Runs the write `f` under `guard`, after writing the claims held.
     fn write<R>(&mut self, guard: Guard, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        self.run(guard, true, |conn, _| f(conn))
+    }
+
+    /// Writes the claims held (inside the open transaction); a failure breaks the store.
+    fn flush(&mut self) -> Result<()> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.deferred.flush(&self.conn) {
+            return Err(self.abandon(&format!(
+                "writing the claims held failed ({e}), so the open write-behind transaction \
+                 was rolled back and the writes since the previous commit are lost"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs the write `f` under `guard`; `flush`: write the claims held first.
+    fn run<R>(
+        &mut self,
+        guard: Guard,
+        flush: bool,
+        f: impl FnOnce(&Connection, &mut Deferred) -> Result<R>,
+    ) -> Result<R> {
         self.check()?;
         if self.open_since.is_none() {
             // Just after a commit the lock stays free for a moment, so that another
@@ -245,11 +290,14 @@ impl Behind {
             exec(&self.conn, "BEGIN IMMEDIATE")?;
             self.open_since = Some(Instant::now());
         }
+        if flush {
+            self.flush()?;
+        }
         let savepoint = guard == Guard::Savepoint;
         if savepoint {
             exec(&self.conn, "SAVEPOINT w")?;
         }
-        let out = f(&self.conn);
+        let out = f(&self.conn, &mut self.deferred);
         self.check_open()?;
         if savepoint {
             if out.is_err() {
@@ -270,6 +318,7 @@ impl Behind {
     /// Rolls the open transaction back and breaks the store with `why`.
     fn abandon(&mut self, why: &str) -> StoreError {
         self.open_since = None;
+        self.deferred.clear();
         if !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
@@ -292,6 +341,8 @@ impl Behind {
 
     fn read<R>(&mut self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         self.check()?;
+        // Claims are held only inside an open transaction, so a read sees them once written.
+        self.flush()?;
         let out = f(&self.conn);
         self.commit_if_due()?;
         out
@@ -308,9 +359,11 @@ impl Behind {
     /// Commits the open transaction, if any.
     fn commit(&mut self) -> Result<()> {
         self.check()?;
-        if self.open_since.take().is_none() {
+        if self.open_since.is_none() {
             return Ok(());
         }
+        self.flush()?;
+        self.open_since = None;
         match exec(&self.conn, "COMMIT") {
             Ok(()) => {
                 self.committed_at = Some(Instant::now());

@@ -103,6 +103,86 @@ pub async fn claim_respects_limit_and_shards(s: &dyn Store) {
     assert_eq!(s.counts().await.unwrap().pending, 5);
 }
 
+/// Claims of one shard at a time (a scheduler's per-shard dispatch), mixed with reads,
+/// completions, retries, a rescue and claims across shards: every call sees every claim made
+/// before it (a write-behind store holds such claims in memory until they are written).
+pub async fn one_shard_claims_mix_with_every_other_call(s: &dyn Store) {
+    let mut jobs = Vec::new();
+    for i in 0..8 {
+        let mut j = NewJob::new("noop");
+        j.shard = if i < 6 { "earth" } else { "mars" }.into();
+        j.priority = Priority(i % 3);
+        jobs.push(j);
+    }
+    s.submit(jobs, T0).await.unwrap();
+    let earth = |owner: &str, limit, now| {
+        let mut r = claim_req(owner, limit, now);
+        r.shards = vec!["earth".into()];
+        r
+    };
+    let a = s.claim(earth("w", 2, T0)).await.unwrap();
+    let b = s.claim(earth("w", 2, T0)).await.unwrap();
+    assert_eq!((a.len(), b.len()), (2, 2));
+    let mut ids: Vec<_> = a.iter().chain(&b).map(|j| j.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "no job handed out twice");
+    for j in a.iter().chain(&b) {
+        assert_eq!(j.state, JobState::Running);
+        assert_eq!((j.attempt, j.lease_owner.as_deref()), (1, Some("w")));
+        assert_eq!(j.started_at, Some(T0));
+    }
+    assert!(a[0].priority >= a[1].priority && a[1].priority >= b[0].priority);
+    // Reads see the claims.
+    let seen = s.job(a[0].id).await.unwrap().job;
+    assert_eq!(
+        (seen.state, seen.attempt, seen.lease_owner.as_deref()),
+        (JobState::Running, 1, Some("w"))
+    );
+    let c = s.counts().await.unwrap();
+    assert_eq!((c.running, c.pending), (4, 4));
+    // One succeeds, one is retried, one is completed by a stranger (late).
+    let retry = Outcome::Retry {
+        run_at: T0 + 1,
+        error: "boom".into(),
+        failure: "error".into(),
+    };
+    let report = s
+        .complete(vec![
+            done(&a[0], "w", ok()),
+            done(&a[1], "w", retry),
+            done(&b[0], "stranger", ok()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((report.applied, report.late), (2, 1));
+    let first = s.job(a[0].id).await.unwrap().job;
+    assert_eq!((first.state, first.attempt), (JobState::Succeeded, 1));
+    assert_eq!(first.started_at, Some(T0));
+    assert_eq!(first.lease_owner, None);
+    let retried = s.job(a[1].id).await.unwrap();
+    assert_eq!(retried.job.state, JobState::Pending);
+    assert_eq!(retried.job.last_error.as_deref(), Some("boom"));
+    assert_eq!(retried.errors.len(), 1);
+    // The retry is due again: the next claim takes it, as attempt 2, with the other two.
+    let c2 = s.claim(earth("w", 10, T0 + 2)).await.unwrap();
+    assert_eq!(c2.len(), 3);
+    let again = c2.iter().find(|j| j.id == a[1].id).unwrap();
+    assert_eq!(again.attempt, 2);
+    // A claim across shards sees what the shard claims took: only mars is left.
+    let rest = s.claim(claim_req("v", 10, T0 + 2)).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    assert!(rest.iter().all(|j| j.shard == "mars"));
+    // A rescue of owner w's jobs resets every claim it holds (the stranger's completion
+    // left b[0] with it); their completions are late.
+    let rescued = s.rescue(T0 + 3, Some("w")).await.unwrap();
+    assert_eq!(rescued.reset.len(), 5, "{rescued:?}");
+    let late = s.complete(vec![done(again, "w", ok())]).await.unwrap();
+    assert_eq!((late.applied, late.late), (0, 1));
+    let c = s.counts().await.unwrap();
+    assert_eq!((c.pending, c.running, c.succeeded), (5, 2, 1));
+}
+
 pub async fn concurrent_claims_never_hand_out_a_job_twice(s: Arc<dyn Store>) {
     s.submit((0..500).map(|_| NewJob::new("noop")).collect(), T0)
         .await
@@ -728,6 +808,7 @@ macro_rules! conformance_tests {
             submit_assigns_ids_and_unique_keys_are_idempotent,
             claim_takes_highest_priority_then_oldest_and_skips_future,
             claim_respects_limit_and_shards,
+            one_shard_claims_mix_with_every_other_call,
             completion_is_fenced_by_owner_and_attempt,
             rescued_attempt_cannot_complete_the_new_one,
             heartbeat_keeps_a_lease_alive,

@@ -90,6 +90,45 @@ mod sqlite_write_behind {
     }
 
     #[tokio::test]
+    async fn a_claim_held_in_memory_is_written_before_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.db");
+        let store = SqliteStore::open(&path, options()).unwrap();
+        let mut jobs = vec![fabric_core::NewJob::new("noop"); 3];
+        for j in &mut jobs {
+            j.shard = "luna".into();
+        }
+        store.submit(jobs, 1).await.unwrap();
+        let req = fabric_store::ClaimRequest {
+            owner: "w".into(),
+            shards: vec!["luna".into()],
+            limit: 2,
+            lease_ms: 1_000,
+            now: 5,
+            ..Default::default()
+        };
+        let claimed = store.claim(req).await.unwrap();
+        store.sync().await.unwrap();
+        // Another process sees the claims, not pending jobs.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let running: Vec<(i64, i64, String, i64)> = conn
+            .prepare(
+                "SELECT id, attempt, lease_owner, started_at FROM jobs
+                 WHERE state = 'running' ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let want: Vec<_> = claimed
+            .iter()
+            .map(|j| (j.id, 1, "w".to_string(), 5))
+            .collect();
+        assert_eq!(running, want);
+    }
+
+    #[tokio::test]
     async fn dropping_the_store_commits_what_it_holds() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.db");
