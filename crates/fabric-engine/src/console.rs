@@ -85,6 +85,18 @@ pub enum NodeAction {
     Drain,
 }
 
+/// A daemon's worker slots ([`Console::workers`]).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Workers {
+    /// Busy slots (at most `max`).
+    pub active: u64,
+    /// Jobs the daemon holds: running, or claimed ahead for slots about to free.
+    pub claimed: u64,
+    pub max: u32,
+    /// `active / max`.
+    pub utilization: f64,
+}
+
 /// A backup file.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Backup {
@@ -268,16 +280,32 @@ impl Console {
             .collect())
     }
 
-    /// Jobs this host's daemon holds: those its node (`node.id` of the config) reported at
-    /// its last heartbeat, running or claimed ahead for slots about to free. Where it has not
-    /// registered (yet), the jobs running in the store, which is the same figure when one
-    /// daemon serves the store.
-    pub async fn held_jobs(&self) -> Result<u64> {
-        let id = &self.config.node.id;
-        let own = self.store.nodes().await?.into_iter().find(|n| &n.id == id);
-        Ok(match own {
-            Some(node) if node.stopped_at.is_none() => u64::from(node.load),
-            _ => self.store.counts().await?.running,
+    /// This host's daemon's worker slots: the jobs its node (`node.id` of the config)
+    /// reported at its last heartbeat, not those other daemons of the fleet run. Where it has
+    /// not registered (yet), the jobs running in the store, which is the same figure when one
+    /// daemon serves the store. The caller says whether the daemon runs at all.
+    pub async fn workers(&self, daemon_running: bool) -> Result<Workers> {
+        let max = self.config.workers.max_workers;
+        let claimed = if daemon_running {
+            let id = &self.config.node.id;
+            let own = self.store.nodes().await?.into_iter().find(|n| &n.id == id);
+            match own {
+                Some(node) if node.stopped_at.is_none() => u64::from(node.load),
+                _ => self.store.counts().await?.running,
+            }
+        } else {
+            0
+        };
+        let active = claimed.min(u64::from(max));
+        Ok(Workers {
+            active,
+            claimed,
+            max,
+            utilization: if max == 0 {
+                0.0
+            } else {
+                active as f64 / f64::from(max)
+            },
         })
     }
 

@@ -17,11 +17,11 @@ pub async fn checks(ctx: &Ctx) -> anyhow::Result<Vec<Check>> {
     checks.push(match pid {
         Some(pid) => {
             let max = ctx.config.workers.max_workers;
-            let running = console.held_jobs().await.unwrap_or(0).min(u64::from(max));
+            let busy = console.workers(true).await.map_or(0, |w| w.active);
             Check::new(
                 "workers",
                 "ok",
-                format!("daemon pid {pid}; {running} of {max} worker slots busy"),
+                format!("daemon pid {pid}; {busy} of {max} worker slots busy"),
             )
         }
         None => Check::new(

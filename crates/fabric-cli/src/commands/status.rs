@@ -8,16 +8,6 @@ use crate::context::Ctx;
 use crate::output::{pairs, print};
 
 #[derive(Serialize)]
-struct Workers {
-    /// Busy worker slots of this daemon (at most `max`).
-    active: u64,
-    /// Jobs this daemon holds: running, or claimed ahead for slots about to free.
-    claimed: u64,
-    max: u32,
-    utilization: f64,
-}
-
-#[derive(Serialize)]
 struct Status {
     running: bool,
     pid: Option<u32>,
@@ -26,7 +16,7 @@ struct Status {
     backend: String,
     home: String,
     queue: fabric_store::StateCounts,
-    workers: Workers,
+    workers: fabric_engine::console::Workers,
     /// Jobs that succeeded in the last hour.
     throughput_last_hour: u64,
     /// Conservative mode: only high-priority work is dispatched.
@@ -48,14 +38,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let queue = console.counts().await?;
     let hour_ago = console.now() - 3_600_000;
     let throughput_last_hour = console.store().succeeded_since(hour_ago).await?;
-    let max = ctx.config.workers.max_workers;
-    // This daemon's own jobs, not those other daemons of the fleet run.
-    let claimed = if pid.is_some() {
-        console.held_jobs().await?
-    } else {
-        0
-    };
-    let active = claimed.min(u64::from(max));
+    let workers = console.workers(pid.is_some()).await?;
     let s = Status {
         running: pid.is_some(),
         pid,
@@ -63,16 +46,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         version: env!("CARGO_PKG_VERSION"),
         backend: console.store().backend().to_string(),
         home: ctx.home.root().display().to_string(),
-        workers: Workers {
-            active,
-            claimed,
-            max,
-            utilization: if max == 0 {
-                0.0
-            } else {
-                active as f64 / f64::from(max)
-            },
-        },
+        workers,
         queue,
         throughput_last_hour,
         conservative: console.conservative().await?,

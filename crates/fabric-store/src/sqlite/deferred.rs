@@ -28,6 +28,17 @@ pub(crate) struct Deferred {
     per_shard: HashMap<String, usize>,
 }
 
+/// The due pending jobs of one shard in dispatch order: `?1` shard, `?2` now, `?3` lowest
+/// priority, `?4` limit (`+?4`: see `CLAIM_ONE_SHARD`).
+static PEEK_ONE_SHARD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM jobs INDEXED BY jobs_shard_ready
+         WHERE state = 'pending' AND shard = ?1 AND run_at <= ?2 AND priority >= ?3
+         ORDER BY priority DESC, id LIMIT +?4",
+        super::JOB_COLS
+    )
+});
+
 /// A completion of a deferred claim, written as one row update: the claim's fields and the
 /// outcome's together, fenced on the row still being the pending job the claim took. `?1` id,
 /// `?2` attempt, `?3` finished at, `?4` new state, `?5` retry time, `?6` error, `?7` result,
@@ -47,9 +58,6 @@ impl Deferred {
 
     /// Writes every claim held, as the claim itself would have, and forgets them.
     pub(crate) fn flush(&mut self, conn: &Connection) -> Result<()> {
-        if self.claims.is_empty() {
-            return Ok(());
-        }
         let mut stmt = conn.prepare_cached(
             "UPDATE jobs SET state = 'running', attempt = ?2, lease_owner = ?3,
                  lease_expires_at = ?4, started_at = ?5, updated_at = ?5
@@ -65,21 +73,13 @@ impl Deferred {
 
     /// Claims up to `req.limit` due jobs of the one shard `req.shards[0]`, highest priority
     /// then oldest, skipping those already claimed here, and holds the claims in memory.
-    /// `sql` selects a shard's due pending jobs in dispatch order (`?1` shard, `?2` now, `?3`
-    /// lowest priority, `?4` limit); `row_to_job` reads one.
-    pub(crate) fn claim(
-        &mut self,
-        conn: &Connection,
-        sql: &str,
-        req: &ClaimRequest,
-        row_to_job: fn(&rusqlite::Row<'_>) -> rusqlite::Result<Job>,
-    ) -> Result<Vec<Job>> {
+    pub(crate) fn claim(&mut self, conn: &Connection, req: &ClaimRequest) -> Result<Vec<Job>> {
         let shard = &req.shards[0];
         let skip = self.per_shard.get(shard).copied().unwrap_or(0);
         let floor = req.min_priority.unwrap_or(i32::MIN);
         let limit = (req.limit + skip) as i64;
         let until = req.now + req.lease_ms;
-        let mut stmt = conn.prepare_cached(sql)?;
+        let mut stmt = conn.prepare_cached(&PEEK_ONE_SHARD)?;
         let mut rows = stmt.query(params![shard, req.now, floor, limit])?;
         let mut jobs = Vec::with_capacity(req.limit);
         // Held only once every row is read: a failure part way claims nothing.
@@ -89,7 +89,7 @@ impl Deferred {
             if self.claims.contains_key(&id) {
                 continue;
             }
-            let mut job = row_to_job(row)?;
+            let mut job = super::row_to_job(row)?;
             job.state = JobState::Running;
             job.attempt += 1;
             job.lease_owner = Some(req.owner.clone());

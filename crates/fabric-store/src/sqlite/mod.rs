@@ -36,17 +36,6 @@ static CLAIM_ONE_SHARD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
     )
 });
 
-/// The due pending jobs of one shard in dispatch order, for a write-behind store's claims
-/// held in memory ([`deferred::Deferred::claim`]): `?1` shard, `?2` now, `?3` lowest
-/// priority, `?4` limit.
-static PEEK_ONE_SHARD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "SELECT {JOB_COLS} FROM jobs INDEXED BY jobs_shard_ready
-         WHERE state = 'pending' AND shard = ?1 AND run_at <= ?2 AND priority >= ?3
-         ORDER BY priority DESC, id LIMIT +?4"
-    )
-});
-
 /// Every other claim, over the pending index `index`: NULL parameters switch their filter
 /// off, so one cached statement serves them all.
 fn claim_any(index: &str) -> String {
@@ -645,10 +634,13 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let by_shard = self.inner.by_shard;
-        if by_shard && req.shards.len() == 1 && req.exclude_shards.is_empty() {
-            let held = self.inner.writer.with_claims(false, |conn, claims| {
-                claims.claim(conn, &PEEK_ONE_SHARD, &req, row_to_job)
-            });
+        // One shard's queue over the per-shard index: no optional filters.
+        let fast = by_shard && req.shards.len() == 1 && req.exclude_shards.is_empty();
+        if fast {
+            let held = self
+                .inner
+                .writer
+                .with_claims(false, |conn, claims| claims.claim(conn, &req));
             if let Some(out) = held {
                 return out;
             }
@@ -658,7 +650,6 @@ impl Store for SqliteStore {
             .write_one(move |conn| {
                 let until = req.now + req.lease_ms;
                 let limit = req.limit as i64;
-                let one_shard = req.shards.len() == 1 && req.exclude_shards.is_empty();
                 let list = |v: &Vec<String>| -> Result<Option<String>> {
                     if v.is_empty() {
                         return Ok(None);
@@ -667,7 +658,6 @@ impl Store for SqliteStore {
                         .map(Some)
                         .map_err(|e| StoreError::Backend(e.to_string()))
                 };
-                let fast = one_shard && by_shard;
                 let (only, except) = if fast {
                     (None, None)
                 } else {

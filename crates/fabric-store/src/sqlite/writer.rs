@@ -132,10 +132,7 @@ impl Writer {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
-        match self {
-            Self::Behind(b) => lock(b)?.write(Guard::Single, f),
-            Self::Thread(_) => self.write(f).await,
-        }
+        self.write_under(Guard::Single, f).await
     }
 
     /// [`Writer::write`] for an `f` whose statements fail only on SQLite's own errors (I/O,
@@ -149,8 +146,18 @@ impl Writer {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
+        self.write_under(Guard::None, f).await
+    }
+
+    /// Write-behind: `f` under `guard`; the writer thread: [`Writer::write`] (its group
+    /// commit gives every write of a shared transaction a savepoint).
+    async fn write_under<R, F>(&self, guard: Guard, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
         match self {
-            Self::Behind(b) => lock(b)?.write(Guard::None, f),
+            Self::Behind(b) => lock(b)?.write(guard, f),
             Self::Thread(_) => self.write(f).await,
         }
     }
