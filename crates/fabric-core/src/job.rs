@@ -23,7 +23,8 @@ pub enum JobState {
     Running,
     /// Finished successfully (final).
     Succeeded,
-    /// An attempt failed; kept only in attempt history, the job itself goes back to pending.
+    /// An attempt failed and the job waits for its retry (River's `retryable`): due again
+    /// at its `run_at`, claimed from here as from `pending`.
     Failed,
     /// Permanent failure or attempts exhausted; back to pending only by an operator.
     Quarantined,
@@ -87,8 +88,10 @@ impl JobState {
                 | (Running, Pending) // retry after backoff, lease rescued, crash recovery
                 | (Running, Quarantined)
                 | (Running, Cancelled)
-                | (Failed, Pending)
+                | (Failed, Running) // the retry's claim
+                | (Failed, Pending) // operator retry
                 | (Failed, Quarantined)
+                | (Failed, Cancelled)
                 | (Quarantined, Pending) // operator retry only
                 | (Quarantined, Cancelled)
         )

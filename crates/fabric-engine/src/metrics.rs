@@ -97,7 +97,11 @@ impl Metrics {
                 "1 while this daemon holds the maintenance leader's lease.",
             ),
             workers_max: gauge(&r, "fabric_workers_max", "Worker slots."),
-            queue_depth: gauge(&r, "fabric_queue_depth", "Pending jobs."),
+            queue_depth: gauge(
+                &r,
+                "fabric_queue_depth",
+                "Jobs waiting to run: pending, and failed ones waiting for their retry.",
+            ),
             jobs,
             registry: r,
         }
@@ -110,7 +114,7 @@ impl Metrics {
                 .with_label_values(&[state.as_str()])
                 .set(counts.get(state) as i64);
         }
-        self.queue_depth.set(counts.pending as i64);
+        self.queue_depth.set((counts.pending + counts.failed) as i64);
     }
 
     /// Busy slots / max slots.

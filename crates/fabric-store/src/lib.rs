@@ -53,8 +53,15 @@ pub trait Store: Send + Sync + 'static {
     /// `running` under that attempt changes nothing and is counted as late.
     async fn complete(&self, batch: Vec<Completion>) -> Result<CompleteReport>;
 
-    /// Extends the leases of `(id, attempt)` held by `owner` to `until`; returns how many held.
-    async fn heartbeat(&self, owner: &str, jobs: Vec<(JobId, u32)>, until: i64) -> Result<u64>;
+    /// Extends the leases of `(id, attempt)` held by `owner` to `until`; returns the jobs of
+    /// `jobs` whose lease `owner` no longer holds (cancelled, rescued or finished): their
+    /// attempts are to be stopped.
+    async fn heartbeat(
+        &self,
+        owner: &str,
+        jobs: Vec<(JobId, u32)>,
+        until: i64,
+    ) -> Result<Vec<JobId>>;
 
     /// Returns `running` jobs whose lease expired before `now` to `pending` (or to quarantine
     /// when that was their last attempt). With `owner_prefix`, every `running` job whose lease
@@ -182,12 +189,12 @@ pub trait Store: Send + Sync + 'static {
     /// Sets a fleet-wide setting.
     async fn put_setting(&self, key: &str, value: &str) -> Result<()>;
 
-    /// Calls `wake` whenever any process inserts jobs, until `wake` returns false or the
-    /// returned task is aborted. `None` where the backend has no such channel (SQLite: the CLI
-    /// signals the daemon instead).
+    /// Calls `wake` whenever any process inserts jobs or cancels a running one, until `wake`
+    /// returns false or the returned task is aborted. `None` where the backend has no such
+    /// channel (SQLite: the CLI signals the daemon instead).
     fn listen(
         &self,
-        wake: Box<dyn Fn() -> bool + Send + Sync>,
+        wake: Box<dyn Fn(StoreEvent) -> bool + Send + Sync>,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let _ = wake;
         None

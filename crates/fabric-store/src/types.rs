@@ -73,6 +73,15 @@ pub struct CompleteReport {
     pub late: u64,
 }
 
+/// What another process did, as [`crate::Store::listen`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// Jobs were inserted (or the channel reconnected and some may have been missed).
+    Inserted,
+    /// This running job was cancelled: whoever runs it stops the attempt.
+    Cancelled(JobId),
+}
+
 /// What `rescue` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RescueReport {

@@ -15,7 +15,7 @@ use tokio_postgres::{NoTls, Row};
 use crate::{
     AuditEntry, ClaimRequest, CompleteReport, Completion, JobDetail, JobFilter, Lease, NodeChange,
     Note, Outcome, PendingKey, QuarantineEntry, QuarantineFilter, QuarantineStats, RecoveryReport,
-    RescueReport, Result, StateCounts, Store, StoreError, Submitted, LEASE_UPSERT,
+    RescueReport, Result, StateCounts, Store, StoreError, StoreEvent, Submitted, LEASE_UPSERT,
 };
 
 /// Migrations in order; `fabric_schema.version` records how many ran.
@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_nodes.sql"),
     include_str!("../../migrations/postgres/0003_shards.sql"),
+    include_str!("../../migrations/postgres/0004_failed_state.sql"),
 ];
 
 /// The claim: due pending jobs of the shards asked for, highest priority then oldest, locked
@@ -31,7 +32,7 @@ static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH picked AS (
                          SELECT id FROM jobs
-                         WHERE state = 'pending' AND run_at <= $3
+                         WHERE state IN ('pending', 'failed') AND run_at <= $3
                            AND ($5::text[] IS NULL OR shard = ANY($5))
                            AND ($6::text[] IS NULL OR shard <> ALL($6))
                            AND ($7::int IS NULL OR priority >= $7)
@@ -51,6 +52,8 @@ static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 
 /// Channel of the jobs-inserted notification; the payload is the schema.
 const JOBS_CHANNEL: &str = "fabric_jobs";
+/// Between the schema and the job id in the payload of a cancel notification.
+const CANCEL_MARK: &str = ":cancel:";
 
 const JOB_COLS: &str = "id, kind, shard, payload, priority, state, attempt, max_attempts, run_at, \
      lease_owner, lease_expires_at, unique_key, source, created_at, updated_at, started_at, \
@@ -340,7 +343,7 @@ fn row_to_node(r: &Row) -> Result<Node> {
 async fn listen_loop(
     config: tokio_postgres::Config,
     schema: String,
-    wake: Box<dyn Fn() -> bool + Send + Sync>,
+    wake: Box<dyn Fn(StoreEvent) -> bool + Send + Sync>,
 ) {
     let mut delay = std::time::Duration::from_millis(100);
     loop {
@@ -369,11 +372,22 @@ async fn listen_loop(
                 {
                     Ok(()) => {
                         delay = std::time::Duration::from_millis(100);
-                        let mut wanted = wake();
+                        // Notifications sent while disconnected are lost: say so once.
+                        let mut wanted = wake(StoreEvent::Inserted);
+                        let cancelled = format!("{schema}{CANCEL_MARK}");
                         while wanted {
                             match rx.recv().await {
-                                Some(payload) if payload == schema => wanted = wake(),
-                                Some(_) => {}
+                                Some(payload) if payload == schema => {
+                                    wanted = wake(StoreEvent::Inserted)
+                                }
+                                Some(payload) => {
+                                    let id = payload
+                                        .strip_prefix(&cancelled)
+                                        .and_then(|id| id.parse::<JobId>().ok());
+                                    if let Some(id) = id {
+                                        wanted = wake(StoreEvent::Cancelled(id));
+                                    }
+                                }
                                 None => break,
                             }
                         }
@@ -572,7 +586,7 @@ async fn fenced_update<C: GenericClient>(
         let (state, run_at, error, result) = match &done.outcome {
             Outcome::Succeeded { result } => (JobState::Succeeded, None, None, result.clone()),
             Outcome::Retry { run_at, error, .. } => {
-                (JobState::Pending, Some(*run_at), Some(error.as_str()), None)
+                (JobState::Failed, Some(*run_at), Some(error.as_str()), None)
             }
             Outcome::Quarantine { error, .. } => {
                 (JobState::Quarantined, None, Some(error.as_str()), None)
@@ -589,7 +603,7 @@ async fn fenced_update<C: GenericClient>(
         .prepare_cached(
             "UPDATE jobs j SET state = u.state, run_at = coalesce(u.run_at, j.run_at),
                  last_error = coalesce(u.err, j.last_error), result = u.res,
-                 finished_at = CASE WHEN u.state = 'pending' THEN j.finished_at ELSE u.fin END,
+                 finished_at = CASE WHEN u.state = 'failed' THEN j.finished_at ELSE u.fin END,
                  updated_at = u.fin, lease_owner = NULL, lease_expires_at = NULL
              FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[],
                          $6::bigint[], $7::text[], $8::jsonb[])
@@ -765,24 +779,33 @@ impl Store for PostgresStore {
         Ok(report)
     }
 
-    async fn heartbeat(&self, owner: &str, jobs: Vec<(JobId, u32)>, until: i64) -> Result<u64> {
+    async fn heartbeat(
+        &self,
+        owner: &str,
+        jobs: Vec<(JobId, u32)>,
+        until: i64,
+    ) -> Result<Vec<JobId>> {
         let client = self.relaxed.get().await?;
         let ids: Vec<i64> = jobs.iter().map(|(id, _)| *id).collect();
         let attempts: Vec<i32> = jobs.iter().map(|(_, a)| *a as i32).collect();
-        let n = client
-            .execute(
+        let held: std::collections::HashSet<i64> = client
+            .query(
                 &client
                     .prepare_cached(
                         "UPDATE jobs j SET lease_expires_at = $3
                  FROM unnest($1::bigint[], $2::int[]) AS h(id, attempt)
                  WHERE j.id = h.id AND j.attempt = h.attempt AND j.lease_owner = $4
-                   AND j.state = 'running'",
+                   AND j.state = 'running'
+                 RETURNING j.id",
                     )
                     .await?,
                 &[&ids, &attempts, &until, &owner],
             )
-            .await?;
-        Ok(n)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        Ok(ids.into_iter().filter(|id| !held.contains(id)).collect())
     }
 
     async fn rescue(&self, now: i64, owner_prefix: Option<&str>) -> Result<RescueReport> {
@@ -850,7 +873,7 @@ impl Store for PostgresStore {
     async fn next_run_at(&self) -> Result<Option<i64>> {
         let client = self.relaxed.get().await?;
         let stmt = client
-            .prepare_cached("SELECT min(run_at) FROM jobs WHERE state = 'pending'")
+            .prepare_cached("SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed')")
             .await?;
         let row = client.query_one(&stmt, &[]).await?;
         Ok(row.try_get(0)?)
@@ -882,14 +905,19 @@ impl Store for PostgresStore {
 
     async fn jobs(&self, filter: JobFilter) -> Result<Vec<Job>> {
         let client = self.pool.get().await?;
-        let state = filter.state.map(|s| s.as_str());
+        // `failed` lists the jobs that failed an attempt (in the window, with `since`),
+        // whatever became of them since: the daily check of failures.
+        let failed = filter.state == Some(JobState::Failed);
+        let state = filter.state.filter(|_| !failed).map(|s| s.as_str());
         let rows = client
             .query(
                 &format!(
                     "SELECT {JOB_COLS} FROM jobs
                      WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR shard = $2)
                        AND ($3::text IS NULL OR source = $3) AND ($4::text IS NULL OR kind = $4)
-                       AND ($5::bigint IS NULL OR updated_at >= $5)
+                       AND ($5::bigint IS NULL OR $7 OR updated_at >= $5)
+                       AND (NOT $7 OR EXISTS (SELECT 1 FROM job_errors e WHERE e.job_id = jobs.id
+                            AND ($5::bigint IS NULL OR e.finished_at >= $5)))
                      ORDER BY id DESC LIMIT $6"
                 ),
                 &[
@@ -899,6 +927,7 @@ impl Store for PostgresStore {
                     &filter.kind,
                     &filter.since,
                     &(filter.limit.max(1) as i64),
+                    &failed,
                 ],
             )
             .await?;
@@ -910,7 +939,7 @@ impl Store for PostgresStore {
         let rows = client
             .query(
                 "SELECT id, shard, priority, attempt, created_at FROM jobs
-                 WHERE id > $1 AND state = 'pending' ORDER BY id LIMIT $2",
+                 WHERE id > $1 AND state IN ('pending', 'failed') ORDER BY id LIMIT $2",
                 &[&after_id, &(limit.max(1) as i64)],
             )
             .await?;
@@ -965,6 +994,12 @@ impl Store for PostgresStore {
             &[&id, &reason, &now],
         )
         .await?;
+        if job.state == JobState::Running {
+            // Delivered at commit: the daemon running the attempt stops it at once.
+            let payload = format!("{}{CANCEL_MARK}{id}", self.schema);
+            tx.execute("SELECT pg_notify($1, $2)", &[&JOBS_CHANNEL, &payload])
+                .await?;
+        }
         let job = get_job(&tx, id).await?;
         tx.commit().await?;
         Ok(job)
@@ -1358,7 +1393,7 @@ impl Store for PostgresStore {
 
     fn listen(
         &self,
-        wake: Box<dyn Fn() -> bool + Send + Sync>,
+        wake: Box<dyn Fn(StoreEvent) -> bool + Send + Sync>,
     ) -> Option<tokio::task::JoinHandle<()>> {
         Some(tokio::spawn(listen_loop(
             self.config.clone(),

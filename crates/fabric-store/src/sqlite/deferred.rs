@@ -33,7 +33,7 @@ pub(crate) struct Deferred {
 static PEEK_ONE_SHARD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT {} FROM jobs INDEXED BY jobs_shard_ready
-         WHERE state = 'pending' AND shard = ?1 AND run_at <= ?2 AND priority >= ?3
+         WHERE state IN ('pending', 'failed') AND shard = ?1 AND run_at <= ?2 AND priority >= ?3
          ORDER BY priority DESC, id LIMIT +?4",
         super::JOB_COLS
     )
@@ -46,9 +46,9 @@ static PEEK_ONE_SHARD: std::sync::LazyLock<String> = std::sync::LazyLock::new(||
 pub(crate) const FINISH_CLAIMED: &str =
     "UPDATE jobs SET state = ?4, attempt = ?2, run_at = coalesce(?5, run_at),
          last_error = coalesce(?6, last_error), result = ?7, started_at = ?8,
-         finished_at = CASE WHEN ?4 = 'pending' THEN finished_at ELSE ?3 END,
+         finished_at = CASE WHEN ?4 = 'failed' THEN finished_at ELSE ?3 END,
          updated_at = ?3, lease_owner = NULL, lease_expires_at = NULL
-     WHERE id = ?1 AND state = 'pending' AND attempt = ?2 - 1";
+     WHERE id = ?1 AND state IN ('pending', 'failed') AND attempt = ?2 - 1";
 
 impl Deferred {
     /// Whether no claim is held.
@@ -61,7 +61,7 @@ impl Deferred {
         let mut stmt = conn.prepare_cached(
             "UPDATE jobs SET state = 'running', attempt = ?2, lease_owner = ?3,
                  lease_expires_at = ?4, started_at = ?5, updated_at = ?5
-             WHERE id = ?1 AND state = 'pending'",
+             WHERE id = ?1 AND state IN ('pending', 'failed')",
         )?;
         for (id, c) in &self.claims {
             stmt.execute(params![id, c.attempt, c.owner, c.lease_until, c.started_at])?;

@@ -29,7 +29,7 @@ static CLAIM_ONE_SHARD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
              lease_expires_at = ?2, started_at = ?3, updated_at = ?3
          WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_shard_ready
-             WHERE state = 'pending' AND shard = ?5 AND run_at <= ?3
+             WHERE state IN ('pending', 'failed') AND shard = ?5 AND run_at <= ?3
                AND priority >= ?6
              ORDER BY priority DESC, id LIMIT +?4)
          RETURNING {JOB_COLS}"
@@ -43,7 +43,7 @@ fn claim_any(index: &str) -> String {
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,
              lease_expires_at = ?2, started_at = ?3, updated_at = ?3
          WHERE id IN (SELECT id FROM jobs INDEXED BY {index}
-             WHERE state = 'pending' AND run_at <= ?3
+             WHERE state IN ('pending', 'failed') AND run_at <= ?3
                AND (?5 IS NULL OR shard IN (SELECT value FROM json_each(?5)))
                AND (?6 IS NULL OR shard NOT IN (SELECT value FROM json_each(?6)))
                AND (?7 IS NULL OR priority >= ?7)
@@ -67,13 +67,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_nodes.sql"),
     include_str!("../../migrations/sqlite/0003_shards.sql"),
     include_str!("../../migrations/sqlite/0004_no_shard_index.sql"),
+    include_str!("../../migrations/sqlite/0005_failed_state.sql"),
 ];
 
 /// The indexes of [`SqliteOptions::shard_index`]: pending jobs per shard, in place of the
 /// cross-shard index, and no index of leases (the scheduler that owns such a store settles
 /// every job it claims; a rescue or recovery on it reads the table).
 const SHARD_INDEX: &str = "CREATE INDEX IF NOT EXISTS jobs_shard_ready
-        ON jobs (shard, priority DESC, id) WHERE state = 'pending';
+        ON jobs (shard, priority DESC, id) WHERE state IN ('pending', 'failed');
     DROP INDEX IF EXISTS jobs_ready;
     DROP INDEX IF EXISTS jobs_leased;";
 
@@ -515,7 +516,7 @@ fn finish(
     let mut fenced = conn.prepare_cached(
         "UPDATE jobs SET state = ?5, run_at = coalesce(?6, run_at),
              last_error = coalesce(?7, last_error), result = ?8,
-             finished_at = CASE WHEN ?5 = 'pending' THEN finished_at ELSE ?4 END,
+             finished_at = CASE WHEN ?5 = 'failed' THEN finished_at ELSE ?4 END,
              updated_at = ?4, lease_owner = NULL, lease_expires_at = NULL
          WHERE id = ?1 AND state = 'running' AND attempt = ?2 AND lease_owner = ?3",
     )?;
@@ -532,7 +533,7 @@ fn finish(
                 result.as_ref().map(|v| v.to_string()),
             ),
             Outcome::Retry { run_at, error, .. } => {
-                (JobState::Pending, Some(*run_at), Some(error), None)
+                (JobState::Failed, Some(*run_at), Some(error), None)
             }
             Outcome::Quarantine { error, .. } => (JobState::Quarantined, None, Some(error), None),
         };
@@ -715,7 +716,12 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn heartbeat(&self, owner: &str, jobs: Vec<(JobId, u32)>, until: i64) -> Result<u64> {
+    async fn heartbeat(
+        &self,
+        owner: &str,
+        jobs: Vec<(JobId, u32)>,
+        until: i64,
+    ) -> Result<Vec<JobId>> {
         let owner = owner.to_string();
         self.inner
             .writer
@@ -724,11 +730,13 @@ impl Store for SqliteStore {
                     "UPDATE jobs SET lease_expires_at = ?4
                      WHERE id = ?1 AND attempt = ?2 AND lease_owner = ?3 AND state = 'running'",
                 )?;
-                let mut held = 0;
+                let mut lost = Vec::new();
                 for (id, attempt) in &jobs {
-                    held += stmt.execute(params![id, attempt, owner, until])? as u64;
+                    if stmt.execute(params![id, attempt, owner, until])? == 0 {
+                        lost.push(*id);
+                    }
                 }
-                Ok(held)
+                Ok(lost)
             })
             .await
     }
@@ -786,7 +794,7 @@ impl Store for SqliteStore {
     async fn next_run_at(&self) -> Result<Option<i64>> {
         self.read(|conn| {
             Ok(conn
-                .prepare_cached("SELECT min(run_at) FROM jobs WHERE state = 'pending'")?
+                .prepare_cached("SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed')")?
                 .query_row([], |r| r.get(0))?)
         })
         .await
@@ -823,9 +831,13 @@ impl Store for SqliteStore {
                 args.push(v);
                 sql.push_str(&format!(" AND {clause} ?{}", args.len()));
             };
-            if let Some(s) = filter.state {
+            // `failed` lists the jobs that failed an attempt (in the window, with `since`),
+            // whatever became of them since: the daily check of failures.
+            let failed = filter.state == Some(JobState::Failed);
+            if let Some(s) = filter.state.filter(|_| !failed) {
                 add("state =", s.as_str().to_string().into());
             }
+
             if let Some(s) = &filter.shard {
                 add("shard =", s.clone().into());
             }
@@ -835,8 +847,16 @@ impl Store for SqliteStore {
             if let Some(s) = &filter.kind {
                 add("kind =", s.clone().into());
             }
-            if let Some(t) = filter.since {
+            if let Some(t) = filter.since.filter(|_| !failed) {
                 add("updated_at >=", t.into());
+            }
+            if failed {
+                args.push(filter.since.unwrap_or(i64::MIN).into());
+                sql.push_str(&format!(
+                    " AND EXISTS (SELECT 1 FROM job_errors e
+                         WHERE e.job_id = jobs.id AND e.finished_at >= ?{})",
+                    args.len()
+                ));
             }
             sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", filter.limit.max(1)));
             let jobs = conn
@@ -853,7 +873,7 @@ impl Store for SqliteStore {
             let keys = conn
                 .prepare_cached(
                     "SELECT id, shard, priority, attempt, created_at FROM jobs
-                     WHERE id > ?1 AND state = 'pending' ORDER BY id LIMIT ?2",
+                     WHERE id > ?1 AND state IN ('pending', 'failed') ORDER BY id LIMIT ?2",
                 )?
                 .query_map(params![after_id, limit.max(1) as i64], |r| {
                     Ok(PendingKey {

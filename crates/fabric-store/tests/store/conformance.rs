@@ -161,9 +161,31 @@ pub async fn one_shard_claims_mix_with_every_other_call(s: &dyn Store) {
     assert_eq!(first.started_at, Some(T0));
     assert_eq!(first.lease_owner, None);
     let retried = s.job(a[1].id).await.unwrap();
-    assert_eq!(retried.job.state, JobState::Pending);
+    // A failed attempt waiting for its retry is `failed`, counted as such and listed by
+    // `--status failed`, until it is claimed again.
+    assert_eq!(retried.job.state, JobState::Failed);
     assert_eq!(retried.job.last_error.as_deref(), Some("boom"));
     assert_eq!(retried.errors.len(), 1);
+    assert_eq!(s.counts().await.unwrap().failed, 1);
+    let listed = s
+        .jobs(JobFilter {
+            state: Some(JobState::Failed),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.iter().map(|j| j.id).collect::<Vec<_>>(), [a[1].id]);
+    let later = s
+        .jobs(JobFilter {
+            state: Some(JobState::Failed),
+            since: Some(T0 + 3_600_000),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(later.is_empty(), "failed before the window: {later:?}");
     // The retry is due again: the next claim takes it, as attempt 2, with the other two.
     let c2 = s.claim(earth("w", 10, T0 + 2)).await.unwrap();
     assert_eq!(c2.len(), 3);
@@ -293,13 +315,14 @@ pub async fn heartbeat_keeps_a_lease_alive(s: &dyn Store) {
         s.heartbeat("w1", vec![(job.id, 1)], T0 + 90_000)
             .await
             .unwrap(),
-        1
+        Vec::<i64>::new()
     );
+    // Another owner does not hold it: the job is reported lost to that owner.
     assert_eq!(
         s.heartbeat("w9", vec![(job.id, 1)], T0 + 90_000)
             .await
             .unwrap(),
-        0
+        vec![job.id]
     );
     assert!(s.rescue(T0 + 60_000, None).await.unwrap().reset.is_empty());
     assert_eq!(
@@ -348,7 +371,7 @@ pub async fn failed_attempt_is_rescheduled_with_its_error_kept(s: &dyn Store) {
         1
     );
     let d = s.job(job.id).await.unwrap();
-    assert_eq!(d.job.state, JobState::Pending);
+    assert_eq!(d.job.state, JobState::Failed);
     assert_eq!(d.job.run_at, T0 + 5_000);
     assert_eq!(d.job.last_error.as_deref(), Some("connection refused"));
     assert_eq!(d.errors.len(), 1);

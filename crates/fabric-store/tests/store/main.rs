@@ -330,7 +330,7 @@ mod sqlite {
         assert!(matches!(err, fabric_store::StoreError::Schema(_)), "{err}");
         assert!(err.to_string().contains("run `fabric db migrate`"), "{err}");
         let (from, to) = SqliteStore::migrate(&path, SqliteOptions::default()).unwrap();
-        assert_eq!((from, to), (1, 4));
+        assert_eq!((from, to), (1, 5));
         let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
         assert_eq!(s.counts().await.unwrap().pending, 1);
         assert!(s.nodes().await.unwrap().is_empty());
@@ -413,7 +413,7 @@ mod postgres {
         assert!(matches!(err, StoreError::Schema(_)), "{err}");
         assert!(err.to_string().contains("run `fabric db migrate`"), "{err}");
         let (store, (from, to)) = PostgresStore::migrate(&url, &name).await.unwrap();
-        assert_eq!((from, to), (1, 3));
+        assert_eq!((from, to), (1, 4));
         assert_eq!(store.counts().await.unwrap().pending, 1);
         assert!(store.nodes().await.unwrap().is_empty());
         PostgresStore::open(&url, &name).await.unwrap();
@@ -437,7 +437,7 @@ mod postgres {
         let store_b = PostgresStore::open(&url, &b).await.unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let listener = store_a
-            .listen(Box::new(move || tx.send(()).is_ok()))
+            .listen(Box::new(move |e| tx.send(e).is_ok()))
             .unwrap();
         // One wake-up once listening (notifications before it may have been missed).
         tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
@@ -458,6 +458,29 @@ mod postgres {
             .await
             .unwrap()
             .unwrap();
+        // Cancelling a running job tells the listeners which one, so its daemon stops it;
+        // a pending one's cancel needs no wake-up.
+        let pending = store_a.claim(fabric_store::ClaimRequest {
+            owner: "w".into(),
+            limit: 1,
+            lease_ms: 60_000,
+            now: 2,
+            ..Default::default()
+        });
+        let running = pending.await.unwrap().remove(0);
+        store_a.cancel(running.id + 1, "not this one", 3).await.unwrap();
+        store_a.cancel(running.id, "operator", 3).await.unwrap();
+        let event = loop {
+            let e = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            // Wake-ups of the inserts above may still arrive.
+            if e != fabric_store::StoreEvent::Inserted {
+                break e;
+            }
+        };
+        assert_eq!(event, fabric_store::StoreEvent::Cancelled(running.id));
         listener.abort();
     }
 
