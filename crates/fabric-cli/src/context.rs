@@ -94,7 +94,8 @@ impl Ctx {
 }
 
 impl Ctx {
-    /// Tells a running daemon that new work is due (SIGUSR1), so it need not wait for its
+    /// Tells a running daemon that new work is due or a job was cancelled (SIGUSR1), so it
+    /// need not wait for its
     /// poll. Best effort: without a daemon, or if the signal fails, the poll picks it up.
     pub fn nudge_daemon(&self) {
         if let Some(pid) = self.home.running_pid().filter(|p| *p > 0) {

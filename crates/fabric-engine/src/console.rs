@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use fabric_core::config::Config;
 use fabric_core::quarantine::QuarantineReason;
-use fabric_core::{Clock, Job, JobId, NewJob};
+use fabric_core::{Clock, Job, JobId, JobState, NewJob};
 use fabric_store::{
     AuditEntry, JobDetail, JobFilter, QuarantineEntry, QuarantineFilter, QuarantineStats,
     RecoveryReport, StateCounts, Store, Submitted,
@@ -250,6 +250,12 @@ impl Console {
             return Err(EngineError::invalid("reason", "a reason is required"));
         }
         let job = self.store.cancel(id, reason, self.clock.now_ms()).await?;
+        // A running attempt stops now: here when this process's engine runs it; elsewhere
+        // through the store's notification (PostgreSQL) or the CLI's signal (SQLite), with
+        // the next lease heartbeat as the fallback.
+        if let Some(w) = &self.waker {
+            w.cancelled(id);
+        }
         self.audit("jobs.cancel", format!("job {id}"), Some(reason.into()))
             .await?;
         Ok(job)
@@ -280,19 +286,32 @@ impl Console {
             .collect())
     }
 
-    /// This host's daemon's worker slots: the jobs its node (`node.id` of the config)
-    /// reported at its last heartbeat, not those other daemons of the fleet run. Where it has
-    /// not registered (yet), the jobs running in the store, which is the same figure when one
-    /// daemon serves the store. The caller says whether the daemon runs at all.
+    /// The jobs this host's daemon runs now (its node, `node.id` of the config, holds their
+    /// leases), oldest attempt first; claimed-ahead jobs waiting for a slot included.
+    pub async fn running_here(&self) -> Result<Vec<Job>> {
+        let prefix = format!("{}/", self.config.node.id);
+        let mut jobs: Vec<Job> = self
+            .store
+            .jobs(fabric_store::JobFilter {
+                state: Some(JobState::Running),
+                limit: 100_000,
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .filter(|j| j.lease_owner.as_deref().is_some_and(|o| o.starts_with(&prefix)))
+            .collect();
+        jobs.sort_by_key(|j| (j.started_at, j.id));
+        Ok(jobs)
+    }
+
+    /// This host's daemon's worker slots: the jobs its node holds in the store now (see
+    /// [`Console::running_here`]), not those other daemons of the fleet run. The caller says
+    /// whether the daemon runs at all.
     pub async fn workers(&self, daemon_running: bool) -> Result<Workers> {
         let max = self.config.workers.max_workers;
         let claimed = if daemon_running {
-            let id = &self.config.node.id;
-            let own = self.store.nodes().await?.into_iter().find(|n| &n.id == id);
-            match own {
-                Some(node) if node.stopped_at.is_none() => u64::from(node.load),
-                _ => self.store.counts().await?.running,
-            }
+            self.running_here().await?.len() as u64
         } else {
             0
         };

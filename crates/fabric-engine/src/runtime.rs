@@ -11,10 +11,11 @@ use fabric_core::config::Config;
 use fabric_core::quarantine::{redact_paths, ErrorKind, Failure};
 use fabric_core::retry::RetryDecision;
 use fabric_core::{Clock, Job, JobId, Priority};
-use fabric_store::{ClaimRequest, CompleteReport, Completion, Outcome, Store};
+use fabric_store::{ClaimRequest, CompleteReport, Completion, Outcome, Store, StoreEvent};
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::fleet::FleetOptions;
 use crate::handlers::Registry;
@@ -84,8 +85,11 @@ pub(crate) struct Shared {
     pub(crate) options: EngineOptions,
     owner: String,
     pub(crate) wake: Notify,
-    /// Jobs in flight: id → attempt (for heartbeats).
-    in_flight: Mutex<HashMap<JobId, u32>>,
+    /// Jobs claimed and not yet finished, running or waiting for a slot.
+    in_flight: Mutex<HashMap<JobId, InFlight>>,
+    /// Asks the heartbeat task for a lease check now: a job of this engine may have been
+    /// cancelled (SIGUSR1 from the CLI on SQLite; a stop).
+    check_leases: Notify,
     home: Option<String>,
     /// Mean handler run time in seconds (f64 bits; NaN until the first job).
     avg_run_secs: AtomicU64,
@@ -97,6 +101,31 @@ pub(crate) struct Shared {
     pub(crate) store_up: AtomicBool,
     /// The owner levers that limit claims, refreshed by the fleet task.
     pub(crate) governance: Mutex<Governance>,
+}
+
+/// A job this engine claimed: its attempt (heartbeats, fencing) and what stops it.
+struct InFlight {
+    attempt: u32,
+    stop: CancellationToken,
+}
+
+impl Shared {
+    /// Stops the attempt of job `id` this engine runs (or has claimed and not yet started),
+    /// if it is attempt `attempt` (any, with `None`): its handler future is dropped, its slot
+    /// freed at once, and no completion is written (the store already says what became of
+    /// the job). Returns whether there was such an attempt.
+    pub(crate) fn stop_attempt(&self, id: JobId, attempt: Option<u32>) -> bool {
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(&id) {
+            Some(f) if attempt.is_none_or(|a| a == f.attempt) => {
+                if let Some(f) = map.remove(&id) {
+                    f.stop.cancel();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Owner levers the dispatcher applies to its claims.
@@ -131,6 +160,17 @@ impl Waker {
     pub fn wake(&self) {
         self.0.wake.notify_one();
     }
+
+    /// Checks at once whether this engine still holds the leases of the jobs it runs, and
+    /// stops the attempts of those it lost (cancelled by another process, rescued).
+    pub fn check_leases(&self) {
+        self.0.check_leases.notify_one();
+    }
+
+    /// Job `id` was cancelled: stops its attempt here, if this engine runs it.
+    pub fn cancelled(&self, id: JobId) -> bool {
+        self.0.stop_attempt(id, None)
+    }
 }
 
 impl Engine {
@@ -157,6 +197,7 @@ impl Engine {
             owner,
             wake: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
+            check_leases: Notify::new(),
             home: std::env::var("HOME").ok(),
             avg_run_secs: AtomicU64::new(f64::NAN.to_bits()),
             leader: AtomicBool::new(false),
@@ -172,11 +213,19 @@ impl Engine {
         let fleet = tokio::spawn(crate::fleet::run(shared.clone(), stop_rx.clone()));
         let mut tasks = vec![tokio::spawn(heartbeats(shared.clone(), stop_rx))];
         // Other processes' enqueues wake this engine where the store can tell (PostgreSQL
-        // LISTEN/NOTIFY); every wake-up is one permit, so a burst costs one claim.
+        // LISTEN/NOTIFY); every wake-up is one permit, so a burst costs one claim. Their
+        // cancels of running jobs stop the attempt here at once.
         let weak = Arc::downgrade(&shared);
-        let listener = shared.store.listen(Box::new(move || match weak.upgrade() {
+        let listener = shared.store.listen(Box::new(move |event| match weak.upgrade() {
             Some(s) => {
-                s.wake.notify_one();
+                match event {
+                    StoreEvent::Inserted => s.wake.notify_one(),
+                    StoreEvent::Cancelled(id) => {
+                        if s.stop_attempt(id, None) {
+                            tracing::info!(job = id, "attempt stopped: the job was cancelled");
+                        }
+                    }
+                }
                 true
             }
             None => false,
@@ -238,6 +287,8 @@ impl Engine {
     pub async fn shutdown(mut self) -> usize {
         let _ = self.stop.send(true);
         self.shared.wake.notify_waiters();
+        // Work cancelled by another process and not yet noticed is not waited for.
+        self.shared.check_leases.notify_one();
         let deadline = self.shared.options.shutdown_timeout;
         let mut abandoned = 0;
         if let Some(d) = self.dispatcher.take() {
@@ -361,7 +412,9 @@ async fn dispatcher(
         {
             let mut map = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
             for j in &jobs {
-                map.insert(j.id, j.attempt);
+                let stop = CancellationToken::new();
+                let attempt = j.attempt;
+                map.insert(j.id, InFlight { attempt, stop });
             }
         }
         ready.extend(jobs);
@@ -391,14 +444,34 @@ fn spawn_job(
     job: Job,
     permit: OwnedSemaphorePermit,
 ) {
+    let stop = {
+        let map = shared.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(&job.id) {
+            Some(f) => f.stop.clone(),
+            // Cancelled while it waited for a slot: never started, the slot stays free.
+            None => return,
+        }
+    };
     shared.metrics.workers_busy.inc();
     let shared = shared.clone();
     let done = done.clone();
     tokio::spawn(async move {
-        let completion = execute(&shared, job).await;
-        shared.metrics.workers_busy.dec();
-        drop(permit);
-        let _ = done.send(completion);
+        let id = job.id;
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => {
+                // The handler's future is dropped here (a shell job's process group is
+                // killed); the store already holds the job's new state.
+                tracing::info!(job = id, "attempt stopped: the job was cancelled or its lease lost");
+                shared.metrics.workers_busy.dec();
+                drop(permit);
+            }
+            completion = execute(&shared, job) => {
+                shared.metrics.workers_busy.dec();
+                drop(permit);
+                let _ = done.send(completion);
+            }
+        }
     });
 }
 
@@ -584,23 +657,42 @@ pub(crate) fn in_flight(shared: &Shared) -> usize {
     shared.in_flight.lock().map(|m| m.len()).unwrap_or(0)
 }
 
+/// Renews the leases of this engine's jobs every third of a lease, and at once when asked
+/// ([`Waker::check_leases`]); stops the attempts whose lease the store no longer gives this
+/// engine (cancelled, rescued).
 async fn heartbeats(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let period = shared.options.lease / 3;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
-            _ = stop.changed() => {}
+            _ = shared.check_leases.notified() => {}
+            r = stop.changed() => {
+                if r.is_err() {
+                    return;
+                }
+            }
         }
         let jobs: Vec<(JobId, u32)> = match shared.in_flight.lock() {
-            Ok(m) => m.iter().map(|(k, v)| (*k, *v)).collect(),
+            Ok(m) => m.iter().map(|(k, v)| (*k, v.attempt)).collect(),
             Err(_) => continue,
         };
         if jobs.is_empty() {
             continue;
         }
         let until = shared.clock.now_ms() + shared.options.lease.as_millis() as i64;
-        if let Err(e) = shared.store.heartbeat(&shared.owner, jobs, until).await {
-            tracing::warn!(error = %e, "lease heartbeat failed");
+        match shared.store.heartbeat(&shared.owner, jobs.clone(), until).await {
+            Ok(lost) => {
+                let attempts: HashMap<JobId, u32> = jobs.into_iter().collect();
+                for id in lost {
+                    if shared.stop_attempt(id, attempts.get(&id).copied()) {
+                        tracing::info!(
+                            job = id,
+                            "attempt stopped: the job was cancelled or its lease lost"
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "lease heartbeat failed"),
         }
     }
 }

@@ -172,7 +172,11 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = nudge.recv() => waker.wake(),
+            // New work is due, or a job was cancelled (a lease check stops its attempt).
+            _ = nudge.recv() => {
+                waker.wake();
+                waker.check_leases();
+            }
         }
     }
     tracing::info!("stopping: no new claims, waiting for in-flight jobs");

@@ -168,6 +168,8 @@ pub async fn run(ctx: &Ctx, cmd: JobsCmd) -> anyhow::Result<ExitCode> {
         }
         JobsCmd::Cancel { id, reason } => {
             let job = ctx.console().await?.cancel(parse_id(&id)?, &reason).await?;
+            // The daemon checks its leases on the signal and stops the attempt.
+            ctx.nudge_daemon();
             print(f, &job, || format!("job {} cancelled: {reason}", job.id))?;
         }
         JobsCmd::Retry { id, note } => {

@@ -77,13 +77,15 @@ impl Home {
             .len()
     }
 
-    fn wait_until(&self, what: &str, mut f: impl FnMut() -> bool) {
+    fn wait_until(&self, what: &str, f: impl FnMut() -> bool) {
+        self.wait_within(what, Duration::from_secs(120), f)
+    }
+
+    /// Waits for `f` up to `limit`, a bound far above the time it should take.
+    fn wait_within(&self, what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
         let t0 = Instant::now();
         while !f() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(120),
-                "timed out waiting: {what}"
-            );
+            assert!(t0.elapsed() < limit, "timed out waiting: {what}");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -479,5 +481,52 @@ fn a_cli_submit_wakes_the_running_daemon() {
     h.wait_until("the job runs without waiting for the poll", || {
         h.json(&["jobs", "show", &id])["state"] == "succeeded"
     });
+    h.expect(0, &["stop"]);
+}
+
+/// Whether process `pid` is alive (a zombie waiting for its reaper is not).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn cancelling_a_running_shell_job_kills_its_process_group_and_stop_does_not_wait() {
+    let h = Home::new();
+    h.expect(0, &["start"]);
+    let child = h.path().join("child.pid");
+    // The command's own child: only a kill of the whole process group reaches it.
+    let script = format!("sleep 300 & echo $! > {}; wait", child.display());
+    let payload = serde_json::json!({ "cmd": ["sh", "-c", script] }).to_string();
+    let id = h.json(&["jobs", "submit", "--kind", "shell", "--payload", &payload])["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    h.wait_until("the shell job starts its child", || {
+        std::fs::read_to_string(&child).is_ok_and(|s| s.trim().parse::<i32>().is_ok())
+    });
+    let pid: i32 = std::fs::read_to_string(&child)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(pid));
+    h.expect(0, &["jobs", "cancel", &id, "--reason", "wrong input"]);
+    // Within seconds, not when the child's 300 s are up.
+    h.wait_within(
+        "the cancelled job's process group is gone",
+        Duration::from_secs(30),
+        || !alive(pid),
+    );
+    assert_eq!(h.json(&["jobs", "show", &id])["state"], "cancelled");
+    let status = h.json(&["status"]);
+    assert_eq!(status["workers"]["active"], 0, "{status}");
+    // Nothing left to wait for: a graceful stop ends (it gave up after 35 s before).
     h.expect(0, &["stop"]);
 }

@@ -275,6 +275,59 @@ async fn paused_shards_and_conservative_mode_hold_work_back(store: Arc<dyn Store
     a.shutdown().await;
 }
 
+/// A running job cancelled by another process (the CLI) stops on the node that runs it:
+/// PostgreSQL tells that node with a NOTIFY; on SQLite the CLI signals the daemon, which
+/// checks its leases (here: the call the signal makes). The slot is free at once, and a stop
+/// does not wait for the cancelled work.
+async fn a_cancelled_running_job_stops_where_it_runs(store: Arc<dyn Store>) {
+    let a = start(&store, "node-a", |o| {
+        o.max_workers = 1;
+        // Heartbeats (a third of the lease) would find the cancel only after 20 s.
+        o.lease = Duration::from_secs(60);
+        o.shutdown_timeout = Duration::from_secs(60);
+    });
+    let ids = submit_sleeps(&store, 1, 60_000).await;
+    super::wait_state(&*store, ids[0], JobState::Running).await;
+    until("the attempt starts", Duration::from_secs(10), || {
+        a.in_flight() == 1
+    })
+    .await;
+    console_on(&store)
+        .cancel(ids[0], "wrong input")
+        .await
+        .unwrap();
+    if store.backend() == "sqlite" {
+        a.waker().check_leases();
+    }
+    until("the cancelled attempt stops", Duration::from_secs(10), || {
+        a.in_flight() == 0
+    })
+    .await;
+    // The one slot takes new work at once.
+    let next = submit_sleeps(&store, 1, 1).await;
+    a.waker().wake();
+    super::wait_state(&*store, next[0], JobState::Succeeded).await;
+    let cancelled = store.job(ids[0]).await.unwrap().job;
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    let stop = tokio::time::timeout(Duration::from_secs(20), a.shutdown()).await;
+    assert_eq!(stop.ok(), Some(0), "the stop waited for cancelled work");
+}
+
+/// The API's cancel (a Console inside the daemon) stops the attempt directly.
+async fn a_cancel_in_the_daemon_stops_its_attempt(store: Arc<dyn Store>) {
+    let a = start(&store, "node-a", |o| o.lease = Duration::from_secs(60));
+    let console = console_on(&store).with_engine(a.waker(), Metrics::new());
+    let ids = submit_sleeps(&store, 1, 60_000).await;
+    super::wait_state(&*store, ids[0], JobState::Running).await;
+    until("the attempt starts", Duration::from_secs(10), || {
+        a.in_flight() == 1
+    })
+    .await;
+    console.cancel(ids[0], "operator").await.unwrap();
+    assert_eq!(a.in_flight(), 0, "stopped before the cancel returned");
+    assert_eq!(a.shutdown().await, 0);
+}
+
 macro_rules! on_both_backends {
     ($($case:ident),*) => {
         mod sqlite_backend {
@@ -299,6 +352,8 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    a_cancelled_running_job_stops_where_it_runs,
+    a_cancel_in_the_daemon_stops_its_attempt,
     dead_leader_is_replaced_within_two_lease_periods,
     graceful_leader_hands_over_at_once,
     silent_nodes_jobs_are_reassigned,
