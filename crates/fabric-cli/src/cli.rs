@@ -51,7 +51,12 @@ pub enum Command {
         force: bool,
     },
     /// Is the daemon running, and what is the queue doing.
-    Status,
+    Status {
+        /// Also every worker slot (job, kind, elapsed time), each shard's depth and levers,
+        /// and the last hour's throughput as a rate.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Submit, list, inspect, cancel and retry jobs.
     #[command(subcommand)]
     Jobs(JobsCmd),

@@ -299,7 +299,11 @@ impl Console {
             })
             .await?
             .into_iter()
-            .filter(|j| j.lease_owner.as_deref().is_some_and(|o| o.starts_with(&prefix)))
+            .filter(|j| {
+                j.lease_owner
+                    .as_deref()
+                    .is_some_and(|o| o.starts_with(&prefix))
+            })
             .collect();
         jobs.sort_by_key(|j| (j.started_at, j.id));
         Ok(jobs)

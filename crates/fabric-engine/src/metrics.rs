@@ -114,7 +114,8 @@ impl Metrics {
                 .with_label_values(&[state.as_str()])
                 .set(counts.get(state) as i64);
         }
-        self.queue_depth.set((counts.pending + counts.failed) as i64);
+        self.queue_depth
+            .set((counts.pending + counts.failed) as i64);
     }
 
     /// Busy slots / max slots.

@@ -216,20 +216,22 @@ impl Engine {
         // LISTEN/NOTIFY); every wake-up is one permit, so a burst costs one claim. Their
         // cancels of running jobs stop the attempt here at once.
         let weak = Arc::downgrade(&shared);
-        let listener = shared.store.listen(Box::new(move |event| match weak.upgrade() {
-            Some(s) => {
-                match event {
-                    StoreEvent::Inserted => s.wake.notify_one(),
-                    StoreEvent::Cancelled(id) => {
-                        if s.stop_attempt(id, None) {
-                            tracing::info!(job = id, "attempt stopped: the job was cancelled");
+        let listener = shared
+            .store
+            .listen(Box::new(move |event| match weak.upgrade() {
+                Some(s) => {
+                    match event {
+                        StoreEvent::Inserted => s.wake.notify_one(),
+                        StoreEvent::Cancelled(id) => {
+                            if s.stop_attempt(id, None) {
+                                tracing::info!(job = id, "attempt stopped: the job was cancelled");
+                            }
                         }
                     }
+                    true
                 }
-                true
-            }
-            None => false,
-        }));
+                None => false,
+            }));
         tasks.extend(listener);
         Self {
             shared,
@@ -680,7 +682,11 @@ async fn heartbeats(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             continue;
         }
         let until = shared.clock.now_ms() + shared.options.lease.as_millis() as i64;
-        match shared.store.heartbeat(&shared.owner, jobs.clone(), until).await {
+        match shared
+            .store
+            .heartbeat(&shared.owner, jobs.clone(), until)
+            .await
+        {
             Ok(lost) => {
                 let attempts: HashMap<JobId, u32> = jobs.into_iter().collect();
                 for id in lost {

@@ -85,6 +85,10 @@ pub trait Store: Send + Sync + 'static {
     /// Number of jobs in each state.
     async fn counts(&self) -> Result<StateCounts>;
 
+    /// Jobs waiting to run (`pending`, and `failed` ones waiting for their retry) per shard;
+    /// shards with none are left out.
+    async fn queue_depths(&self) -> Result<std::collections::BTreeMap<String, u64>>;
+
     /// Jobs that succeeded at or after `since` (throughput).
     async fn succeeded_since(&self, since: i64) -> Result<u64>;
 

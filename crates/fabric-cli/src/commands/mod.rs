@@ -34,7 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ctx = Ctx::load(global)?;
             runtime()?.block_on(async move {
                 match command {
-                    Command::Status => status::run(&ctx).await,
+                    Command::Status { verbose } => status::run(&ctx, verbose).await,
                     Command::Jobs(cmd) => jobs::run(&ctx, cmd).await,
                     Command::Quarantine(cmd) => quarantine::run(&ctx, cmd).await,
                     Command::Db(cmd) => db::run(&ctx, cmd).await,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use crate::context::Ctx;
-use crate::output::{pairs, print};
+use crate::output::{pairs, print, table};
 
 #[derive(Serialize)]
 struct Status {
@@ -23,9 +23,107 @@ struct Status {
     conservative: bool,
     /// Shards an operator paused.
     paused_shards: Vec<String>,
+    /// With `--verbose`: the detail of workers, shards and throughput.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    detail: Option<Detail>,
 }
 
-pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+/// What `status --verbose` adds.
+#[derive(Serialize)]
+struct Detail {
+    /// Every worker slot of this host's daemon, busy or free, then the jobs it claimed
+    /// ahead that wait for a slot.
+    slots: Vec<Slot>,
+    /// Every shard with its queue depth (pending and failed jobs) and its owner levers.
+    shards: Vec<ShardDepth>,
+    /// The last hour's throughput as a rate: succeeded jobs per minute.
+    throughput_per_minute: f64,
+}
+
+#[derive(Serialize)]
+struct Slot {
+    /// 1.. for worker slots; `null` for a job claimed ahead, waiting for a slot.
+    slot: Option<u32>,
+    job_id: Option<i64>,
+    kind: Option<String>,
+    elapsed_seconds: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct ShardDepth {
+    name: String,
+    depth: u64,
+    paused: bool,
+    spillover_limit: u32,
+    latency_budget_ms: u64,
+}
+
+async fn detail(
+    console: &fabric_engine::Console,
+    running: bool,
+    throughput_last_hour: u64,
+) -> anyhow::Result<Detail> {
+    let now = console.now();
+    let max = console.config().workers.max_workers;
+    let jobs = if running {
+        console.running_here().await?
+    } else {
+        Vec::new()
+    };
+    let mut slots: Vec<Slot> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| Slot {
+            slot: u32::try_from(i + 1).ok().filter(|n| *n <= max),
+            job_id: Some(j.id),
+            kind: Some(j.kind.clone()),
+            elapsed_seconds: j
+                .started_at
+                .map(|t| (now.saturating_sub(t)).max(0) as f64 / 1000.0),
+        })
+        .collect();
+    for n in slots.len() as u32 + 1..=max {
+        slots.push(Slot {
+            slot: Some(n),
+            job_id: None,
+            kind: None,
+            elapsed_seconds: None,
+        });
+    }
+    let depths = console.store().queue_depths().await?;
+    let mut shards: Vec<ShardDepth> = console
+        .shards()
+        .await?
+        .into_iter()
+        .map(|s| ShardDepth {
+            depth: depths.get(&s.name).copied().unwrap_or(0),
+            name: s.name,
+            paused: s.paused,
+            spillover_limit: s.spillover_limit,
+            latency_budget_ms: s.latency_budget_ms,
+        })
+        .collect();
+    // Jobs of a shard without levers (the default shard, say) are queued all the same.
+    for (name, depth) in depths {
+        if !shards.iter().any(|s| s.name == name) {
+            shards.push(ShardDepth {
+                name,
+                depth,
+                paused: false,
+                spillover_limit: fabric_core::shard::DEFAULT_SPILLOVER_LIMIT,
+                latency_budget_ms: fabric_core::shard::DEFAULT_LATENCY_BUDGET_MS,
+            });
+        }
+    }
+    shards.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Detail {
+        slots,
+        shards,
+        throughput_per_minute: throughput_last_hour as f64 / 60.0,
+    })
+}
+
+pub async fn run(ctx: &Ctx, verbose: bool) -> anyhow::Result<ExitCode> {
     let console = ctx.console().await?;
     let pid = ctx.home.running_pid();
     let uptime_seconds = pid.and_then(|_| {
@@ -39,6 +137,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let hour_ago = console.now() - 3_600_000;
     let throughput_last_hour = console.store().succeeded_since(hour_ago).await?;
     let workers = console.workers(pid.is_some()).await?;
+    let detail = if verbose {
+        Some(detail(&console, pid.is_some(), throughput_last_hour).await?)
+    } else {
+        None
+    };
     let s = Status {
         running: pid.is_some(),
         pid,
@@ -57,10 +160,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             .filter(|s| s.paused)
             .map(|s| s.name)
             .collect(),
+        detail,
     };
     print(ctx.global.format, &s, || {
         let q = &s.queue;
-        pairs(&[
+        let mut out = pairs(&[
             (
                 "daemon",
                 match s.pid {
@@ -106,7 +210,55 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     s.paused_shards.join(", ")
                 },
             ),
-        ])
+        ]);
+        if let Some(d) = &s.detail {
+            out.push_str(&detail_text(d));
+        }
+        out
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn detail_text(d: &Detail) -> String {
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let slots = d
+        .slots
+        .iter()
+        .map(|s| {
+            vec![
+                s.slot.map_or("claimed ahead".into(), |n| n.to_string()),
+                opt(s.job_id.map(|i| i.to_string())),
+                s.kind.clone().unwrap_or_else(|| "idle".into()),
+                opt(s.elapsed_seconds.map(|e| format!("{e:.1}s"))),
+            ]
+        })
+        .collect();
+    let shards = d
+        .shards
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.depth.to_string(),
+                if s.paused { "yes" } else { "" }.into(),
+                s.spillover_limit.to_string(),
+                s.latency_budget_ms.to_string(),
+            ]
+        })
+        .collect();
+    format!(
+        "\nthroughput: {:.2} jobs/min over the last hour\n\n{}\n{}",
+        d.throughput_per_minute,
+        table(&["slot", "job", "kind", "elapsed"], slots),
+        table(
+            &[
+                "shard",
+                "depth",
+                "paused",
+                "spillover_limit",
+                "latency_budget_ms"
+            ],
+            shards
+        )
+    )
 }

@@ -498,7 +498,7 @@ fn alive(pid: i32) -> bool {
 
 #[test]
 fn cancelling_a_running_shell_job_kills_its_process_group_and_stop_does_not_wait() {
-    let h = Home::new();
+    let h = Home::new().with("FABRIC__WORKERS__MAX_WORKERS", "2");
     h.expect(0, &["start"]);
     let child = h.path().join("child.pid");
     // The command's own child: only a kill of the whole process group reaches it.
@@ -517,6 +517,37 @@ fn cancelling_a_running_shell_job_kills_its_process_group_and_stop_does_not_wait
         .parse()
         .unwrap();
     assert!(alive(pid));
+    // `status --verbose` shows the busy slot, each shard's depth and levers, and the rate.
+    h.expect(0, &["shards", "pause", "luna"]);
+    h.expect(
+        0,
+        &[
+            "jobs", "submit", "--kind", "noop", "--shard", "luna", "--run-at", "1h",
+        ],
+    );
+    let v = h.json(&["status", "--verbose"]);
+    let slots = v["slots"].as_array().unwrap();
+    assert_eq!(slots.len(), 2, "{v}");
+    assert_eq!(slots[0]["job_id"].to_string(), id, "{v}");
+    assert_eq!(slots[0]["kind"], "shell");
+    assert!(slots[0]["elapsed_seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(
+        slots[1]["job_id"],
+        Value::Null,
+        "the other slot is free: {v}"
+    );
+    let luna = v["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "luna")
+        .unwrap();
+    assert_eq!(
+        (luna["depth"].as_u64(), luna["paused"].as_bool()),
+        (Some(1), Some(true))
+    );
+    assert!(v["throughput_per_minute"].is_number(), "{v}");
+    assert!(h.expect(0, &["status", "--verbose"]).contains("luna"));
     h.expect(0, &["jobs", "cancel", &id, "--reason", "wrong input"]);
     // Within seconds, not when the child's 300 s are up.
     h.wait_within(

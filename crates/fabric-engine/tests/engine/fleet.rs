@@ -299,9 +299,11 @@ async fn a_cancelled_running_job_stops_where_it_runs(store: Arc<dyn Store>) {
     if store.backend() == "sqlite" {
         a.waker().check_leases();
     }
-    until("the cancelled attempt stops", Duration::from_secs(10), || {
-        a.in_flight() == 0
-    })
+    until(
+        "the cancelled attempt stops",
+        Duration::from_secs(10),
+        || a.in_flight() == 0,
+    )
     .await;
     // The one slot takes new work at once.
     let next = submit_sleeps(&store, 1, 1).await;

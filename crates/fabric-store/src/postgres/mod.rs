@@ -970,6 +970,20 @@ impl Store for PostgresStore {
         Ok(counts)
     }
 
+    async fn queue_depths(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let client = self.pool.get().await?;
+        client
+            .query(
+                "SELECT shard, count(*) FROM jobs WHERE state IN ('pending', 'failed')
+                 GROUP BY shard",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get::<_, i64>(1)? as u64)))
+            .collect()
+    }
+
     async fn succeeded_since(&self, since: i64) -> Result<u64> {
         let client = self.pool.get().await?;
         let n: i64 = client

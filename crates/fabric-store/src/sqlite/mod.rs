@@ -794,7 +794,9 @@ impl Store for SqliteStore {
     async fn next_run_at(&self) -> Result<Option<i64>> {
         self.read(|conn| {
             Ok(conn
-                .prepare_cached("SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed')")?
+                .prepare_cached(
+                    "SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed')",
+                )?
                 .query_row([], |r| r.get(0))?)
         })
         .await
@@ -901,6 +903,18 @@ impl Store for SqliteStore {
                 counts.add(JobState::parse(&state)?, n);
             }
             Ok(counts)
+        })
+        .await
+    }
+
+    async fn queue_depths(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT shard, count(*) FROM jobs WHERE state IN ('pending', 'failed')
+                 GROUP BY shard",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
     }

@@ -186,6 +186,13 @@ pub async fn one_shard_claims_mix_with_every_other_call(s: &dyn Store) {
         .await
         .unwrap();
     assert!(later.is_empty(), "failed before the window: {later:?}");
+    // Queued per shard: pending and failed alike (two never claimed and a[1], which waits
+    // for its retry, on earth; both of mars).
+    let depths = s.queue_depths().await.unwrap();
+    assert_eq!(
+        depths.into_iter().collect::<Vec<_>>(),
+        [("earth".into(), 3), ("mars".into(), 2)]
+    );
     // The retry is due again: the next claim takes it, as attempt 2, with the other two.
     let c2 = s.claim(earth("w", 10, T0 + 2)).await.unwrap();
     assert_eq!(c2.len(), 3);

@@ -468,7 +468,10 @@ mod postgres {
             ..Default::default()
         });
         let running = pending.await.unwrap().remove(0);
-        store_a.cancel(running.id + 1, "not this one", 3).await.unwrap();
+        store_a
+            .cancel(running.id + 1, "not this one", 3)
+            .await
+            .unwrap();
         store_a.cancel(running.id, "operator", 3).await.unwrap();
         let event = loop {
             let e = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
