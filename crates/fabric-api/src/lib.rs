@@ -47,6 +47,12 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// `$FABRIC_HOME`, for the disk check.
     pub home: PathBuf,
+    /// The config file the next start loads, and whether `--config` named it (the `config`
+    /// check reads it from disk).
+    pub config_file: PathBuf,
+    pub config_named: bool,
+    /// The address the API listens on; [`serve`] sets it (the `api` check probes it).
+    pub listen: Option<String>,
 }
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -57,6 +63,7 @@ pub fn router(state: ApiState) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/api/v1/ping", get(ping))
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
         .route("/api/v1/jobs", get(list_jobs).post(submit))
@@ -81,8 +88,10 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let mut state = state;
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, mutations = state.token.is_some(), "api listening");
+        state.listen = Some(addr.to_string());
     }
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
@@ -177,26 +186,88 @@ async fn authorize(State(state): State<ApiState>, req: Request, next: Next) -> R
     }
 }
 
-async fn healthz(State(s): State<ApiState>) -> Response {
-    let mut checks = s.console.health_checks(&s.home).await;
-    checks.push(Check::new(
-        "workers",
-        "ok",
-        format!(
-            "{} of {} worker slots busy ({:.0}%)",
-            s.metrics.workers_busy.get(),
-            s.metrics.workers_max.get(),
-            s.metrics.utilization() * 100.0
+/// `?check=NAME` runs one check only.
+#[derive(Deserialize)]
+struct HealthQuery {
+    check: Option<String>,
+}
+
+/// The checks of `/healthz` and `fabric health`, in order.
+pub const CHECKS: [&str; 5] = ["store", "disk", "config", "workers", "api"];
+
+/// Probes the API at `listen` as a client would: `GET /api/v1/ping` must answer 200 within
+/// 2 s. A listening socket whose server no longer answers fails it.
+pub async fn probe(listen: &str) -> Check {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut conn = tokio::net::TcpStream::connect(listen).await?;
+        conn.write_all(
+            format!("GET /api/v1/ping HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+        let mut head = [0u8; 64];
+        let n = conn.read(&mut head).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&head[..n]).into_owned())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(2), ask).await {
+        Ok(Ok(head)) if head.starts_with("HTTP/1.1 200") => {
+            Check::new("api", "ok", format!("answers on {listen}"))
+        }
+        Ok(Ok(head)) => Check::new(
+            "api",
+            "error",
+            format!(
+                "{listen} answered {:?}, not 200",
+                head.lines().next().unwrap_or("nothing")
+            ),
         ),
-    ));
-    checks.push(Check::new("api", "ok", "serving"));
+        Ok(Err(e)) => Check::new("api", "error", format!("{listen}: {e}")),
+        Err(_) => Check::new("api", "error", format!("{listen}: no answer in 2 s")),
+    }
+}
+
+async fn ping() -> Json<Value> {
+    Json(json!({"pong": true, "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn healthz(State(s): State<ApiState>, query: Query<HealthQuery>) -> Result<Response> {
+    let input = fabric_engine::HealthInput {
+        home: &s.home,
+        config_file: &s.config_file,
+        config_named: s.config_named,
+        daemon_pid: Some(std::process::id()),
+        busy: Some(s.metrics.workers_busy.get().max(0) as u64),
+        cached_integrity: true,
+    };
+    let names: Vec<&str> = match query.0.check.as_deref() {
+        None => CHECKS.to_vec(),
+        Some(name) if CHECKS.contains(&name) => vec![name],
+        Some(name) => {
+            return Err(ApiError::bad(
+                "check",
+                format!("unknown check '{name}' (one of {})", CHECKS.join(", ")),
+            ))
+        }
+    };
+    let mut checks = Vec::new();
+    for name in names {
+        if name == "api" {
+            checks.push(match &s.listen {
+                Some(addr) => probe(addr).await,
+                None => Check::new("api", "error", "not listening"),
+            });
+        } else {
+            checks.extend(s.console.health_check(name, &input).await);
+        }
+    }
     let health = Health::from_checks(checks);
     let code = if health.status == "error" {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
-    (code, Json(health)).into_response()
+    Ok((code, Json(health)).into_response())
 }
 
 async fn metrics(State(s): State<ApiState>) -> Result<Response> {

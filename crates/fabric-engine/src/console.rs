@@ -15,51 +15,9 @@ use serde::Serialize;
 
 use crate::{EngineError, Metrics, Registry, Waker};
 
-type Result<T> = std::result::Result<T, EngineError>;
+pub(crate) type Result<T> = std::result::Result<T, EngineError>;
 
-/// Disk space under which the `disk` health check warns.
-const LOW_DISK_BYTES: u64 = 5 * 1024 * 1024 * 1024;
-
-/// One health check.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Check {
-    pub name: String,
-    /// `ok`, `warning` or `error`.
-    pub status: String,
-    pub detail: String,
-}
-
-impl Check {
-    /// A check result.
-    pub fn new(name: &str, status: &str, detail: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            status: status.into(),
-            detail: detail.into(),
-        }
-    }
-}
-
-/// The overall health: the worst status of its checks.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Health {
-    pub status: String,
-    pub checks: Vec<Check>,
-}
-
-impl Health {
-    /// Health from checks; the worst status wins.
-    pub fn from_checks(checks: Vec<Check>) -> Self {
-        let rank = |s: &str| match s {
-            "error" => 2,
-            "warning" => 1,
-            _ => 0,
-        };
-        let worst = checks.iter().map(|c| rank(&c.status)).max().unwrap_or(0);
-        let status = ["ok", "warning", "error"][worst].to_string();
-        Self { status, checks }
-    }
-}
+pub use crate::health::{Check, Health};
 
 /// A node as `fabric nodes list` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -115,6 +73,8 @@ pub struct Console {
     actor: String,
     waker: Option<Waker>,
     metrics: Option<Metrics>,
+    /// The last full integrity check, shared by clones (a probe reads it; see `health`).
+    pub(crate) integrity: Arc<crate::health::IntegrityCache>,
 }
 
 impl Console {
@@ -134,6 +94,7 @@ impl Console {
             actor: actor.into(),
             waker: None,
             metrics: None,
+            integrity: Arc::default(),
         }
     }
 
@@ -660,54 +621,5 @@ impl Console {
     pub async fn record(&self, action: &str, target: &str, reason: Option<&str>) -> Result<()> {
         self.audit(action, target.into(), reason.map(String::from))
             .await
-    }
-
-    /// The `store`, `disk` and `config` checks; the daemon adds `workers` and `api`.
-    pub async fn health_checks(&self, home: &Path) -> Vec<Check> {
-        let mut checks = Vec::new();
-        checks.push(match self.store.integrity_check().await {
-            Ok(lines) if lines == ["ok"] => Check::new(
-                "store",
-                "ok",
-                format!("{} integrity ok", self.store.backend()),
-            ),
-            Ok(lines) => Check::new("store", "error", lines.join("; ")),
-            Err(e) => Check::new("store", "error", e.to_string()),
-        });
-        checks.push(match nix::sys::statvfs::statvfs(home) {
-            Ok(s) => {
-                let free = s.blocks_available() * s.fragment_size();
-                let gib = free as f64 / (1u64 << 30) as f64;
-                if free < LOW_DISK_BYTES {
-                    Check::new(
-                        "disk",
-                        "warning",
-                        format!("{gib:.1} GiB free (under 5 GiB)"),
-                    )
-                } else {
-                    Check::new("disk", "ok", format!("{gib:.1} GiB free"))
-                }
-            }
-            Err(e) => Check::new(
-                "disk",
-                "error",
-                format!("cannot stat {}: {e}", home.display()),
-            ),
-        });
-        let problems = self.config.problems();
-        checks.push(if problems.is_empty() {
-            Check::new("config", "ok", "valid")
-        } else {
-            Check::new(
-                "config",
-                "error",
-                problems
-                    .iter()
-                    .map(|p| format!("{}: {}", p.path, p.message))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        });
-        checks
     }
 }

@@ -89,6 +89,16 @@ pub trait Store: Send + Sync + 'static {
     /// shards with none are left out.
     async fn queue_depths(&self) -> Result<std::collections::BTreeMap<String, u64>>;
 
+    /// Some queued job (`pending` or `failed`) due before `due_before` in `shards` (all when
+    /// empty) and not in `exclude_shards`: work a dispatcher with free slots should have
+    /// claimed (the `workers` health check). Any such job, not the oldest: cheap to ask.
+    async fn overdue(
+        &self,
+        due_before: i64,
+        shards: &[String],
+        exclude_shards: &[String],
+    ) -> Result<Option<Overdue>>;
+
     /// Jobs that succeeded at or after `since` (throughput).
     async fn succeeded_since(&self, since: i64) -> Result<u64>;
 

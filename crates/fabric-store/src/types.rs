@@ -73,6 +73,14 @@ pub struct CompleteReport {
     pub late: u64,
 }
 
+/// A queued job past its due time (see [`crate::Store::overdue`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overdue {
+    pub id: JobId,
+    pub shard: String,
+    pub run_at: i64,
+}
+
 /// What another process did, as [`crate::Store::listen`] reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreEvent {

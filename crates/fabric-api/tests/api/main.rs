@@ -42,6 +42,9 @@ async fn server_with(token: Option<&str>, config: Config) -> Server {
         token: token.map(String::from),
         max_body_bytes: 64 * 1024,
         home: dir.path().to_path_buf(),
+        config_file: dir.path().join("fabric.yaml"),
+        config_named: false,
+        listen: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -151,6 +151,13 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
             token,
             max_body_bytes: config.api.max_body_bytes,
             home: home.root().to_path_buf(),
+            config_file: ctx
+                .global
+                .config
+                .clone()
+                .unwrap_or_else(|| home.config_file()),
+            config_named: ctx.global.config.is_some(),
+            listen: None,
         };
         tokio::spawn(fabric_api::serve(listener, state, async move {
             let _ = api_stop_rx.await;

@@ -1,72 +1,71 @@
 //! `fabric health [--verbose]` and `fabric health check NAME`.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use fabric_engine::console::{Check, Health};
+use fabric_api::CHECKS;
+use fabric_engine::{Check, Health, HealthInput};
 
 use crate::cli::HealthCmd;
 use crate::context::{Ctx, Usage};
 use crate::output::{print, table};
 
-/// Every check: the Console's (store, disk, config) plus the daemon's (workers, api).
-pub async fn checks(ctx: &Ctx) -> anyhow::Result<Vec<Check>> {
+/// The checks `names` (every one of [`CHECKS`] when empty), in that order: the Console's
+/// (store, disk, config, workers) and the API probe.
+pub async fn checks(ctx: &Ctx, names: &[&str]) -> anyhow::Result<Vec<Check>> {
     let console = ctx.console().await?;
-    let mut checks = console.health_checks(ctx.home.root()).await;
     let pid = ctx.home.running_pid();
-    checks.push(match pid {
-        Some(pid) => {
-            let max = ctx.config.workers.max_workers;
-            let busy = console.workers(true).await.map_or(0, |w| w.active);
-            Check::new(
-                "workers",
-                "ok",
-                format!("daemon pid {pid}; {busy} of {max} worker slots busy"),
-            )
+    let config_file = ctx
+        .global
+        .config
+        .clone()
+        .unwrap_or_else(|| ctx.home.config_file());
+    let input = HealthInput {
+        home: ctx.home.root(),
+        config_file: &config_file,
+        config_named: ctx.global.config.is_some(),
+        daemon_pid: pid,
+        busy: None,
+        cached_integrity: false,
+    };
+    let names = if names.is_empty() { &CHECKS[..] } else { names };
+    let mut out = Vec::new();
+    for name in names {
+        if *name == "api" {
+            let api = &ctx.config.api;
+            out.push(if !api.enabled {
+                Check::new("api", "ok", "disabled in config")
+            } else if pid.is_none() {
+                Check::new(
+                    "api",
+                    "warning",
+                    format!("not serving: the daemon is not running ({})", api.listen),
+                )
+            } else {
+                fabric_api::probe(&api.listen).await
+            });
+        } else {
+            out.extend(console.health_check(name, &input).await);
         }
-        None => Check::new(
-            "workers",
-            "warning",
-            "the daemon is not running: no jobs are executed",
-        ),
-    });
-    let api = &ctx.config.api;
-    checks.push(if !api.enabled {
-        Check::new("api", "ok", "disabled in config")
-    } else if pid.is_none() {
-        Check::new(
-            "api",
-            "warning",
-            format!("not serving: the daemon is not running ({})", api.listen),
-        )
-    } else {
-        match tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio::net::TcpStream::connect(api.listen.as_str()),
-        )
-        .await
-        {
-            Ok(Ok(_)) => Check::new("api", "ok", format!("listening on {}", api.listen)),
-            Ok(Err(e)) => Check::new("api", "error", format!("{}: {e}", api.listen)),
-            Err(_) => Check::new("api", "error", format!("{}: no answer in 2 s", api.listen)),
-        }
-    });
-    Ok(checks)
+    }
+    Ok(out)
 }
 
 pub async fn run(ctx: &Ctx, verbose: bool, one: Option<HealthCmd>) -> anyhow::Result<ExitCode> {
-    let mut all = checks(ctx).await?;
-    if let Some(HealthCmd::Check { name }) = one {
-        let names: Vec<String> = all.iter().map(|c| c.name.clone()).collect();
-        all.retain(|c| c.name == name);
-        if all.is_empty() {
-            return Err(Usage(format!(
-                "unknown check '{name}' (one of {})",
-                names.join(", ")
-            ))
-            .into());
+    let all = match &one {
+        Some(HealthCmd::Check { name }) => {
+            if !CHECKS.contains(&name.as_str()) {
+                return Err(Usage(format!(
+                    "unknown check '{name}' (one of {})",
+                    CHECKS.join(", ")
+                ))
+                .into());
+            }
+            checks(ctx, &[name.as_str()]).await?
         }
-    }
+        None => checks(ctx, &[]).await?,
+    };
+    // One check asked for by name is shown whatever its status.
+    let verbose = verbose || one.is_some();
     let health = Health::from_checks(all);
     print(ctx.global.format, &health, || {
         let mut out = format!("status: {}\n", health.status);

@@ -76,6 +76,18 @@ async fn submit_sleeps(store: &Arc<dyn Store>, n: usize, ms: u64) -> Vec<i64> {
         .collect()
 }
 
+/// Health checks of a daemon-less console (the CLI's).
+fn health_input() -> fabric_engine::HealthInput<'static> {
+    fabric_engine::HealthInput {
+        home: std::path::Path::new("/"),
+        config_file: std::path::Path::new("/nonexistent/fabric.yaml"),
+        config_named: false,
+        daemon_pid: None,
+        busy: None,
+        cached_integrity: false,
+    }
+}
+
 async fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
     while !f() {
@@ -330,6 +342,59 @@ async fn a_cancel_in_the_daemon_stops_its_attempt(store: Arc<dyn Store>) {
     assert_eq!(a.shutdown().await, 0);
 }
 
+/// The `workers` check fails when a daemon runs yet due work waits with slots free (a
+/// stalled dispatcher), and when its node is offline; a paused shard's work is no stall.
+async fn the_workers_check_reports_a_stall_and_an_offline_node(store: Arc<dyn Store>) {
+    let console = console_on(&store);
+    let daemon = fabric_engine::HealthInput {
+        daemon_pid: Some(4242),
+        busy: Some(0),
+        ..health_input()
+    };
+    let check = |c: &Console| {
+        let (c, daemon) = (c.clone(), daemon.clone());
+        async move { c.health_check("workers", &daemon).await.unwrap() }
+    };
+    assert_eq!(check(&console).await.status, "ok");
+    let mut late = NewJob::new("noop");
+    late.shard = "luna".into();
+    late.run_at = Some(RealClock.now_ms() - 60_000);
+    store.submit(vec![late], RealClock.now_ms()).await.unwrap();
+    // Nothing claims it: no engine runs although the "daemon" does.
+    let stalled = check(&console).await;
+    assert_eq!(stalled.status, "error", "{stalled:?}");
+    assert!(stalled.detail.contains("dispatcher stalled"), "{stalled:?}");
+    assert!(stalled.detail.contains("shard luna"), "{stalled:?}");
+    console.pause_shard("luna", None).await.unwrap();
+    assert_eq!(
+        check(&console).await.status,
+        "ok",
+        "a paused shard holds work on purpose"
+    );
+    // The node of this console's config (`local`) taken offline by an operator.
+    let engine = start(&store, "local", |_| {});
+    for _ in 0..100 {
+        if console
+            .nodes()
+            .await
+            .unwrap()
+            .iter()
+            .any(|n| n.node.id == "local")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    console
+        .set_node("local", NodeAction::Offline, Some("maintenance"))
+        .await
+        .unwrap();
+    let offline = check(&console).await;
+    assert_eq!(offline.status, "error", "{offline:?}");
+    assert!(offline.detail.contains("offline"), "{offline:?}");
+    engine.shutdown().await;
+}
+
 macro_rules! on_both_backends {
     ($($case:ident),*) => {
         mod sqlite_backend {
@@ -354,6 +419,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    the_workers_check_reports_a_stall_and_an_offline_node,
     a_cancelled_running_job_stops_where_it_runs,
     a_cancel_in_the_daemon_stops_its_attempt,
     dead_leader_is_replaced_within_two_lease_periods,
@@ -439,8 +505,11 @@ async fn database_lost_while_running_loses_nothing() {
     proxy.cut();
     // Health says the store is down; the running jobs finish meanwhile and their
     // completions wait; nothing new is claimed.
-    let health = console.health_checks(std::path::Path::new("/")).await;
-    let store_check = health.iter().find(|c| c.name == "store").unwrap();
+    let store_check = console
+        .health_check("store", &health_input())
+        .await
+        .unwrap();
+    let health = [store_check.clone()];
     assert_eq!(store_check.status, "error", "{health:?}");
     until("the engine notices", Duration::from_secs(10), || {
         !engine.store_up()
@@ -472,10 +541,10 @@ async fn database_lost_while_running_loses_nothing() {
     for id in &ids {
         assert_eq!(store.job(*id).await.unwrap().job.attempt, 1, "job {id}");
     }
-    let health = console.health_checks(std::path::Path::new("/")).await;
-    assert_eq!(
-        health.iter().find(|c| c.name == "store").unwrap().status,
-        "ok"
-    );
+    let store_check = console
+        .health_check("store", &health_input())
+        .await
+        .unwrap();
+    assert_eq!(store_check.status, "ok");
     engine.shutdown().await;
 }

@@ -14,8 +14,9 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::{
     AuditEntry, ClaimRequest, CompleteReport, Completion, JobDetail, JobFilter, Lease, NodeChange,
-    Note, Outcome, PendingKey, QuarantineEntry, QuarantineFilter, QuarantineStats, RecoveryReport,
-    RescueReport, Result, StateCounts, Store, StoreError, StoreEvent, Submitted, LEASE_UPSERT,
+    Note, Outcome, Overdue, PendingKey, QuarantineEntry, QuarantineFilter, QuarantineStats,
+    RecoveryReport, RescueReport, Result, StateCounts, Store, StoreError, StoreEvent, Submitted,
+    LEASE_UPSERT,
 };
 
 /// Migrations in order; `fabric_schema.version` records how many ran.
@@ -982,6 +983,35 @@ impl Store for PostgresStore {
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get::<_, i64>(1)? as u64)))
             .collect()
+    }
+
+    async fn overdue(
+        &self,
+        due_before: i64,
+        shards: &[String],
+        exclude_shards: &[String],
+    ) -> Result<Option<Overdue>> {
+        let client = self.pool.get().await?;
+        let only = (!shards.is_empty()).then_some(shards);
+        let except = (!exclude_shards.is_empty()).then_some(exclude_shards);
+        client
+            .query_opt(
+                "SELECT id, shard, run_at FROM jobs
+                 WHERE state IN ('pending', 'failed') AND run_at < $1
+                   AND ($2::text[] IS NULL OR shard = ANY($2))
+                   AND ($3::text[] IS NULL OR shard <> ALL($3))
+                 LIMIT 1",
+                &[&due_before, &only, &except],
+            )
+            .await?
+            .map(|r| {
+                Ok(Overdue {
+                    id: r.try_get(0)?,
+                    shard: r.try_get(1)?,
+                    run_at: r.try_get(2)?,
+                })
+            })
+            .transpose()
     }
 
     async fn succeeded_since(&self, since: i64) -> Result<u64> {

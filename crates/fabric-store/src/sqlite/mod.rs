@@ -15,8 +15,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::{
     AuditEntry, ClaimRequest, CompleteReport, Completion, JobDetail, JobFilter, Lease, NodeChange,
-    Note, Outcome, PendingKey, QuarantineEntry, QuarantineFilter, QuarantineStats, RecoveryReport,
-    RescueReport, Result, StateCounts, Store, StoreError, Submitted, LEASE_UPSERT,
+    Note, Outcome, Overdue, PendingKey, QuarantineEntry, QuarantineFilter, QuarantineStats,
+    RecoveryReport, RescueReport, Result, StateCounts, Store, StoreError, Submitted, LEASE_UPSERT,
 };
 use writer::Writer;
 
@@ -915,6 +915,42 @@ impl Store for SqliteStore {
             )?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn overdue(
+        &self,
+        due_before: i64,
+        shards: &[String],
+        exclude_shards: &[String],
+    ) -> Result<Option<Overdue>> {
+        let list = |v: &[String]| -> Result<Option<String>> {
+            if v.is_empty() {
+                return Ok(None);
+            }
+            serde_json::to_string(v)
+                .map(Some)
+                .map_err(|e| StoreError::Backend(e.to_string()))
+        };
+        let (only, except) = (list(shards)?, list(exclude_shards)?);
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT id, shard, run_at FROM jobs
+                     WHERE state IN ('pending', 'failed') AND run_at < ?1
+                       AND (?2 IS NULL OR shard IN (SELECT value FROM json_each(?2)))
+                       AND (?3 IS NULL OR shard NOT IN (SELECT value FROM json_each(?3)))
+                     LIMIT 1",
+                )?
+                .query_row(params![due_before, only, except], |r| {
+                    Ok(Overdue {
+                        id: r.get(0)?,
+                        shard: r.get(1)?,
+                        run_at: r.get(2)?,
+                    })
+                })
+                .optional()?)
         })
         .await
     }
