@@ -156,9 +156,13 @@ pub struct RunArgs {
     /// The checkpoint file.
     #[arg(long, default_value = "reports/planetary-fabric/checkpoint.json")]
     pub checkpoint: PathBuf,
-    /// Virtual tick in milliseconds.
+    /// Virtual tick in milliseconds (1..60000).
     #[arg(long, default_value_t = fabric_sim::runner::DEFAULT_TICK_MS)]
     pub tick_ms: u64,
+    /// Pace virtual time at X times the wall clock (0.01..10000), e.g. 1 to watch the
+    /// scoreboard and pull levers as the run goes; without it the run goes as fast as it can.
+    #[arg(long, value_name = "X")]
+    pub speed: Option<f64>,
     /// No scoreboard.
     #[arg(long)]
     pub quiet: bool,

@@ -106,44 +106,67 @@ impl FabricHome {
 
     /// The pid of a running daemon, if one holds the lock.
     pub fn running_pid(&self) -> Option<u32> {
-        let f = OpenOptions::new().read(true).open(self.pid_file()).ok()?;
-        match f.try_lock() {
-            Ok(()) => None,
-            Err(_) => {
-                let mut s = String::new();
-                let mut f = f;
-                f.read_to_string(&mut s).ok()?;
-                // Locked but empty: a daemon is starting up (pid 0 until it is ready).
-                s.trim().parse().ok().or(Some(0))
-            }
-        }
+        locked_pid(&self.pid_file())
     }
 
     /// Takes the single-instance lock, leaving the pid file empty until [`write_pid`] says
     /// the daemon is ready; the lock lasts as long as the returned file is open (the OS drops
     /// it if the process dies, even by `kill -9`).
     pub fn lock_pid(&self) -> Result<File, EngineError> {
-        let mut f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.pid_file())?;
-        set_mode(&self.pid_file(), 0o600)?;
-        if f.try_lock().is_err() {
-            let mut s = String::new();
-            let _ = f.read_to_string(&mut s);
-            let pid = if s.trim().is_empty() {
-                "starting up"
-            } else {
-                s.trim()
-            };
-            return Err(EngineError::Conflict(format!(
-                "fabric is already running (pid {pid}); stop it first with `fabric stop`"
-            )));
+        lock_pid_file(&self.pid_file())?.map_err(|holder| {
+            EngineError::Conflict(format!(
+                "fabric is already running (pid {holder}); stop it first with `fabric stop`"
+            ))
+        })
+    }
+}
+
+/// The process holding a pid file's lock: its pid, or "starting up" while the file is empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PidHolder(pub Option<u32>);
+
+impl std::fmt::Display for PidHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(pid) => write!(f, "{pid}"),
+            None => f.write_str("starting up"),
         }
-        f.set_len(0)?;
-        Ok(f)
+    }
+}
+
+/// Takes the exclusive lock of the pid file at `path` (created 0600 if missing) and empties
+/// it, or says who holds it. The lock lasts as long as the returned file is open (the OS
+/// drops it if the process dies, even by `kill -9`); [`write_pid`] publishes the pid.
+pub fn lock_pid_file(path: &Path) -> std::io::Result<Result<File, PidHolder>> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    set_mode(path, 0o600)?;
+    if f.try_lock().is_err() {
+        let mut s = String::new();
+        let _ = f.read_to_string(&mut s);
+        return Ok(Err(PidHolder(s.trim().parse().ok())));
+    }
+    f.set_len(0)?;
+    Ok(Ok(f))
+}
+
+/// The pid in the pid file at `path` if a live process holds its lock (`Some(0)` while that
+/// process is starting up); `None` when no one holds it, whatever the file says (a pid
+/// left behind may belong to an unrelated process by now).
+pub fn locked_pid(path: &Path) -> Option<u32> {
+    let mut f = OpenOptions::new().read(true).open(path).ok()?;
+    match f.try_lock() {
+        Ok(()) => None,
+        Err(_) => {
+            let mut s = String::new();
+            f.read_to_string(&mut s).ok()?;
+            // Locked but empty: the holder is starting up (pid 0 until it is ready).
+            s.trim().parse().ok().or(Some(0))
+        }
     }
 }
 

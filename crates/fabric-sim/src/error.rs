@@ -24,6 +24,13 @@ pub enum SimError {
         found: u64,
         expected: u32,
     },
+    /// A checkpoint holding a value out of bounds: `field` is its JSON path.
+    #[error("checkpoint {path}: invalid {field}: {message}")]
+    CheckpointInvalid {
+        path: String,
+        field: String,
+        message: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

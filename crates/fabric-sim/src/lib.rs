@@ -6,6 +6,7 @@ pub mod checkpoint;
 mod error;
 pub mod fleet;
 pub mod gen;
+pub mod owner;
 pub mod report;
 pub mod runner;
 pub mod scenario;

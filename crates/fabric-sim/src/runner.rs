@@ -26,6 +26,11 @@ use crate::SimError;
 pub const MAX_ATTEMPTS: u32 = 3;
 /// Default virtual tick.
 pub const DEFAULT_TICK_MS: u64 = 100;
+/// Longest virtual tick (`--tick-ms`, a checkpoint's or an operator's tick interval).
+pub const MAX_TICK_MS: u64 = 60_000;
+/// Slowest and fastest `--speed` (virtual seconds per wall second).
+pub const MIN_SPEED: f64 = 0.01;
+pub const MAX_SPEED: f64 = 10_000.0;
 /// Job kind of simulated work.
 pub const SIM_KIND: &str = "sim";
 /// Lease of claimed jobs: the runner is their only worker and settles every one itself.
@@ -43,6 +48,9 @@ pub struct RunOptions {
     /// Where checkpoints are written.
     pub checkpoint_path: PathBuf,
     pub tick_ms: u64,
+    /// Paces virtual time at this many times the wall clock (`--speed`); `None` runs as fast
+    /// as the machine allows.
+    pub speed: Option<f64>,
     /// Set (e.g. by a signal) to have a checkpoint written at the next tick.
     pub save_requested: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -106,6 +114,9 @@ pub struct Fabric {
     unflushed: Vec<Completion>,
     flushed_at_tick: u64,
     governance_read: Option<Instant>,
+    /// `--speed`, and the wall and virtual time pacing started from (at the first tick).
+    speed: Option<f64>,
+    paced_from: Option<(Instant, i64)>,
     /// Jobs already final when this fabric started (a resumed run).
     finished_at_start: u64,
     loaded_from_checkpoint: bool,
@@ -191,7 +202,7 @@ impl Fabric {
             clock,
             scenario: opts.scenario.clone(),
             seed: opts.seed,
-            tick_ms: opts.tick_ms.max(1),
+            tick_ms: opts.tick_ms.clamp(1, MAX_TICK_MS),
             nodes,
             shards: Arc::new(shards),
             latency: LatencyMatrix::default(),
@@ -210,6 +221,8 @@ impl Fabric {
             unflushed: Vec::new(),
             flushed_at_tick: 0,
             governance_read: None,
+            speed: opts.speed.filter(|x| (MIN_SPEED..=MAX_SPEED).contains(x)),
+            paced_from: None,
             finished_at_start: 0,
             loaded_from_checkpoint: false,
             started: Instant::now(),
@@ -219,9 +232,7 @@ impl Fabric {
     /// The owner levers of this run (persisted in its store, audited, applied at the next
     /// tick).
     pub fn owner_console(&self) -> OwnerConsole {
-        OwnerConsole {
-            console: self.console.clone(),
-        }
+        OwnerConsole::new(self.console.clone())
     }
 
     /// The run's store.
@@ -400,7 +411,7 @@ impl Fabric {
         self.conservative = self.console.conservative().await.map_err(sim_err)?;
         if let Some(t) = self.store.setting(TICK_SETTING).await.map_err(sim_err)? {
             if let Ok(ms) = t.parse::<u64>() {
-                self.tick_ms = ms.max(1);
+                self.tick_ms = ms.clamp(1, MAX_TICK_MS);
             }
         }
         Ok(())
@@ -743,7 +754,9 @@ impl Fabric {
         let now = self.clock.now_ms();
         let tick = self.tick_ms as i64;
         let mut next = now + tick;
-        if !self.can_place() {
+        // A paced run steps tick by tick, reading the levers as it goes; jumping ahead would
+        // only make it sleep through them.
+        if self.speed.is_none() && !self.can_place() {
             let next_finish = self.finishing.peek().map(|Reverse((t, _))| *t);
             let next_arrival = (self.next_index < self.scenario.job_count)
                 .then(|| self.virtual_start + self.arrival_ms(self.next_index));
@@ -795,6 +808,7 @@ impl Fabric {
                 break Stop::Cut;
             }
             self.advance(until_ms.map(|u| self.virtual_start + u));
+            self.pace().await?;
         };
         // The store holds every settled attempt whenever the run is not inside a tick.
         let done = std::mem::take(&mut self.unflushed);
@@ -802,6 +816,35 @@ impl Fabric {
         Self::write_completions(&self.store, done).await?;
         self.store.sync().await.map_err(sim_err)?;
         Ok(stop)
+    }
+
+    /// With `--speed X`, waits until the wall clock has caught up with the virtual time
+    /// gone since pacing began, divided by X. Before a wait of some length the store is
+    /// committed, so that an operator's lever (another process) finds its lock free.
+    async fn pace(&mut self) -> Result<(), SimError> {
+        let Some(speed) = self.speed else {
+            return Ok(());
+        };
+        let now = self.clock.now_ms();
+        let (wall0, virtual0) = *self.paced_from.get_or_insert((Instant::now(), now));
+        let ahead = now.saturating_sub(virtual0) as f64 / speed / 1000.0;
+        let Some(due) = std::time::Duration::try_from_secs_f64(ahead)
+            .ok()
+            .and_then(|d| wall0.checked_add(d))
+        else {
+            return Ok(());
+        };
+        let wait = due.saturating_duration_since(Instant::now());
+        if wait >= PACE_SYNC_AFTER {
+            let done = std::mem::take(&mut self.unflushed);
+            self.flushed_at_tick = self.ticks;
+            Self::write_completions(&self.store, done).await?;
+            self.store.sync().await.map_err(sim_err)?;
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        Ok(())
     }
 
     /// Takes node `id` down as an outage would: it stops heartbeating, and once its
@@ -1050,11 +1093,13 @@ const CLAIM_AHEAD: u64 = 32;
 const FLUSH_EVERY_TICKS: u64 = 20;
 const FLUSH_AT: usize = 512;
 
+/// A paced run commits its store before a wait at least this long.
+const PACE_SYNC_AFTER: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Owner levers are re-read from the store this often (wall time).
 const GOVERNANCE_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// The setting holding the run's tick interval (ms).
-pub const TICK_SETTING: &str = "tick_interval_ms";
+pub use crate::owner::{GovernanceSnapshot, OwnerConsole, TICK_SETTING};
 
 /// The scenario index a generated job's payload carries.
 fn payload_index(payload: &serde_json::Value) -> u64 {
@@ -1096,119 +1141,6 @@ fn sim_job(shard: String, priority: i32, payload: serde_json::Value) -> NewJob {
     job.max_attempts = MAX_ATTEMPTS;
     job.payload = payload;
     job
-}
-
-/// An operator's mistake (unknown shard, bad value) is bad input; anything else a failure.
-fn lever_err(e: fabric_engine::EngineError) -> SimError {
-    if e.is_usage() {
-        SimError::invalid("owner lever", e.to_string())
-    } else {
-        SimError::Runtime(e.to_string())
-    }
-}
-
-/// The owner's levers on a run (or on any Fabric store): every change persisted, audited and
-/// applied at the next tick.
-#[derive(Clone)]
-pub struct OwnerConsole {
-    console: Console,
-}
-
-/// The levers as they stand.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct GovernanceSnapshot {
-    pub shards: Vec<Shard>,
-    pub conservative: bool,
-    pub tick_interval_ms: Option<u64>,
-}
-
-impl OwnerConsole {
-    /// Pauses a shard: nothing of it is dispatched until it is resumed.
-    pub async fn pause_shard(&self, shard: &str) -> Result<(), SimError> {
-        self.console
-            .pause_shard(shard, None)
-            .await
-            .map(drop)
-            .map_err(lever_err)
-    }
-    /// Resumes a paused shard.
-    pub async fn resume_shard(&self, shard: &str) -> Result<(), SimError> {
-        self.console
-            .resume_shard(shard, None)
-            .await
-            .map(drop)
-            .map_err(lever_err)
-    }
-    /// Pauses every shard.
-    pub async fn pause_all(&self) -> Result<(), SimError> {
-        self.console
-            .pause_all(None)
-            .await
-            .map(drop)
-            .map_err(lever_err)
-    }
-    /// Resumes every shard.
-    pub async fn resume_all(&self) -> Result<(), SimError> {
-        self.console
-            .resume_all(None)
-            .await
-            .map(drop)
-            .map_err(lever_err)
-    }
-    /// Sets the queue depth above which a shard without a free node spills.
-    pub async fn update_spillover_limit(&self, shard: &str, limit: u32) -> Result<(), SimError> {
-        self.console
-            .update_spillover_limit(shard, limit, None)
-            .await
-            .map(drop)
-            .map_err(lever_err)
-    }
-    /// Sets the latency budget (ms) that a shard's spilled work must fit.
-    pub async fn update_latency_budget(&self, shard: &str, ms: u64) -> Result<(), SimError> {
-        self.console
-            .update_latency_budget(shard, ms, None)
-            .await
-            .map(drop)
-            .map_err(lever_err)
-    }
-    /// Conservative mode: only high-priority work is dispatched.
-    pub async fn set_conservative(&self, on: bool) -> Result<(), SimError> {
-        self.console
-            .set_conservative(on, None)
-            .await
-            .map_err(lever_err)
-    }
-    /// Sets the virtual tick (ms) of runs on this store.
-    pub async fn set_tick_interval(&self, ms: u64) -> Result<(), SimError> {
-        if ms == 0 {
-            return Err(SimError::invalid(
-                "tick interval",
-                "0 ms must be at least 1",
-            ));
-        }
-        self.console
-            .store()
-            .put_setting(TICK_SETTING, &ms.to_string())
-            .await
-            .map_err(sim_err)?;
-        self.console
-            .record("governance.set-tick-interval", &format!("{ms} ms"), None)
-            .await
-            .map_err(sim_err)
-    }
-    /// The levers now.
-    pub async fn snapshot(&self) -> Result<GovernanceSnapshot, SimError> {
-        let store = self.console.store();
-        Ok(GovernanceSnapshot {
-            shards: store.shards().await.map_err(sim_err)?,
-            conservative: self.console.conservative().await.map_err(sim_err)?,
-            tick_interval_ms: store
-                .setting(TICK_SETTING)
-                .await
-                .map_err(sim_err)?
-                .and_then(|t| t.parse().ok()),
-        })
-    }
 }
 
 impl Fabric {
@@ -1288,10 +1220,25 @@ pub async fn execute(
     resume: Option<Checkpoint>,
     board: &mut crate::scoreboard::Scoreboard,
 ) -> Result<RunOutcome, SimError> {
-    let mut fabric = match resume {
-        Some(cp) => Fabric::resume(opts, cp).await?,
-        None => Fabric::new(opts).await?,
-    };
+    let fabric = start(opts, resume).await?;
+    drive(opts, fabric, board).await
+}
+
+/// The fabric a run starts with: a fresh one, or one resumed from `resume`. Its store is
+/// open (any old one replaced) when this returns.
+pub async fn start(opts: &RunOptions, resume: Option<Checkpoint>) -> Result<Fabric, SimError> {
+    match resume {
+        Some(cp) => Fabric::resume(opts, cp).await,
+        None => Fabric::new(opts).await,
+    }
+}
+
+/// Runs `fabric` (from [`start`]) to its end, as [`execute`] does.
+pub async fn drive(
+    opts: &RunOptions,
+    mut fabric: Fabric,
+    board: &mut crate::scoreboard::Scoreboard,
+) -> Result<RunOutcome, SimError> {
     let cap = opts.duration_cap.map(|s| (s * 1000.0) as i64);
     let every = if board.is_tty() {
         std::time::Duration::from_millis(100)

@@ -9,6 +9,15 @@ use crate::SimError;
 
 /// Most jobs one scenario may ask for.
 pub const MAX_JOBS: u64 = 10_000_000;
+/// Longest nominal duration of a scenario, and longest `--duration` (virtual seconds): a
+/// year, so that every virtual time of a run fits its millisecond arithmetic with room.
+pub const MAX_DURATION_SECONDS: f64 = 31_536_000.0;
+/// Most shards one scenario may name.
+pub const MAX_SHARDS: usize = 1_000;
+/// Longest description (bytes).
+pub const MAX_DESCRIPTION: usize = 4_096;
+/// Largest custom scenario file read (bytes).
+pub const MAX_CUSTOM_BYTES: u64 = 1 << 20;
 
 /// A scenario: how many jobs, how likely an attempt succeeds, which shards, over how long.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,12 +111,36 @@ impl Scenario {
     /// A custom scenario from a JSON file `{name, description, job_count,
     /// completion_probability, shards, duration_seconds}`.
     pub fn from_custom_json(path: &Path) -> Result<Self, SimError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SimError::io(path, e))?;
-        let c: Custom = serde_json::from_str(&text).map_err(|e| {
+        let flag = format!("--custom {}", path.display());
+        let size = std::fs::metadata(path)
+            .map_err(|e| SimError::io(path, e))?
+            .len();
+        if size > MAX_CUSTOM_BYTES {
+            return Err(SimError::invalid(
+                flag,
+                format!("{size} bytes is over the limit of {MAX_CUSTOM_BYTES}"),
+            ));
+        }
+        let text = std::fs::read(path).map_err(|e| SimError::io(path, e))?;
+        let s = Self::from_custom_slice(&text).map_err(|(field, message)| {
             SimError::invalid(
-                format!("--custom {}", path.display()),
-                format!("not a scenario: {e}"),
+                flag.clone(),
+                match field {
+                    Some(f) => format!("{f}: {message}"),
+                    None => message,
+                },
             )
+        })?;
+        Ok(s)
+    }
+
+    /// A custom scenario from JSON text; on error, the field at fault (when one is) and why.
+    pub fn from_custom_slice(text: &[u8]) -> Result<Self, (Option<String>, String)> {
+        let de = &mut serde_json::Deserializer::from_slice(text);
+        let c: Custom = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = (path != ".").then_some(path);
+            (field, format!("not a scenario: {}", e.into_inner()))
         })?;
         let s = Scenario {
             name: c.name,
@@ -119,7 +152,7 @@ impl Scenario {
             node_outage: false,
             orchestrator_kill: false,
         };
-        s.validate("")?;
+        s.check().map_err(|(f, m)| (Some(f.to_string()), m))?;
         Ok(s)
     }
 
@@ -139,10 +172,10 @@ impl Scenario {
         Ok(self)
     }
 
-    /// Checks every field; `prefix` is `--` for command-line values.
+    /// Checks every field; `prefix` is `--` for command-line values (which name the flag).
     pub fn validate(&self, prefix: &str) -> Result<(), SimError> {
-        let field = |f: &str| {
-            if prefix.is_empty() {
+        self.check().map_err(|(f, message)| {
+            let field = if prefix.is_empty() {
                 f.to_string()
             } else {
                 format!(
@@ -153,45 +186,56 @@ impl Scenario {
                         o => o,
                     }
                 )
-            }
-        };
+            };
+            SimError::invalid(field, message)
+        })
+    }
+
+    /// Checks every field against its bounds: the field at fault and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
         if self.job_count == 0 || self.job_count > MAX_JOBS {
-            return Err(SimError::invalid(
-                field("job_count"),
+            return Err((
+                "job_count",
                 format!("{} must be 1..{MAX_JOBS}", self.job_count),
             ));
         }
         let p = self.completion_probability;
-        if !(0.0..=1.0).contains(&p) || p.is_nan() {
-            return Err(SimError::invalid(
-                field("completion_probability"),
-                format!("{p} must be within 0..1"),
+        if !(0.0..=1.0).contains(&p) {
+            return Err(("completion_probability", format!("{p} must be within 0..1")));
+        }
+        let d = self.duration_seconds;
+        if !(d > 0.0 && d <= MAX_DURATION_SECONDS) {
+            return Err((
+                "duration_seconds",
+                format!("{d} must be above 0 and at most {MAX_DURATION_SECONDS}"),
             ));
         }
-        if !(self.duration_seconds > 0.0 && self.duration_seconds.is_finite()) {
-            return Err(SimError::invalid(
-                field("duration_seconds"),
-                format!("{} must be above 0", self.duration_seconds),
+        if self.shards.is_empty() || self.shards.len() > MAX_SHARDS {
+            return Err((
+                "shards",
+                format!(
+                    "{} shards listed; 1..{MAX_SHARDS} are needed",
+                    self.shards.len()
+                ),
             ));
         }
-        if self.shards.is_empty() {
-            return Err(SimError::invalid(
-                field("shards"),
-                "at least one shard is needed",
-            ));
-        }
-        for (i, s) in self.shards.iter().enumerate() {
-            fabric_core::job::validate_name("shards", s)
-                .map_err(|e| SimError::invalid(field("shards"), e.to_string()))?;
-            if self.shards[..i].contains(s) {
-                return Err(SimError::invalid(
-                    field("shards"),
-                    format!("'{s}' is listed twice"),
-                ));
+        let mut seen = std::collections::BTreeSet::new();
+        for s in &self.shards {
+            fabric_core::job::validate_name("shards", s).map_err(|e| ("shards", e.to_string()))?;
+            if !seen.insert(s.as_str()) {
+                return Err(("shards", format!("'{s}' is listed twice")));
             }
         }
-        fabric_core::job::validate_name("name", &self.name)
-            .map_err(|e| SimError::invalid(field("name"), e.to_string()))?;
+        fabric_core::job::validate_name("name", &self.name).map_err(|e| ("name", e.to_string()))?;
+        if self.description.len() > MAX_DESCRIPTION {
+            return Err((
+                "description",
+                format!(
+                    "{} bytes is over the limit of {MAX_DESCRIPTION}",
+                    self.description.len()
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -239,5 +283,33 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("twice"));
+    }
+
+    const BASE: &str = r#"{"name":"x","description":"d","job_count":10,"completion_probability":1,"shards":["earth"],"duration_seconds":5}"#;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn arbitrary_text_is_refused_without_a_panic(text in ".{0,200}") {
+            let _ = Scenario::from_custom_slice(text.as_bytes());
+        }
+
+        #[test]
+        fn an_odd_value_in_any_field_is_refused_naming_it(
+            at in 0..6usize,
+            value in crate::checkpoint::tests::odd_value(),
+        ) {
+            let mut v: serde_json::Value = serde_json::from_str(BASE).unwrap();
+            let key = ["name", "description", "job_count", "completion_probability", "shards",
+                "duration_seconds"][at];
+            v[key] = value.clone();
+            if let Err((field, msg)) = Scenario::from_custom_slice(v.to_string().as_bytes()) {
+                proptest::prop_assert!(
+                    field.as_deref().is_some_and(|f| f.starts_with(key)),
+                    "{key} = {value}: {field:?} {msg}"
+                );
+            }
+        }
     }
 }

@@ -15,6 +15,7 @@ fn opts(dir: &tempfile::TempDir, scenario: Scenario) -> RunOptions {
         store_path: dir.path().join("run.db"),
         checkpoint_path: dir.path().join("checkpoint.json"),
         tick_ms: 100,
+        speed: None,
         save_requested: Default::default(),
     }
 }

@@ -72,15 +72,23 @@ pub fn run(global: Global, cmd: CheckpointCmd) -> anyhow::Result<ExitCode> {
                 seed: 42,
                 checkpoint,
                 tick_ms: 100,
+                speed: None,
                 quiet,
             },
         ),
         CheckpointCmd::Save { checkpoint } => {
+            // Only a run that holds the lock of `run.pid` is signalled: a pid left in an
+            // unlocked file may belong to an unrelated process by now, which SIGUSR1 kills.
             let pid_file = super::run::pid_file(&checkpoint);
-            let pid: i32 = std::fs::read_to_string(&pid_file)
-                .ok()
-                .and_then(|p| p.trim().parse().ok())
-                .with_context(|| format!("no run is in progress (no {})", pid_file.display()))?;
+            let pid = match fabric_engine::home::locked_pid(&pid_file) {
+                None => bail!(
+                    "no run is in progress (no live run holds {})",
+                    pid_file.display()
+                ),
+                Some(0) => bail!("the run is starting up; ask again in a moment"),
+                Some(p) => i32::try_from(p)
+                    .with_context(|| format!("{}: pid {p} is out of range", pid_file.display()))?,
+            };
             let before = std::fs::metadata(&checkpoint)
                 .and_then(|m| m.modified())
                 .ok();

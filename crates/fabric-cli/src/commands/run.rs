@@ -1,20 +1,79 @@
 //! `fabric run [SCENARIO]`: a scenario on the simulated fleet, with the live scoreboard, a
 //! checkpoint and the JSON report. Exit 0 when every job is final, 3 when `--duration` ended
-//! the run first, 2 on bad input (nothing is written then).
+//! the run first, 2 on bad input (nothing is written then), 1 when another run holds the
+//! checkpoint's directory.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use fabric_sim::runner::{execute, RunOptions, Stop};
+use fabric_sim::runner::{drive, start, RunOptions, Stop, MAX_SPEED, MAX_TICK_MS, MIN_SPEED};
+use fabric_sim::scenario::MAX_DURATION_SECONDS;
 use fabric_sim::scoreboard::Scoreboard;
 use fabric_sim::{load_checkpoint, Scenario};
 
 use crate::cli::{Format, Global, RunArgs};
 use crate::context::Usage;
 
-/// The file holding the pid of the run that writes `checkpoint`.
+/// The file holding the pid of the run that writes `checkpoint`, locked while it runs.
 pub fn pid_file(checkpoint: &std::path::Path) -> std::path::PathBuf {
     checkpoint.with_file_name("run.pid")
+}
+
+/// The store of the run that writes `checkpoint`.
+pub fn store_file(checkpoint: &std::path::Path) -> std::path::PathBuf {
+    checkpoint
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| p.join("run.db"))
+        .unwrap_or_else(|| "run.db".into())
+}
+
+/// Where `fabric run` writes its checkpoint unless told otherwise (under the current
+/// directory).
+pub const DEFAULT_CHECKPOINT: &str = "reports/planetary-fabric/checkpoint.json";
+
+/// The pid and store of the live run of [`DEFAULT_CHECKPOINT`], if one holds its `run.pid`:
+/// the owner levers (`fabric shards …`, `fabric conservative …`) steer that run.
+pub fn live_run() -> anyhow::Result<Option<(u32, std::path::PathBuf)>> {
+    let cp = std::path::Path::new(DEFAULT_CHECKPOINT);
+    match fabric_engine::home::locked_pid(&pid_file(cp)) {
+        None => Ok(None),
+        Some(0) => anyhow::bail!(
+            "a run is starting up in {}; ask again in a moment",
+            cp.parent().unwrap_or(cp).display()
+        ),
+        Some(pid) => {
+            let store = store_file(cp);
+            let store = std::fs::canonicalize(&store)
+                .with_context(|| format!("the run (pid {pid}) has no store {}", store.display()))?;
+            Ok(Some((pid, store)))
+        }
+    }
+}
+
+/// Checks the flags that are plain numbers, naming the flag.
+fn check_numbers(args: &RunArgs) -> Result<(), Usage> {
+    if !(1..=MAX_TICK_MS).contains(&args.tick_ms) {
+        return Err(Usage(format!(
+            "--tick-ms {} must be 1..{MAX_TICK_MS}",
+            args.tick_ms
+        )));
+    }
+    if let Some(d) = args.duration {
+        if !(d > 0.0 && d <= MAX_DURATION_SECONDS) {
+            return Err(Usage(format!(
+                "--duration {d} must be a number of seconds above 0 and at most {MAX_DURATION_SECONDS}"
+            )));
+        }
+    }
+    if let Some(x) = args.speed {
+        if !(MIN_SPEED..=MAX_SPEED).contains(&x) {
+            return Err(Usage(format!(
+                "--speed {x} must be within {MIN_SPEED}..{MAX_SPEED} (times the wall clock)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Exit code of a run that a virtual `--duration` ended with jobs left.
@@ -22,17 +81,7 @@ const EXIT_INCOMPLETE: u8 = 3;
 
 pub fn run(global: Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     // Everything is checked before anything is written.
-    if args.tick_ms == 0 {
-        return Err(Usage("--tick-ms 0 must be at least 1".into()).into());
-    }
-    if let Some(d) = args.duration {
-        if !(d > 0.0 && d.is_finite()) {
-            return Err(Usage(format!(
-                "--duration {d} must be a number of seconds above 0"
-            ))
-            .into());
-        }
-    }
+    check_numbers(&args)?;
     if args.custom.is_some() && args.scenario.is_some() {
         return Err(Usage("give a scenario name or --custom FILE, not both".into()).into());
     }
@@ -58,12 +107,22 @@ pub fn run(global: Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         (base.with_overrides(args.jobs, args.completion)?, None)
     };
-    let store_path = args
-        .checkpoint
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(|p| p.join("run.db"))
-        .unwrap_or_else(|| "run.db".into());
+    let store_path = store_file(&args.checkpoint);
+    // One run per checkpoint directory: its `run.pid` is locked for as long as the run
+    // lives, before the run's store is replaced.
+    let pid_file = pid_file(&args.checkpoint);
+    if let Some(dir) = pid_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut lock = fabric_engine::home::lock_pid_file(&pid_file)
+        .with_context(|| format!("cannot open {}", pid_file.display()))?
+        .map_err(|holder| {
+            anyhow::anyhow!(
+                "a run (pid {holder}) is already using {}; wait for it to end, or give this one \
+                 another --checkpoint",
+                store_path.display()
+            )
+        })?;
     let opts = RunOptions {
         scenario,
         seed: args.seed,
@@ -71,6 +130,7 @@ pub fn run(global: Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         store_path,
         checkpoint_path: args.checkpoint.clone(),
         tick_ms: args.tick_ms,
+        speed: args.speed,
         save_requested: Default::default(),
     };
     let json = matches!(global.format, Format::Json);
@@ -81,11 +141,10 @@ pub fn run(global: Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let pid_file = pid_file(&opts.checkpoint_path);
     let flag = opts.save_requested.clone();
     let outcome = rt.block_on(async {
         // `fabric checkpoint save` sends SIGUSR1: a checkpoint at the next tick. The handler
-        // is in place before the pid is published.
+        // is in place, and the run's store open, before the pid is published.
         let mut usr1 =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
         tokio::spawn(async move {
@@ -93,15 +152,18 @@ pub fn run(global: Global, args: RunArgs) -> anyhow::Result<ExitCode> {
                 flag.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         });
-        if let Some(dir) = pid_file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        std::fs::write(&pid_file, std::process::id().to_string())
+        let fabric = match start(&opts, resume).await {
+            Ok(f) => f,
+            Err(e) => return anyhow::Ok(Err(e)),
+        };
+        fabric_engine::home::write_pid(&mut lock)
             .with_context(|| format!("cannot write {}", pid_file.display()))?;
-        anyhow::Ok(execute(&opts, resume, &mut board).await)
+        anyhow::Ok(drive(&opts, fabric, &mut board).await)
     });
-    let _ = std::fs::remove_file(&pid_file);
+    // The file stays, empty and unlocked: removing it could let a run starting now lock a
+    // file that the next one no longer finds.
+    let _ = lock.set_len(0);
+    drop(lock);
     let outcome = outcome??;
     let report = &outcome.report;
     if let Some(p) = &args.export {

@@ -1,9 +1,13 @@
 //! `fabric shards list|add|remove|pause|resume|resume-all|set-spillover|set-latency-budget`
-//! and `fabric conservative on|off`: the owner levers, persisted and audited.
+//! and `fabric conservative on|off`: the owner levers, persisted and audited. While a
+//! `fabric run` of the current directory is live, they steer that run (its store).
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use fabric_core::Shard;
+use fabric_engine::Console;
 use serde_json::json;
 
 use crate::cli::ShardsCmd;
@@ -27,9 +31,31 @@ fn shard_table(shards: &[Shard]) -> String {
     )
 }
 
+/// A Console on the store the levers act on: a live run's (saying so on stderr), else the
+/// configured one.
+async fn lever_console(ctx: &Ctx) -> anyhow::Result<Console> {
+    let Some((pid, store)) = super::run::live_run()? else {
+        return ctx.console().await;
+    };
+    eprintln!(
+        "steering the running scenario (pid {pid}): {}",
+        store.display()
+    );
+    let mut config = (*ctx.config).clone();
+    config.store.backend = "sqlite".into();
+    config.store.path = store.display().to_string();
+    Ctx {
+        home: ctx.home.clone(),
+        config: Arc::new(config),
+        global: ctx.global.clone(),
+    }
+    .console()
+    .await
+}
+
 pub async fn run(ctx: &Ctx, cmd: ShardsCmd) -> anyhow::Result<ExitCode> {
     let f = ctx.global.format;
-    let c = ctx.console().await?;
+    let c = lever_console(ctx).await?;
     let changed = match cmd {
         ShardsCmd::List => {
             let shards = c.shards().await?;
@@ -69,7 +95,10 @@ pub async fn run(ctx: &Ctx, cmd: ShardsCmd) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn conservative(ctx: &Ctx, on: bool, reason: Option<&str>) -> anyhow::Result<ExitCode> {
-    ctx.console().await?.set_conservative(on, reason).await?;
+    lever_console(ctx)
+        .await?
+        .set_conservative(on, reason)
+        .await?;
     print(ctx.global.format, &json!({"conservative": on}), || {
         if on {
             "conservative mode on: only high-priority work is dispatched".into()

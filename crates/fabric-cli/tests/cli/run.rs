@@ -7,6 +7,30 @@ use serde_json::Value;
 
 use super::Home;
 
+/// Starts `fabric run ARGS` in `dir` and waits until it has published its pid (its store is
+/// open then, and `fabric checkpoint save` may signal it).
+fn start_run(dir: &std::path::Path, args: &[&str]) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_fabric"))
+        .args(args)
+        .current_dir(dir)
+        .env("FABRIC_HOME", dir.join("home"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid_file = dir.join("reports/planetary-fabric/run.pid");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&pid_file)
+        .unwrap_or_default()
+        .trim()
+        != child.id().to_string()
+    {
+        assert!(t0.elapsed().as_secs() < 60, "the run never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
 fn run_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_fabric"))
         .args(args)
@@ -154,33 +178,12 @@ fn checkpoint_save_asks_a_running_run_and_show_reads_it() {
         r#"{"name": "long", "job_count": 200000, "completion_probability": 1.0, "shards": ["earth", "luna"], "duration_seconds": 1}"#,
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fabric"))
-        .args(["run", "--custom", "long.json", "--quiet"])
-        .current_dir(h.path())
-        .env("FABRIC_HOME", h.path().join("home"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = start_run(h.path(), &["run", "--custom", "long.json", "--quiet"]);
     let pid_file = h.path().join("reports/planetary-fabric/run.pid");
-    let t0 = std::time::Instant::now();
-    while !pid_file.exists() {
-        assert!(t0.elapsed().as_secs() < 30, "the run never started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    // The operator steers the running scenario through its store (another process writing
-    // to the store the run keeps busy): conservative mode holds back every job below high
+    // The operator steers the running scenario (its store, which the run keeps busy, found
+    // through its live `run.pid`): conservative mode holds back every job below high
     // priority, so the run cannot finish before the checkpoint is asked for.
-    let out = Command::new(env!("CARGO_BIN_EXE_fabric"))
-        .args(["conservative", "on", "--reason", "test"])
-        .current_dir(h.path())
-        .env("FABRIC_HOME", h.path().join("home"))
-        .env(
-            "FABRIC__STORE__PATH",
-            h.path().join("reports/planetary-fabric/run.db"),
-        )
-        .output()
-        .unwrap();
+    let out = run_in(h.path(), &["conservative", "on", "--reason", "test"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     // Once the run has seen the lever, its queue stops draining.
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -203,4 +206,156 @@ fn checkpoint_save_asks_a_running_run_and_show_reads_it() {
     let out = run_in(h.path(), &["checkpoint", "save"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no run is in progress"));
+}
+
+#[test]
+fn checkpoint_save_never_signals_a_pid_that_no_run_holds() {
+    let h = Home::new();
+    // A pid left in `run.pid` now belongs to an unrelated process, which SIGUSR1 would kill.
+    let mut other = Command::new("sleep").arg("30").spawn().unwrap();
+    let dir = h.path().join("reports/planetary-fabric");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("run.pid"), other.id().to_string()).unwrap();
+    let out = run_in(h.path(), &["checkpoint", "save"]);
+    let alive = other.try_wait().unwrap().is_none();
+    let _ = other.kill();
+    let _ = other.wait();
+    assert!(alive, "checkpoint save signalled an unrelated process");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no run is in progress"), "{err}");
+}
+
+#[test]
+fn a_second_run_on_a_live_checkpoint_directory_is_refused_naming_the_pid() {
+    let h = Home::new();
+    std::fs::write(
+        h.path().join("long.json"),
+        r#"{"name": "long", "job_count": 200000, "completion_probability": 1.0, "shards": ["earth"], "duration_seconds": 1}"#,
+    )
+    .unwrap();
+    let mut first = start_run(h.path(), &["run", "--custom", "long.json", "--quiet"]);
+    // Held back, so the first run is still going when the second one starts.
+    let out = run_in(h.path(), &["conservative", "on"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let db = h.path().join("reports/planetary-fabric/run.db");
+    let inode =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = inode(&db);
+    let out = run_in(h.path(), &["run", "edge-relief", "--jobs", "10", "--quiet"]);
+    let live = first.try_wait().unwrap().is_none();
+    let _ = first.kill();
+    let _ = first.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("pid {}", first.id())), "{err}");
+    assert!(live, "the first run died");
+    assert_eq!(inode(&db), before, "the first run's store was replaced");
+}
+
+#[test]
+fn a_hand_edited_checkpoint_or_bound_is_refused_naming_the_field() {
+    let h = Home::new();
+    let out = run_in(h.path(), &["run", "edge-relief", "--jobs", "50", "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let cp = h.path().join("reports/planetary-fabric/checkpoint.json");
+    let good: Value = serde_json::from_slice(&std::fs::read(&cp).unwrap()).unwrap();
+    let check = |args: &[&str], needle: &str| {
+        let out = run_in(h.path(), args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    };
+    for (pointer, value, needle) in [
+        (
+            "/state/orchestrator/scenario/shards",
+            serde_json::json!([]),
+            "invalid state.orchestrator.scenario.shards",
+        ),
+        (
+            "/state/marketplace/shards",
+            serde_json::json!([]),
+            "invalid state.marketplace.shards",
+        ),
+        (
+            "/state/orchestrator/virtual_ms",
+            serde_json::json!(i64::MAX),
+            "invalid state.orchestrator.virtual_ms",
+        ),
+        (
+            "/state/governance/tick_interval_ms",
+            serde_json::json!(0),
+            "invalid state.governance.tick_interval_ms",
+        ),
+        (
+            "/state/metrics/completed",
+            serde_json::json!(-1),
+            "invalid state.metrics.completed",
+        ),
+    ] {
+        let mut v = good.clone();
+        *v.pointer_mut(pointer).unwrap() = value;
+        std::fs::write(&cp, v.to_string()).unwrap();
+        check(&["run", "--resume"], needle);
+        check(&["checkpoint", "show"], needle);
+    }
+    check(&["run", "--speed", "0"], "--speed 0");
+    check(&["run", "--speed", "NaN"], "--speed NaN");
+    check(&["run", "--tick-ms", "18446744073709551615"], "--tick-ms");
+    check(&["run", "--duration", "1e300"], "--duration");
+    check(&["run", "--jobs", "0"], "--jobs");
+    std::fs::write(
+        h.path().join("neg.json"),
+        r#"{"name": "x", "job_count": -1, "completion_probability": 1, "shards": ["earth"], "duration_seconds": 1}"#,
+    )
+    .unwrap();
+    check(&["run", "--custom", "neg.json"], "job_count");
+    std::fs::write(
+        h.path().join("long.json"),
+        r#"{"name": "x", "job_count": 1, "completion_probability": 1, "shards": ["earth"], "duration_seconds": 1e300}"#,
+    )
+    .unwrap();
+    check(&["run", "--custom", "long.json"], "duration_seconds");
+}
+
+#[test]
+fn with_speed_a_lever_pulled_mid_run_reaches_the_run() {
+    let h = Home::new();
+    // Two jobs a virtual second over two shards: luna keeps up unless it is paused.
+    std::fs::write(
+        h.path().join("watch.json"),
+        r#"{"name": "watch", "job_count": 2000, "completion_probability": 1.0, "shards": ["earth", "luna"], "duration_seconds": 1000}"#,
+    )
+    .unwrap();
+    // 20 virtual seconds at twice the wall clock: about 10 s to pull the lever in.
+    let run = start_run(
+        h.path(),
+        &[
+            "run",
+            "--custom",
+            "watch.json",
+            "--speed",
+            "2",
+            "--duration",
+            "20",
+            "--quiet",
+            "--format",
+            "json",
+        ],
+    );
+    // The lever as the playbook pulls it: no flags.
+    let out = run_in(h.path(), &["shards", "pause", "luna"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("steering the running scenario"),
+        "{out:?}"
+    );
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["governance"]["shard_pauses"]["luna"], true, "{r}");
+    assert!(r["queue_depths"]["luna"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["queue_depths"]["earth"], 0, "{r}");
+    // Paced: never faster than the wall clock times the speed (a loaded machine only slows it).
+    assert!(r["wall_seconds"].as_f64().unwrap() >= 9.0, "{r}");
 }
