@@ -85,7 +85,7 @@ impl Ctx {
         let store = fabric_engine::open_store(&self.config, &self.home).await?;
         Ok(Console::new(
             store,
-            Registry::builtin(),
+            Registry::for_config(&self.config),
             self.config.clone(),
             Arc::new(RealClock),
             Self::actor(),

@@ -179,8 +179,10 @@ pub struct NewJob {
     /// Higher runs first.
     #[serde(default)]
     pub priority: Priority,
-    /// Attempts before quarantine (≥ 1).
-    #[serde(default = "default_max_attempts")]
+    /// Attempts before quarantine (1..100). [`NewJob::POLICY_ATTEMPTS`] (`0`, the default when
+    /// JSON omits the field) means the `max_attempts` of the job's retry policy (its source's,
+    /// else its kind's, else `retry`), filled in by the Console at submit.
+    #[serde(default)]
     pub max_attempts: u32,
     /// Earliest start (epoch ms); `None` = now.
     #[serde(default)]
@@ -204,7 +206,11 @@ fn default_max_attempts() -> u32 {
 }
 
 impl NewJob {
-    /// A job of `kind` with an empty payload and defaults elsewhere.
+    /// `max_attempts` that asks for the retry policy's value at submit.
+    pub const POLICY_ATTEMPTS: u32 = 0;
+
+    /// A job of `kind` with an empty payload and defaults elsewhere (3 attempts; set
+    /// `max_attempts` to [`NewJob::POLICY_ATTEMPTS`] to take the retry policy's).
     pub fn new(kind: impl Into<String>) -> Self {
         Self {
             kind: kind.into(),

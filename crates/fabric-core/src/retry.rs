@@ -44,10 +44,66 @@ impl FailureType {
     }
 }
 
-/// One retry policy (global default or per source).
+/// The defaults a policy starts from (RUNBOOK-MAP.md §A).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryPreset {
+    /// 3 attempts, 30 s base, 300 s cap, rate-limited 60 s.
+    #[default]
+    LocalFiles,
+    /// 5 attempts (transient 7), 120 s base, 1800 s cap, rate-limited 600 s.
+    Mail,
+    /// 5 attempts, 300 s base, 3600 s cap, rate-limited 900 s.
+    Repositories,
+}
+
+impl RetryPreset {
+    /// Every preset, for messages.
+    pub const ALL: [RetryPreset; 3] = [
+        RetryPreset::LocalFiles,
+        RetryPreset::Mail,
+        RetryPreset::Repositories,
+    ];
+
+    /// The snake_case name used in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryPreset::LocalFiles => "local_files",
+            RetryPreset::Mail => "mail",
+            RetryPreset::Repositories => "repositories",
+        }
+    }
+
+    /// The preset of this name, if there is one.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
+    /// The full policy of the preset.
+    pub fn policy(self) -> RetryPolicy {
+        match self {
+            RetryPreset::LocalFiles => RetryPolicy::local_files(),
+            RetryPreset::Mail => RetryPolicy::mail(),
+            RetryPreset::Repositories => RetryPolicy::repositories(),
+        }
+    }
+}
+
+/// Largest accepted delay setting: 30 days, in seconds.
+pub const MAX_DELAY_SECONDS: f64 = 30.0 * 86_400.0;
+/// Largest accepted `backoff_multiplier`.
+pub const MAX_MULTIPLIER: f64 = 100.0;
+/// Largest accepted `max_attempts` / `transient_max_attempts`.
+pub const MAX_ATTEMPTS: u32 = 100;
+
+/// One retry policy (global default or per source). In the config a policy starts from its
+/// `preset` (default: the preset named like the policy, else `local_files`) and the keys it
+/// sets override the preset's values one by one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "RetryPolicyFile")]
 pub struct RetryPolicy {
+    /// The preset the unset values came from.
+    pub preset: RetryPreset,
     /// Delay growth.
     pub strategy: RetryStrategy,
     /// Attempts before quarantine, for jobs submitted without their own (default 3).
@@ -64,6 +120,40 @@ pub struct RetryPolicy {
     pub jitter: f64,
     /// Base delay for rate-limited failures, in seconds (default 60).
     pub rate_limit_delay_seconds: f64,
+}
+
+/// A policy as written in the config: every key optional, unset keys come from the preset.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RetryPolicyFile {
+    preset: Option<RetryPreset>,
+    strategy: Option<RetryStrategy>,
+    max_attempts: Option<u32>,
+    transient_max_attempts: Option<u32>,
+    base_delay_seconds: Option<f64>,
+    max_delay_seconds: Option<f64>,
+    backoff_multiplier: Option<f64>,
+    jitter: Option<f64>,
+    rate_limit_delay_seconds: Option<f64>,
+}
+
+impl From<RetryPolicyFile> for RetryPolicy {
+    fn from(f: RetryPolicyFile) -> Self {
+        let base = f.preset.unwrap_or_default().policy();
+        RetryPolicy {
+            preset: base.preset,
+            strategy: f.strategy.unwrap_or(base.strategy),
+            max_attempts: f.max_attempts.unwrap_or(base.max_attempts),
+            transient_max_attempts: f.transient_max_attempts.or(base.transient_max_attempts),
+            base_delay_seconds: f.base_delay_seconds.unwrap_or(base.base_delay_seconds),
+            max_delay_seconds: f.max_delay_seconds.unwrap_or(base.max_delay_seconds),
+            backoff_multiplier: f.backoff_multiplier.unwrap_or(base.backoff_multiplier),
+            jitter: f.jitter.unwrap_or(base.jitter),
+            rate_limit_delay_seconds: f
+                .rate_limit_delay_seconds
+                .unwrap_or(base.rate_limit_delay_seconds),
+        }
+    }
 }
 
 impl Default for RetryPolicy {
@@ -85,6 +175,7 @@ impl RetryPolicy {
     /// Local files: 3 attempts, 30 s base, 300 s cap.
     pub fn local_files() -> Self {
         Self {
+            preset: RetryPreset::LocalFiles,
             strategy: RetryStrategy::Exponential,
             max_attempts: 3,
             transient_max_attempts: None,
@@ -99,6 +190,7 @@ impl RetryPolicy {
     /// Mail: 5 attempts (transient 7), 120 s base, 1800 s cap, rate-limited 600 s.
     pub fn mail() -> Self {
         Self {
+            preset: RetryPreset::Mail,
             max_attempts: 5,
             transient_max_attempts: Some(7),
             base_delay_seconds: 120.0,
@@ -111,6 +203,7 @@ impl RetryPolicy {
     /// Repositories: 5 attempts, 300 s base, 3600 s cap, rate-limited 900 s.
     pub fn repositories() -> Self {
         Self {
+            preset: RetryPreset::Repositories,
             max_attempts: 5,
             transient_max_attempts: None,
             base_delay_seconds: 300.0,
@@ -127,13 +220,24 @@ impl RetryPolicy {
         } else {
             self.base_delay_seconds
         };
+        // Float arithmetic never traps; NaN and infinities from absurd settings are folded
+        // into the cap below, so the result is always a finite number of seconds ≥ 0.
         let d = match self.strategy {
-            RetryStrategy::Exponential => base * self.backoff_multiplier.powi(n.min(64) as i32),
-            RetryStrategy::Linear => base * f64::from(n + 1),
+            RetryStrategy::Exponential => base * self.backoff_multiplier.powi(n.min(1024) as i32),
+            RetryStrategy::Linear => base * (f64::from(n) + 1.0),
             RetryStrategy::Fixed => base,
             RetryStrategy::Immediate | RetryStrategy::None => 0.0,
         };
-        d.min(self.max_delay_seconds)
+        let cap = if self.max_delay_seconds.is_finite() {
+            self.max_delay_seconds.clamp(0.0, MAX_DELAY_SECONDS)
+        } else {
+            MAX_DELAY_SECONDS
+        };
+        if d.is_nan() {
+            cap
+        } else {
+            d.clamp(0.0, cap)
+        }
     }
 
     /// Decides what follows failed attempt number `attempt` (1-based) of a job allowed
@@ -160,33 +264,59 @@ impl RetryPolicy {
             return RetryDecision::RetryAfterMs(0);
         }
         let d = self.raw_delay_seconds(failure, attempt.saturating_sub(1));
-        let j = jitter_sample.clamp(-1.0, 1.0) * self.jitter * d;
-        let secs = (d + j).max(1.0);
+        let jitter = if self.jitter.is_finite() {
+            self.jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let sample = if jitter_sample.is_finite() {
+            jitter_sample.clamp(-1.0, 1.0)
+        } else {
+            0.0
+        };
+        // d ≤ 30 days and |j| ≤ d, so the milliseconds fit an i64 with room to spare.
+        let secs = (d + sample * jitter * d).max(1.0);
         RetryDecision::RetryAfterMs((secs * 1000.0).round() as i64)
     }
 
     /// Checks the policy's numbers; returns (field, message) pairs.
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        if self.max_attempts == 0 || self.max_attempts > 100 {
+        if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
             out.push((
                 "max_attempts".into(),
-                format!("{} is out of range 1..100", self.max_attempts),
+                format!("{} is out of range 1..{MAX_ATTEMPTS}", self.max_attempts),
             ));
+        }
+        if let Some(t) = self.transient_max_attempts {
+            if !(1..=MAX_ATTEMPTS).contains(&t) {
+                out.push((
+                    "transient_max_attempts".into(),
+                    format!("{t} is out of range 1..{MAX_ATTEMPTS}"),
+                ));
+            }
         }
         for (name, v) in [
             ("base_delay_seconds", self.base_delay_seconds),
             ("max_delay_seconds", self.max_delay_seconds),
             ("rate_limit_delay_seconds", self.rate_limit_delay_seconds),
         ] {
-            if !(v.is_finite() && v >= 0.0) {
-                out.push((name.into(), format!("{v} must be a number of seconds ≥ 0")));
+            if !(v.is_finite() && (0.0..=MAX_DELAY_SECONDS).contains(&v)) {
+                out.push((
+                    name.into(),
+                    format!("{v} is out of range 0..{MAX_DELAY_SECONDS} seconds (30 days)"),
+                ));
             }
         }
-        if !(self.backoff_multiplier.is_finite() && self.backoff_multiplier >= 1.0) {
+        if !(self.backoff_multiplier.is_finite()
+            && (1.0..=MAX_MULTIPLIER).contains(&self.backoff_multiplier))
+        {
             out.push((
                 "backoff_multiplier".into(),
-                format!("{} must be ≥ 1", self.backoff_multiplier),
+                format!(
+                    "{} is out of range 1..{MAX_MULTIPLIER}",
+                    self.backoff_multiplier
+                ),
             ));
         }
         if !(0.0..=1.0).contains(&self.jitter) {
@@ -202,6 +332,73 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn any_f64() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>(),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(f64::MAX),
+            0.0..1e6f64
+        ]
+    }
+
+    proptest! {
+        /// Absurd settings and attempt numbers give a delay, never a panic or an overflow.
+        #[test]
+        fn decide_never_panics(
+            base in any_f64(), cap in any_f64(), mult in any_f64(), jitter in any_f64(),
+            sample in any_f64(), attempt in any::<u32>(), max in any::<u32>(),
+            strategy in prop_oneof![
+                Just(RetryStrategy::Exponential), Just(RetryStrategy::Linear),
+                Just(RetryStrategy::Fixed), Just(RetryStrategy::Immediate)
+            ],
+        ) {
+            let p = RetryPolicy {
+                strategy,
+                base_delay_seconds: base,
+                max_delay_seconds: cap,
+                backoff_multiplier: mult,
+                jitter,
+                rate_limit_delay_seconds: base,
+                ..RetryPolicy::local_files()
+            };
+            for f in [FailureType::Transient, FailureType::RateLimited] {
+                prop_assert!(p.raw_delay_seconds(f, attempt).is_finite());
+                if let RetryDecision::RetryAfterMs(ms) = p.decide(f, attempt, max, sample) {
+                    prop_assert!((0..=(MAX_DELAY_SECONDS as i64 + 1) * 2000).contains(&ms));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn huge_settings_are_capped_at_thirty_days() {
+        let p = RetryPolicy {
+            base_delay_seconds: f64::MAX,
+            max_delay_seconds: f64::INFINITY,
+            backoff_multiplier: 1e300,
+            ..RetryPolicy::local_files()
+        };
+        assert_eq!(
+            p.raw_delay_seconds(FailureType::Transient, u32::MAX),
+            MAX_DELAY_SECONDS
+        );
+        let mut lin = p.clone();
+        lin.strategy = RetryStrategy::Linear;
+        assert_eq!(
+            lin.raw_delay_seconds(FailureType::Transient, u32::MAX),
+            MAX_DELAY_SECONDS
+        );
+        let problems = p.problems();
+        assert!(
+            problems
+                .iter()
+                .any(|(f, m)| f == "backoff_multiplier" && m.contains("out of range 1..100")),
+            "{problems:?}"
+        );
+    }
 
     #[test]
     fn exponential_linear_fixed_formulas() {

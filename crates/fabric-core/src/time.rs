@@ -34,7 +34,9 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, CoreError> {
         return Ok(t.timestamp_millis());
     }
     match parse_duration_ms(s) {
-        Ok(d) => Ok(now_ms - d),
+        Ok(d) => now_ms.checked_sub(d).ok_or_else(|| {
+            CoreError::invalid("--since", format!("'{}' reaches too far back", s.trim()))
+        }),
         Err(e) => Err(CoreError::invalid(
             "--since",
             format!("{e}; expected e.g. 30m, 24h, 7d or an RFC 3339 time"),
@@ -47,12 +49,17 @@ pub fn parse_at(field: &str, s: &str, now_ms: i64) -> Result<i64, CoreError> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_millis());
     }
-    parse_duration_ms(s).map(|d| now_ms + d).map_err(|e| {
+    let d = parse_duration_ms(s).map_err(|e| {
         CoreError::invalid(
             field,
             format!("{e}; expected an RFC 3339 time or a delay like 10m"),
         )
-    })
+    })?;
+    // Beyond what the store's clock can represent as an RFC 3339 time is not a real schedule.
+    now_ms
+        .checked_add(d)
+        .filter(|t| chrono::DateTime::from_timestamp_millis(*t).is_some())
+        .ok_or_else(|| CoreError::invalid(field, format!("'{}' is too far ahead", s.trim())))
 }
 
 /// Formats epoch ms as RFC 3339 UTC with millisecond precision.
@@ -65,6 +72,39 @@ pub fn format_ms(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text and any clock reading give a time or an error naming the option.
+        #[test]
+        fn arbitrary_input_never_panics(s in "\\PC{0,40}", now in any::<i64>()) {
+            if let Err(e) = parse_since(&s, now) {
+                prop_assert!(e.to_string().contains("--since"));
+            }
+            if let Err(e) = parse_at("run-at", &s, now) {
+                prop_assert!(e.to_string().contains("run-at"));
+            }
+            let _ = format_ms(now);
+        }
+
+        #[test]
+        fn huge_numbers_never_overflow(n in any::<u64>(), unit in "(ms|s|m|h|d)", now in any::<i64>()) {
+            let s = format!("{n}{unit}");
+            let _ = parse_duration_ms(&s);
+            let _ = parse_since(&s, now);
+            let _ = parse_at("run-at", &s, now);
+        }
+    }
+
+    #[test]
+    fn a_delay_past_the_end_of_time_is_an_error_naming_the_field() {
+        let e = parse_at("run-at", "9223372036854775d", 1_000).unwrap_err();
+        assert!(e.to_string().contains("run-at"), "{e}");
+        let e = parse_at("run-at", "106751991167d", i64::MAX - 10).unwrap_err();
+        assert!(e.to_string().contains("too far ahead"), "{e}");
+        let e = parse_since("106751991167d", i64::MIN + 10).unwrap_err();
+        assert!(e.to_string().contains("--since"), "{e}");
+    }
 
     #[test]
     fn durations_parse_with_units() {

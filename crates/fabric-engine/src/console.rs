@@ -143,8 +143,27 @@ impl Console {
         Ok(())
     }
 
+    /// A job's `max_attempts` as it will be stored: [`NewJob::POLICY_ATTEMPTS`] becomes the
+    /// `max_attempts` of its retry policy (its source's, else its kind's, else `retry`).
+    fn with_policy_attempts(&self, mut job: NewJob) -> NewJob {
+        if job.max_attempts == NewJob::POLICY_ATTEMPTS {
+            job.max_attempts = self
+                .config
+                .retry_policy_of(job.source.as_deref(), &job.kind)
+                .max_attempts;
+        }
+        job
+    }
+
     /// Checks a job against the model and its handler, naming the bad field.
     pub fn validate(&self, job: &NewJob) -> Result<()> {
+        let resolved;
+        let job = if job.max_attempts == NewJob::POLICY_ATTEMPTS {
+            resolved = self.with_policy_attempts(job.clone());
+            &resolved
+        } else {
+            job
+        };
         job.validate()?;
         let Some(handler) = self.registry.get(&job.kind) else {
             return Err(EngineError::invalid(
@@ -170,6 +189,10 @@ impl Console {
 
     /// Submits jobs in one durable write; nothing is written if any is invalid.
     pub async fn submit_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Submitted>> {
+        let jobs: Vec<NewJob> = jobs
+            .into_iter()
+            .map(|j| self.with_policy_attempts(j))
+            .collect();
         for (i, j) in jobs.iter().enumerate() {
             self.validate(j).map_err(|e| match e {
                 EngineError::InvalidInput { field, message } if jobs.len() > 1 => {

@@ -27,7 +27,8 @@ pub fn run(global: Global, cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
             )?;
         }
         ConfigCmd::Show => {
-            let shown = config.redacted();
+            // Every key named like a secret and every connection-string password masked.
+            let shown = config.display_value();
             let format = if global.format == Format::Table {
                 Format::Yaml
             } else {

@@ -46,9 +46,16 @@ pub async fn run(ctx: &Ctx, cmd: JobsCmd) -> anyhow::Result<ExitCode> {
                 job.run_at = Some(fabric_core::time::parse_at("run-at", &t, now)?);
             }
             job.unique_key = unique_key;
-            if let Some(n) = max_attempts {
-                job.max_attempts = n;
-            }
+            // Without --max-attempts the job takes its retry policy's (the Console resolves it).
+            job.max_attempts = match max_attempts {
+                Some(NewJob::POLICY_ATTEMPTS) => {
+                    return Err(
+                        Usage("invalid --max-attempts: 0 is out of range 1..100".into()).into(),
+                    )
+                }
+                Some(n) => n,
+                None => NewJob::POLICY_ATTEMPTS,
+            };
             job.source = source;
             let out = ctx.console().await?.submit(job).await?;
             ctx.nudge_daemon();

@@ -148,6 +148,60 @@ fn invalid_config_exits_2_with_one_line_per_problem() {
 }
 
 #[test]
+fn config_validate_lists_every_problem_at_once() {
+    let h = Home::new();
+    let cfg = h.path().join("bad.yaml");
+    std::fs::write(
+        &cfg,
+        "workers:\n  max_workers: lots\n  hardware_cap_enabled: true\n  job_timeout_seconds: 99999999999\n\
+         queue:\n  checkpoint_interval: 500\napi:\n  token: ''\n  colour: red\n\
+         retry_policies:\n  mail:\n    preset: email\n",
+    )
+    .unwrap();
+    let err = h.stderr(
+        2,
+        &["config", "validate", "--config", cfg.to_str().unwrap()],
+    );
+    for (path, value) in [
+        ("workers.max_workers", "lots"),
+        ("workers.hardware_cap_enabled", "was removed"),
+        ("workers.job_timeout_seconds", "99999999999"),
+        ("queue.checkpoint_interval", "was removed"),
+        ("api.token", "empty"),
+        ("api.colour", "red"),
+        ("retry_policies.mail.preset", "email"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("{path}: ")) && l.contains(value)),
+            "no line for {path} with {value}:\n{err}"
+        );
+    }
+    assert!(err.contains("(7 problems)"), "{err}");
+}
+
+#[test]
+fn config_show_masks_every_connection_string_form_and_shows_new_keys() {
+    for url in [
+        "postgres://fab:p@ss-123@db/x",
+        "postgres://fab@db/x?password=pss-123",
+        "host=db password='pss-123' dbname=x",
+    ] {
+        let h = Home::new()
+            .with("FABRIC__STORE__BACKEND", "postgres")
+            .with("FABRIC__STORE__URL", url);
+        let out = h.expect(0, &["config", "show"]);
+        assert!(
+            !out.contains("pss-123") && !out.contains("ss-123"),
+            "{url}: {out}"
+        );
+        assert!(out.contains("********"), "{out}");
+        assert!(out.contains("shell_env_allow"), "{out}");
+        assert!(out.contains("preset: local_files"), "{out}");
+    }
+}
+
+#[test]
 fn config_show_masks_secrets() {
     let h = Home::new().with("FABRIC__API__TOKEN", "s3cret-token");
     let out = h.expect(0, &["config", "show"]);

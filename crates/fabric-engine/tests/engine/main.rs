@@ -33,10 +33,14 @@ fn config() -> Config {
 }
 
 fn rig_with(registry: Registry, tune: impl FnOnce(&mut EngineOptions)) -> Rig {
+    rig_config(registry, config(), tune)
+}
+
+fn rig_config(registry: Registry, config: Config, tune: impl FnOnce(&mut EngineOptions)) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path().join("q.db"), SqliteOptions::default()).unwrap());
-    let config = Arc::new(config());
+    let config = Arc::new(config);
     let mut options = EngineOptions::from_config(config.clone());
     options.max_workers = 4;
     options.poll_interval = Duration::from_millis(50);
@@ -133,6 +137,141 @@ async fn a_panicking_handler_fails_the_job_and_the_pool_lives_on() {
     assert_eq!(d.errors[0].failure, "panic");
     let ok = r.console.submit(NewJob::new("noop")).await.unwrap();
     wait_state(&*r.store, ok.id, JobState::Succeeded).await;
+}
+
+/// Fails every attempt with a transient error.
+struct AlwaysFails;
+#[async_trait]
+impl Handler for AlwaysFails {
+    async fn run(&self, _job: &Job) -> Result<Option<Value>, Failure> {
+        Err(Failure::msg("still broken"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_without_max_attempts_gets_its_policys_and_is_quarantined_after_them() {
+    let mut reg = Registry::builtin();
+    reg.register("flaky", AlwaysFails);
+    let yaml = "retry:\n  strategy: immediate\n\
+                retry_policies:\n  flaky:\n    strategy: immediate\n    max_attempts: 5\n\
+                \x20 mail:\n    strategy: immediate\n";
+    let config = Config::from_yaml(yaml, [("", "")]).unwrap();
+    let r = rig_config(reg, config, |_| {});
+    // By kind: the `flaky` policy's 5 attempts.
+    let mut by_kind = NewJob::new("flaky");
+    by_kind.max_attempts = NewJob::POLICY_ATTEMPTS;
+    let k = r.console.submit(by_kind).await.unwrap();
+    // By source, which wins over the kind: the mail preset's 5 attempts and 7 for transient
+    // failures (this one's are unknown, so 5).
+    let mut by_source = NewJob::new("flaky");
+    by_source.max_attempts = NewJob::POLICY_ATTEMPTS;
+    by_source.source = Some("mail".into());
+    let m = r.console.submit(by_source).await.unwrap();
+    // Neither: the default policy's 3.
+    let mut plain = NewJob::new("noop");
+    plain.max_attempts = NewJob::POLICY_ATTEMPTS;
+    let p = r.console.submit(plain).await.unwrap();
+    for id in [k.id, m.id] {
+        let j = wait_state(&*r.store, id, JobState::Quarantined).await;
+        assert_eq!(j.max_attempts, 5);
+        assert_eq!(j.attempt, 5, "quarantined after 5 attempts");
+        assert_eq!(r.store.job(id).await.unwrap().errors.len(), 5);
+    }
+    assert_eq!(r.store.job(p.id).await.unwrap().job.max_attempts, 3);
+}
+
+/// Lists the live (not zombie) processes of process group `pgid`, from /proc.
+fn live_members(pgid: i32) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...; comm may hold spaces, so split after the last ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z" {
+            out.push(stat);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_shell_job_leaves_no_process_of_its_group() {
+    let r = rig();
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let script = format!("echo $$ > {}; sleep 60 & sleep 60", pid_file.display());
+    let s = r
+        .console
+        .submit(job(
+            "shell",
+            json!({"cmd": ["sh", "-c", script], "timeout_s": 1}),
+            1,
+        ))
+        .await
+        .unwrap();
+    wait_state(&*r.store, s.id, JobState::Quarantined).await;
+    let pgid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SIGTERM at once, SIGKILL after the grace period: wait (up to 20 s) for the group to go.
+    let mut left = live_members(pgid);
+    for _ in 0..200 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = live_members(pgid);
+    }
+    assert!(left.is_empty(), "still alive in group {pgid}: {left:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_job_sees_only_allowed_variables_and_its_payload_env() {
+    let mut config = config();
+    config.workers.shell_env_allow = vec!["PATH".into(), "FABRIC_TEST_ALLOWED".into()];
+    // The daemon's environment holds secrets the job must not see. Set once, read by the
+    // spawned child only; the names are unique to this test.
+    std::env::set_var("FABRIC__API__TOKEN", "daemon-secret");
+    std::env::set_var("FABRIC_TEST_ALLOWED", "yes");
+    let r = rig_config(Registry::for_config(&config), config, |_| {});
+    let s = r
+        .console
+        .submit(job(
+            "shell",
+            json!({"cmd": ["sh", "-c", "env | sort"], "env": {"GREETING": "hi"}}),
+            1,
+        ))
+        .await
+        .unwrap();
+    let j = wait_state(&*r.store, s.id, JobState::Succeeded).await;
+    let out = j.result.unwrap()["output_tail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!out.contains("daemon-secret"), "{out}");
+    assert!(!out.contains("FABRIC__"), "{out}");
+    assert!(out.contains("GREETING=hi"), "{out}");
+    assert!(out.contains("FABRIC_TEST_ALLOWED=yes"), "{out}");
+    assert!(out.contains("PATH="), "{out}");
+    assert!(
+        !out.contains("HOME="),
+        "HOME is not on this allow-list: {out}"
+    );
+    // A bad env is refused at submit, naming the field.
+    let err = r
+        .console
+        .submit(job("shell", json!({"cmd": ["true"], "env": {"N": 1}}), 1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("payload.env.N"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,38 @@
 //! Typed configuration: YAML with defaults, `FABRIC__SECTION__KEY` environment overrides, and
-//! validation that names the YAML path and the bad value of every problem.
+//! validation that names the YAML path and the bad value of every problem. Loading lives in
+//! `load`, the bounds of every key in `validate`, the masking of secrets in `redact`.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::retry::RetryPolicy;
+
+mod load;
+mod redact;
+mod validate;
+
+pub use redact::is_secret_key;
+pub use redact::{redact_conn_string, redact_url, MASK};
+pub use validate::{is_env_name, MAX_JOB_TIMEOUT_SECONDS, MAX_RETENTION_DAYS};
+
+/// Keys that earlier versions accepted and that never did anything: naming one is an error
+/// that says so, rather than a silent no-op.
+pub const REMOVED_KEYS: [(&str, &str); 2] = [
+    (
+        "queue.checkpoint_interval",
+        "was removed: it never had an effect (the store checkpoints its WAL itself); delete it",
+    ),
+    (
+        "workers.hardware_cap_enabled",
+        "was removed: it never had an effect (workers.max_workers is always 1..32); delete it",
+    ),
+];
+
+/// Environment variables a `shell` job inherits from the daemon by default
+/// (`workers.shell_env_allow`); everything else, the daemon's secrets included, is withheld.
+pub const DEFAULT_SHELL_ENV_ALLOW: [&str; 7] =
+    ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "TMPDIR"];
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -17,7 +44,9 @@ pub struct Config {
     pub queue: QueueConfig,
     /// Default retry policy for jobs with no more specific one.
     pub retry: RetryPolicy,
-    /// Retry policies by source name or job kind (`local_files`, `mail`, `repositories` preset).
+    /// Retry policies by source name or job kind. Each starts from its `preset:`
+    /// (`local_files`, `mail`, `repositories`); without one, a policy named like a preset starts
+    /// from that preset, any other from `local_files`.
     pub retry_policies: BTreeMap<String, RetryPolicy>,
     pub quarantine: RetentionConfig,
     pub telemetry: TelemetryConfig,
@@ -90,8 +119,6 @@ impl Default for ApiConfig {
 pub struct WorkersConfig {
     /// Concurrent jobs (default min(cores, 8); 1..32).
     pub max_workers: u32,
-    /// Accepted for compatibility with the original runbook; Fabric always caps at 32.
-    pub hardware_cap_enabled: bool,
     /// Lease length in seconds; a job whose lease expires is rescued (default 30).
     pub lease_seconds: u64,
     /// Fallback poll when no wake-up arrives, in milliseconds (default 250).
@@ -100,6 +127,9 @@ pub struct WorkersConfig {
     pub shutdown_timeout_seconds: u64,
     /// Default handler timeout in seconds when the payload gives none (default 3600).
     pub job_timeout_seconds: u64,
+    /// Variables of the daemon's environment a `shell` job sees (default
+    /// [`DEFAULT_SHELL_ENV_ALLOW`]); its payload's `env` adds more. Nothing else is passed.
+    pub shell_env_allow: Vec<String>,
 }
 
 /// min(cores, 8).
@@ -114,11 +144,11 @@ impl Default for WorkersConfig {
     fn default() -> Self {
         Self {
             max_workers: default_max_workers(),
-            hardware_cap_enabled: true,
             lease_seconds: 30,
             poll_interval_ms: 250,
             shutdown_timeout_seconds: 30,
             job_timeout_seconds: 3600,
+            shell_env_allow: DEFAULT_SHELL_ENV_ALLOW.map(String::from).to_vec(),
         }
     }
 }
@@ -129,8 +159,6 @@ impl Default for WorkersConfig {
 pub struct QueueConfig {
     /// WAL journal (always on; `false` is refused).
     pub wal_mode: bool,
-    /// WAL auto-checkpoint in pages (default 1000).
-    pub checkpoint_interval: u32,
     /// Days to keep succeeded and cancelled jobs (default 7).
     pub retention_days: u32,
 }
@@ -139,17 +167,16 @@ impl Default for QueueConfig {
     fn default() -> Self {
         Self {
             wal_mode: true,
-            checkpoint_interval: 1000,
             retention_days: 7,
         }
     }
 }
 
-/// A retention period.
+/// Quarantine retention.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
-    /// Days to keep (default 30).
+    /// Days to keep quarantined jobs (default 30; 1..3650).
     pub retention_days: u32,
 }
 
@@ -163,7 +190,7 @@ impl Default for RetentionConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
-    /// Days to keep (default 90).
+    /// Days to keep telemetry samples (default 90; 1..3650), once telemetry is recorded.
     pub retention_days: u32,
 }
 
@@ -248,182 +275,22 @@ impl std::fmt::Display for ConfigProblem {
     }
 }
 
-/// Masks a secret for display.
-pub const MASK: &str = "********";
-
 impl Config {
     /// Parses YAML text, applies `FABRIC__SECTION__KEY` overrides from `env`, and validates.
-    /// Returns every problem found, each naming its path.
+    /// Returns every problem found at once (syntax, unknown or removed keys, wrong types,
+    /// out-of-range values), each naming its path and value.
     pub fn from_yaml<I, K, V>(text: &str, env: I) -> Result<Config, Vec<ConfigProblem>>
     where
         I: IntoIterator<Item = (K, V)>,
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let mut doc: serde_yaml_ng::Value = if text.trim().is_empty() {
-            serde_yaml_ng::Value::Mapping(Default::default())
-        } else {
-            serde_yaml_ng::from_str(text).map_err(|e| {
-                vec![ConfigProblem {
-                    path: e
-                        .location()
-                        .map(|l| format!("line {} column {}", l.line(), l.column()))
-                        .unwrap_or_else(|| "(file)".into()),
-                    message: format!("not valid YAML: {e}"),
-                }]
-            })?
-        };
-        if doc.is_null() {
-            doc = serde_yaml_ng::Value::Mapping(Default::default());
-        }
-        apply_env(&mut doc, env)?;
-        let cfg: Config = serde_path_to_error::deserialize(doc).map_err(|e| {
-            let path = e.path().to_string();
-            vec![ConfigProblem {
-                path: if path == "." {
-                    "(top level)".into()
-                } else {
-                    path
-                },
-                message: e.into_inner().to_string(),
-            }]
-        })?;
-        let problems = cfg.problems();
-        if problems.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(problems)
-        }
+        load::from_yaml(text, env)
     }
 
-    /// Every semantic problem of an already-typed config.
+    /// Every semantic problem of an already-typed config (bounds and cross-key rules).
     pub fn problems(&self) -> Vec<ConfigProblem> {
-        let mut out = Vec::new();
-        let mut p = |path: &str, message: String| {
-            out.push(ConfigProblem {
-                path: path.into(),
-                message,
-            })
-        };
-        match self.store.backend.as_str() {
-            "sqlite" => {
-                if self.store.path.trim().is_empty() {
-                    p("store.path", "must name a file".into());
-                }
-            }
-            "postgres" => {
-                if self
-                    .store
-                    .url
-                    .as_deref()
-                    .is_none_or(|u| u.trim().is_empty())
-                {
-                    p(
-                        "store.url",
-                        "is required when store.backend is postgres".into(),
-                    );
-                }
-            }
-            other => p(
-                "store.backend",
-                format!("'{other}' is not a backend (sqlite or postgres)"),
-            ),
-        }
-        let schema = &self.store.schema;
-        if schema.is_empty()
-            || schema.len() > 48
-            || !schema
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        {
-            p(
-                "store.schema",
-                format!("'{schema}' must be 1..48 lowercase letters, digits or '_'"),
-            );
-        }
-        if !matches!(self.store.synchronous.as_str(), "normal" | "full") {
-            p(
-                "store.synchronous",
-                format!("'{}' must be normal or full", self.store.synchronous),
-            );
-        }
-        if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
-            p(
-                "api.listen",
-                format!(
-                    "'{}' is not an address like 127.0.0.1:9100",
-                    self.api.listen
-                ),
-            );
-        }
-        if self.api.max_body_bytes < 1024 {
-            p(
-                "api.max_body_bytes",
-                format!("{} is below 1024", self.api.max_body_bytes),
-            );
-        }
-        if !(1..=32).contains(&self.workers.max_workers) {
-            p(
-                "workers.max_workers",
-                format!("{} is out of range 1..32", self.workers.max_workers),
-            );
-        }
-        if self.workers.lease_seconds < 1 {
-            p("workers.lease_seconds", "0 must be at least 1".into());
-        }
-        if self.workers.poll_interval_ms < 10 {
-            p(
-                "workers.poll_interval_ms",
-                format!("{} is below 10", self.workers.poll_interval_ms),
-            );
-        }
-        if !self.queue.wal_mode {
-            p(
-                "queue.wal_mode",
-                "false is not supported: Fabric always uses WAL".into(),
-            );
-        }
-        for (prefix, pol) in std::iter::once(("retry".to_string(), &self.retry)).chain(
-            self.retry_policies
-                .iter()
-                .map(|(k, v)| (format!("retry_policies.{k}"), v)),
-        ) {
-            for (field, msg) in pol.problems() {
-                p(&format!("{prefix}.{field}"), msg);
-            }
-        }
-        if crate::job::validate_name("node.id", &self.node.id).is_err() {
-            p(
-                "node.id",
-                format!("'{}' is not a valid node id", self.node.id),
-            );
-        }
-        if self.node.capacity == Some(0) {
-            p("node.capacity", "0 must be at least 1".into());
-        }
-        let n = &self.node;
-        if n.heartbeat_ms < 50 {
-            p(
-                "node.heartbeat_ms",
-                format!("{} must be at least 50", n.heartbeat_ms),
-            );
-        }
-        if n.timeout_ms <= n.heartbeat_ms {
-            p(
-                "node.timeout_ms",
-                format!(
-                    "{} must be longer than node.heartbeat_ms ({})",
-                    n.timeout_ms, n.heartbeat_ms
-                ),
-            );
-        }
-        if n.leader_lease_ms < 300 {
-            p(
-                "node.leader_lease_ms",
-                format!("{} must be at least 300", n.leader_lease_ms),
-            );
-        }
-        out
+        validate::problems(self)
     }
 
     /// The retry policy for a source or kind name.
@@ -432,87 +299,12 @@ impl Config {
             .unwrap_or(&self.retry)
     }
 
-    /// A copy with every secret masked, for display.
-    pub fn redacted(&self) -> Config {
-        let mut c = self.clone();
-        if let Some(url) = &c.store.url {
-            c.store.url = Some(redact_url(url));
-        }
-        if c.api.token.is_some() {
-            c.api.token = Some(MASK.into());
-        }
-        c
-    }
-}
-
-/// Replaces the password of a URL like `postgres://user:pw@host/db` with a mask.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let Some(at) = rest.find('@') else {
-        return url.to_string();
-    };
-    let userinfo = &rest[..at];
-    match userinfo.find(':') {
-        Some(colon) => format!(
-            "{}://{}:{}{}",
-            &url[..scheme_end],
-            &userinfo[..colon],
-            MASK,
-            &rest[at..]
-        ),
-        None => url.to_string(),
-    }
-}
-
-/// Applies `FABRIC__SECTION__KEY=value` overrides; values are read as YAML scalars.
-fn apply_env<I, K, V>(doc: &mut serde_yaml_ng::Value, env: I) -> Result<(), Vec<ConfigProblem>>
-where
-    I: IntoIterator<Item = (K, V)>,
-    K: AsRef<str>,
-    V: AsRef<str>,
-{
-    use serde_yaml_ng::Value;
-    let mut problems = Vec::new();
-    for (k, v) in env {
-        let Some(rest) = k.as_ref().strip_prefix("FABRIC__") else {
-            continue;
-        };
-        let parts: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-        if parts.iter().any(|p| p.is_empty()) {
-            problems.push(ConfigProblem {
-                path: k.as_ref().into(),
-                message: "empty section or key in environment override".into(),
-            });
-            continue;
-        }
-        let value: Value = serde_yaml_ng::from_str(v.as_ref())
-            .unwrap_or_else(|_| Value::String(v.as_ref().to_string()));
-        let mut cur = &mut *doc;
-        for (i, part) in parts.iter().enumerate() {
-            let Value::Mapping(map) = cur else {
-                problems.push(ConfigProblem {
-                    path: parts[..i].join("."),
-                    message: format!("is not a section, so {} cannot set it", k.as_ref()),
-                });
-                break;
-            };
-            let key = Value::String(part.clone());
-            if i + 1 == parts.len() {
-                map.insert(key, value.clone());
-                break;
-            }
-            cur = map
-                .entry(key)
-                .or_insert_with(|| Value::Mapping(Default::default()));
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
+    /// The retry policy of a job: its source's, else its kind's, else `retry`.
+    pub fn retry_policy_of(&self, source: Option<&str>, kind: &str) -> &RetryPolicy {
+        source
+            .and_then(|s| self.retry_policies.get(s))
+            .or_else(|| self.retry_policies.get(kind))
+            .unwrap_or(&self.retry)
     }
 }
 
@@ -554,7 +346,8 @@ mod tests {
         assert_eq!(e[0].path, "workers.max_workers");
         assert!(e[0].message.contains("lots"), "{}", e[0].message);
         let e = Config::from_yaml("workers:\n  max_wrkers: 4\n", NO_ENV).unwrap_err();
-        assert!(e[0].message.contains("max_wrkers"), "{}", e[0].message);
+        assert_eq!(e[0].path, "workers.max_wrkers");
+        assert!(e[0].message.contains("unknown key"), "{}", e[0].message);
         let e = Config::from_yaml("workers: [1\n", NO_ENV).unwrap_err();
         assert!(e[0].message.contains("not valid YAML"));
     }
@@ -599,5 +392,158 @@ mod tests {
             Config::from_yaml("retry_policies:\n  mail:\n    max_attempts: 5\n", NO_ENV).unwrap();
         assert_eq!(c.retry_policy_for(Some("mail")).max_attempts, 5);
         assert_eq!(c.retry_policy_for(Some("other")).max_attempts, 3);
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once_with_path_and_value() {
+        let y = "workers:\n  max_workers: lots\n  max_wrkers: 4\n  lease_seconds: 0\n\
+                 queue:\n  checkpoint_interval: 1000\n  retention_days: -1\n\
+                 store:\n  backend: oracle\nretry:\n  strategy: sometimes\n\
+                 retry_policies:\n  mail:\n    max_attempts: many\n    colour: red\n\
+                 node:\n  specialties: [gpu, [x]]\nextra: 1\n";
+        let errs = Config::from_yaml(y, NO_ENV).unwrap_err();
+        let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        let has = |path: &str, word: &str| {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(&format!("{path}: ")) && l.contains(word)),
+                "no {path} with {word} in {lines:#?}"
+            )
+        };
+        has("workers.max_workers", "lots");
+        has("workers.max_wrkers", "unknown key (value 4)");
+        has("workers.lease_seconds", "0 is out of range 1..86400");
+        has("queue.checkpoint_interval", "was removed");
+        has("queue.retention_days", "-1");
+        has("store.backend", "oracle");
+        has("retry.strategy", "sometimes");
+        has("retry_policies.mail.max_attempts", "many");
+        has("retry_policies.mail.colour", "red");
+        has("node.specialties[1]", "sequence");
+        has("extra", "unknown key");
+        assert_eq!(lines.len(), 11, "{lines:#?}");
+    }
+
+    #[test]
+    fn removed_keys_say_so() {
+        let e = Config::from_yaml("workers:\n  hardware_cap_enabled: true\n", NO_ENV).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].path, "workers.hardware_cap_enabled");
+        assert!(e[0].message.contains("was removed"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn an_empty_token_is_invalid() {
+        let e = Config::from_yaml("api:\n  token: ''\n", NO_ENV).unwrap_err();
+        assert_eq!(e[0].path, "api.token");
+        let e = Config::from_yaml("", [("FABRIC__API__TOKEN", "'  '")]).unwrap_err();
+        assert_eq!(e[0].path, "api.token");
+    }
+
+    #[test]
+    fn every_numeric_key_has_an_upper_bound_naming_key_and_value() {
+        let y = "api:\n  max_body_bytes: 99999999999\nworkers:\n  job_timeout_seconds: 18446744073709551615\n\
+                 \x20 poll_interval_ms: 9999999\n  shutdown_timeout_seconds: 9999999\n\
+                 queue:\n  retention_days: 4000000000\nquarantine:\n  retention_days: 0\n\
+                 telemetry:\n  retention_days: 99999\nnode:\n  capacity: 99999999\n\
+                 \x20 heartbeat_ms: 99999999\n  timeout_ms: 999999999\n  leader_lease_ms: 999999999\n\
+                 retry:\n  base_delay_seconds: 1e12\n  backoff_multiplier: 1000\n  transient_max_attempts: 0\n";
+        let errs = Config::from_yaml(y, NO_ENV).unwrap_err();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        for key in [
+            "api.max_body_bytes",
+            "workers.job_timeout_seconds",
+            "workers.poll_interval_ms",
+            "workers.shutdown_timeout_seconds",
+            "queue.retention_days",
+            "quarantine.retention_days",
+            "telemetry.retention_days",
+            "node.capacity",
+            "node.heartbeat_ms",
+            "node.timeout_ms",
+            "node.leader_lease_ms",
+            "retry.base_delay_seconds",
+            "retry.backoff_multiplier",
+            "retry.transient_max_attempts",
+        ] {
+            assert!(paths.contains(&key), "{key} not in {errs:#?}");
+        }
+        let e = errs
+            .iter()
+            .find(|e| e.path == "workers.job_timeout_seconds")
+            .unwrap();
+        assert!(e.message.contains("18446744073709551615"), "{e}");
+    }
+
+    #[test]
+    fn presets_are_selectable_and_partial_policies_start_from_them() {
+        let y = "retry_policies:\n  imap:\n    preset: mail\n    max_attempts: 6\n\
+                 \x20 mail:\n    base_delay_seconds: 60\n  repositories: {}\n  files:\n    max_attempts: 2\n";
+        let c = Config::from_yaml(y, NO_ENV).unwrap();
+        let imap = &c.retry_policies["imap"];
+        assert_eq!(imap.preset, crate::retry::RetryPreset::Mail);
+        assert_eq!(imap.max_attempts, 6);
+        assert_eq!(imap.transient_max_attempts, Some(7));
+        assert_eq!(imap.max_delay_seconds, 1800.0);
+        let mail = &c.retry_policies["mail"];
+        assert_eq!((mail.max_attempts, mail.base_delay_seconds), (5, 60.0));
+        assert_eq!(mail.rate_limit_delay_seconds, 600.0);
+        assert_eq!(
+            c.retry_policies["repositories"],
+            RetryPolicy::repositories()
+        );
+        assert_eq!(c.retry_policies["files"].max_delay_seconds, 300.0);
+        let e = Config::from_yaml("retry:\n  preset: email\n", NO_ENV).unwrap_err();
+        assert_eq!(e[0].path, "retry.preset");
+        assert!(e[0].message.contains("email"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn a_job_takes_its_sources_policy_else_its_kinds_else_retry() {
+        let y = "retry_policies:\n  mail:\n    max_attempts: 6\n  shell:\n    max_attempts: 4\n";
+        let c = Config::from_yaml(y, NO_ENV).unwrap();
+        assert_eq!(c.retry_policy_of(Some("mail"), "shell").max_attempts, 6);
+        assert_eq!(c.retry_policy_of(Some("other"), "shell").max_attempts, 4);
+        assert_eq!(c.retry_policy_of(None, "noop").max_attempts, 3);
+    }
+
+    #[test]
+    fn show_lists_the_new_keys() {
+        let shown = serde_yaml_ng::to_string(&Config::default().display_value()).unwrap();
+        assert!(shown.contains("shell_env_allow"), "{shown}");
+        assert!(shown.contains("preset: local_files"), "{shown}");
+        assert!(!shown.contains("checkpoint_interval"), "{shown}");
+    }
+
+    proptest::proptest! {
+        /// Arbitrary text, and arbitrary YAML shaped like a config, give a config or problems
+        /// that each name a path, never a panic.
+        #[test]
+        fn arbitrary_yaml_never_panics(text in "\\PC{0,200}") {
+            if let Err(problems) = Config::from_yaml(&text, NO_ENV) {
+                proptest::prop_assert!(!problems.is_empty());
+                for p in problems {
+                    proptest::prop_assert!(!p.path.is_empty());
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_values_of_known_keys_never_panic(
+            section in proptest::sample::select(vec!["workers", "api", "store", "queue", "node", "retry", "retry_policies", "quarantine", "security"]),
+            key in proptest::sample::select(vec!["max_workers", "token", "url", "retention_days", "capacity", "max_attempts", "mail", "preset", "backoff_multiplier", "timeout_ms", "redact_roots", "x"]),
+            value in proptest::sample::select(vec!["-1", "0", "1e308", "18446744073709551616", "~", "[]", "{a: 1}", "''", "nan", ".inf", "true", "mail", "!tag 3"]),
+        ) {
+            let y = format!("{section}:\n  {key}: {value}\n");
+            let env = [(format!("FABRIC__{}__{}", section.to_uppercase(), key.to_uppercase()), value.to_string())];
+            for r in [Config::from_yaml(&y, NO_ENV), Config::from_yaml("", env)] {
+                if let Err(problems) = r {
+                    for p in problems {
+                        proptest::prop_assert!(!p.path.is_empty() && !p.message.is_empty());
+                    }
+                }
+            }
+        }
     }
 }

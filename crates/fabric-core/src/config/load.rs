@@ -1,0 +1,268 @@
+//! Loading a config so that every problem is reported at once: the YAML is parsed into a
+//! generic value, environment overrides are applied, the value is walked against the schema
+//! (the serialized defaults) to report unknown and removed keys, and typed deserialization is
+//! retried without each badly typed value until it succeeds; the semantic checks then run on
+//! what remains.
+
+use serde_yaml_ng::{Mapping, Value};
+
+use super::{Config, ConfigProblem, REMOVED_KEYS};
+use crate::retry::{RetryPolicy, RetryPreset};
+
+/// Upper bound on deserialization passes: each pass removes one bad value.
+const MAX_PASSES: usize = 10_000;
+
+fn problem(path: impl Into<String>, message: impl Into<String>) -> ConfigProblem {
+    ConfigProblem {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+pub(super) fn from_yaml<I, K, V>(text: &str, env: I) -> Result<Config, Vec<ConfigProblem>>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    let mut doc: Value = if text.trim().is_empty() {
+        Value::Mapping(Mapping::new())
+    } else {
+        serde_yaml_ng::from_str(text).map_err(|e| {
+            vec![problem(
+                e.location()
+                    .map(|l| format!("line {} column {}", l.line(), l.column()))
+                    .unwrap_or_else(|| "(file)".into()),
+                format!("not valid YAML: {e}"),
+            )]
+        })?
+    };
+    if doc.is_null() {
+        doc = Value::Mapping(Mapping::new());
+    }
+    if !doc.is_mapping() {
+        return Err(vec![problem(
+            "(top level)",
+            format!("must be a mapping of sections, got {}", show(&doc)),
+        )]);
+    }
+    let mut problems = Vec::new();
+    apply_env(&mut doc, env, &mut problems);
+    let schema = schema();
+    check_keys(&mut doc, &schema, "", &mut problems);
+
+    let mut config = None;
+    for _ in 0..MAX_PASSES {
+        match serde_path_to_error::deserialize::<_, Config>(doc.clone()) {
+            Ok(c) => {
+                config = Some(c);
+                break;
+            }
+            Err(e) => {
+                let path = e.path().to_string();
+                let removed = remove_at(&mut doc, e.path());
+                problems.push(problem(
+                    if path == "." {
+                        "(top level)".to_string()
+                    } else {
+                        path
+                    },
+                    e.into_inner().to_string(),
+                ));
+                if !removed {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(c) = &config {
+        problems.extend(c.problems());
+    }
+    match config {
+        Some(c) if problems.is_empty() => Ok(c),
+        _ => Err(problems),
+    }
+}
+
+/// The shape every file is checked against: the defaults, serialized.
+fn schema() -> Value {
+    serde_yaml_ng::to_value(Config::default()).unwrap_or(Value::Null)
+}
+
+/// A value as an error message quotes it: scalars in full (long ones cut), collections by kind.
+fn show(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) if s.chars().count() > 60 => {
+            format!("'{}…'", s.chars().take(60).collect::<String>())
+        }
+        Value::String(s) => format!("'{s}'"),
+        Value::Sequence(_) => "a list".into(),
+        Value::Mapping(_) => "a mapping".into(),
+        Value::Tagged(t) => format!("{} {}", t.tag, show(&t.value)),
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Reports and removes every key of `doc` the schema does not know (or no longer knows), so
+/// that typed deserialization afterwards only meets known keys. Retry policies named like a
+/// preset get that preset when they name none.
+fn check_keys(doc: &mut Value, schema: &Value, path: &str, out: &mut Vec<ConfigProblem>) {
+    let Value::Mapping(known) = schema else {
+        return;
+    };
+    // An empty section (`workers:` with everything commented out) means the defaults.
+    if doc.is_null() {
+        *doc = Value::Mapping(Mapping::new());
+    }
+    let Value::Mapping(map) = doc else {
+        return; // the wrong type is reported by deserialization, with the value
+    };
+    let keys: Vec<Value> = map.keys().cloned().collect();
+    for key in keys {
+        let Some(name) = key.as_str().map(str::to_string) else {
+            out.push(problem(
+                join(path, &show(&key)),
+                "is not a key name (keys are strings)",
+            ));
+            map.remove(&key);
+            continue;
+        };
+        let full = join(path, &name);
+        match known.get(name.as_str()) {
+            Some(child) if full == "retry_policies" => {
+                if let Some(Value::Mapping(policies)) = map.get_mut(name.as_str()) {
+                    check_policies(policies, &full, out);
+                } else if let Some(v) = map.get_mut(name.as_str()) {
+                    check_keys(v, child, &full, out);
+                }
+            }
+            Some(child) => {
+                if let Some(v) = map.get_mut(name.as_str()) {
+                    check_keys(v, child, &full, out);
+                }
+            }
+            None => {
+                let value = map.remove(&key).unwrap_or(Value::Null);
+                match REMOVED_KEYS.iter().find(|(k, _)| *k == full) {
+                    Some((_, why)) => out.push(problem(full, format!("{} {why}", show(&value)))),
+                    None => {
+                        let names: Vec<&str> = known.keys().filter_map(Value::as_str).collect();
+                        out.push(problem(
+                            full,
+                            format!(
+                                "unknown key (value {}); known keys here: {}",
+                                show(&value),
+                                names.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Checks each policy of `retry_policies` against the policy schema.
+fn check_policies(policies: &mut Mapping, path: &str, out: &mut Vec<ConfigProblem>) {
+    let schema = serde_yaml_ng::to_value(RetryPolicy::default()).unwrap_or(Value::Null);
+    for (name, policy) in policies.iter_mut() {
+        let label = name
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| show(name));
+        let full = join(path, &label);
+        if let (Some(preset), Value::Mapping(m)) =
+            (name.as_str().and_then(RetryPreset::named), &mut *policy)
+        {
+            let key = Value::String("preset".into());
+            if !m.contains_key(&key) {
+                m.insert(key, Value::String(preset.as_str().into()));
+            }
+        }
+        check_keys(policy, &schema, &full, out);
+    }
+}
+
+/// Removes the value at `path`; false when there is nothing to remove (the whole document).
+fn remove_at(doc: &mut Value, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut cur = doc;
+    for seg in parents {
+        let next = match (seg, cur) {
+            (Segment::Map { key }, Value::Mapping(m)) => m.get_mut(key.as_str()),
+            (Segment::Seq { index }, Value::Sequence(s)) => s.get_mut(*index),
+            _ => None,
+        };
+        match next {
+            Some(v) => cur = v,
+            None => return false,
+        }
+    }
+    match (last, cur) {
+        (Segment::Map { key }, Value::Mapping(m)) => m.remove(key.as_str()).is_some(),
+        (Segment::Seq { index }, Value::Sequence(s)) if *index < s.len() => {
+            s.remove(*index);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Applies `FABRIC__SECTION__KEY=value` overrides; values are read as YAML scalars.
+fn apply_env<I, K, V>(doc: &mut Value, env: I, problems: &mut Vec<ConfigProblem>)
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    for (k, v) in env {
+        let Some(rest) = k.as_ref().strip_prefix("FABRIC__") else {
+            continue;
+        };
+        let parts: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            problems.push(problem(
+                k.as_ref(),
+                "empty section or key in environment override",
+            ));
+            continue;
+        }
+        let value: Value = serde_yaml_ng::from_str(v.as_ref())
+            .unwrap_or_else(|_| Value::String(v.as_ref().to_string()));
+        let mut cur = &mut *doc;
+        for (i, part) in parts.iter().enumerate() {
+            if cur.is_null() {
+                *cur = Value::Mapping(Mapping::new());
+            }
+            let Value::Mapping(map) = cur else {
+                problems.push(problem(
+                    parts[..i].join("."),
+                    format!("is not a section, so {} cannot set it", k.as_ref()),
+                ));
+                break;
+            };
+            let key = Value::String(part.clone());
+            if i + 1 == parts.len() {
+                map.insert(key, value.clone());
+                break;
+            }
+            cur = map
+                .entry(key)
+                .or_insert_with(|| Value::Mapping(Mapping::new()));
+        }
+    }
+}
