@@ -566,7 +566,7 @@ fn decide(shared: &Shared, job: &Job, failure: &Failure, now: i64) -> Outcome {
         failure.message.clone()
     };
     let ftype = failure.failure_type();
-    let policy = config.retry_policy_for(job.source.as_deref().or(Some(job.kind.as_str())));
+    let policy = config.retry_policy_of(job.source.as_deref(), &job.kind);
     let jitter = rand::random::<f64>() * 2.0 - 1.0;
     let failure_name = match failure.kind {
         Some(ErrorKind::Panic) => "panic".to_string(),

@@ -132,7 +132,7 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
     std::fs::write(&marker, std::process::id().to_string())
         .with_context(|| format!("cannot write {}", marker.display()))?;
 
-    let registry = Registry::builtin();
+    let registry = Registry::for_config(&config);
     let metrics = Metrics::new();
     let engine = Engine::start(
         store.clone(),
