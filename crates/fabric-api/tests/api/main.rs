@@ -22,11 +22,15 @@ struct Server {
 }
 
 async fn server(token: Option<&str>) -> Server {
-    server_with(token, Config::default()).await
+    server_with(token, Config::default(), None).await
 }
 
-async fn server_with(token: Option<&str>, config: Config) -> Server {
+/// A server of `config`, with `file` as the config file on disk the next start would load.
+async fn server_with(token: Option<&str>, config: Config, file: Option<&str>) -> Server {
     let dir = tempfile::tempdir().unwrap();
+    if let Some(text) = file {
+        std::fs::write(dir.path().join("fabric.yaml"), text).unwrap();
+    }
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path().join("q.db"), SqliteOptions::default()).unwrap());
     let console = Console::new(
@@ -118,14 +122,50 @@ async fn healthz_reports_every_check() {
     }
     let disk = &checks[1]["status"];
     assert_eq!(body["status"], *disk, "{body}");
-    assert_eq!(checks[4]["detail"], "serving");
+    // The API answered a real request to itself.
+    assert!(
+        checks[4]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("answers on 127.0.0.1:"),
+        "{body}"
+    );
+    // A probe reads the last full integrity check (run in the background) with its age.
+    let mut store = Value::Null;
+    for _ in 0..500 {
+        store = s.get("/healthz?check=store").await.1["checks"][0].clone();
+        if store["detail"]
+            .as_str()
+            .unwrap()
+            .contains("integrity ok (full check")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        store["detail"].as_str().unwrap().contains("s ago)"),
+        "{store}"
+    );
+    // One check by name; an unknown name is refused naming the field.
+    let (code, one) = s.get("/healthz?check=workers").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(one["checks"].as_array().unwrap().len(), 1, "{one}");
+    assert_eq!(one["checks"][0]["name"], "workers");
+    let (code, bad) = s.get("/healthz?check=nope").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(bad["error"].as_str().unwrap().contains("check"), "{bad}");
 }
 
 #[tokio::test]
 async fn healthz_is_503_when_a_check_fails() {
-    let mut config = Config::default();
-    config.store.synchronous = "sometimes".into();
-    let s = server_with(None, config).await;
+    // The file the next start loads is broken (the running config is fine).
+    let s = server_with(
+        None,
+        Config::default(),
+        Some("store:\n  synchronous: sometimes\n"),
+    )
+    .await;
     let (code, body) = s.get("/healthz").await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "error");
