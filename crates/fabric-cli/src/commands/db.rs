@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use fabric_engine::console::Backup;
-use fabric_store::{sqlite::SqliteOptions, SqliteStore, Store};
+use fabric_store::sqlite;
 use serde_json::json;
 
 use crate::cli::DbCmd;
@@ -67,31 +67,21 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
                 ))
                 .into());
             }
-            if let Some(pid) = ctx.home.running_pid() {
-                anyhow::bail!("refusing to restore while the daemon runs (pid {pid}); run `fabric stop` first");
-            }
             if !file.is_file() {
                 return Err(Usage(format!("{}: no such backup file", file.display())).into());
             }
-            // Check the backup before replacing anything.
-            let check = SqliteStore::open(&file, SqliteOptions::default()).map_err(|e| {
-                Usage(format!(
-                    "{}: not a usable Fabric store: {e}",
-                    file.display()
-                ))
-            })?;
-            let lines = check.integrity_check().await?;
-            let counts = check.counts().await?;
-            drop(check);
-            if lines != ["ok"] {
-                anyhow::bail!(
-                    "{} fails its integrity check: {}",
-                    file.display(),
-                    lines.join("; ")
-                );
-            }
             ctx.ensure_home()?;
+            // Held until the new store is in place and migrated: no daemon of this home runs,
+            // and none can start meanwhile.
+            let _lock = ctx.home.lock_exclusive().map_err(|e| {
+                anyhow::anyhow!("refusing to restore: {e}; stop them first (`fabric stop --all`)")
+            })?;
+            let checked = check_backup(&file)?;
             let db = ctx.home.db_path(&ctx.config);
+            // Copied first: the slow part, done before the live store is touched.
+            let tmp = db.with_extension("restore-tmp");
+            std::fs::copy(&file, &tmp).with_context(|| format!("copy {}", file.display()))?;
+            fabric_engine::home::set_mode(&tmp, 0o600)?;
             let mut saved = None;
             if db.exists() {
                 let console = ctx.console().await?;
@@ -104,22 +94,39 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
                 p.push(suffix);
                 let _ = std::fs::remove_file(&p);
             }
-            let tmp = db.with_extension("restore-tmp");
-            std::fs::copy(&file, &tmp).with_context(|| format!("copy {}", file.display()))?;
-            fabric_engine::home::set_mode(&tmp, 0o600)?;
             std::fs::rename(&tmp, &db).with_context(|| format!("replace {}", db.display()))?;
-            ctx.console()
-                .await?
-                .record("db.restore", &file.display().to_string(), None)
+            let (from, to) = fabric_engine::migrate_store(&ctx.config, &ctx.home)
+                .await
+                .with_context(|| format!("migrate the restored store {}", db.display()))?;
+            let console = ctx.console().await?;
+            let jobs = console.counts().await?.total();
+            console
+                .record(
+                    "db.restore",
+                    &file.display().to_string(),
+                    (from != to)
+                        .then(|| format!("migrated from schema {from} to {to}"))
+                        .as_deref(),
+                )
                 .await?;
             print(
                 f,
-                &json!({"restored_from": file, "previous_saved_to": saved, "jobs": counts.total()}),
+                &json!({
+                    "restored_from": file,
+                    "previous_saved_to": saved,
+                    "jobs": jobs,
+                    "schema_from": checked.schema_version,
+                    "schema_to": to,
+                }),
                 || {
                     format!(
-                        "restored {} ({} jobs){}",
+                        "restored {} ({jobs} jobs){}{}",
                         file.display(),
-                        counts.total(),
+                        if from != to {
+                            format!("; migrated from schema {from} to {to}")
+                        } else {
+                            String::new()
+                        },
                         saved
                             .as_ref()
                             .map(|s| format!("; the previous store was saved to {}", s.display()))
@@ -159,6 +166,34 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Checks a backup without changing it: a sound Fabric store at this fabric's schema
+/// version or an older one (migrated after the restore).
+fn check_backup(file: &std::path::Path) -> anyhow::Result<sqlite::FileCheck> {
+    let checked = sqlite::inspect(file).map_err(|e| {
+        Usage(format!(
+            "{}: not a usable Fabric store: {e}",
+            file.display()
+        ))
+    })?;
+    if checked.integrity != ["ok"] {
+        anyhow::bail!(
+            "{} fails its integrity check: {}",
+            file.display(),
+            checked.integrity.join("; ")
+        );
+    }
+    if checked.schema_version > checked.current_version {
+        return Err(Usage(format!(
+            "{}: schema version {} is newer than this fabric knows ({}); upgrade fabric",
+            file.display(),
+            checked.schema_version,
+            checked.current_version
+        ))
+        .into());
+    }
+    Ok(checked)
 }
 
 fn list_backups(ctx: &Ctx) -> anyhow::Result<Vec<Backup>> {
