@@ -82,19 +82,11 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
             let tmp = db.with_extension("restore-tmp");
             std::fs::copy(&file, &tmp).with_context(|| format!("copy {}", file.display()))?;
             fabric_engine::home::set_mode(&tmp, 0o600)?;
-            let mut saved = None;
-            if db.exists() {
-                let console = ctx.console().await?;
-                console.store().checkpoint().await?;
-                let aside = console.db_backup(None, &ctx.home.backups()).await?;
-                saved = Some(aside);
+            let swapped = swap_in(ctx, &tmp, &db);
+            if swapped.is_err() {
+                let _ = std::fs::remove_file(&tmp);
             }
-            for suffix in ["-wal", "-shm"] {
-                let mut p = db.as_os_str().to_owned();
-                p.push(suffix);
-                let _ = std::fs::remove_file(&p);
-            }
-            std::fs::rename(&tmp, &db).with_context(|| format!("replace {}", db.display()))?;
+            let saved = swapped?;
             let (from, to) = fabric_engine::migrate_store(&ctx.config, &ctx.home)
                 .await
                 .with_context(|| format!("migrate the restored store {}", db.display()))?;
@@ -166,6 +158,53 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Saves the live store `db` aside (if there is one) and puts `tmp` in its place.
+fn swap_in(
+    ctx: &Ctx,
+    tmp: &std::path::Path,
+    db: &std::path::Path,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let saved = if db.exists() {
+        Some(save_aside(ctx)?)
+    } else {
+        None
+    };
+    for suffix in ["-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(&p);
+    }
+    std::fs::rename(tmp, db).with_context(|| format!("replace {}", db.display()))?;
+    Ok(saved)
+}
+
+/// Backs the live store up into `backups/` with `fabric db backup` in a child process: once
+/// it has exited, none of its connections to the live files is left to write into them (or
+/// delete their `-wal`) after the swap, as a store closed in this process could (its
+/// threads close their connections when they get to it).
+fn save_aside(ctx: &Ctx) -> anyhow::Result<std::path::PathBuf> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let to = ctx.home.backups().join(format!("queue-{stamp}.db"));
+    let exe = std::env::current_exe().context("cannot find the fabric executable")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["db", "backup", "--to"])
+        .arg(&to)
+        .env("FABRIC_HOME", ctx.home.root());
+    if let Some(c) = &ctx.global.config {
+        cmd.arg("--config").arg(c);
+    }
+    let out = cmd
+        .output()
+        .context("cannot run `fabric db backup` to save the current store aside")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "cannot save the current store aside, so it was not replaced: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(to)
 }
 
 /// Checks a backup without changing it: a sound Fabric store at this fabric's schema
