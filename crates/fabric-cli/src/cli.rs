@@ -43,9 +43,16 @@ pub enum Command {
     },
     /// Stop the daemon: stop claiming, wait for in-flight jobs, exit.
     Stop {
-        /// Seconds to wait for a graceful stop (default: workers.shutdown_timeout_seconds + 5).
+        /// Seconds the daemon waits for its in-flight jobs (default:
+        /// workers.shutdown_timeout_seconds); those still running then go back to pending.
         #[arg(long)]
         timeout: Option<u64>,
+        /// Stop the daemon of this node id (needed when several run from this home).
+        #[arg(long, value_name = "ID", conflicts_with = "all")]
+        node: Option<String>,
+        /// Stop every daemon of this home.
+        #[arg(long)]
+        all: bool,
         /// Kill the daemon at once (SIGKILL); its running jobs are rescued on the next start.
         #[arg(long)]
         force: bool,
@@ -282,7 +289,8 @@ pub enum DbCmd {
     },
     /// Backups in $FABRIC_HOME/backups.
     ListBackups,
-    /// Replace the store with a backup (refused while the daemon runs).
+    /// Replace the store with a backup, migrated to this fabric's schema (refused while any
+    /// daemon of this home runs).
     Restore { file: PathBuf },
     /// Compact the store.
     Vacuum,

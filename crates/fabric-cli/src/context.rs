@@ -94,13 +94,13 @@ impl Ctx {
 }
 
 impl Ctx {
-    /// Tells a running daemon that new work is due or a job was cancelled (SIGUSR1), so it
-    /// need not wait for its
-    /// poll. Best effort: without a daemon, or if the signal fails, the poll picks it up.
+    /// Tells the running daemons of this home that new work is due or a job was cancelled
+    /// (SIGUSR1: they claim, and check their leases), so they need not wait for their poll. Best effort: without a daemon, or if the signal fails, the
+    /// poll picks it up.
     pub fn nudge_daemon(&self) {
-        if let Some(pid) = self.home.running_pid().filter(|p| *p > 0) {
+        for d in self.home.daemons().iter().filter(|d| d.ready && d.pid > 0) {
             let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
+                nix::unistd::Pid::from_raw(d.pid as i32),
                 nix::sys::signal::Signal::SIGUSR1,
             );
         }

@@ -101,6 +101,8 @@ pub(crate) struct Shared {
     pub(crate) store_up: AtomicBool,
     /// The owner levers that limit claims, refreshed by the fleet task.
     pub(crate) governance: Mutex<Governance>,
+    /// Set at the stop deadline: every attempt still running is dropped.
+    abort: watch::Sender<bool>,
 }
 
 /// A job this engine claimed: its attempt (heartbeats, fencing) and what stops it.
@@ -204,6 +206,7 @@ impl Engine {
             paused: AtomicBool::new(false),
             store_up: AtomicBool::new(true),
             governance: Mutex::new(Governance::default()),
+            abort: watch::Sender::new(false),
             options,
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -283,23 +286,49 @@ impl Engine {
         }
     }
 
-    /// Graceful stop: stop claiming, wait for in-flight jobs up to the shutdown timeout,
-    /// write their completions. Returns how many jobs were still running when it gave up
-    /// (they stay `running` and are rescued on the next start).
-    pub async fn shutdown(mut self) -> usize {
+    /// Graceful stop within the configured `shutdown_timeout`: see [`Engine::shutdown_within`].
+    pub async fn shutdown(self) -> usize {
+        let timeout = self.shared.options.shutdown_timeout;
+        self.shutdown_within(timeout).await
+    }
+
+    /// Graceful stop: stop claiming, wait up to `timeout` for in-flight jobs, write their
+    /// completions. At the deadline the attempts still running are dropped (a shell job's
+    /// process is killed) and their jobs go back to `pending` at once (one whose attempt was
+    /// its last is quarantined, as a rescue does). Returns how many jobs were cut off.
+    pub async fn shutdown_within(mut self, timeout: Duration) -> usize {
         let _ = self.stop.send(true);
         self.shared.wake.notify_waiters();
         // Work cancelled by another process and not yet noticed is not waited for.
         self.shared.check_leases.notify_one();
-        let deadline = self.shared.options.shutdown_timeout;
-        let mut abandoned = 0;
-        if let Some(d) = self.dispatcher.take() {
-            if tokio::time::timeout(deadline, d).await.is_err() {
-                abandoned = self.in_flight();
+        let mut cut_off = false;
+        if let Some(mut d) = self.dispatcher.take() {
+            if tokio::time::timeout(timeout, &mut d).await.is_err() {
+                cut_off = true;
+                self.shared.abort.send_replace(true);
+                // The dropped attempts give their slots back, so the dispatcher ends.
+                let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
             }
         }
         if let Some(c) = self.completer.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), c).await;
+        }
+        let mut abandoned = 0;
+        if cut_off {
+            let owner = self.shared.owner.clone();
+            match self
+                .shared
+                .store
+                .rescue(self.shared.clock.now_ms(), Some(&owner))
+                .await
+            {
+                Ok(r) => abandoned = r.reset.len() + r.quarantined.len(),
+                Err(e) => {
+                    abandoned = self.in_flight();
+                    tracing::warn!(error = %e, "cannot return the cut-off jobs to pending; \
+                        they are rescued when their lease expires");
+                }
+            }
         }
         // The fleet task ends its step first: a node heartbeat still in flight (on another
         // PostgreSQL connection) would otherwise land after the stop mark and clear it.
@@ -457,22 +486,25 @@ fn spawn_job(
     shared.metrics.workers_busy.inc();
     let shared = shared.clone();
     let done = done.clone();
+    let mut abort = shared.abort.subscribe();
     tokio::spawn(async move {
         let id = job.id;
-        tokio::select! {
+        let completion = tokio::select! {
             biased;
             _ = stop.cancelled() => {
                 // The handler's future is dropped here (a shell job's process group is
                 // killed); the store already holds the job's new state.
                 tracing::info!(job = id, "attempt stopped: the job was cancelled or its lease lost");
-                shared.metrics.workers_busy.dec();
-                drop(permit);
+                None
             }
-            completion = execute(&shared, job) => {
-                shared.metrics.workers_busy.dec();
-                drop(permit);
-                let _ = done.send(completion);
-            }
+            // Dropped at the stop deadline: the job is returned to pending by the shutdown.
+            _ = abort.wait_for(|a| *a) => None,
+            c = execute(&shared, job) => Some(c),
+        };
+        shared.metrics.workers_busy.dec();
+        drop(permit);
+        if let Some(completion) = completion {
+            let _ = done.send(completion);
         }
     });
 }

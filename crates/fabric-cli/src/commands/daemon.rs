@@ -1,6 +1,7 @@
-//! `fabric start` and `fabric stop`: the daemon's life cycle. The daemon holds the pid-file
-//! lock, recovers after a crash, runs the engine and the HTTP API, and stops gracefully on
-//! SIGTERM or SIGINT.
+//! `fabric start` and `fabric stop`: the daemon's life cycle. Each daemon holds the pid-file
+//! lock of its node id (several nodes may run from one home), recovers after its own crash,
+//! runs the engine and the HTTP API, and stops gracefully on SIGTERM or SIGINT, within the
+//! timeout `fabric stop --timeout` left for it.
 
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
@@ -8,30 +9,39 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use fabric_core::{Clock, RealClock};
+use fabric_engine::home::Daemon;
 use fabric_engine::{recovery, Console, Engine, EngineOptions, Metrics, Registry};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::context::{runtime, Ctx};
+use crate::context::{runtime, Ctx, Usage};
 
 /// How long `start` waits for a background daemon to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What `stop` waits beyond the daemon's own stop timeout: writing the last completions,
+/// leaving the fleet, the final checkpoint.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
 pub fn start(ctx: Ctx, foreground: bool) -> anyhow::Result<ExitCode> {
-    if let Some(pid) = ctx.home.running_pid() {
-        let pid = if pid == 0 {
+    let node = ctx.config.node.id.clone();
+    if let Some(d) = ctx.home.daemon(&node) {
+        let pid = if d.pid == 0 {
             "starting up".to_string()
         } else {
-            pid.to_string()
+            d.pid.to_string()
         };
-        bail!("fabric is already running (pid {pid}); stop it first with `fabric stop`");
+        bail!(
+            "fabric is already running (pid {pid}) as node '{node}'; stop it first with \
+             `fabric stop`, or give this daemon another node.id"
+        );
     }
     ctx.ensure_home()?;
     if foreground {
         return runtime()?.block_on(run_daemon(ctx));
     }
     let exe = std::env::current_exe().context("cannot find the fabric executable")?;
-    let log_path = ctx.home.log_file();
+    let log_path = ctx.home.log_file(&node);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -62,9 +72,13 @@ pub fn start(ctx: Ctx, foreground: bool) -> anyhow::Result<ExitCode> {
                 log_tail(&log_path, 15)
             );
         }
-        if ctx.home.running_pid() == Some(pid) {
+        if ctx
+            .home
+            .daemon(&node)
+            .is_some_and(|d| d.pid == pid && d.ready)
+        {
             println!(
-                "fabric started (pid {pid}); log: {}{}",
+                "fabric started (pid {pid}, node '{node}'); log: {}{}",
                 log_path.display(),
                 if ctx.config.api.enabled {
                     format!("; api: http://{}", ctx.config.api.listen)
@@ -92,14 +106,17 @@ fn log_tail(path: &std::path::Path, n: usize) -> String {
 async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
     let home = ctx.home.clone();
     let config = ctx.config.clone();
-    let mut pid_file = home.lock_pid()?;
+    let node = config.node.id.clone();
+    let mut lock = home.lock_daemon(&node)?;
+    // A request left by a `fabric stop` that never reached its daemon is not ours.
+    let _ = std::fs::remove_file(home.stop_request(&node));
     // Handlers first: once the pid is published, `fabric stop` may send SIGTERM and
     // `fabric jobs submit` SIGUSR1 (new work is due now) at any moment.
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut nudge = signal(SignalKind::user_defined1())?;
-    let marker = home.recovery_marker();
+    let marker = home.recovery_marker(&node);
     let crashed = recovery::crashed(&marker);
     let store = fabric_engine::open_store(&config, &home).await?;
     let clock: Arc<dyn Clock> = Arc::new(RealClock);
@@ -166,7 +183,7 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
     console
         .record("daemon.start", &format!("pid {}", std::process::id()), None)
         .await?;
-    fabric_engine::home::write_pid(&mut pid_file)?;
+    lock.ready()?;
     tracing::info!(
         pid = std::process::id(),
         owner = engine.owner(),
@@ -186,8 +203,14 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    tracing::info!("stopping: no new claims, waiting for in-flight jobs");
-    let abandoned = engine.shutdown().await;
+    let timeout = home
+        .take_stop_request(&node)
+        .unwrap_or(Duration::from_secs(config.workers.shutdown_timeout_seconds));
+    tracing::info!(
+        timeout_seconds = timeout.as_secs_f64(),
+        "stopping: no new claims, waiting for in-flight jobs"
+    );
+    let abandoned = engine.shutdown_within(timeout).await;
     let _ = api_stop.send(());
     if let Some(api) = api {
         let _ = tokio::time::timeout(Duration::from_secs(5), api).await;
@@ -195,16 +218,15 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
     if abandoned > 0 {
         tracing::warn!(
             abandoned,
-            "jobs still running at the stop timeout; they are rescued on the next start"
+            "jobs still running at the stop timeout were cut off and returned to pending"
         );
     }
     if let Err(e) = store.checkpoint().await {
         tracing::warn!(error = %e, "final WAL checkpoint failed");
     }
     let _ = std::fs::remove_file(&marker);
-    let _ = std::fs::remove_file(home.pid_file());
     tracing::info!("fabric daemon stopped");
-    drop(pid_file);
+    lock.release();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -227,54 +249,129 @@ fn api_token(config: &fabric_core::config::Config) -> anyhow::Result<Option<Stri
     }
 }
 
-pub fn stop(ctx: Ctx, timeout: Option<u64>, force: bool) -> anyhow::Result<ExitCode> {
-    let Some(pid) = ctx.home.running_pid() else {
-        println!("fabric is not running");
+/// Which daemons `fabric stop` stops.
+pub struct Targets {
+    /// `--node ID`: that node's daemon.
+    pub node: Option<String>,
+    /// `--all`: every daemon of the home.
+    pub all: bool,
+}
+
+/// Stops daemons of this home. Without `--node` or `--all`, the one daemon that runs; with
+/// several running it refuses (exit 2) and lists them.
+pub fn stop(
+    ctx: Ctx,
+    targets: Targets,
+    timeout: Option<u64>,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    let running = ctx.home.daemons();
+    let chosen: Vec<Daemon> = match &targets.node {
+        Some(node) => {
+            fabric_core::job::validate_name("--node", node).map_err(|e| Usage(e.to_string()))?;
+            running
+                .iter()
+                .filter(|d| &d.node == node)
+                .cloned()
+                .collect()
+        }
+        None if targets.all || running.len() <= 1 => running.clone(),
+        None => {
+            return Err(Usage(format!(
+                "{} daemons run from this home: {}; name one with `fabric stop --node ID`, or \
+                 stop them all with `fabric stop --all`",
+                running.len(),
+                list(&running)
+            ))
+            .into())
+        }
+    };
+    if chosen.is_empty() {
+        match &targets.node {
+            Some(node) if !running.is_empty() => {
+                println!("node '{node}' is not running (running: {})", list(&running))
+            }
+            Some(node) => println!("fabric is not running (node '{node}')"),
+            None => println!("fabric is not running"),
+        }
         return Ok(ExitCode::SUCCESS);
-    };
-    if pid == 0 {
-        bail!("the daemon is still starting up; try again in a moment");
     }
-    let signal = if force {
-        Signal::SIGKILL
-    } else {
-        Signal::SIGTERM
-    };
-    kill(Pid::from_raw(pid as i32), signal).with_context(|| format!("cannot signal pid {pid}"))?;
-    let wait =
-        Duration::from_secs(timeout.unwrap_or(ctx.config.workers.shutdown_timeout_seconds + 5));
+    if let Some(d) = chosen.iter().find(|d| d.pid == 0 || (!d.ready && !force)) {
+        bail!(
+            "the daemon of node '{}' is still starting up; try again in a moment",
+            d.node
+        );
+    }
+    let timeout = timeout.map(Duration::from_secs);
+    for d in &chosen {
+        let signal = if force {
+            Signal::SIGKILL
+        } else {
+            if let Some(t) = timeout {
+                ctx.home
+                    .request_stop(&d.node, d.pid, t)
+                    .with_context(|| format!("cannot ask node '{}' to stop", d.node))?;
+            }
+            Signal::SIGTERM
+        };
+        kill(Pid::from_raw(d.pid as i32), signal)
+            .with_context(|| format!("cannot signal pid {}", d.pid))?;
+    }
+    let wait = timeout.unwrap_or(Duration::from_secs(
+        ctx.config.workers.shutdown_timeout_seconds,
+    )) + STOP_GRACE;
     let t0 = Instant::now();
-    while ctx.home.running_pid().is_some() {
+    let gone = |d: &Daemon| ctx.home.daemon(&d.node).is_none_or(|now| now.pid != d.pid);
+    while let Some(d) = chosen.iter().find(|d| !gone(d)) {
         if t0.elapsed() > wait {
             bail!(
-                "the daemon (pid {pid}) is still running after {}s; `fabric stop --force` kills it",
-                wait.as_secs()
+                "the daemon of node '{}' (pid {}) is still running after {}s; \
+                 `fabric stop --node {} --force` kills it",
+                d.node,
+                d.pid,
+                wait.as_secs(),
+                d.node
             );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     runtime()?.block_on(async {
-        ctx.console()
-            .await?
-            .record(
-                "daemon.stop",
-                &format!("pid {pid}"),
-                Some(if force {
-                    "forced (SIGKILL)"
-                } else {
-                    "graceful (SIGTERM)"
-                }),
-            )
-            .await?;
+        let console = ctx.console().await?;
+        for d in &chosen {
+            console
+                .record(
+                    "daemon.stop",
+                    &format!("node {} pid {}", d.node, d.pid),
+                    Some(if force {
+                        "forced (SIGKILL)"
+                    } else {
+                        "graceful (SIGTERM)"
+                    }),
+                )
+                .await?;
+        }
         anyhow::Ok(())
     })?;
-    println!(
-        "fabric stopped (pid {pid}{})",
-        if force {
-            "; killed: its running jobs are rescued on the next start"
-        } else {
-            ""
-        }
-    );
+    for d in &chosen {
+        println!(
+            "fabric stopped (pid {}, node '{}'{})",
+            d.pid,
+            d.node,
+            if force {
+                "; killed: its running jobs are rescued on the next start"
+            } else {
+                ""
+            }
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `node 'a' (pid 1), node 'b' (pid 2)`.
+fn list(daemons: &[Daemon]) -> String {
+    daemons
+        .iter()
+        .map(|d| format!("node '{}' (pid {})", d.node, d.pid))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

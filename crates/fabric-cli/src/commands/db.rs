@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use fabric_engine::console::Backup;
-use fabric_store::{sqlite::SqliteOptions, SqliteStore, Store};
+use fabric_store::sqlite;
 use serde_json::json;
 
 use crate::cli::DbCmd;
@@ -67,59 +67,58 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
                 ))
                 .into());
             }
-            if let Some(pid) = ctx.home.running_pid() {
-                anyhow::bail!("refusing to restore while the daemon runs (pid {pid}); run `fabric stop` first");
-            }
             if !file.is_file() {
                 return Err(Usage(format!("{}: no such backup file", file.display())).into());
             }
-            // Check the backup before replacing anything.
-            let check = SqliteStore::open(&file, SqliteOptions::default()).map_err(|e| {
-                Usage(format!(
-                    "{}: not a usable Fabric store: {e}",
-                    file.display()
-                ))
-            })?;
-            let lines = check.integrity_check().await?;
-            let counts = check.counts().await?;
-            drop(check);
-            if lines != ["ok"] {
-                anyhow::bail!(
-                    "{} fails its integrity check: {}",
-                    file.display(),
-                    lines.join("; ")
-                );
-            }
             ctx.ensure_home()?;
+            // Held until the new store is in place and migrated: no daemon of this home runs,
+            // and none can start meanwhile.
+            let _lock = ctx.home.lock_exclusive().map_err(|e| {
+                anyhow::anyhow!("refusing to restore: {e}; stop them first (`fabric stop --all`)")
+            })?;
+            let checked = check_backup(&file)?;
             let db = ctx.home.db_path(&ctx.config);
-            let mut saved = None;
-            if db.exists() {
-                let console = ctx.console().await?;
-                console.store().checkpoint().await?;
-                let aside = console.db_backup(None, &ctx.home.backups()).await?;
-                saved = Some(aside);
-            }
-            for suffix in ["-wal", "-shm"] {
-                let mut p = db.as_os_str().to_owned();
-                p.push(suffix);
-                let _ = std::fs::remove_file(&p);
-            }
+            // Copied first: the slow part, done before the live store is touched.
             let tmp = db.with_extension("restore-tmp");
             std::fs::copy(&file, &tmp).with_context(|| format!("copy {}", file.display()))?;
             fabric_engine::home::set_mode(&tmp, 0o600)?;
-            std::fs::rename(&tmp, &db).with_context(|| format!("replace {}", db.display()))?;
-            ctx.console()
-                .await?
-                .record("db.restore", &file.display().to_string(), None)
+            let swapped = swap_in(ctx, &tmp, &db);
+            if swapped.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            let saved = swapped?;
+            let (from, to) = fabric_engine::migrate_store(&ctx.config, &ctx.home)
+                .await
+                .with_context(|| format!("migrate the restored store {}", db.display()))?;
+            let console = ctx.console().await?;
+            let jobs = console.counts().await?.total();
+            console
+                .record(
+                    "db.restore",
+                    &file.display().to_string(),
+                    (from != to)
+                        .then(|| format!("migrated from schema {from} to {to}"))
+                        .as_deref(),
+                )
                 .await?;
             print(
                 f,
-                &json!({"restored_from": file, "previous_saved_to": saved, "jobs": counts.total()}),
+                &json!({
+                    "restored_from": file,
+                    "previous_saved_to": saved,
+                    "jobs": jobs,
+                    "schema_from": checked.schema_version,
+                    "schema_to": to,
+                }),
                 || {
                     format!(
-                        "restored {} ({} jobs){}",
+                        "restored {} ({jobs} jobs){}{}",
                         file.display(),
-                        counts.total(),
+                        if from != to {
+                            format!("; migrated from schema {from} to {to}")
+                        } else {
+                            String::new()
+                        },
                         saved
                             .as_ref()
                             .map(|s| format!("; the previous store was saved to {}", s.display()))
@@ -159,6 +158,81 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Saves the live store `db` aside (if there is one) and puts `tmp` in its place.
+fn swap_in(
+    ctx: &Ctx,
+    tmp: &std::path::Path,
+    db: &std::path::Path,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let saved = if db.exists() {
+        Some(save_aside(ctx)?)
+    } else {
+        None
+    };
+    for suffix in ["-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(&p);
+    }
+    std::fs::rename(tmp, db).with_context(|| format!("replace {}", db.display()))?;
+    Ok(saved)
+}
+
+/// Backs the live store up into `backups/` with `fabric db backup` in a child process: once
+/// it has exited, none of its connections to the live files is left to write into them (or
+/// delete their `-wal`) after the swap, as a store closed in this process could (its
+/// threads close their connections when they get to it).
+fn save_aside(ctx: &Ctx) -> anyhow::Result<std::path::PathBuf> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let to = ctx.home.backups().join(format!("queue-{stamp}.db"));
+    let exe = std::env::current_exe().context("cannot find the fabric executable")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["db", "backup", "--to"])
+        .arg(&to)
+        .env("FABRIC_HOME", ctx.home.root());
+    if let Some(c) = &ctx.global.config {
+        cmd.arg("--config").arg(c);
+    }
+    let out = cmd
+        .output()
+        .context("cannot run `fabric db backup` to save the current store aside")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "cannot save the current store aside, so it was not replaced: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(to)
+}
+
+/// Checks a backup without changing it: a sound Fabric store at this fabric's schema
+/// version or an older one (migrated after the restore).
+fn check_backup(file: &std::path::Path) -> anyhow::Result<sqlite::FileCheck> {
+    let checked = sqlite::inspect(file).map_err(|e| {
+        Usage(format!(
+            "{}: not a usable Fabric store: {e}",
+            file.display()
+        ))
+    })?;
+    if checked.integrity != ["ok"] {
+        anyhow::bail!(
+            "{} fails its integrity check: {}",
+            file.display(),
+            checked.integrity.join("; ")
+        );
+    }
+    if checked.schema_version > checked.current_version {
+        return Err(Usage(format!(
+            "{}: schema version {} is newer than this fabric knows ({}); upgrade fabric",
+            file.display(),
+            checked.schema_version,
+            checked.current_version
+        ))
+        .into());
+    }
+    Ok(checked)
 }
 
 fn list_backups(ctx: &Ctx) -> anyhow::Result<Vec<Backup>> {

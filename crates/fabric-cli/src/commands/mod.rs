@@ -29,7 +29,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(global, args),
         Command::Checkpoint(cmd) => checkpoint::run(global, cmd),
         Command::Start { foreground } => daemon::start(Ctx::load(global)?, foreground),
-        Command::Stop { timeout, force } => daemon::stop(Ctx::load(global)?, timeout, force),
+        Command::Stop {
+            timeout,
+            node,
+            all,
+            force,
+        } => daemon::stop(
+            Ctx::load(global)?,
+            daemon::Targets { node, all },
+            timeout,
+            force,
+        ),
         command => {
             let ctx = Ctx::load(global)?;
             runtime()?.block_on(async move {

@@ -1,4 +1,5 @@
-//! `fabric status`: is the daemon running, and what the queue and workers are doing.
+//! `fabric status`: are the daemons of this home running, and what the queue and workers
+//! are doing.
 
 use std::process::ExitCode;
 
@@ -9,9 +10,14 @@ use crate::output::{pairs, print, table};
 
 #[derive(Serialize)]
 struct Status {
+    /// The daemon of the configured node runs (or, when it does not, the home's only one).
     running: bool,
     pid: Option<u32>,
     uptime_seconds: Option<u64>,
+    /// The node id of that daemon.
+    node: Option<String>,
+    /// Every daemon of this home, by node id.
+    daemons: Vec<DaemonStatus>,
     version: &'static str,
     backend: String,
     home: String,
@@ -123,16 +129,44 @@ async fn detail(
     })
 }
 
+/// One daemon of the home.
+#[derive(Serialize)]
+struct DaemonStatus {
+    node: String,
+    /// 0 for the instant between taking its lock and writing its pid.
+    pid: u32,
+    /// False while it is starting up.
+    ready: bool,
+    uptime_seconds: Option<u64>,
+}
+
 pub async fn run(ctx: &Ctx, verbose: bool) -> anyhow::Result<ExitCode> {
     let console = ctx.console().await?;
-    let pid = ctx.home.running_pid();
-    let uptime_seconds = pid.and_then(|_| {
-        let m = std::fs::metadata(ctx.home.pid_file())
-            .ok()?
-            .modified()
-            .ok()?;
-        m.elapsed().ok().map(|d| d.as_secs())
-    });
+    let daemons: Vec<DaemonStatus> = ctx
+        .home
+        .daemons()
+        .into_iter()
+        .map(|d| DaemonStatus {
+            uptime_seconds: d
+                .since
+                .filter(|_| d.ready)
+                .and_then(|t| t.elapsed().ok())
+                .map(|e| e.as_secs()),
+            node: d.node,
+            pid: d.pid,
+            ready: d.ready,
+        })
+        .collect();
+    let own = daemons
+        .iter()
+        .find(|d| d.node == ctx.config.node.id)
+        .or(match daemons.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        });
+    let pid = own.map(|d| d.pid);
+    let uptime_seconds = own.and_then(|d| d.uptime_seconds);
+    let node = own.map(|d| d.node.clone());
     let queue = console.counts().await?;
     let hour_ago = console.now() - 3_600_000;
     let throughput_last_hour = console.store().succeeded_since(hour_ago).await?;
@@ -146,12 +180,14 @@ pub async fn run(ctx: &Ctx, verbose: bool) -> anyhow::Result<ExitCode> {
         running: pid.is_some(),
         pid,
         uptime_seconds,
+        node,
         version: env!("CARGO_PKG_VERSION"),
         backend: console.store().backend().to_string(),
         home: ctx.home.root().display().to_string(),
         workers,
         queue,
         throughput_last_hour,
+        daemons,
         conservative: console.conservative().await?,
         paused_shards: console
             .shards()
@@ -168,10 +204,24 @@ pub async fn run(ctx: &Ctx, verbose: bool) -> anyhow::Result<ExitCode> {
             (
                 "daemon",
                 match s.pid {
-                    Some(pid) => {
-                        format!("running (pid {pid}, up {}s)", s.uptime_seconds.unwrap_or(0))
-                    }
+                    Some(pid) => format!(
+                        "running (pid {pid}, node {}, up {}s)",
+                        s.node.as_deref().unwrap_or("?"),
+                        s.uptime_seconds.unwrap_or(0)
+                    ),
                     None => "stopped".into(),
+                },
+            ),
+            (
+                "daemons",
+                if s.daemons.is_empty() {
+                    "none".into()
+                } else {
+                    s.daemons
+                        .iter()
+                        .map(|d| format!("{} (pid {})", d.node, d.pid))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 },
             ),
             ("version", s.version.to_string()),

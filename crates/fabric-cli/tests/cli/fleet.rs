@@ -161,3 +161,57 @@ fn three_daemons_survive_the_kill_of_their_leader() {
     assert!(reassigned > 0, "the dead daemon's jobs were reassigned");
     eprintln!("{reassigned} jobs of {dead} were reassigned, {ran_twice} of them ran twice");
 }
+
+/// Two daemons from one home (two config files, node ids a and b) on one PostgreSQL schema.
+#[test]
+fn two_daemons_of_one_home_share_a_postgres_schema() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let h = Home::new()
+        .with("FABRIC__STORE__BACKEND", "postgres")
+        .with("FABRIC__STORE__URL", &schema.url)
+        .with("FABRIC__STORE__SCHEMA", &schema.name)
+        .with("FABRIC__NODE__HEARTBEAT_MS", "200")
+        .with("FABRIC__NODE__TIMEOUT_MS", "2000");
+    let config = |id: &str| {
+        let p = h.path().join(format!("{id}.yaml"));
+        std::fs::write(&p, format!("node:\n  id: {id}\n")).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (a, b) = (config("a"), config("b"));
+    h.expect(0, &["db", "migrate"]);
+    h.expect(0, &["start", "--config", &a]);
+    h.expect(0, &["start", "--config", &b]);
+    let live = |h: &Home| -> Vec<String> {
+        let mut ids: Vec<String> = h
+            .json(&["nodes", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["effective_health"] != "offline" && n["stopped_at"].is_null())
+            .map(|n| n["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    h.wait_until("both nodes heartbeat", || live(&h) == ["a", "b"]);
+    let pa = h.json(&["status", "--config", &a])["pid"].as_u64().unwrap();
+    let err = h.stderr(1, &["start", "--config", &a]);
+    assert!(err.contains(&format!("pid {pa}")), "{err}");
+
+    h.expect(0, &["stop", "--node", "a"]);
+    assert_eq!(live(&h), ["b"]);
+    let daemons = h.json(&["status"])["daemons"].clone();
+    assert_eq!(daemons.as_array().unwrap().len(), 1, "{daemons}");
+    assert_eq!(daemons[0]["node"], "b", "{daemons}");
+    let id = h.json(&["jobs", "submit", "--kind", "noop"])["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    h.wait_until("node b runs the job", || {
+        h.json(&["jobs", "show", &id])["state"] == "succeeded"
+    });
+    h.expect(0, &["stop", "--node", "b"]);
+    assert_eq!(live(&h), Vec::<String>::new());
+}

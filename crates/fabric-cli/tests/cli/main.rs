@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod daemons;
 mod fleet;
 mod run;
 
@@ -94,7 +95,7 @@ impl Home {
 impl Drop for Home {
     fn drop(&mut self) {
         // Never leave a daemon behind.
-        let _ = self.run(&["stop", "--force"]);
+        let _ = self.run(&["stop", "--all", "--force"]);
     }
 }
 
@@ -422,7 +423,7 @@ fn daemon_runs_jobs_refuses_a_second_start_and_stops() {
     }
     h.expect(0, &["stop"]);
     assert_eq!(h.json(&["status"])["running"], false);
-    assert!(!h.path().join(".recovery").exists());
+    assert!(!h.path().join("run/local.recovery").exists());
     let audit = h.json(&["audit", "list"]);
     assert!(audit
         .as_array()
@@ -469,7 +470,7 @@ fn kill_9_loses_no_job_and_runs_each_at_least_once() {
         h.json(&["status"])["running"] == false
     });
     assert!(
-        h.path().join(".recovery").exists(),
+        h.path().join("run/local.recovery").exists(),
         "the crash leaves the marker"
     );
 

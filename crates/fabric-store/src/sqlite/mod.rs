@@ -2,6 +2,7 @@
 //! thread and a small pool of read connections.
 
 mod deferred;
+mod inspect;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use crate::{
     Note, Outcome, Overdue, PendingKey, QuarantineEntry, QuarantineFilter, QuarantineStats,
     RecoveryReport, RescueReport, Result, StateCounts, Store, StoreError, Submitted, LEASE_UPSERT,
 };
+pub use inspect::{inspect, FileCheck};
 use writer::Writer;
 
 /// The claim of one shard on a store with the per-shard index ([`SqliteOptions::shard_index`]:
