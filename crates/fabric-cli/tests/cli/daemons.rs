@@ -175,7 +175,7 @@ fn restore_migrates_an_older_backup_and_leaves_the_backup_untouched() {
         .unwrap()
         .clone();
     assert_eq!(
-        restore["reason"], "migrated from schema 3 to 4",
+        restore["reason"], "migrated from schema 3 to 5",
         "{restore}"
     );
 }
