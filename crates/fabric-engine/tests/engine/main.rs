@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use fabric_core::config::Config;
 use fabric_core::quarantine::{Failure, QuarantineReason};
 use fabric_core::retry::RetryStrategy;
-use fabric_core::{Job, JobState, NewJob, RealClock};
+use fabric_core::{Clock, Job, JobState, NewJob, RealClock};
 use fabric_engine::{Console, Engine, EngineOptions, Handler, Metrics, Registry};
 use fabric_store::{sqlite::SqliteOptions, SqliteStore, Store};
 use serde_json::{json, Value};
@@ -463,4 +463,36 @@ async fn graceful_stop_waits_for_in_flight_jobs() {
         r.store.job(s.id).await.unwrap().job.state,
         JobState::Succeeded
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_waiting_for_its_retry_is_failed_and_counted() {
+    let mut reg = Registry::builtin();
+    reg.register(
+        "flaky",
+        Flaky {
+            calls: AtomicU32::new(0),
+            fail_until: 1,
+        },
+    );
+    let r = rig_with(reg, |o| {
+        let mut c = config();
+        c.retry.strategy = RetryStrategy::Fixed;
+        c.retry.base_delay_seconds = 3600.0;
+        c.retry.max_delay_seconds = 7200.0;
+        o.config = Arc::new(c);
+    });
+    let s = r.console.submit(job("flaky", json!({}), 3)).await.unwrap();
+    let j = wait_state(&*r.store, s.id, JobState::Failed).await;
+    assert_eq!(j.attempt, 1);
+    assert!(
+        j.run_at > RealClock.now_ms() + 3_000_000,
+        "waits for its retry"
+    );
+    let counts = r.console.counts().await.unwrap();
+    assert_eq!((counts.failed, counts.pending), (1, 0));
+    r.metrics.set_counts(&counts);
+    let text = r.metrics.render();
+    assert!(text.contains("fabric_jobs{state=\"failed\"} 1"), "{text}");
+    assert!(text.contains("fabric_queue_depth 1"), "{text}");
 }
