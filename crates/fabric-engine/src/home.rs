@@ -293,6 +293,12 @@ impl DaemonLock {
 }
 
 fn open_lock_file(path: &Path) -> Result<File, EngineError> {
+    Ok(open_private(path)?)
+}
+
+/// Opens (creating it 0600 if missing) a lock or pid file for reading and writing, leaving
+/// what it holds.
+fn open_private(path: &Path) -> std::io::Result<File> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -322,13 +328,7 @@ impl std::fmt::Display for PidHolder {
 /// it, or says who holds it. The lock lasts as long as the returned file is open (the OS
 /// drops it if the process dies, even by `kill -9`); [`write_pid`] publishes the pid.
 pub fn lock_pid_file(path: &Path) -> std::io::Result<Result<File, PidHolder>> {
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
-    set_mode(path, 0o600)?;
+    let mut f = open_private(path)?;
     if f.try_lock().is_err() {
         let mut s = String::new();
         let _ = f.read_to_string(&mut s);
