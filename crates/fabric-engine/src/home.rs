@@ -73,6 +73,11 @@ impl FabricHome {
         self.root.join(".recovery")
     }
 
+    /// Reports directory (recovery reports, scenario exports).
+    pub fn reports(&self) -> PathBuf {
+        self.root.join("reports")
+    }
+
     /// Backups directory.
     pub fn backups(&self) -> PathBuf {
         self.root.join("backups")

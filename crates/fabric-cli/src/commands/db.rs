@@ -92,6 +92,11 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
             }
             ctx.ensure_home()?;
             let db = ctx.home.db_path(&ctx.config);
+            // Copied first: saving the current store aside prunes backups/ (`backups.keep`),
+            // which may hold the very file being restored.
+            let tmp = db.with_extension("restore-tmp");
+            std::fs::copy(&file, &tmp).with_context(|| format!("copy {}", file.display()))?;
+            fabric_engine::home::set_mode(&tmp, 0o600)?;
             let mut saved = None;
             if db.exists() {
                 let console = ctx.console().await?;
@@ -104,9 +109,6 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<ExitCode> {
                 p.push(suffix);
                 let _ = std::fs::remove_file(&p);
             }
-            let tmp = db.with_extension("restore-tmp");
-            std::fs::copy(&file, &tmp).with_context(|| format!("copy {}", file.display()))?;
-            fabric_engine::home::set_mode(&tmp, 0o600)?;
             std::fs::rename(&tmp, &db).with_context(|| format!("replace {}", db.display()))?;
             ctx.console()
                 .await?
