@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod context;
+mod logging;
 mod output;
 
 use clap::Parser;
@@ -17,13 +18,7 @@ fn main() -> std::process::ExitCode {
     // Everything Fabric creates is private to its owner (0700 dirs, 0600 files).
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cli = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FABRIC_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init();
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -631,6 +631,13 @@ impl Console {
         self.store.backup(&to).await?;
         self.audit("db.backup", to.display().to_string(), None)
             .await?;
+        // `backups.keep`: the new backup counts; a failure to prune does not undo it.
+        let kept = self.config.backups.keep as usize;
+        crate::retention::log_outcome(
+            "backups",
+            backups,
+            crate::retention::prune_backups(backups, kept),
+        );
         Ok(to)
     }
 

@@ -1,6 +1,7 @@
 //! This daemon as a node of the fleet: it registers and heartbeats its worker pool as a node,
 //! competes for the maintenance leader's lease in the store, and while it leads does the
-//! fleet's maintenance: rescue of expired leases, reassignment of silent nodes' jobs, pruning.
+//! fleet's maintenance: rescue of expired leases, reassignment of silent nodes' jobs, and
+//! retention in the store (finished jobs, quarantine, audit log, recovery reports).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -31,13 +32,25 @@ pub struct FleetOptions {
     pub leader_lease: Duration,
     /// Finished jobs older than this are pruned by the leader (`None`: never).
     pub retention: Option<Duration>,
+    /// Quarantined jobs quarantined longer ago than this are purged by the leader
+    /// (`quarantine.retention_days`; `None`: never).
+    pub quarantine_retention: Option<Duration>,
+    /// Audit entries older than this are deleted by the leader
+    /// (`security.audit_retention_days`; `None`: never).
+    pub audit_retention: Option<Duration>,
+    /// Recovery reports kept in the store beyond which the leader deletes the oldest
+    /// (`recovery.keep`; `None`: all).
+    pub recovery_keep: Option<usize>,
+    /// How often the leader applies retention (default one hour; also once on taking the
+    /// lead).
+    pub prune_every: Duration,
 }
 
 impl FleetOptions {
     /// Options taken from a configuration file.
     pub fn from_config(config: &Config) -> Self {
         let n = &config.node;
-        let days = u64::from(config.queue.retention_days);
+        let days = |d: u32| (d > 0).then(|| Duration::from_secs(u64::from(d) * 86_400));
         Self {
             shard: n.shard.clone(),
             capacity: n.capacity.unwrap_or(config.workers.max_workers).max(1),
@@ -45,13 +58,17 @@ impl FleetOptions {
             heartbeat: Duration::from_millis(n.heartbeat_ms.max(1)),
             node_timeout: Duration::from_millis(n.timeout_ms.max(1)),
             leader_lease: Duration::from_millis(n.leader_lease_ms.max(1)),
-            retention: (days > 0).then(|| Duration::from_secs(days * 86_400)),
+            retention: days(config.queue.retention_days),
+            quarantine_retention: days(config.quarantine.retention_days),
+            audit_retention: days(config.security.audit_retention_days),
+            recovery_keep: Some(config.recovery.keep as usize),
+            prune_every: PRUNE_EVERY,
         }
     }
 }
 
-/// How often the leader prunes finished jobs.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How often the leader applies retention by default.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// This machine's host name (for `fabric nodes list` and the node-id guard).
 pub fn host_name() -> String {
@@ -198,22 +215,43 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 rescue(&shared, None).await;
             }
             reassign_silent_nodes(&shared, &opts, &mut handled).await;
-            if let Some(retention) = opts.retention {
-                if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
-                    last_prune = Some(Instant::now());
-                    let before = now - retention.as_millis() as i64;
-                    match store.prune_finished(before).await {
-                        Ok(n) if n > 0 => tracing::info!(pruned = n, "pruned finished jobs"),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "pruning finished jobs failed"),
-                    }
-                }
+            if last_prune.is_none_or(|t| t.elapsed() >= opts.prune_every) {
+                last_prune = Some(Instant::now());
+                apply_retention(&*store, &opts, now).await;
             }
         }
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
             _ = stop.changed() => { if *stop.borrow() { return; } }
         }
+    }
+}
+
+/// Deletes what is past its retention: finished jobs, quarantined jobs, audit entries and
+/// recovery reports beyond the newest `recovery_keep`. A failure is logged and retried at
+/// the next round; one kind failing does not stop the others.
+async fn apply_retention(store: &dyn Store, opts: &FleetOptions, now: i64) {
+    let before = |d: Duration| now.saturating_sub(d.as_millis() as i64);
+    if let Some(d) = opts.retention {
+        log_pruned("finished jobs", store.prune_finished(before(d)).await);
+    }
+    if let Some(d) = opts.quarantine_retention {
+        let purged = store.purge_quarantine(before(d), None, false).await;
+        log_pruned("quarantined jobs", purged.map(|ids| ids.len() as u64));
+    }
+    if let Some(d) = opts.audit_retention {
+        log_pruned("audit entries", store.prune_audit(before(d)).await);
+    }
+    if let Some(keep) = opts.recovery_keep {
+        log_pruned("recovery reports", store.prune_recovery_reports(keep).await);
+    }
+}
+
+fn log_pruned(what: &'static str, result: fabric_store::Result<u64>) {
+    match result {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(pruned = n, what, "retention: pruned"),
+        Err(e) => tracing::warn!(error = %e, what, "retention: pruning failed"),
     }
 }
 

@@ -89,6 +89,11 @@ impl FabricHome {
         self.run_dir().join("home.lock")
     }
 
+    /// Reports directory (recovery reports, scenario exports).
+    pub fn reports(&self) -> PathBuf {
+        self.root.join("reports")
+    }
+
     /// Backups directory.
     pub fn backups(&self) -> PathBuf {
         self.root.join("backups")

@@ -8,8 +8,10 @@ pub mod fleet;
 pub mod handlers;
 pub mod health;
 pub mod home;
+pub mod logfile;
 pub mod metrics;
 pub mod recovery;
+pub mod retention;
 pub mod runtime;
 
 pub use console::Console;

@@ -133,11 +133,18 @@ pub trait Store: Send + Sync + 'static {
     /// Audit entries since `since`, newest first.
     async fn audit_log(&self, since: Option<i64>, limit: usize) -> Result<Vec<AuditEntry>>;
 
+    /// Deletes audit entries recorded before `before`; returns how many.
+    async fn prune_audit(&self, before: i64) -> Result<u64>;
+
     /// Stores a crash-recovery report.
     async fn put_recovery_report(&self, report: RecoveryReport) -> Result<()>;
 
     /// The latest crash-recovery report.
     async fn last_recovery_report(&self) -> Result<Option<RecoveryReport>>;
+
+    /// Deletes every crash-recovery report but the newest `keep` (by time, then by insertion);
+    /// returns how many.
+    async fn prune_recovery_reports(&self, keep: usize) -> Result<u64>;
 
     /// Runs the backend's integrity check; `Ok(vec!["ok"])` when sound.
     async fn integrity_check(&self) -> Result<Vec<String>>;

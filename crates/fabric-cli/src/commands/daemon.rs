@@ -38,15 +38,27 @@ pub fn start(ctx: Ctx, foreground: bool) -> anyhow::Result<ExitCode> {
     }
     ctx.ensure_home()?;
     if foreground {
+        if std::env::var_os(crate::logging::BACKGROUND_ENV).is_some() {
+            crate::logging::to_file(&ctx.home.log_file(&node), &ctx.config.logs)?;
+        }
         return runtime()?.block_on(run_daemon(ctx));
     }
     let exe = std::env::current_exe().context("cannot find the fabric executable")?;
     let log_path = ctx.home.log_file(&node);
+    // The daemon logs to its fabric-<node>.log itself (rotated); its raw stdout/stderr
+    // (panics, a start-up error) go here, set aside as `.1` once past logs.max_bytes.
+    let stderr_path = log_path.with_file_name(format!("daemon-{node}.stderr"));
+    if std::fs::metadata(&stderr_path).is_ok_and(|m| m.len() > ctx.config.logs.max_bytes) {
+        let _ = std::fs::rename(
+            &stderr_path,
+            log_path.with_file_name(format!("daemon-{node}.stderr.1")),
+        );
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&log_path)
-        .with_context(|| format!("cannot open {}", log_path.display()))?;
+        .open(&stderr_path)
+        .with_context(|| format!("cannot open {}", stderr_path.display()))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("start").arg("--foreground");
     if let Some(c) = &ctx.global.config {
@@ -57,6 +69,7 @@ pub fn start(ctx: Ctx, foreground: bool) -> anyhow::Result<ExitCode> {
     }
     use std::os::unix::process::CommandExt;
     cmd.env("FABRIC_HOME", ctx.home.root())
+        .env(crate::logging::BACKGROUND_ENV, "1")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -68,8 +81,9 @@ pub fn start(ctx: Ctx, foreground: bool) -> anyhow::Result<ExitCode> {
     while t0.elapsed() < READY_TIMEOUT {
         if let Some(status) = child.try_wait()? {
             bail!(
-                "the daemon exited during start-up ({status}); last log lines:\n{}",
-                log_tail(&log_path, 15)
+                "the daemon exited during start-up ({status}); last log lines:\n{}\n{}",
+                log_tail(&log_path, 10),
+                log_tail(&stderr_path, 10)
             );
         }
         if ctx
@@ -136,6 +150,8 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
         std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
         tracing::warn!(report = %path.display(), "recovery report written");
     }
+    // recovery.keep and backups.keep in this daemon's home (the leader prunes the store).
+    fabric_engine::retention::prune_home(&home, &config);
     let listener = if config.api.enabled {
         Some(
             tokio::net::TcpListener::bind(&config.api.listen)

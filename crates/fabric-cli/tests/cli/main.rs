@@ -12,6 +12,7 @@ use serde_json::Value;
 
 mod daemons;
 mod fleet;
+mod retention;
 mod run;
 
 struct Home {

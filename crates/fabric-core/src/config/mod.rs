@@ -14,7 +14,10 @@ mod validate;
 
 pub use redact::is_secret_key;
 pub use redact::{redact_conn_string, redact_url, MASK};
-pub use validate::{is_env_name, MAX_JOB_TIMEOUT_SECONDS, MAX_RETENTION_DAYS};
+pub use validate::{
+    is_env_name, MAX_JOB_TIMEOUT_SECONDS, MAX_KEEP, MAX_LOG_BYTES, MAX_LOG_FILES,
+    MAX_RETENTION_DAYS,
+};
 
 /// Keys that earlier versions accepted and that never did anything: naming one is an error
 /// that says so, rather than a silent no-op.
@@ -51,6 +54,9 @@ pub struct Config {
     pub quarantine: RetentionConfig,
     pub telemetry: TelemetryConfig,
     pub security: SecurityConfig,
+    pub recovery: RecoveryConfig,
+    pub logs: LogsConfig,
+    pub backups: BackupsConfig,
     pub node: NodeConfig,
 }
 
@@ -210,6 +216,9 @@ pub struct SecurityConfig {
     pub path_redaction: bool,
     /// Extra roots to redact.
     pub redact_roots: Vec<String>,
+    /// Days to keep audit entries; the maintenance leader deletes older ones (default 365;
+    /// 1..3650).
+    pub audit_retention_days: u32,
 }
 
 impl Default for SecurityConfig {
@@ -218,7 +227,59 @@ impl Default for SecurityConfig {
             audit_logging: true,
             path_redaction: true,
             redact_roots: Vec::new(),
+            audit_retention_days: 365,
         }
+    }
+}
+
+/// Crash-recovery reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    /// Newest recovery reports kept, in the store (by the leader) and as
+    /// `reports/recovery-<ms>.json` (by each daemon in its home) (default 20; 1..1000).
+    pub keep: u32,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        Self { keep: 20 }
+    }
+}
+
+/// The daemon's log file, `logs/fabric.log`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// Size at which `fabric.log` is rotated to `fabric.log.1` (default 10 MiB;
+    /// 4096..1 GiB).
+    pub max_bytes: u64,
+    /// Rotated files kept, `fabric.log.1` (newest) .. `fabric.log.N` (default 5; 1..100).
+    pub keep: u32,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 10 << 20,
+            keep: 5,
+        }
+    }
+}
+
+/// Backups written into `backups/` (`db backup` without `--to`, the copy `db restore`
+/// saves aside).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupsConfig {
+    /// Newest backups kept in `backups/`; older ones are deleted after each backup
+    /// (default 10; 1..1000).
+    pub keep: u32,
+}
+
+impl Default for BackupsConfig {
+    fn default() -> Self {
+        Self { keep: 10 }
     }
 }
 
@@ -514,6 +575,44 @@ mod tests {
         assert!(shown.contains("shell_env_allow"), "{shown}");
         assert!(shown.contains("preset: local_files"), "{shown}");
         assert!(!shown.contains("checkpoint_interval"), "{shown}");
+        for key in [
+            "audit_retention_days: 365",
+            "recovery:\n  keep: 20",
+            "logs:\n  max_bytes: 10485760\n  keep: 5",
+            "backups:\n  keep: 10",
+        ] {
+            assert!(shown.contains(key), "{key} not in {shown}");
+        }
+    }
+
+    #[test]
+    fn retention_keys_are_bounded_naming_key_and_value() {
+        let y = "security:\n  audit_retention_days: 0\nrecovery:\n  keep: 1001\n\
+                 logs:\n  max_bytes: 100\n  keep: 0\nbackups:\n  keep: 0\n";
+        let errs = Config::from_yaml(y, NO_ENV).unwrap_err();
+        let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        for line in [
+            "security.audit_retention_days: 0 is out of range 1..3650",
+            "recovery.keep: 1001 is out of range 1..1000",
+            "logs.max_bytes: 100 is out of range 4096..1073741824",
+            "logs.keep: 0 is out of range 1..100",
+            "backups.keep: 0 is out of range 1..1000",
+        ] {
+            assert!(lines.iter().any(|l| l == line), "{line} not in {lines:#?}");
+        }
+        assert_eq!(lines.len(), 5, "{lines:#?}");
+        let c = Config::from_yaml(
+            "logs:\n  keep: 3\n",
+            [
+                ("FABRIC__LOGS__MAX_BYTES", "4096"),
+                ("FABRIC__BACKUPS__KEEP", "2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.logs.max_bytes, c.logs.keep, c.backups.keep),
+            (4096, 3, 2)
+        );
     }
 
     proptest::proptest! {

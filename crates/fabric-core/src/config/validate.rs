@@ -8,6 +8,13 @@ pub const MAX_JOB_TIMEOUT_SECONDS: u64 = 30 * 86_400;
 /// Largest retention of any kind, in days (10 years).
 pub const MAX_RETENTION_DAYS: u32 = 3650;
 
+/// Largest `recovery.keep` and `backups.keep`.
+pub const MAX_KEEP: u32 = 1000;
+/// Largest `logs.max_bytes` (1 GiB); the smallest is 4 KiB.
+pub const MAX_LOG_BYTES: u64 = 1 << 30;
+/// Largest `logs.keep`.
+pub const MAX_LOG_FILES: u32 = 100;
+
 /// Collects the problems of one config.
 struct Problems(Vec<ConfigProblem>);
 
@@ -150,6 +157,16 @@ pub(super) fn problems(cfg: &Config) -> Vec<ConfigProblem> {
         1,
         MAX_RETENTION_DAYS,
     );
+    p.range(
+        "security.audit_retention_days",
+        cfg.security.audit_retention_days,
+        1,
+        MAX_RETENTION_DAYS,
+    );
+    p.range("recovery.keep", cfg.recovery.keep, 1, MAX_KEEP);
+    p.range("logs.max_bytes", cfg.logs.max_bytes, 4096, MAX_LOG_BYTES);
+    p.range("logs.keep", cfg.logs.keep, 1, MAX_LOG_FILES);
+    p.range("backups.keep", cfg.backups.keep, 1, MAX_KEEP);
 
     for (prefix, pol) in std::iter::once(("retry".to_string(), &cfg.retry)).chain(
         cfg.retry_policies

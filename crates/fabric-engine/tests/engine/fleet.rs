@@ -395,6 +395,116 @@ async fn the_workers_check_reports_a_stall_and_an_offline_node(store: Arc<dyn St
     engine.shutdown().await;
 }
 
+/// Quarantines one `noop` job at `at`; returns its id.
+async fn quarantine_at(store: &Arc<dyn Store>, at: i64) -> i64 {
+    let id = store.submit(vec![NewJob::new("noop")], at).await.unwrap()[0].id;
+    let req = fabric_store::ClaimRequest {
+        owner: "old/1".into(),
+        limit: 10,
+        lease_ms: 30_000,
+        now: at,
+        ..Default::default()
+    };
+    let job = store.claim(req).await.unwrap().remove(0);
+    assert_eq!(job.id, id);
+    let done = fabric_store::Completion {
+        id,
+        attempt: job.attempt,
+        owner: "old/1".into(),
+        started_at: at,
+        finished_at: at,
+        outcome: fabric_store::Outcome::Quarantine {
+            reason: fabric_core::quarantine::QuarantineReason::Unknown,
+            error: "boom".into(),
+            failure: "permanent".into(),
+        },
+    };
+    assert_eq!(store.complete(vec![done]).await.unwrap().applied, 1);
+    id
+}
+
+async fn the_leader_applies_every_retention(store: Arc<dyn Store>) {
+    const DAY: i64 = 86_400_000;
+    let now = RealClock.now_ms();
+    let old_q = quarantine_at(&store, now - 31 * DAY).await;
+    let new_q = quarantine_at(&store, now - 29 * DAY).await;
+    for (at, target) in [(now - 366 * DAY, "old"), (now - 364 * DAY, "new")] {
+        let entry = fabric_store::AuditEntry {
+            at,
+            actor: "alice".into(),
+            action: "jobs.cancel".into(),
+            target: target.into(),
+            reason: None,
+        };
+        store.audit(entry).await.unwrap();
+    }
+    for i in 0..4 {
+        let report = fabric_store::RecoveryReport {
+            at: now - 1_000 + i,
+            jobs_reset_to_pending: 0,
+            jobs_quarantined: 0,
+            duration_ms: 1.0,
+            wal_checkpointed: true,
+            integrity: "ok".into(),
+            errors: vec![],
+        };
+        store.put_recovery_report(report).await.unwrap();
+    }
+    // The defaults: quarantine 30 days, audit 365 days; recovery.keep 2.
+    let mut config = Config::default();
+    config.recovery.keep = 2;
+    let mut o = EngineOptions::from_config(Arc::new(config));
+    o.node_id = "node-a".into();
+    o.fleet.heartbeat = Duration::from_millis(100);
+    o.fleet.leader_lease = LEASE;
+    let engine = Engine::start(
+        store.clone(),
+        Registry::builtin(),
+        Arc::new(RealClock),
+        Metrics::new(),
+        o,
+    );
+    let t0 = Instant::now();
+    loop {
+        let quarantined: Vec<i64> = store
+            .quarantine(fabric_store::QuarantineFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .map(|q| q.id)
+            .collect();
+        let audit: Vec<String> = store
+            .audit_log(None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.actor == "alice")
+            .map(|e| e.target)
+            .collect();
+        if quarantined == vec![new_q] && audit == vec!["new".to_string()] {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "retention not applied: quarantine {quarantined:?} (old {old_q}), audit {audit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Shutdown ends the fleet task's round, recovery reports (pruned last) included.
+    engine.shutdown().await;
+    assert_eq!(
+        store.prune_recovery_reports(2).await.unwrap(),
+        0,
+        "the leader kept only the newest 2 recovery reports"
+    );
+    let last = store.last_recovery_report().await.unwrap().unwrap();
+    assert_eq!(last.at, now - 1_000 + 3);
+    assert_eq!(store.prune_recovery_reports(1).await.unwrap(), 1);
+}
+
 macro_rules! on_both_backends {
     ($($case:ident),*) => {
         mod sqlite_backend {
@@ -426,7 +536,8 @@ on_both_backends!(
     graceful_leader_hands_over_at_once,
     silent_nodes_jobs_are_reassigned,
     offline_and_drained_nodes_claim_nothing,
-    paused_shards_and_conservative_mode_hold_work_back
+    paused_shards_and_conservative_mode_hold_work_back,
+    the_leader_applies_every_retention
 );
 
 /// A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones:

@@ -1213,6 +1213,13 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn prune_audit(&self, before: i64) -> Result<u64> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute("DELETE FROM audit WHERE at < $1", &[&before])
+            .await?)
+    }
+
     async fn put_recovery_report(&self, report: RecoveryReport) -> Result<()> {
         let client = self.pool.get().await?;
         let value = serde_json::to_value(&report).map_err(backend)?;
@@ -1238,6 +1245,18 @@ impl Store for PostgresStore {
             serde_json::from_value(v).map_err(backend)
         })
         .transpose()
+    }
+
+    async fn prune_recovery_reports(&self, keep: usize) -> Result<u64> {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "DELETE FROM recovery_reports WHERE id NOT IN
+                 (SELECT id FROM recovery_reports ORDER BY at DESC, id DESC LIMIT $1)",
+                &[&keep],
+            )
+            .await?)
     }
 
     async fn integrity_check(&self) -> Result<Vec<String>> {

@@ -1150,6 +1150,15 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn prune_audit(&self, before: i64) -> Result<u64> {
+        self.inner
+            .writer
+            .write(
+                move |conn| Ok(conn.execute("DELETE FROM audit WHERE at < ?1", [before])? as u64),
+            )
+            .await
+    }
+
     async fn put_recovery_report(&self, report: RecoveryReport) -> Result<()> {
         let text =
             serde_json::to_string(&report).map_err(|e| StoreError::Backend(e.to_string()))?;
@@ -1178,6 +1187,21 @@ impl Store for SqliteStore {
                 .transpose()
         })
         .await
+    }
+
+    async fn prune_recovery_reports(&self, keep: usize) -> Result<u64> {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        self.inner
+            .writer
+            .write(move |conn| {
+                let n = conn.execute(
+                    "DELETE FROM recovery_reports WHERE id NOT IN
+                     (SELECT id FROM recovery_reports ORDER BY at DESC, id DESC LIMIT ?1)",
+                    [keep],
+                )?;
+                Ok(n as u64)
+            })
+            .await
     }
 
     async fn integrity_check(&self) -> Result<Vec<String>> {

@@ -643,6 +643,58 @@ pub async fn audit_and_recovery_reports_round_trip(s: &dyn Store) {
     assert_eq!(s.last_recovery_report().await.unwrap(), Some(r));
 }
 
+pub async fn retention_prunes_old_audit_and_all_but_the_newest_recovery_reports(s: &dyn Store) {
+    for i in 0..4 {
+        s.audit(AuditEntry {
+            at: T0 + i * 1_000,
+            actor: "alice".into(),
+            action: "jobs.cancel".into(),
+            target: format!("job {i}"),
+            reason: None,
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(s.prune_audit(T0).await.unwrap(), 0);
+    assert_eq!(s.prune_audit(T0 + 2_000).await.unwrap(), 2);
+    let left: Vec<String> = s
+        .audit_log(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.target)
+        .collect();
+    assert_eq!(left, vec!["job 3", "job 2"]);
+
+    let report = |at: i64| RecoveryReport {
+        at,
+        jobs_reset_to_pending: at as u64,
+        jobs_quarantined: 0,
+        duration_ms: 1.0,
+        wal_checkpointed: true,
+        integrity: "ok".into(),
+        errors: vec![],
+    };
+    // Inserted out of time order: the newest by time are kept.
+    for at in [T0 + 3, T0 + 1, T0 + 4, T0 + 2] {
+        s.put_recovery_report(report(at)).await.unwrap();
+    }
+    assert_eq!(s.prune_recovery_reports(10).await.unwrap(), 0);
+    assert_eq!(s.prune_recovery_reports(2).await.unwrap(), 2);
+    assert_eq!(s.prune_recovery_reports(2).await.unwrap(), 0);
+    assert_eq!(
+        s.last_recovery_report().await.unwrap().map(|r| r.at),
+        Some(T0 + 4)
+    );
+    assert_eq!(s.prune_recovery_reports(1).await.unwrap(), 1);
+    assert_eq!(
+        s.last_recovery_report().await.unwrap().map(|r| r.at),
+        Some(T0 + 4)
+    );
+    assert_eq!(s.prune_recovery_reports(0).await.unwrap(), 1);
+    assert_eq!(s.last_recovery_report().await.unwrap(), None);
+}
+
 pub async fn integrity_prune_and_maintenance(s: &dyn Store) {
     assert_eq!(s.integrity_check().await.unwrap(), vec!["ok".to_string()]);
     s.submit(vec![NewJob::new("noop"), NewJob::new("noop")], T0)
@@ -861,6 +913,7 @@ macro_rules! conformance_tests {
             listing_filters_and_counts,
             purge_removes_only_old_quarantine_and_dry_run_nothing,
             audit_and_recovery_reports_round_trip,
+            retention_prunes_old_audit_and_all_but_the_newest_recovery_reports,
             integrity_prune_and_maintenance,
             nodes_register_heartbeat_and_keep_operator_flags,
             shards_settings_and_claim_levers,
