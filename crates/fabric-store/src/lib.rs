@@ -91,7 +91,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Some queued job (`pending` or `failed`) due before `due_before` in `shards` (all when
     /// empty) and not in `exclude_shards`: work a dispatcher with free slots should have
-    /// claimed (the `workers` health check). Any such job, not the oldest: cheap to ask.
+    /// claimed (the `workers` health check). Any such job, not the oldest: cheap to ask
+    /// (SQLite, without an index on the due time, looks at the first 1,000 queued jobs in
+    /// dispatch order only).
     async fn overdue(
         &self,
         due_before: i64,

@@ -939,11 +939,16 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             Ok(conn
                 .prepare_cached(
-                    "SELECT id, shard, run_at FROM jobs
-                     WHERE state IN ('pending', 'failed') AND run_at < ?1
-                       AND (?2 IS NULL OR shard IN (SELECT value FROM json_each(?2)))
-                       AND (?3 IS NULL OR shard NOT IN (SELECT value FROM json_each(?3)))
-                     LIMIT 1",
+                    // The head of the queue in dispatch order only: with no index on
+                    // run_at, a million jobs scheduled for later would otherwise be read on
+                    // every probe. A dispatcher that works claims from this head.
+                    "SELECT id, shard, run_at FROM (
+                         SELECT id, shard, run_at FROM jobs
+                         WHERE state IN ('pending', 'failed')
+                           AND (?2 IS NULL OR shard IN (SELECT value FROM json_each(?2)))
+                           AND (?3 IS NULL OR shard NOT IN (SELECT value FROM json_each(?3)))
+                         ORDER BY priority DESC, id LIMIT 1000)
+                     WHERE run_at < ?1 LIMIT 1",
                 )?
                 .query_row(params![due_before, only, except], |r| {
                     Ok(Overdue {
