@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fabric_core::config::Config;
+use fabric_core::time::duration_ms;
 use fabric_core::Node;
 use fabric_store::{NodeChange, Store, LEADER_LEASE};
 use tokio::sync::watch;
@@ -75,7 +76,7 @@ pub async fn check_node_id(
     let Some(n) = store.nodes().await?.into_iter().find(|n| n.id == id) else {
         return Ok(());
     };
-    if n.stopped_at.is_some() || n.is_stale(now, timeout.as_millis() as i64) {
+    if n.stopped_at.is_some() || n.is_stale(now, duration_ms(timeout)) {
         return Ok(());
     }
     let here = host_name();
@@ -141,7 +142,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let opts = shared.options.fleet.clone();
     let id = shared.options.node_id.clone();
     let store = shared.store.clone();
-    let lease_ms = opts.leader_lease.as_millis() as i64;
+    let lease_ms = duration_ms(opts.leader_lease);
     let tick = opts
         .heartbeat
         .min(opts.leader_lease / 3)
@@ -178,7 +179,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         refresh_governance(&shared).await;
         match store.acquire_lease(LEADER_LEASE, &id, now, lease_ms).await {
-            Ok(true) => leader_until = now + lease_ms,
+            Ok(true) => leader_until = now.saturating_add(lease_ms),
             Ok(false) => leader_until = 0,
             // Unknown: keep leading only until the lease we hold would lapse anyway.
             Err(e) => tracing::warn!(error = %e, "leader lease renewal failed"),
@@ -201,7 +202,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             if let Some(retention) = opts.retention {
                 if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                     last_prune = Some(Instant::now());
-                    let before = now - retention.as_millis() as i64;
+                    let before = now.saturating_sub(duration_ms(retention));
                     match store.prune_finished(before).await {
                         Ok(n) if n > 0 => tracing::info!(pruned = n, "pruned finished jobs"),
                         Ok(_) => {}
@@ -291,7 +292,7 @@ async fn reassign_silent_nodes(
             return;
         }
     };
-    let timeout = opts.node_timeout.as_millis() as i64;
+    let timeout = duration_ms(opts.node_timeout);
     for n in nodes {
         if n.id == shared.options.node_id {
             continue;
