@@ -231,7 +231,10 @@ async fn ping() -> Json<Value> {
     Json(json!({"pong": true, "version": env!("CARGO_PKG_VERSION")}))
 }
 
-async fn healthz(State(s): State<ApiState>, query: Query<HealthQuery>) -> Result<Response> {
+async fn healthz(
+    State(s): State<ApiState>,
+    ApiQuery(query): ApiQuery<HealthQuery>,
+) -> Result<Response> {
     let input = fabric_engine::HealthInput {
         home: &s.home,
         config_file: &s.config_file,
@@ -240,7 +243,7 @@ async fn healthz(State(s): State<ApiState>, query: Query<HealthQuery>) -> Result
         busy: Some(s.metrics.workers_busy.get().max(0) as u64),
         cached_integrity: true,
     };
-    let names: Vec<&str> = match query.0.check.as_deref() {
+    let names: Vec<&str> = match query.check.as_deref() {
         None => CHECKS.to_vec(),
         Some(name) if CHECKS.contains(&name) => vec![name],
         Some(name) => {
@@ -355,16 +358,12 @@ impl SubmitBody {
     /// A body with a top-level `jobs` key is a batch. Parsed as the one type it claims to be
     /// (not an untagged enum) so serde's message names the real problem and its position.
     fn parse(body: &[u8]) -> Result<Self> {
-        let bad = |e: serde_json::Error| ApiError::bad("body", e.to_string());
-        let value: Value = serde_json::from_slice(body).map_err(bad)?;
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| ApiError::bad("body", e.to_string()))?;
         if value.get("jobs").is_some() {
-            serde_json::from_slice(body)
-                .map(SubmitBody::Many)
-                .map_err(bad)
+            parse_json(body).map(SubmitBody::Many)
         } else {
-            serde_json::from_slice(body)
-                .map(SubmitBody::One)
-                .map_err(bad)
+            parse_json(body).map(SubmitBody::One)
         }
     }
 }
@@ -403,12 +402,31 @@ async fn show_job(State(s): State<ApiState>, Path(id): Path<String>) -> Result<R
     Ok(Json(s.console.job(job_id(&id)?).await?).into_response())
 }
 
+/// Parses a JSON body; an error names the JSON path of the bad value (`priority`,
+/// `jobs[1].run_at`), or `body` when the text is not JSON or the object itself is wrong
+/// (a missing or unknown key, which serde's message names).
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // A top-level array (serde reads a struct from one) is named from `body`.
+        let field = match e.path().to_string() {
+            p if p == "." || p.is_empty() => "body".to_string(),
+            p if p.starts_with('[') => format!("body{p}"),
+            p => p,
+        };
+        ApiError::bad(field, e.into_inner().to_string())
+    })?;
+    // Trailing text after the value is refused as `serde_json::from_slice` does.
+    de.end().map_err(|e| ApiError::bad("body", e.to_string()))?;
+    Ok(value)
+}
+
 /// Parses an optional JSON body of a POST (an empty body is `{}`).
 fn optional_body<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad("body", e.to_string()))
+    parse_json(body)
 }
 
 #[derive(Deserialize, Default)]

@@ -240,6 +240,16 @@ impl NewJob {
                 format!("{} is out of range 1..100", self.max_attempts),
             ));
         }
+        if let Some(t) = self.run_at {
+            // What `--run-at` accepts: a time the clock can print; beyond it, arithmetic on
+            // the schedule (latency, waits, backoff) would leave `i64`.
+            if chrono::DateTime::from_timestamp_millis(t).is_none() {
+                return Err(CoreError::invalid(
+                    "run_at",
+                    format!("{t} is not a time (epoch milliseconds within ±262,000 years)"),
+                ));
+            }
+        }
         if let Some(k) = &self.unique_key {
             if k.is_empty() || k.len() > 256 {
                 return Err(CoreError::invalid("unique_key", "must be 1..256 bytes"));
@@ -368,5 +378,28 @@ mod tests {
             .contains("max_attempts"));
         j = NewJob::new("noop").payload(serde_json::json!({"x": "a".repeat(MAX_PAYLOAD_BYTES)}));
         assert!(j.validate().unwrap_err().to_string().contains("payload"));
+    }
+
+    #[test]
+    fn run_at_far_past_or_future_is_refused_naming_the_field() {
+        for t in [
+            i64::MAX,
+            i64::MIN,
+            8_300_000_000_000_000,
+            -8_400_000_000_000_000,
+        ] {
+            let mut j = NewJob::new("noop");
+            j.run_at = Some(t);
+            let e = j.validate().unwrap_err().to_string();
+            assert!(
+                e.starts_with("invalid run_at:") && e.contains(&t.to_string()),
+                "{e}"
+            );
+        }
+        for t in [0, -1, 1_700_000_000_000, 253_402_300_799_999] {
+            let mut j = NewJob::new("noop");
+            j.run_at = Some(t);
+            assert!(j.validate().is_ok(), "{t}");
+        }
     }
 }

@@ -62,6 +62,18 @@ pub fn parse_at(field: &str, s: &str, now_ms: i64) -> Result<i64, CoreError> {
         .ok_or_else(|| CoreError::invalid(field, format!("'{}' is too far ahead", s.trim())))
 }
 
+/// A duration in whole milliseconds as `i64`, saturating at `i64::MAX`: leases, timeouts and
+/// intervals from a config or a caller are added to epoch-ms times with this, never with an
+/// `as` cast that would wrap a huge duration to a negative one.
+pub fn duration_ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `t` milliseconds from `now` as a [`std::time::Duration`]: zero when `t` is not after `now`.
+pub fn until_ms(now: i64, t: i64) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::try_from(t.saturating_sub(now)).unwrap_or(0))
+}
+
 /// Formats epoch ms as RFC 3339 UTC with millisecond precision.
 pub fn format_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -73,6 +85,21 @@ pub fn format_ms(ms: i64) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn durations_saturate_instead_of_wrapping() {
+        use std::time::Duration;
+        assert_eq!(duration_ms(Duration::from_millis(1500)), 1500);
+        assert_eq!(duration_ms(Duration::MAX), i64::MAX);
+        assert_eq!(duration_ms(Duration::from_millis(u64::MAX)), i64::MAX);
+        assert_eq!(until_ms(10, 25), Duration::from_millis(15));
+        assert_eq!(until_ms(25, 10), Duration::ZERO);
+        assert_eq!(
+            until_ms(i64::MIN, i64::MAX),
+            Duration::from_millis(i64::MAX as u64)
+        );
+        assert_eq!(until_ms(i64::MAX, i64::MIN), Duration::ZERO);
+    }
 
     proptest! {
         /// Any text and any clock reading give a time or an error naming the option.

@@ -182,20 +182,26 @@ impl Console {
 
     /// Submits one job; returns its id (the existing one for a repeated unique key).
     pub async fn submit(&self, job: NewJob) -> Result<Submitted> {
-        let mut out = self.submit_many(vec![job]).await?;
+        let mut out = self.write_jobs(vec![job], false).await?;
         out.pop()
             .ok_or_else(|| EngineError::Failed("the store returned no id".into()))
     }
 
-    /// Submits jobs in one durable write; nothing is written if any is invalid.
+    /// Submits jobs in one durable write; nothing is written if any is invalid, and the
+    /// error names the job by its index (`jobs[1].kind`), even in a batch of one.
     pub async fn submit_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Submitted>> {
+        self.write_jobs(jobs, true).await
+    }
+
+    /// [`Console::submit_many`]; `batch` names a bad field by the job's index.
+    async fn write_jobs(&self, jobs: Vec<NewJob>, batch: bool) -> Result<Vec<Submitted>> {
         let jobs: Vec<NewJob> = jobs
             .into_iter()
             .map(|j| self.with_policy_attempts(j))
             .collect();
         for (i, j) in jobs.iter().enumerate() {
             self.validate(j).map_err(|e| match e {
-                EngineError::InvalidInput { field, message } if jobs.len() > 1 => {
+                EngineError::InvalidInput { field, message } if batch => {
                     EngineError::invalid(format!("jobs[{i}].{field}"), message)
                 }
                 other => other,

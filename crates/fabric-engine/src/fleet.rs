@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fabric_core::config::Config;
+use fabric_core::time::duration_ms;
 use fabric_core::Node;
 use fabric_store::{NodeChange, Store, LEADER_LEASE};
 use tokio::sync::watch;
@@ -92,7 +93,7 @@ pub async fn check_node_id(
     let Some(n) = store.nodes().await?.into_iter().find(|n| n.id == id) else {
         return Ok(());
     };
-    if n.stopped_at.is_some() || n.is_stale(now, timeout.as_millis() as i64) {
+    if n.stopped_at.is_some() || n.is_stale(now, duration_ms(timeout)) {
         return Ok(());
     }
     let here = host_name();
@@ -158,7 +159,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let opts = shared.options.fleet.clone();
     let id = shared.options.node_id.clone();
     let store = shared.store.clone();
-    let lease_ms = opts.leader_lease.as_millis() as i64;
+    let lease_ms = duration_ms(opts.leader_lease);
     let tick = opts
         .heartbeat
         .min(opts.leader_lease / 3)
@@ -195,7 +196,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         refresh_governance(&shared).await;
         match store.acquire_lease(LEADER_LEASE, &id, now, lease_ms).await {
-            Ok(true) => leader_until = now + lease_ms,
+            Ok(true) => leader_until = now.saturating_add(lease_ms),
             Ok(false) => leader_until = 0,
             // Unknown: keep leading only until the lease we hold would lapse anyway.
             Err(e) => tracing::warn!(error = %e, "leader lease renewal failed"),
@@ -231,7 +232,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 /// recovery reports beyond the newest `recovery_keep`. A failure is logged and retried at
 /// the next round; one kind failing does not stop the others.
 async fn apply_retention(store: &dyn Store, opts: &FleetOptions, now: i64) {
-    let before = |d: Duration| now.saturating_sub(d.as_millis() as i64);
+    let before = |d: Duration| now.saturating_sub(duration_ms(d));
     if let Some(d) = opts.retention {
         log_pruned("finished jobs", store.prune_finished(before(d)).await);
     }
@@ -329,7 +330,7 @@ async fn reassign_silent_nodes(
             return;
         }
     };
-    let timeout = opts.node_timeout.as_millis() as i64;
+    let timeout = duration_ms(opts.node_timeout);
     for n in nodes {
         if n.id == shared.options.node_id {
             continue;

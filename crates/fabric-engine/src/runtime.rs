@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use fabric_core::config::Config;
 use fabric_core::quarantine::{redact_paths, ErrorKind, Failure};
 use fabric_core::retry::RetryDecision;
+use fabric_core::time::{duration_ms, until_ms};
 use fabric_core::{Clock, Job, JobId, Priority};
 use fabric_store::{ClaimRequest, CompleteReport, Completion, Outcome, Store, StoreEvent};
 use futures_util::FutureExt;
@@ -380,8 +381,7 @@ async fn dispatcher(
         if drained {
             let now = shared.clock.now_ms();
             let wait = match shared.store.next_run_at().await {
-                Ok(Some(t)) if t > now => Duration::from_millis((t - now) as u64),
-                Ok(Some(_)) => Duration::ZERO,
+                Ok(Some(t)) => until_ms(now, t),
                 _ => opts.poll_interval,
             }
             .min(opts.poll_interval);
@@ -418,7 +418,7 @@ async fn dispatcher(
             exclude_shards: governance.paused_shards,
             min_priority: governance.conservative.then_some(Priority::HIGH.0),
             limit,
-            lease_ms: opts.lease.as_millis() as i64,
+            lease_ms: duration_ms(opts.lease),
             now: shared.clock.now_ms(),
         };
         let jobs = match shared.store.claim(req).await {
@@ -608,7 +608,7 @@ fn decide(shared: &Shared, job: &Job, failure: &Failure, now: i64) -> Outcome {
     };
     match policy.decide(ftype, job.attempt, job.max_attempts, jitter) {
         RetryDecision::RetryAfterMs(ms) => Outcome::Retry {
-            run_at: now + ms,
+            run_at: now.saturating_add(ms),
             error,
             failure: failure_name,
         },
@@ -695,7 +695,8 @@ pub(crate) fn in_flight(shared: &Shared) -> usize {
 /// ([`Waker::check_leases`]); stops the attempts whose lease the store no longer gives this
 /// engine (cancelled, rescued).
 async fn heartbeats(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let period = shared.options.lease / 3;
+    // A zero lease (options built by hand) must not spin.
+    let period = (shared.options.lease / 3).max(Duration::from_millis(1));
     loop {
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
@@ -713,7 +714,10 @@ async fn heartbeats(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if jobs.is_empty() {
             continue;
         }
-        let until = shared.clock.now_ms() + shared.options.lease.as_millis() as i64;
+        let until = shared
+            .clock
+            .now_ms()
+            .saturating_add(duration_ms(shared.options.lease));
         match shared
             .store
             .heartbeat(&shared.owner, jobs.clone(), until)

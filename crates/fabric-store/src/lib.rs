@@ -17,6 +17,12 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use types::*;
 
+/// A page size as SQL's `LIMIT`: at least 1, and saturating at `i64::MAX` (a `usize::MAX`
+/// cast with `as` would be `-1`, which SQLite reads as "no limit" and PostgreSQL refuses).
+pub(crate) fn sql_limit(n: usize) -> i64 {
+    i64::try_from(n.max(1)).unwrap_or(i64::MAX)
+}
+
 use async_trait::async_trait;
 use fabric_core::{JobId, NewJob, Node};
 

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod fuzz;
+
 use std::sync::Arc;
 
 use fabric_api::ApiState;

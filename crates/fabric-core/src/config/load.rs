@@ -137,7 +137,12 @@ fn check_keys(doc: &mut Value, schema: &Value, path: &str, out: &mut Vec<ConfigP
             map.remove(&key);
             continue;
         };
-        let full = join(path, &name);
+        // An empty or blank key is quoted, so the problem still names a path.
+        let full = if name.trim().is_empty() {
+            join(path, &format!("'{name}'"))
+        } else {
+            join(path, &name)
+        };
         match known.get(name.as_str()) {
             Some(child) if full == "retry_policies" => {
                 if let Some(Value::Mapping(policies)) = map.get_mut(name.as_str()) {

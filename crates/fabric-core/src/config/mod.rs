@@ -615,6 +615,21 @@ mod tests {
         );
     }
 
+    /// Found by `cargo fuzz run config_yaml`: an empty key was reported with an empty path.
+    #[test]
+    fn an_empty_or_blank_key_is_named_quoted() {
+        let problems = Config::from_yaml(
+            "'': 1
+workers:
+  ' ': 2
+",
+            NO_ENV,
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["''", "workers.' '"], "{problems:?}");
+    }
+
     proptest::proptest! {
         /// Arbitrary text, and arbitrary YAML shaped like a config, give a config or problems
         /// that each name a path, never a panic.

@@ -713,7 +713,7 @@ impl Store for PostgresStore {
         }
         let client = self.relaxed.get().await?;
         let until = req.now + req.lease_ms;
-        let limit = req.limit as i64;
+        let limit = crate::sql_limit(req.limit);
         let shards: Option<Vec<String>> = (!req.shards.is_empty()).then(|| req.shards.clone());
         let except: Option<Vec<String>> =
             (!req.exclude_shards.is_empty()).then(|| req.exclude_shards.clone());
@@ -927,7 +927,7 @@ impl Store for PostgresStore {
                     &filter.source,
                     &filter.kind,
                     &filter.since,
-                    &(filter.limit.max(1) as i64),
+                    &(crate::sql_limit(filter.limit)),
                     &failed,
                 ],
             )
@@ -941,7 +941,7 @@ impl Store for PostgresStore {
             .query(
                 "SELECT id, shard, priority, attempt, created_at FROM jobs
                  WHERE id > $1 AND state IN ('pending', 'failed') ORDER BY id LIMIT $2",
-                &[&after_id, &(limit.max(1) as i64)],
+                &[&after_id, &(crate::sql_limit(limit))],
             )
             .await?;
         rows.iter()
@@ -1104,7 +1104,7 @@ impl Store for PostgresStore {
                      ORDER BY q.quarantined_at DESC, q.job_id DESC LIMIT $3",
                     quarantine_select()
                 ),
-                &[&reason, &filter.since, &(filter.limit.max(1) as i64)],
+                &[&reason, &filter.since, &(crate::sql_limit(filter.limit))],
             )
             .await?
             .iter()
@@ -1197,7 +1197,7 @@ impl Store for PostgresStore {
             .query(
                 "SELECT at, actor, action, target, reason FROM audit
                  WHERE $1::bigint IS NULL OR at >= $1 ORDER BY id DESC LIMIT $2",
-                &[&since, &(limit.max(1) as i64)],
+                &[&since, &(crate::sql_limit(limit))],
             )
             .await?
             .iter()

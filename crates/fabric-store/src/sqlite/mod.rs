@@ -652,7 +652,7 @@ impl Store for SqliteStore {
             .writer
             .write_one(move |conn| {
                 let until = req.now + req.lease_ms;
-                let limit = req.limit as i64;
+                let limit = crate::sql_limit(req.limit);
                 let list = |v: &Vec<String>| -> Result<Option<String>> {
                     if v.is_empty() {
                         return Ok(None);
@@ -862,7 +862,10 @@ impl Store for SqliteStore {
                     args.len()
                 ));
             }
-            sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", filter.limit.max(1)));
+            sql.push_str(&format!(
+                " ORDER BY id DESC LIMIT {}",
+                crate::sql_limit(filter.limit)
+            ));
             let jobs = conn
                 .prepare(&sql)?
                 .query_map(rusqlite::params_from_iter(args), row_to_job)?
@@ -879,7 +882,7 @@ impl Store for SqliteStore {
                     "SELECT id, shard, priority, attempt, created_at FROM jobs
                      WHERE id > ?1 AND state IN ('pending', 'failed') ORDER BY id LIMIT ?2",
                 )?
-                .query_map(params![after_id, limit.max(1) as i64], |r| {
+                .query_map(params![after_id, crate::sql_limit(limit)], |r| {
                     Ok(PendingKey {
                         id: r.get(0)?,
                         shard: r.get(1)?,
@@ -1045,7 +1048,7 @@ impl Store for SqliteStore {
             let mut rows = stmt.query(params![
                 filter.reason.map(|r| r.as_str()),
                 filter.since,
-                filter.limit.max(1) as i64
+                crate::sql_limit(filter.limit)
             ])?;
             let mut out = Vec::new();
             while let Some(r) = rows.next()? {
@@ -1140,7 +1143,7 @@ impl Store for SqliteStore {
                     "SELECT at, actor, action, target, reason FROM audit
                      WHERE ?1 IS NULL OR at >= ?1 ORDER BY id DESC LIMIT ?2",
                 )?
-                .query_map(params![since, limit.max(1) as i64], |r| {
+                .query_map(params![since, crate::sql_limit(limit)], |r| {
                     Ok(AuditEntry {
                         at: r.get(0)?,
                         actor: r.get(1)?,

@@ -176,6 +176,17 @@ pub async fn one_shard_claims_mix_with_every_other_call(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(listed.iter().map(|j| j.id).collect::<Vec<_>>(), [a[1].id]);
+    // A page size beyond `i64` (`--limit 18446744073709551615`) is every match: not an
+    // SQL error, not a negative LIMIT.
+    let huge = s
+        .jobs(JobFilter {
+            state: Some(JobState::Failed),
+            limit: usize::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(huge.iter().map(|j| j.id).collect::<Vec<_>>(), [a[1].id]);
     let later = s
         .jobs(JobFilter {
             state: Some(JobState::Failed),
@@ -423,6 +434,11 @@ pub async fn quarantine_keeps_payload_and_retry_brings_it_back(s: &dyn Store) {
         .unwrap();
     assert_eq!(q.len(), 1);
     assert_eq!(q[0].payload, serde_json::json!({"cmd": ["false"]}));
+    let all = QuarantineFilter {
+        limit: usize::MAX,
+        ..Default::default()
+    };
+    assert_eq!(s.quarantine(all).await.unwrap().len(), 1);
     assert_eq!(q[0].reason, QuarantineReason::PermissionDenied);
     assert_eq!(q[0].attempts, 1);
     let stats = s.quarantine_stats().await.unwrap();
