@@ -1,8 +1,10 @@
 //! Fabric's domain model and pure policy: jobs and their legal transitions, retry and
-//! quarantine rules, shards and routing, clocks, configuration. No I/O and no async runtime live here.
+//! quarantine rules, shards and routing, clocks, configuration, the documents of ingestion. No
+//! I/O and no async runtime live here.
 
 pub mod clock;
 pub mod config;
+pub mod doc;
 pub mod error;
 pub mod job;
 pub mod node;
