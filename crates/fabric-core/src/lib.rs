@@ -12,6 +12,7 @@ pub mod quarantine;
 pub mod retry;
 pub mod routing;
 pub mod shard;
+pub mod source;
 pub mod time;
 
 pub use clock::{Clock, RealClock, VirtualClock};

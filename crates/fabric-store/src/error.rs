@@ -56,6 +56,14 @@ impl StoreError {
         }
     }
 
+    /// A missing source.
+    pub fn source_not_found(name: &str) -> Self {
+        StoreError::NotFound {
+            what: "source",
+            id: name.to_string(),
+        }
+    }
+
     /// A missing job.
     pub fn job_not_found(id: i64) -> Self {
         StoreError::NotFound {

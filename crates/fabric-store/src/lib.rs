@@ -218,6 +218,28 @@ pub trait Store: Send + Sync + 'static {
     /// Sets a fleet-wide setting.
     async fn put_setting(&self, key: &str, value: &str) -> Result<()>;
 
+    /// Adds source `def.name` or replaces its definition; its runtime state stays.
+    async fn put_source(&self, def: fabric_core::source::SourceDef, now: i64) -> Result<()>;
+
+    /// Every source with its state, by name.
+    async fn sources(&self) -> Result<Vec<SourceRecord>>;
+
+    /// One source with its state (`NotFound` when unknown).
+    async fn source(&self, name: &str) -> Result<SourceRecord> {
+        self.sources()
+            .await?
+            .into_iter()
+            .find(|s| s.def.name == name)
+            .ok_or_else(|| StoreError::source_not_found(name))
+    }
+
+    /// Removes a source and its state (`NotFound` when unknown); its jobs stay.
+    async fn remove_source(&self, name: &str) -> Result<()>;
+
+    /// Pauses source `name` with `reason` (`Some`), or resumes it (`None`); `NotFound` when
+    /// unknown.
+    async fn set_source_paused(&self, name: &str, reason: Option<&str>, now: i64) -> Result<()>;
+
     /// Calls `wake` whenever any process inserts jobs or cancels a running one, until `wake`
     /// returns false or the returned task is aborted. `None` where the backend has no such
     /// channel (SQLite: the CLI signals the daemon instead).

@@ -73,6 +73,29 @@ pub struct CompleteReport {
     pub late: u64,
 }
 
+/// A source with what happened to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    #[serde(flatten)]
+    pub def: fabric_core::source::SourceDef,
+    /// `active` or `paused`.
+    pub state: String,
+    pub pause_reason: Option<String>,
+    pub paused_at: Option<i64>,
+    /// When its last scan ended (epoch ms), and how (`ok`, or what failed).
+    pub last_scan_at: Option<i64>,
+    pub last_outcome: Option<String>,
+    /// When its schedule runs it next (epoch ms); `None` without a schedule or while paused.
+    pub next_run_at: Option<i64>,
+    /// Files its last scan indexed, and documents it holds.
+    pub files: u64,
+    pub documents: u64,
+    /// Its jobs in quarantine now.
+    pub quarantined: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 /// A queued job past its due time (see [`crate::Store::overdue`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Overdue {

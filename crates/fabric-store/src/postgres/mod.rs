@@ -2,6 +2,8 @@
 //! (tokio-postgres + deadpool), versioned migrations, claims in one CTE with
 //! `FOR UPDATE SKIP LOCKED`, completions fenced by owner + attempt.
 
+mod sources;
+
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -15,8 +17,8 @@ use tokio_postgres::{NoTls, Row};
 use crate::{
     AuditEntry, ClaimRequest, CompleteReport, Completion, JobDetail, JobFilter, Lease, NodeChange,
     Note, Outcome, Overdue, PendingKey, QuarantineEntry, QuarantineFilter, QuarantineStats,
-    RecoveryReport, RescueReport, Result, StateCounts, Store, StoreError, StoreEvent, Submitted,
-    LEASE_UPSERT,
+    RecoveryReport, RescueReport, Result, SourceRecord, StateCounts, Store, StoreError, StoreEvent,
+    Submitted, LEASE_UPSERT,
 };
 
 /// Migrations in order; `fabric_schema.version` records how many ran.
@@ -25,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0002_nodes.sql"),
     include_str!("../../migrations/postgres/0003_shards.sql"),
     include_str!("../../migrations/postgres/0004_failed_state.sql"),
+    include_str!("../../migrations/postgres/0005_sources.sql"),
 ];
 
 /// The claim: due pending jobs of the shards asked for, highest priority then oldest, locked
@@ -1463,6 +1466,22 @@ impl Store for PostgresStore {
             self.schema.clone(),
             wake,
         )))
+    }
+
+    async fn put_source(&self, def: fabric_core::source::SourceDef, now: i64) -> Result<()> {
+        sources::put(&self.pool.get().await?, &def, now).await
+    }
+
+    async fn sources(&self) -> Result<Vec<SourceRecord>> {
+        sources::list(&self.pool.get().await?).await
+    }
+
+    async fn remove_source(&self, name: &str) -> Result<()> {
+        sources::remove(&self.pool.get().await?, name).await
+    }
+
+    async fn set_source_paused(&self, name: &str, reason: Option<&str>, now: i64) -> Result<()> {
+        sources::set_paused(&self.pool.get().await?, name, reason, now).await
     }
 
     async fn shards(&self) -> Result<Vec<fabric_core::Shard>> {

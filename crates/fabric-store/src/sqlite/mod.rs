@@ -3,6 +3,7 @@
 
 mod deferred;
 mod inspect;
+mod sources;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +18,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use crate::{
     AuditEntry, ClaimRequest, CompleteReport, Completion, JobDetail, JobFilter, Lease, NodeChange,
     Note, Outcome, Overdue, PendingKey, QuarantineEntry, QuarantineFilter, QuarantineStats,
-    RecoveryReport, RescueReport, Result, StateCounts, Store, StoreError, Submitted, LEASE_UPSERT,
+    RecoveryReport, RescueReport, Result, SourceRecord, StateCounts, Store, StoreError, Submitted,
+    LEASE_UPSERT,
 };
 pub use inspect::{inspect, FileCheck};
 use writer::Writer;
@@ -70,6 +72,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_shards.sql"),
     include_str!("../../migrations/sqlite/0004_no_shard_index.sql"),
     include_str!("../../migrations/sqlite/0005_failed_state.sql"),
+    include_str!("../../migrations/sqlite/0006_sources.sql"),
 ];
 
 /// The indexes of [`SqliteOptions::shard_index`]: pending jobs per shard, in place of the
@@ -1418,6 +1421,33 @@ impl Store for SqliteStore {
                 .collect::<rusqlite::Result<_>>()?)
         })
         .await
+    }
+
+    async fn put_source(&self, def: fabric_core::source::SourceDef, now: i64) -> Result<()> {
+        self.inner
+            .writer
+            .write(move |conn| sources::put(conn, &def, now))
+            .await
+    }
+
+    async fn sources(&self) -> Result<Vec<SourceRecord>> {
+        self.read(sources::list).await
+    }
+
+    async fn remove_source(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.inner
+            .writer
+            .write(move |conn| sources::remove(conn, &name))
+            .await
+    }
+
+    async fn set_source_paused(&self, name: &str, reason: Option<&str>, now: i64) -> Result<()> {
+        let (name, reason) = (name.to_string(), reason.map(String::from));
+        self.inner
+            .writer
+            .write(move |conn| sources::set_paused(conn, &name, reason.as_deref(), now))
+            .await
     }
 
     async fn shards(&self) -> Result<Vec<fabric_core::Shard>> {

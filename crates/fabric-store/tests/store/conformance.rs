@@ -907,6 +907,75 @@ pub async fn concurrent_lease_takers_get_one_winner(s: Arc<dyn Store>) {
     s.ping().await.unwrap();
 }
 
+pub async fn sources_keep_their_definition_and_state(s: &dyn Store) {
+    use fabric_core::source::{SourceDef, SourceType};
+    let def = |name: &str, path: &str| SourceDef {
+        name: name.into(),
+        source_type: SourceType::LocalFiles,
+        path: path.into(),
+        include: vec!["**/*.md".into()],
+        exclude: vec![],
+        schedule: Some("every 15m".into()),
+        priority: Priority::HIGH,
+        retry_policy: Some("mail".into()),
+    };
+    assert!(s.sources().await.unwrap().is_empty());
+    s.put_source(def("notes", "/srv/notes"), T0).await.unwrap();
+    s.put_source(def("docs", "/srv/docs"), T0).await.unwrap();
+    let all = s.sources().await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.def.name.as_str()).collect::<Vec<_>>(),
+        ["docs", "notes"]
+    );
+    let notes = s.source("notes").await.unwrap();
+    assert_eq!(notes.def, def("notes", "/srv/notes"));
+    assert_eq!((notes.state.as_str(), notes.quarantined), ("active", 0));
+    // Paused with its reason; a new definition keeps the state; resumed.
+    s.set_source_paused("notes", Some("disk swap"), T0 + 1)
+        .await
+        .unwrap();
+    s.put_source(def("notes", "/srv/notes2"), T0 + 2)
+        .await
+        .unwrap();
+    let p = s.source("notes").await.unwrap();
+    assert_eq!(p.def.path, "/srv/notes2");
+    assert_eq!(
+        (p.state.as_str(), p.pause_reason.as_deref(), p.paused_at),
+        ("paused", Some("disk swap"), Some(T0 + 1))
+    );
+    assert_eq!((p.created_at, p.updated_at), (T0, T0 + 2));
+    s.set_source_paused("notes", None, T0 + 3).await.unwrap();
+    let r = s.source("notes").await.unwrap();
+    assert_eq!((r.state.as_str(), r.pause_reason), ("active", None));
+    // Its quarantined jobs are counted.
+    let mut j = NewJob::new("noop");
+    j.source = Some("notes".into());
+    j.max_attempts = 1;
+    s.submit(vec![j], T0).await.unwrap();
+    let job = s.claim(claim_req("w", 1, T0)).await.unwrap().remove(0);
+    let lost = Outcome::Quarantine {
+        reason: QuarantineReason::ParseError,
+        error: "bad".into(),
+        failure: "permanent".into(),
+    };
+    s.complete(vec![done(&job, "w", lost)]).await.unwrap();
+    assert_eq!(s.source("notes").await.unwrap().quarantined, 1);
+    assert_eq!(s.source("docs").await.unwrap().quarantined, 0);
+    // Unknown names are NotFound; removal removes.
+    for e in [
+        s.source("nope").await.unwrap_err(),
+        s.remove_source("nope").await.unwrap_err(),
+        s.set_source_paused("nope", None, T0).await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(e, fabric_store::StoreError::NotFound { .. }),
+            "{e}"
+        );
+    }
+    s.remove_source("docs").await.unwrap();
+    assert_eq!(s.sources().await.unwrap().len(), 1);
+}
+
 /// One `#[tokio::test]` per conformance case for the backend that `$make` opens. `$make`
 /// is an async fn returning `Some((Arc<dyn Store>, guard))`, the guard cleaning up when
 /// dropped, or `None` when the backend is not available here (the case says so and passes).
@@ -933,7 +1002,8 @@ macro_rules! conformance_tests {
             integrity_prune_and_maintenance,
             nodes_register_heartbeat_and_keep_operator_flags,
             shards_settings_and_claim_levers,
-            leader_lease_is_exclusive_until_it_lapses
+            leader_lease_is_exclusive_until_it_lapses,
+            sources_keep_their_definition_and_state
         );
         $crate::conformance_tests!(@arc $make,
             concurrent_claims_never_hand_out_a_job_twice,

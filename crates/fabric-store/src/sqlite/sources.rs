@@ -1,0 +1,86 @@
+//! Ingestion sources on SQLite: definitions and runtime state (see `0006_sources.sql`).
+
+use fabric_core::source::SourceDef;
+use rusqlite::{params, Connection, Row};
+
+use crate::{Result, SourceRecord, StoreError};
+
+/// Columns read by [`row_to_source`], then the quarantined count.
+const SELECT: &str = "SELECT s.name, s.def, s.paused, s.pause_reason, s.paused_at, s.last_scan_at,
+        s.last_outcome, s.next_run_at, s.files, s.documents, s.created_at, s.updated_at,
+        coalesce(q.n, 0)
+     FROM sources s LEFT JOIN (
+         SELECT j.source AS source, count(*) AS n FROM quarantine qq
+         JOIN jobs j ON j.id = qq.job_id WHERE j.state = 'quarantined' GROUP BY j.source
+     ) q ON q.source = s.name";
+
+pub(crate) fn put(conn: &Connection, def: &SourceDef, now: i64) -> Result<()> {
+    let json = serde_json::to_string(def).map_err(|e| StoreError::Backend(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO sources (name, def, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+         ON CONFLICT (name) DO UPDATE SET def = excluded.def, updated_at = excluded.updated_at",
+    )?
+    .execute(params![def.name, json, now])?;
+    Ok(())
+}
+
+pub(crate) fn list(conn: &Connection) -> Result<Vec<SourceRecord>> {
+    let mut stmt = conn.prepare_cached(&format!("{SELECT} ORDER BY s.name"))?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(row_to_source(r)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn remove(conn: &Connection, name: &str) -> Result<()> {
+    match conn
+        .prepare_cached("DELETE FROM sources WHERE name = ?1")?
+        .execute([name])?
+    {
+        0 => Err(StoreError::source_not_found(name)),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn set_paused(
+    conn: &Connection,
+    name: &str,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE sources SET paused = ?2, pause_reason = ?3,
+                 paused_at = CASE WHEN ?2 THEN ?4 ELSE NULL END, updated_at = ?4
+             WHERE name = ?1",
+        )?
+        .execute(params![name, reason.is_some(), reason, now])?;
+    if n == 0 {
+        return Err(StoreError::source_not_found(name));
+    }
+    Ok(())
+}
+
+fn row_to_source(r: &Row<'_>) -> Result<SourceRecord> {
+    let name: String = r.get(0)?;
+    let def: String = r.get(1)?;
+    let def: SourceDef = serde_json::from_str(&def)
+        .map_err(|e| StoreError::Backend(format!("source {name}: {e}")))?;
+    let paused: bool = r.get(2)?;
+    Ok(SourceRecord {
+        def,
+        state: if paused { "paused" } else { "active" }.into(),
+        pause_reason: r.get(3)?,
+        paused_at: r.get(4)?,
+        last_scan_at: r.get(5)?,
+        last_outcome: r.get(6)?,
+        next_run_at: r.get(7)?,
+        files: r.get(8)?,
+        documents: r.get(9)?,
+        created_at: r.get(10)?,
+        updated_at: r.get(11)?,
+        quarantined: r.get(12)?,
+    })
+}
