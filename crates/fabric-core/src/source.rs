@@ -68,7 +68,7 @@ pub enum Schedule {
     /// `every 15m`: at this interval (ms) after the last due time.
     Every(i64),
     /// A cron expression (5 fields, or 6 with seconds first), evaluated in UTC.
-    Cron(croner::Cron),
+    Cron(Box<croner::Cron>),
 }
 
 impl Schedule {
@@ -97,7 +97,7 @@ impl Schedule {
             .seconds(croner::parser::Seconds::Optional)
             .build()
             .parse(t)
-            .map(Schedule::Cron)
+            .map(|c| Schedule::Cron(Box::new(c)))
             .map_err(|e| bad(format!("'{t}' is not a valid cron expression: {e}")))
     }
 
