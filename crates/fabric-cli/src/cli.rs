@@ -70,6 +70,9 @@ pub enum Command {
     /// Jobs that failed for good: list, inspect, retry, purge.
     #[command(subcommand)]
     Quarantine(QuarantineCmd),
+    /// Ingestion sources: add, list, show, pause, resume, remove.
+    #[command(subcommand)]
+    Sources(SourcesCmd),
     /// Validate or show the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -235,6 +238,52 @@ pub enum JobsCmd {
         #[arg(long)]
         note: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourcesCmd {
+    /// Define a source (its path must exist; the name must be new).
+    Add {
+        name: String,
+        /// local_files, markdown_vault, maildir, mbox or git.
+        #[arg(long = "type")]
+        source_type: String,
+        /// Absolute path of the root (relative paths are made absolute).
+        #[arg(long)]
+        path: std::path::PathBuf,
+        /// Files to read (glob, repeatable); all when none.
+        #[arg(long)]
+        include: Vec<String>,
+        /// Files to skip (glob, repeatable).
+        #[arg(long)]
+        exclude: Vec<String>,
+        /// `every 15m` or a 5- or 6-field cron expression (UTC).
+        #[arg(long)]
+        schedule: Option<String>,
+        /// low, normal (default) or high.
+        #[arg(long, default_value = "normal")]
+        priority: String,
+        /// The retry policy of its jobs (`retry_policies.<name>`).
+        #[arg(long)]
+        retry_policy: Option<String>,
+    },
+    /// Every source: type, path, state, schedule, last scan, counts.
+    List {
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// One source in full.
+    Show { name: String },
+    /// Stop scheduling a source's scans (audited).
+    Pause {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Schedule a paused source again.
+    Resume { name: String },
+    /// Forget a source (its definition and state; its jobs stay).
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -89,7 +89,8 @@ impl Ctx {
             self.config.clone(),
             Arc::new(RealClock),
             Self::actor(),
-        ))
+        )
+        .with_sources_file(self.home.sources_file()))
     }
 }
 

@@ -75,6 +75,8 @@ pub struct Console {
     metrics: Option<Metrics>,
     /// The last full integrity check, shared by clones (a probe reads it; see `health`).
     pub(crate) integrity: Arc<crate::health::IntegrityCache>,
+    /// The file that keeps source definitions beyond the store (see `sources`).
+    pub(crate) sources_file: Option<PathBuf>,
 }
 
 impl Console {
@@ -95,6 +97,7 @@ impl Console {
             waker: None,
             metrics: None,
             integrity: Arc::default(),
+            sources_file: None,
         }
     }
 
@@ -102,6 +105,13 @@ impl Console {
     pub fn with_engine(mut self, waker: Waker, metrics: Metrics) -> Self {
         self.waker = Some(waker);
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Keeps source definitions in `path` too (the home's `config/sources.yaml`), so they
+    /// outlive the store.
+    pub fn with_sources_file(mut self, path: PathBuf) -> Self {
+        self.sources_file = Some(path);
         self
     }
 
@@ -127,7 +137,12 @@ impl Console {
         self.clock.now_ms()
     }
 
-    async fn audit(&self, action: &str, target: String, reason: Option<String>) -> Result<()> {
+    pub(crate) async fn audit(
+        &self,
+        action: &str,
+        target: String,
+        reason: Option<String>,
+    ) -> Result<()> {
         if !self.config.security.audit_logging {
             return Ok(());
         }

@@ -58,6 +58,11 @@ impl FabricHome {
         self.root.join("config").join("fabric.yaml")
     }
 
+    /// Source definitions, kept beyond the store (`fabric sources add`).
+    pub fn sources_file(&self) -> PathBuf {
+        self.root.join("config").join("sources.yaml")
+    }
+
     /// Where the daemons' pid files, locks, stop requests and recovery markers live.
     pub fn run_dir(&self) -> PathBuf {
         self.root.join("run")

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod recovery;
 pub mod retention;
 pub mod runtime;
+pub mod sources;
 
 pub use console::Console;
 pub use error::EngineError;

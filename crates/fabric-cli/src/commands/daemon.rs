@@ -175,6 +175,7 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
         options,
     );
     let console = Console::new(store.clone(), registry, config.clone(), clock, "daemon")
+        .with_sources_file(home.sources_file())
         .with_engine(engine.waker(), metrics.clone());
     let (api_stop, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let api = listener.map(|listener| {

@@ -11,6 +11,7 @@ mod nodes;
 mod quarantine;
 mod run;
 mod shards;
+mod sources;
 mod status;
 
 use std::process::ExitCode;
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Status { verbose } => status::run(&ctx, verbose).await,
                     Command::Jobs(cmd) => jobs::run(&ctx, cmd).await,
                     Command::Quarantine(cmd) => quarantine::run(&ctx, cmd).await,
+                    Command::Sources(cmd) => sources::run(&ctx, cmd).await,
                     Command::Db(cmd) => db::run(&ctx, cmd).await,
                     Command::Health { verbose, one } => health::run(&ctx, verbose, one).await,
                     Command::Nodes(cmd) => nodes::run(&ctx, cmd).await,

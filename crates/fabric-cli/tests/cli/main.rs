@@ -14,6 +14,7 @@ mod daemons;
 mod fleet;
 mod retention;
 mod run;
+mod sources;
 
 struct Home {
     dir: tempfile::TempDir,

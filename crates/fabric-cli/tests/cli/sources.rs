@@ -1,0 +1,119 @@
+//! `fabric sources`: definitions validated and audited, pause with a reason, and the
+//! runbook's Data Loss procedure: a source outlives the loss of the queue database.
+
+use serde_json::Value;
+
+use super::Home;
+
+#[test]
+fn sources_are_defined_paused_and_outlive_the_queue_database() {
+    let h = Home::new();
+    let vault = h.path().join("vault");
+    std::fs::create_dir_all(&vault).unwrap();
+    let vault = vault.to_str().unwrap();
+    let added = h.json(&[
+        "sources",
+        "add",
+        "notes",
+        "--type",
+        "markdown_vault",
+        "--path",
+        vault,
+        "--include",
+        "**/*.md",
+        "--exclude",
+        ".trash/**",
+        "--schedule",
+        "every 15m",
+        "--priority",
+        "high",
+    ]);
+    assert_eq!(added["name"], "notes", "{added}");
+    assert_eq!(added["type"], "markdown_vault");
+    assert_eq!(added["state"], "active");
+    assert_eq!(added["include"], serde_json::json!(["**/*.md"]));
+
+    // Bad input names the field and writes nothing.
+    for (args, needle) in [
+        (vec!["--type", "ftp", "--path", vault], "invalid type"),
+        (
+            vec!["--type", "local_files", "--path", "/no/such/dir"],
+            "invalid path",
+        ),
+        (
+            vec![
+                "--type",
+                "local_files",
+                "--path",
+                vault,
+                "--schedule",
+                "sometimes",
+            ],
+            "invalid schedule",
+        ),
+        (
+            vec![
+                "--type",
+                "local_files",
+                "--path",
+                vault,
+                "--priority",
+                "urgent",
+            ],
+            "invalid priority",
+        ),
+    ] {
+        let mut all = vec!["sources", "add", "other"];
+        all.extend(args);
+        let err = h.stderr(2, &all);
+        assert!(err.contains(needle), "{all:?}: {err}");
+    }
+    let err = h.stderr(
+        1,
+        &[
+            "sources",
+            "add",
+            "notes",
+            "--type",
+            "local_files",
+            "--path",
+            vault,
+        ],
+    );
+    assert!(err.contains("exists"), "{err}");
+    assert_eq!(h.json(&["sources", "list"]).as_array().unwrap().len(), 1);
+
+    let paused = h.json(&["sources", "pause", "notes", "--reason", "disk swap"]);
+    assert_eq!(paused["state"], "paused");
+    assert_eq!(paused["pause_reason"], "disk swap");
+    assert!(h.expect(0, &["sources", "list"]).contains("paused"));
+    let audit = h.json(&["audit", "list"]);
+    assert!(audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "sources.pause" && e["reason"] == "disk swap"));
+
+    // Data Loss: the queue database is gone; the definition is not.
+    h.expect(0, &["db", "check"]);
+    for f in ["queue.db", "queue.db-wal", "queue.db-shm"] {
+        let _ = std::fs::remove_file(h.path().join(f));
+    }
+    let list = h.json(&["sources", "list"]);
+    let names: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["name"])
+        .collect();
+    assert_eq!(names, ["notes"], "{list}");
+    let shown = h.json(&["sources", "show", "notes"]);
+    assert_eq!(shown["schedule"], "every 15m");
+    assert_eq!(shown["priority"], 3);
+    // Runtime state lived in the lost database: active again.
+    assert_eq!(shown["state"], "active");
+
+    h.expect(0, &["sources", "remove", "notes"]);
+    assert!(h.json(&["sources", "list"]).as_array().unwrap().is_empty());
+    assert!(h.stderr(2, &["sources", "show", "notes"]).contains("notes"));
+}
