@@ -29,9 +29,26 @@ struct Status {
     conservative: bool,
     /// Shards an operator paused.
     paused_shards: Vec<String>,
+    /// Every ingestion source with its state and last scan.
+    sources: Vec<SourceStatus>,
     /// With `--verbose`: the detail of workers, shards and throughput.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     detail: Option<Detail>,
+}
+
+/// A source as `status` shows it.
+#[derive(Serialize)]
+struct SourceStatus {
+    name: String,
+    #[serde(rename = "type")]
+    source_type: &'static str,
+    state: String,
+    last_scan: Option<i64>,
+    last_outcome: Option<String>,
+    next_run: Option<i64>,
+    files: u64,
+    documents: u64,
+    quarantined: u64,
 }
 
 /// What `status --verbose` adds.
@@ -196,6 +213,22 @@ pub async fn run(ctx: &Ctx, verbose: bool) -> anyhow::Result<ExitCode> {
             .filter(|s| s.paused)
             .map(|s| s.name)
             .collect(),
+        sources: console
+            .sources()
+            .await?
+            .into_iter()
+            .map(|r| SourceStatus {
+                source_type: r.def.source_type.as_str(),
+                name: r.def.name,
+                state: r.state,
+                last_scan: r.last_scan_at,
+                last_outcome: r.last_outcome,
+                next_run: r.next_run_at,
+                files: r.files,
+                documents: r.documents,
+                quarantined: r.quarantined,
+            })
+            .collect(),
         detail,
     };
     print(ctx.global.format, &s, || {
@@ -258,6 +291,18 @@ pub async fn run(ctx: &Ctx, verbose: bool) -> anyhow::Result<ExitCode> {
                     "none".into()
                 } else {
                     s.paused_shards.join(", ")
+                },
+            ),
+            (
+                "sources",
+                if s.sources.is_empty() {
+                    "none".into()
+                } else {
+                    s.sources
+                        .iter()
+                        .map(|x| format!("{} ({}, {})", x.name, x.source_type, x.state))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 },
             ),
         ]);

@@ -87,6 +87,9 @@ fn sources_are_defined_paused_and_outlive_the_queue_database() {
     assert_eq!(paused["state"], "paused");
     assert_eq!(paused["pause_reason"], "disk swap");
     assert!(h.expect(0, &["sources", "list"]).contains("paused"));
+    let status = h.json(&["status"]);
+    assert_eq!(status["sources"][0]["name"], "notes", "{status}");
+    assert_eq!(status["sources"][0]["state"], "paused", "{status}");
     let audit = h.json(&["audit", "list"]);
     assert!(audit
         .as_array()
