@@ -73,6 +73,9 @@ pub enum Command {
     /// Ingestion sources: add, list, show, pause, resume, remove.
     #[command(subcommand)]
     Sources(SourcesCmd),
+    /// Ingestion telemetry: summary, throughput, failures, per source; clean old samples.
+    #[command(subcommand)]
+    Telemetry(TelemetryCmd),
     /// Validate or show the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -284,6 +287,37 @@ pub enum SourcesCmd {
     Resume { name: String },
     /// Forget a source (its definition and state; its jobs stay).
     Remove { name: String },
+}
+
+/// The window and source of a telemetry report.
+#[derive(Debug, clap::Args)]
+pub struct TelemetryWindow {
+    /// From this long ago (`30m`, `24h`, `7d`) or an RFC 3339 time.
+    #[arg(long, default_value = "24h")]
+    pub since: String,
+    /// One source only.
+    #[arg(long)]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TelemetryCmd {
+    /// Ingest jobs, files and bytes by outcome, and the throughput.
+    Summary(TelemetryWindow),
+    /// files_processed, bytes_processed, duration_seconds and the rates (MiB/s as
+    /// throughput_mbps).
+    Throughput(TelemetryWindow),
+    /// Failed and quarantined ingest jobs by source and reason.
+    Failures(TelemetryWindow),
+    /// Outcomes and throughput per source.
+    BySource(TelemetryWindow),
+    /// Delete samples older than N days (audited).
+    Clean {
+        #[arg(long)]
+        older_than_days: u32,
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -39,6 +39,9 @@ pub struct FleetOptions {
     /// Audit entries older than this are deleted by the leader
     /// (`security.audit_retention_days`; `None`: never).
     pub audit_retention: Option<Duration>,
+    /// Telemetry samples older than this are deleted by the leader
+    /// (`telemetry.retention_days`; `None`: never).
+    pub telemetry_retention: Option<Duration>,
     /// Recovery reports kept in the store beyond which the leader deletes the oldest
     /// (`recovery.keep`; `None`: all).
     pub recovery_keep: Option<usize>,
@@ -62,6 +65,7 @@ impl FleetOptions {
             retention: days(config.queue.retention_days),
             quarantine_retention: days(config.quarantine.retention_days),
             audit_retention: days(config.security.audit_retention_days),
+            telemetry_retention: days(config.telemetry.retention_days),
             recovery_keep: Some(config.recovery.keep as usize),
             prune_every: PRUNE_EVERY,
         }
@@ -242,6 +246,10 @@ async fn apply_retention(store: &dyn Store, opts: &FleetOptions, now: i64) {
     }
     if let Some(d) = opts.audit_retention {
         log_pruned("audit entries", store.prune_audit(before(d)).await);
+    }
+    if let Some(d) = opts.telemetry_retention {
+        let pruned = store.prune_telemetry(before(d), false).await;
+        log_pruned("telemetry samples", pruned);
     }
     if let Some(keep) = opts.recovery_keep {
         log_pruned("recovery reports", store.prune_recovery_reports(keep).await);

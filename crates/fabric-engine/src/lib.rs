@@ -14,6 +14,7 @@ pub mod recovery;
 pub mod retention;
 pub mod runtime;
 pub mod sources;
+pub mod telemetry;
 
 pub use console::Console;
 pub use error::EngineError;

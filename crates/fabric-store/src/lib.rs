@@ -240,6 +240,17 @@ pub trait Store: Send + Sync + 'static {
     /// unknown.
     async fn set_source_paused(&self, name: &str, reason: Option<&str>, now: i64) -> Result<()>;
 
+    /// Appends telemetry samples.
+    async fn record_telemetry(&self, samples: Vec<TelemetrySample>) -> Result<()>;
+
+    /// Telemetry at or after `since`, of `source` (all when `None`), summed per source,
+    /// outcome and reason.
+    async fn telemetry(&self, since: i64, source: Option<&str>) -> Result<Vec<TelemetryTotal>>;
+
+    /// Deletes the samples before `before` (with `dry_run`, only counts them); returns how
+    /// many.
+    async fn prune_telemetry(&self, before: i64, dry_run: bool) -> Result<u64>;
+
     /// Calls `wake` whenever any process inserts jobs or cancels a running one, until `wake`
     /// returns false or the returned task is aborted. `None` where the backend has no such
     /// channel (SQLite: the CLI signals the daemon instead).

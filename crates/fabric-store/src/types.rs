@@ -73,6 +73,37 @@ pub struct CompleteReport {
     pub late: u64,
 }
 
+/// One telemetry sample: what one ingest job (or scan) of a source did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TelemetrySample {
+    /// When it ended (epoch ms).
+    pub at: i64,
+    pub source: String,
+    pub job_id: Option<JobId>,
+    pub files: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    /// `ok`, `failed` or `quarantined`.
+    pub outcome: String,
+    /// The quarantine reason or failure type, when not `ok`.
+    pub reason: Option<String>,
+}
+
+/// Telemetry summed per source, outcome and reason over a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TelemetryTotal {
+    pub source: String,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub samples: u64,
+    pub files: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    /// The window's first and last sample (epoch ms).
+    pub first_at: i64,
+    pub last_at: i64,
+}
+
 /// A source with what happened to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceRecord {

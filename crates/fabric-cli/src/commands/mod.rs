@@ -13,6 +13,7 @@ mod run;
 mod shards;
 mod sources;
 mod status;
+mod telemetry;
 
 use std::process::ExitCode;
 
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Jobs(cmd) => jobs::run(&ctx, cmd).await,
                     Command::Quarantine(cmd) => quarantine::run(&ctx, cmd).await,
                     Command::Sources(cmd) => sources::run(&ctx, cmd).await,
+                    Command::Telemetry(cmd) => telemetry::run(&ctx, cmd).await,
                     Command::Db(cmd) => db::run(&ctx, cmd).await,
                     Command::Health { verbose, one } => health::run(&ctx, verbose, one).await,
                     Command::Nodes(cmd) => nodes::run(&ctx, cmd).await,

@@ -125,7 +125,7 @@ fn two_nodes_run_from_one_home_and_stop_one_by_one() {
 fn downgrade_to_v3(path: &Path) {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.execute_batch(
-        "DROP TABLE sources;
+        "DROP TABLE sources; DROP TABLE telemetry;
          CREATE INDEX jobs_shard_ready ON jobs (shard, priority DESC, id) WHERE state = 'pending';
          PRAGMA user_version = 3;
          PRAGMA journal_mode = DELETE;",
@@ -176,7 +176,7 @@ fn restore_migrates_an_older_backup_and_leaves_the_backup_untouched() {
         .unwrap()
         .clone();
     assert_eq!(
-        restore["reason"], "migrated from schema 3 to 6",
+        restore["reason"], "migrated from schema 3 to 7",
         "{restore}"
     );
 }

@@ -120,3 +120,80 @@ fn sources_are_defined_paused_and_outlive_the_queue_database() {
     assert!(h.json(&["sources", "list"]).as_array().unwrap().is_empty());
     assert!(h.stderr(2, &["sources", "show", "notes"]).contains("notes"));
 }
+
+#[test]
+fn telemetry_reports_throughput_with_the_runbook_keys_and_cleans_old_samples() {
+    let h = Home::new();
+    // Empty: every figure is 0, every key there.
+    let t = h.json(&["telemetry", "throughput"]);
+    let keys: Vec<&String> = t.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "bytes_processed",
+            "duration_seconds",
+            "files_processed",
+            "throughput_bytes_per_second",
+            "throughput_files_per_second",
+            "throughput_mbps"
+        ]
+    );
+    // Samples as ingest jobs write them: two ok, one quarantined, one 10 days old.
+    let now = chrono::Utc::now().timestamp_millis();
+    let conn = rusqlite::Connection::open(h.path().join("queue.db")).unwrap();
+    for (at, source, files, bytes, ms, outcome, reason) in [
+        (now - 1000, "notes", 10, 3 << 20, 1000, "ok", None),
+        (now - 500, "notes", 10, 1 << 20, 1000, "ok", None),
+        (
+            now - 100,
+            "mail",
+            1,
+            100,
+            0,
+            "quarantined",
+            Some("parse_error"),
+        ),
+        (now - 10 * 86_400_000, "mail", 7, 7, 7, "ok", None),
+    ] {
+        conn.execute(
+            "INSERT INTO telemetry (at, source, files, bytes, duration_ms, outcome, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            rusqlite::params![at, source, files, bytes, ms, outcome, reason],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let t = h.json(&[
+        "telemetry",
+        "throughput",
+        "--since",
+        "1h",
+        "--source",
+        "notes",
+    ]);
+    assert_eq!(t["files_processed"], 20, "{t}");
+    assert_eq!(t["bytes_processed"], 4 << 20);
+    assert_eq!(t["duration_seconds"], 2.0);
+    assert_eq!(t["throughput_mbps"], 2.0);
+    let failures = h.json(&["telemetry", "failures"]);
+    assert_eq!(failures[0]["source"], "mail", "{failures}");
+    assert_eq!(failures[0]["reason"], "parse_error");
+    let by = h.json(&["telemetry", "by-source", "--since", "30d"]);
+    assert_eq!(by.as_array().unwrap().len(), 2, "{by}");
+    let summary = h.json(&["telemetry", "summary"]);
+    assert_eq!(summary["jobs"]["quarantined"], 1, "{summary}");
+    assert_eq!(
+        h.json(&["telemetry", "clean", "--older-than-days", "7", "--dry-run"])["would_delete"],
+        1
+    );
+    assert_eq!(
+        h.json(&["telemetry", "clean", "--older-than-days", "7"])["deleted"],
+        1
+    );
+    assert_eq!(
+        h.json(&["telemetry", "by-source", "--since", "30d"])[0]["ok"],
+        0
+    );
+    let err = h.stderr(2, &["telemetry", "clean", "--older-than-days", "0"]);
+    assert!(err.contains("older-than-days"), "{err}");
+}

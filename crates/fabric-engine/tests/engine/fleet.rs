@@ -450,7 +450,20 @@ async fn the_leader_applies_every_retention(store: Arc<dyn Store>) {
         };
         store.put_recovery_report(report).await.unwrap();
     }
-    // The defaults: quarantine 30 days, audit 365 days; recovery.keep 2.
+    for at in [now - 91 * DAY, now - 89 * DAY] {
+        let sample = fabric_store::TelemetrySample {
+            at,
+            source: "notes".into(),
+            job_id: None,
+            files: 1,
+            bytes: 1,
+            duration_ms: 1,
+            outcome: "ok".into(),
+            reason: None,
+        };
+        store.record_telemetry(vec![sample]).await.unwrap();
+    }
+    // The defaults: quarantine 30 days, audit 365 days, telemetry 90 days; recovery.keep 2.
     let mut config = Config::default();
     config.recovery.keep = 2;
     let mut o = EngineOptions::from_config(Arc::new(config));
@@ -500,6 +513,13 @@ async fn the_leader_applies_every_retention(store: Arc<dyn Store>) {
         0,
         "the leader kept only the newest 2 recovery reports"
     );
+    let telemetry = store.telemetry(0, None).await.unwrap();
+    assert_eq!(
+        telemetry[0].first_at,
+        now - 89 * DAY,
+        "older than 90 days pruned"
+    );
+    assert_eq!(telemetry[0].samples, 1);
     let last = store.last_recovery_report().await.unwrap().unwrap();
     assert_eq!(last.at, now - 1_000 + 3);
     assert_eq!(store.prune_recovery_reports(1).await.unwrap(), 1);

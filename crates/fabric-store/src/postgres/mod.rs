@@ -3,6 +3,7 @@
 //! `FOR UPDATE SKIP LOCKED`, completions fenced by owner + attempt.
 
 mod sources;
+mod telemetry;
 
 use std::path::Path;
 
@@ -18,7 +19,7 @@ use crate::{
     AuditEntry, ClaimRequest, CompleteReport, Completion, JobDetail, JobFilter, Lease, NodeChange,
     Note, Outcome, Overdue, PendingKey, QuarantineEntry, QuarantineFilter, QuarantineStats,
     RecoveryReport, RescueReport, Result, SourceRecord, StateCounts, Store, StoreError, StoreEvent,
-    Submitted, LEASE_UPSERT,
+    Submitted, TelemetrySample, TelemetryTotal, LEASE_UPSERT,
 };
 
 /// Migrations in order; `fabric_schema.version` records how many ran.
@@ -28,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0003_shards.sql"),
     include_str!("../../migrations/postgres/0004_failed_state.sql"),
     include_str!("../../migrations/postgres/0005_sources.sql"),
+    include_str!("../../migrations/postgres/0006_telemetry.sql"),
 ];
 
 /// The claim: due pending jobs of the shards asked for, highest priority then oldest, locked
@@ -1482,6 +1484,18 @@ impl Store for PostgresStore {
 
     async fn set_source_paused(&self, name: &str, reason: Option<&str>, now: i64) -> Result<()> {
         sources::set_paused(&self.pool.get().await?, name, reason, now).await
+    }
+
+    async fn record_telemetry(&self, samples: Vec<TelemetrySample>) -> Result<()> {
+        telemetry::record(&self.pool.get().await?, &samples).await
+    }
+
+    async fn telemetry(&self, since: i64, source: Option<&str>) -> Result<Vec<TelemetryTotal>> {
+        telemetry::totals(&self.pool.get().await?, since, source).await
+    }
+
+    async fn prune_telemetry(&self, before: i64, dry_run: bool) -> Result<u64> {
+        telemetry::prune(&self.pool.get().await?, before, dry_run).await
     }
 
     async fn shards(&self) -> Result<Vec<fabric_core::Shard>> {

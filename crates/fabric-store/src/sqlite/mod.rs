@@ -4,6 +4,7 @@
 mod deferred;
 mod inspect;
 mod sources;
+mod telemetry;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use crate::{
     AuditEntry, ClaimRequest, CompleteReport, Completion, JobDetail, JobFilter, Lease, NodeChange,
     Note, Outcome, Overdue, PendingKey, QuarantineEntry, QuarantineFilter, QuarantineStats,
     RecoveryReport, RescueReport, Result, SourceRecord, StateCounts, Store, StoreError, Submitted,
-    LEASE_UPSERT,
+    TelemetrySample, TelemetryTotal, LEASE_UPSERT,
 };
 pub use inspect::{inspect, FileCheck};
 use writer::Writer;
@@ -73,6 +74,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_no_shard_index.sql"),
     include_str!("../../migrations/sqlite/0005_failed_state.sql"),
     include_str!("../../migrations/sqlite/0006_sources.sql"),
+    include_str!("../../migrations/sqlite/0007_telemetry.sql"),
 ];
 
 /// The indexes of [`SqliteOptions::shard_index`]: pending jobs per shard, in place of the
@@ -1447,6 +1449,26 @@ impl Store for SqliteStore {
         self.inner
             .writer
             .write(move |conn| sources::set_paused(conn, &name, reason.as_deref(), now))
+            .await
+    }
+
+    async fn record_telemetry(&self, samples: Vec<TelemetrySample>) -> Result<()> {
+        self.inner
+            .writer
+            .write(move |conn| telemetry::record(conn, &samples))
+            .await
+    }
+
+    async fn telemetry(&self, since: i64, source: Option<&str>) -> Result<Vec<TelemetryTotal>> {
+        let source = source.map(String::from);
+        self.read(move |conn| telemetry::totals(conn, since, source.as_deref()))
+            .await
+    }
+
+    async fn prune_telemetry(&self, before: i64, dry_run: bool) -> Result<u64> {
+        self.inner
+            .writer
+            .write(move |conn| telemetry::prune(conn, before, dry_run))
             .await
     }
 

@@ -976,6 +976,65 @@ pub async fn sources_keep_their_definition_and_state(s: &dyn Store) {
     assert_eq!(s.sources().await.unwrap().len(), 1);
 }
 
+pub async fn telemetry_sums_per_source_and_outcome_and_prunes(s: &dyn Store) {
+    use fabric_store::TelemetrySample;
+    let sample =
+        |at, source: &str, files, bytes, outcome: &str, reason: Option<&str>| TelemetrySample {
+            at,
+            source: source.into(),
+            job_id: None,
+            files,
+            bytes,
+            duration_ms: 100,
+            outcome: outcome.into(),
+            reason: reason.map(String::from),
+        };
+    s.record_telemetry(vec![
+        sample(T0, "notes", 1, 1000, "ok", None),
+        sample(T0 + 10, "notes", 2, 3000, "ok", None),
+        sample(T0 + 20, "notes", 1, 10, "quarantined", Some("parse_error")),
+        sample(T0 + 30, "mail", 5, 500, "ok", None),
+        sample(T0 - 1000, "mail", 9, 9, "ok", None),
+    ])
+    .await
+    .unwrap();
+    let all = s.telemetry(T0, None).await.unwrap();
+    assert_eq!(all.len(), 3, "{all:?}");
+    let ok = all
+        .iter()
+        .find(|t| t.source == "notes" && t.outcome == "ok")
+        .unwrap();
+    assert_eq!(
+        (ok.samples, ok.files, ok.bytes, ok.duration_ms),
+        (2, 3, 4000, 200)
+    );
+    assert_eq!((ok.first_at, ok.last_at), (T0, T0 + 10));
+    let q = all.iter().find(|t| t.outcome == "quarantined").unwrap();
+    assert_eq!(q.reason.as_deref(), Some("parse_error"));
+    let mail = s.telemetry(T0 - 5000, Some("mail")).await.unwrap();
+    assert_eq!((mail.len(), mail[0].files), (1, 14));
+    assert_eq!(s.prune_telemetry(T0, true).await.unwrap(), 1);
+    assert_eq!(
+        s.telemetry(0, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.samples)
+            .sum::<u64>(),
+        5
+    );
+    assert_eq!(s.prune_telemetry(T0, false).await.unwrap(), 1);
+    assert_eq!(
+        s.telemetry(0, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.samples)
+            .sum::<u64>(),
+        4
+    );
+}
+
 /// One `#[tokio::test]` per conformance case for the backend that `$make` opens. `$make`
 /// is an async fn returning `Some((Arc<dyn Store>, guard))`, the guard cleaning up when
 /// dropped, or `None` when the backend is not available here (the case says so and passes).
@@ -1003,7 +1062,8 @@ macro_rules! conformance_tests {
             nodes_register_heartbeat_and_keep_operator_flags,
             shards_settings_and_claim_levers,
             leader_lease_is_exclusive_until_it_lapses,
-            sources_keep_their_definition_and_state
+            sources_keep_their_definition_and_state,
+            telemetry_sums_per_source_and_outcome_and_prunes
         );
         $crate::conformance_tests!(@arc $make,
             concurrent_claims_never_hand_out_a_job_twice,
