@@ -352,7 +352,7 @@ mod tests {
     }
 
     #[test]
-    fn files_under_an_errored_directory_do_not_vanish() {
+    fn a_known_file_that_is_gone_vanishes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut prev = FileIndex::new();
         let e = IndexEntry {

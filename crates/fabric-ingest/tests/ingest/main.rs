@@ -194,6 +194,38 @@ fn a_missing_root_is_one_connector_error() {
     assert_eq!(err.reason(), QuarantineReason::ConnectorError);
 }
 
+/// Set when this binary re-runs a test as an unprivileged user.
+const UNPRIVILEGED_ENV: &str = "FABRIC_INGEST_TEST_UNPRIVILEGED";
+
+/// As root, `chmod 000` denies nothing: re-runs the named test of this binary as `nobody`
+/// (setpriv) so it meets a real EACCES. Returns false when that is impossible here.
+fn rerun_unprivileged(test: &str) -> bool {
+    assert!(
+        std::env::var_os(UNPRIVILEGED_ENV).is_none(),
+        "still privileged after dropping to nobody"
+    );
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if !setpriv.exists() {
+        eprintln!("no setpriv: cannot produce a real EACCES as root; skipped");
+        return false;
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let out = std::process::Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(exe)
+        .args(["--exact", test, "--test-threads=1"])
+        .env(UNPRIVILEGED_ENV, "1")
+        .output()
+        .expect("run setpriv");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "unprivileged run failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}
+
 #[test]
 fn an_unreadable_file_is_one_error_and_the_scan_goes_on() {
     use std::os::unix::fs::PermissionsExt;
@@ -204,9 +236,7 @@ fn an_unreadable_file_is_one_error_and_the_scan_goes_on() {
     write(root, "z.md", "z");
     fs::set_permissions(root.join("locked.md"), fs::Permissions::from_mode(0o000)).expect("chmod");
     if fs::read(root.join("locked.md")).is_ok() {
-        // Root reads anything: no real EACCES to observe here (the daemon's EACCES test runs
-        // as an unprivileged user); the other files are still scanned.
-        eprintln!("running as root: EACCES cannot be produced with chmod");
+        rerun_unprivileged("an_unreadable_file_is_one_error_and_the_scan_goes_on");
         return;
     }
     let r = scan(root, &FileIndex::new(), &ScanOptions::default()).expect("scan");
@@ -214,6 +244,10 @@ fn an_unreadable_file_is_one_error_and_the_scan_goes_on() {
     assert_eq!(r.errors.len(), 1);
     assert_eq!(r.errors[0].path, "locked.md");
     assert_eq!(r.errors[0].reason, QuarantineReason::PermissionDenied);
+    assert!(r.index.contains_key("a.md") && !r.index.contains_key("locked.md"));
+    // The reader classifies the same EACCES.
+    let e = read_capped(root, Path::new("locked.md"), &Limits::default()).expect_err("denied");
+    assert_eq!(e.reason(), QuarantineReason::PermissionDenied);
 }
 
 #[test]
@@ -247,8 +281,23 @@ fn poison_files_are_refused_with_the_right_reason() {
         Err(ExtractError::Parse(m)) if m.contains("png")
     ));
     assert_eq!(reason("latin.md"), Err(QuarantineReason::ParseError));
+    // Clean for the first 8 KiB that detection sniffs, then mostly invalid: decoding refuses.
+    let mut late = "clean text here. ".repeat(500).into_bytes();
+    late.extend((0..1000u32).map(|i| if i % 2 == 0 { 0xff } else { b'x' }));
+    write(root, "late.md", &late);
+    assert!(matches!(
+        ingest(root, "late.md", &limits),
+        Err(ExtractError::Parse(m)) if m.contains("invalid UTF-8")
+    ));
     assert_eq!(reason("big.txt"), Err(QuarantineReason::ResourceExhausted));
-    // Over the cap is refused by extract too, not only by the reader.
+    // The reader refuses it on its size, and extract refuses it too.
+    assert!(matches!(
+        read_capped(root, Path::new("big.txt"), &limits),
+        Err(ExtractError::TooLarge {
+            size: 10_001,
+            cap: 10_000
+        })
+    ));
     let big = fs::read(root.join("big.txt")).expect("read");
     assert!(matches!(
         extract(
@@ -363,8 +412,18 @@ proptest! {
     }
 
     #[test]
-    fn markdownish_text_never_panics_and_chunks_cover_text(
-        s in "([#>*`\\-\\[\\]!|: \\n]|[a-z]{1,8}|---\\n|```\\n|\\[\\[[a-z]{0,5}\\]\\]){0,200}",
+    fn arbitrary_text_never_panics(
+        s in "\\PC{0,800}",
+        ext in prop::sample::select(vec!["md", "txt", "rs", "json", "csv", ""]),
+    ) {
+        let name = if ext.is_empty() { "file".to_string() } else { format!("file.{ext}") };
+        let limits = Limits { max_bytes: 1 << 20, chunk_min: 20, chunk_max: 60 };
+        let _ = extract("s", Path::new(&name), s.as_bytes(), FileMeta::default(), &limits);
+    }
+
+    #[test]
+    fn markdownish_text_never_panics(
+        s in "([#>*`\\-\\[\\]!|: \\n]|[a-z]{1,8}|é日本|---\\n|```\\n|\\[\\[[a-z]{0,5}\\]\\]){0,200}",
     ) {
         let limits = Limits { max_bytes: 1 << 20, chunk_min: 20, chunk_max: 60 };
         let d = extract("s", Path::new("n.md"), s.as_bytes(), FileMeta::default(), &limits);
