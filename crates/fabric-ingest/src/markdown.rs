@@ -98,11 +98,61 @@ fn push_link(links: &mut Vec<DocLink>, target: &str, kind: &str) {
     });
 }
 
+/// Front matter larger than this is not parsed (`meta.front_matter_error` says so).
+const MAX_FRONT_MATTER_BYTES: usize = 64 * 1024;
+
+/// Deeper nesting than this is not parsed: the YAML parser is quadratic in it (100,000 `[`
+/// took 35 s).
+const MAX_FRONT_MATTER_DEPTH: usize = 32;
+
+/// Why front matter is not handed to the YAML parser, if it is not: too large, or nested too
+/// deep (flow brackets, or `- ` / `? ` / indentation steps of a block), estimated without
+/// regard to quoting, so an odd quoted string may be refused too (it is kept out, not fatal).
+fn front_matter_refusal(fm: &str) -> Option<String> {
+    if fm.len() > MAX_FRONT_MATTER_BYTES {
+        return Some(format!(
+            "front matter over {MAX_FRONT_MATTER_BYTES} bytes is not parsed"
+        ));
+    }
+    let too_deep = || {
+        Some(format!(
+            "front matter nested deeper than {MAX_FRONT_MATTER_DEPTH} is not parsed"
+        ))
+    };
+    let mut flow = 0usize;
+    for line in fm.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let mut rest = line.trim_start();
+        let mut block = indent / 2;
+        while let Some(r) = rest.strip_prefix("- ").or_else(|| rest.strip_prefix("? ")) {
+            block += 1;
+            rest = r.trim_start();
+        }
+        if block > MAX_FRONT_MATTER_DEPTH {
+            return too_deep();
+        }
+        for c in line.chars() {
+            match c {
+                '[' | '{' => flow += 1,
+                ']' | '}' => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            if flow + block > MAX_FRONT_MATTER_DEPTH {
+                return too_deep();
+            }
+        }
+    }
+    None
+}
+
 /// Parses a markdown file (see the module doc).
 pub(crate) fn parse(text: &str) -> Parsed {
     let mut out = Parsed::default();
     let (front, body) = split_front_matter(text);
-    if let Some(fm) = front {
+    if let Some(why) = front.and_then(front_matter_refusal) {
+        out.meta
+            .insert("front_matter_error".into(), Value::String(why));
+    } else if let Some(fm) = front {
         match serde_yaml_ng::from_str::<Value>(fm) {
             Ok(Value::Object(map)) => {
                 for (k, v) in map {
@@ -277,5 +327,56 @@ mod tests {
         let p = parse("---\nnot closed\n");
         assert!(p.meta.is_empty());
         assert_eq!(p.blocks.len(), 1, "the rule is no block, the paragraph is");
+    }
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+
+    #[test]
+    fn deep_nesting_and_yaml_bombs_are_survived_quickly() {
+        let t = std::time::Instant::now();
+        for s in [
+            ">".repeat(100_000),
+            "* ".repeat(50_000),
+            "[".repeat(100_000),
+            "[[".repeat(50_000),
+            "`".repeat(100_000),
+            "*a ".repeat(50_000),
+            format!("---\nx: {}\n---\nbody", "[".repeat(100_000)),
+            format!("---\nx: {}\n---\nbody", "{a: ".repeat(30)),
+            format!("---\nx:\n{}\n---\nbody", "- ".repeat(30_000)),
+            format!("---\nx:\n{}\n---\nbody", "? ".repeat(30_000)),
+            format!(
+                "---\n{}\n---\nbody",
+                (0..1000)
+                    .map(|i| format!("{}k:", " ".repeat(i)))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+            format!("---\n{}\n---\nbody", "k: [a, b, {c: d}]\n".repeat(3000)),
+            "---\na: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n\
+             c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n\
+             e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n\
+             g: [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n---\nbody"
+                .to_string(),
+        ] {
+            let _ = parse(&s);
+        }
+        // A generous bound: without the depth gate 100,000 `[` in front matter took 35 s.
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            t.elapsed()
+        );
+        let p = parse(&format!("---\nx: {}\n---\nbody", "[".repeat(50_000)));
+        let err = p.meta.get("front_matter_error").and_then(Value::as_str);
+        assert!(err.is_some_and(|e| e.contains("nested deeper")), "{err:?}");
+        let p = parse(&format!("---\nt: {}\n---\n", "x".repeat(70_000)));
+        assert!(p.meta.contains_key("front_matter_error"));
+        let p = parse("---\ntags: [a]\nnested: {a: [1, {b: 2}]}\n---\nbody");
+        assert_eq!(p.tags, vec!["a"]);
+        assert!(p.meta.contains_key("nested"));
     }
 }
