@@ -1,0 +1,142 @@
+//! The crate's errors: [`IngestError`] for a whole scan, [`ExtractError`] for one file, both
+//! carrying the quarantine reason a caller records.
+
+use fabric_core::doc::DocType;
+use fabric_core::quarantine::{ErrorKind, Failure, QuarantineReason};
+
+/// A scan that could not run at all (per-file problems are [`crate::FileError`]s instead).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The source root is missing, not a directory or unreadable.
+    #[error("source root unavailable: {message}")]
+    RootUnavailable {
+        reason: QuarantineReason,
+        message: String,
+    },
+    /// An include or exclude glob does not parse.
+    #[error("invalid glob '{glob}': {message}")]
+    InvalidGlob { glob: String, message: String },
+}
+
+impl IngestError {
+    /// The quarantine reason: `connector_error` for a missing root, `parse_error` for a glob.
+    pub fn reason(&self) -> QuarantineReason {
+        match self {
+            IngestError::RootUnavailable { reason, .. } => *reason,
+            IngestError::InvalidGlob { .. } => QuarantineReason::ParseError,
+        }
+    }
+}
+
+/// Why one file produced no document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtractError {
+    /// Malformed content: binary under a text extension, invalid UTF-8, bad JSON or CSV.
+    #[error("parse error: {0}")]
+    Parse(String),
+    /// Over the size cap.
+    #[error("file of {size} bytes exceeds the cap of {cap} bytes")]
+    TooLarge { size: u64, cap: u64 },
+    /// Reading the file failed.
+    #[error("read failed: {message}")]
+    Io {
+        reason: QuarantineReason,
+        message: String,
+    },
+    /// A format this process does not parse (HTML, mail, PDF: they belong to the isolated
+    /// extractor), or a binary file of no known format: route or skip it, it is not malformed.
+    #[error("unsupported here: {what}")]
+    Unsupported {
+        /// The detected type, when known (route it to the extractor for that type).
+        doc_type: Option<DocType>,
+        what: String,
+    },
+}
+
+impl ExtractError {
+    /// The quarantine reason for this failure (`Unsupported` counts as `parse_error` when the
+    /// caller has nowhere to route it).
+    pub fn reason(&self) -> QuarantineReason {
+        match self {
+            ExtractError::Parse(_) | ExtractError::Unsupported { .. } => {
+                QuarantineReason::ParseError
+            }
+            ExtractError::TooLarge { .. } => QuarantineReason::ResourceExhausted,
+            ExtractError::Io { reason, .. } => *reason,
+        }
+    }
+
+    /// The failure as the job engine records it (permanent unless an I/O error is transient).
+    pub fn failure(&self) -> Failure {
+        let kind = match self.reason() {
+            QuarantineReason::PermissionDenied => ErrorKind::Permission,
+            QuarantineReason::ResourceExhausted => ErrorKind::OutOfMemory,
+            QuarantineReason::ConnectorError => ErrorKind::Connector,
+            QuarantineReason::Timeout => ErrorKind::Timeout,
+            QuarantineReason::ParseError => ErrorKind::Parse,
+            _ => ErrorKind::Other,
+        };
+        Failure {
+            permanent: !matches!(self, ExtractError::Io { .. }),
+            ..Failure::of(kind, self.to_string())
+        }
+    }
+
+    /// An I/O error, classified.
+    pub fn io(e: &std::io::Error) -> Self {
+        ExtractError::Io {
+            reason: io_reason(e),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Classifies an I/O error: EACCES → `permission_denied`, a missing file → `connector_error`,
+/// no space or memory → `resource_exhausted`, timeouts → `timeout`, bad data → `parse_error`;
+/// anything else through the message cascade of [`Failure::reason`].
+pub fn io_reason(e: &std::io::Error) -> QuarantineReason {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::PermissionDenied => QuarantineReason::PermissionDenied,
+        K::NotFound | K::NotADirectory => QuarantineReason::ConnectorError,
+        K::OutOfMemory | K::StorageFull | K::FileTooLarge | K::QuotaExceeded => {
+            QuarantineReason::ResourceExhausted
+        }
+        K::TimedOut => QuarantineReason::Timeout,
+        K::InvalidData => QuarantineReason::ParseError,
+        _ => Failure::msg(e.to_string()).reason(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    #[test]
+    fn io_errors_map_to_reasons() {
+        let r = |k| io_reason(&io::Error::from(k));
+        assert_eq!(
+            r(io::ErrorKind::PermissionDenied),
+            QuarantineReason::PermissionDenied
+        );
+        assert_eq!(r(io::ErrorKind::NotFound), QuarantineReason::ConnectorError);
+        assert_eq!(
+            r(io::ErrorKind::StorageFull),
+            QuarantineReason::ResourceExhausted
+        );
+        assert_eq!(r(io::ErrorKind::TimedOut), QuarantineReason::Timeout);
+    }
+
+    #[test]
+    fn extract_errors_carry_reasons_and_failures() {
+        let e = ExtractError::TooLarge { size: 2, cap: 1 };
+        assert_eq!(e.reason(), QuarantineReason::ResourceExhausted);
+        assert_eq!(e.failure().reason(), QuarantineReason::ResourceExhausted);
+        assert!(e.failure().permanent);
+        let e = ExtractError::Parse("x".into());
+        assert_eq!(e.failure().reason(), QuarantineReason::ParseError);
+        let e = ExtractError::io(&io::Error::from(io::ErrorKind::PermissionDenied));
+        assert_eq!(e.failure().reason(), QuarantineReason::PermissionDenied);
+    }
+}
