@@ -2,6 +2,8 @@
 //! (tokio-postgres + deadpool), versioned migrations, claims in one CTE with
 //! `FOR UPDATE SKIP LOCKED`, completions fenced by owner + attempt.
 
+mod docs;
+
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -25,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0002_nodes.sql"),
     include_str!("../../migrations/postgres/0003_shards.sql"),
     include_str!("../../migrations/postgres/0004_failed_state.sql"),
+    include_str!("../../migrations/postgres/0005_docs.sql"),
 ];
 
 /// The claim: due pending jobs of the shards asked for, highest priority then oldest, locked
@@ -630,6 +633,10 @@ async fn fenced_update<C: GenericClient>(
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn docs(&self) -> &dyn crate::DocStore {
+        self
     }
 
     async fn submit(&self, jobs: Vec<NewJob>, now: i64) -> Result<Vec<Submitted>> {

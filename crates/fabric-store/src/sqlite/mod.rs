@@ -2,6 +2,7 @@
 //! thread and a small pool of read connections.
 
 mod deferred;
+mod docs;
 mod inspect;
 mod writer;
 
@@ -70,6 +71,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_shards.sql"),
     include_str!("../../migrations/sqlite/0004_no_shard_index.sql"),
     include_str!("../../migrations/sqlite/0005_failed_state.sql"),
+    include_str!("../../migrations/sqlite/0006_docs.sql"),
 ];
 
 /// The indexes of [`SqliteOptions::shard_index`]: pending jobs per shard, in place of the
@@ -589,6 +591,10 @@ fn finish(
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn docs(&self) -> &dyn crate::DocStore {
+        self
     }
 
     async fn submit(&self, jobs: Vec<NewJob>, now: i64) -> Result<Vec<Submitted>> {

@@ -321,7 +321,7 @@ mod sqlite {
         }
         // Back to version 1: what a database of the previous release looks like.
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("DROP TABLE nodes; DROP TABLE leases; DROP TABLE shards; DROP TABLE settings;\n             DROP INDEX IF EXISTS jobs_shard_ready; PRAGMA user_version = 1")
+        conn.execute_batch("DROP TABLE doc_fts; DROP TABLE doc_links; DROP TABLE doc_chunks; DROP TABLE doc_tags; DROP TABLE documents;\n             DROP TABLE nodes; DROP TABLE leases; DROP TABLE shards; DROP TABLE settings;\n             DROP INDEX IF EXISTS jobs_shard_ready; PRAGMA user_version = 1")
             .unwrap();
         drop(conn);
         let err = SqliteStore::open(&path, SqliteOptions::default())
@@ -330,10 +330,40 @@ mod sqlite {
         assert!(matches!(err, fabric_store::StoreError::Schema(_)), "{err}");
         assert!(err.to_string().contains("run `fabric db migrate`"), "{err}");
         let (from, to) = SqliteStore::migrate(&path, SqliteOptions::default()).unwrap();
-        assert_eq!((from, to), (1, 5));
+        assert_eq!((from, to), (1, 6));
         let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
         assert_eq!(s.counts().await.unwrap().pending, 1);
         assert!(s.nodes().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn fts5_is_built_in_and_its_integrity_check_sees_a_stale_index() {
+        use fabric_store::DocStore;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.db");
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let fts5: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_compile_options WHERE compile_options = 'ENABLE_FTS5'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(fts5);
+        s.put_document(
+            crate::conformance::doc("a", "x.md", "h", &["stale words"]),
+            1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.doc_integrity_check().await.unwrap(), ["ok"]);
+        // A chunk deleted behind the index's back leaves a stale entry.
+        conn.execute_batch("DROP TRIGGER doc_chunks_ad; DELETE FROM doc_chunks;")
+            .unwrap();
+        let report = s.doc_integrity_check().await.unwrap();
+        assert_ne!(report, ["ok"]);
+        assert!(report[0].contains("doc_fts"), "{report:?}");
     }
 
     #[tokio::test]
@@ -403,7 +433,8 @@ mod postgres {
         // Back to version 1: what a database of the previous release looks like.
         client
             .batch_execute(&format!(
-                "SET search_path = {name}; DROP TABLE nodes, leases, shards, settings;
+                "SET search_path = {name}; DROP TABLE doc_links, doc_chunks, documents;
+                 DROP TABLE nodes, leases, shards, settings;
                  DROP INDEX jobs_shard_ready;
                  UPDATE fabric_schema SET version = 1"
             ))
@@ -413,7 +444,7 @@ mod postgres {
         assert!(matches!(err, StoreError::Schema(_)), "{err}");
         assert!(err.to_string().contains("run `fabric db migrate`"), "{err}");
         let (store, (from, to)) = PostgresStore::migrate(&url, &name).await.unwrap();
-        assert_eq!((from, to), (1, 4));
+        assert_eq!((from, to), (1, 5));
         assert_eq!(store.counts().await.unwrap().pending, 1);
         assert!(store.nodes().await.unwrap().is_empty());
         PostgresStore::open(&url, &name).await.unwrap();
