@@ -174,12 +174,24 @@ fn detail(conn: &Connection, id: DocId) -> Result<DocDetail> {
 }
 
 /// Without filters FTS5 ranks and cuts the list itself (its `ORDER BY rank LIMIT` plan), so
-/// only the returned hits get a snippet and a join.
+/// only the returned hits get a snippet and a join. `?3`: rank only chunks above this id
+/// (see [`RANK_WINDOW`]).
 const SEARCH_TOP: &str = "SELECT d.id, d.source, d.path, d.title, c.ord, c.heading, f.snip, f.rank
      FROM (SELECT rowid, rank, snippet(doc_fts, 1, '[', ']', '…', 24) AS snip
-           FROM doc_fts WHERE doc_fts MATCH ?1 ORDER BY rank LIMIT ?2) f
+           FROM doc_fts WHERE doc_fts MATCH ?1 AND rowid > ?3 ORDER BY rank LIMIT ?2) f
      JOIN doc_chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.doc_id
      ORDER BY f.rank";
+
+/// Most chunks an unfiltered search ranks: when a query matches more, only the newest this
+/// many matching chunks are ranked. bm25 costs about 2.5 µs a match, so a word found in
+/// most of a million chunks would take a second to rank in full; a word that common says
+/// little about relevance anyway. Finding the window's edge walks the match list in rowid
+/// order without scoring (cheap).
+const RANK_WINDOW: i64 = 10_000;
+
+/// The id below the newest [`RANK_WINDOW`] matches, or `i64::MIN` when there are fewer.
+const WINDOW_FLOOR: &str =
+    "SELECT rowid FROM doc_fts WHERE doc_fts MATCH ?1 ORDER BY rowid DESC LIMIT 1 OFFSET ?2";
 
 /// With a source or tag filter every match is checked, then ranked.
 const SEARCH_FILTERED: &str = "SELECT d.id, d.source, d.path, d.title, c.ord, c.heading,
@@ -223,7 +235,12 @@ fn search(conn: &Connection, q: &SearchQuery) -> Result<Vec<SearchHit>> {
         stmt.query_map(params![expr, limit, q.source, q.tag], map)?
             .collect::<rusqlite::Result<Vec<_>>>()?
     } else {
-        stmt.query_map(params![expr, limit], map)?
+        let floor: i64 = conn
+            .prepare_cached(WINDOW_FLOOR)?
+            .query_row(params![expr, RANK_WINDOW], |r| r.get(0))
+            .optional()?
+            .unwrap_or(i64::MIN);
+        stmt.query_map(params![expr, limit, floor], map)?
             .collect::<rusqlite::Result<Vec<_>>>()?
     };
     Ok(hits)
