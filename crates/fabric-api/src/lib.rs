@@ -1,5 +1,5 @@
 //! Fabric's HTTP face: `/healthz`, `/metrics` (Prometheus text) and the JSON API under
-//! `/api/v1/` for jobs and quarantine. Every handler calls the Console; mutating calls need a
+//! `/api/v1/` for jobs, quarantine and documents. Every handler calls the Console; mutating calls need a
 //! bearer token and are refused when none is configured (fail closed).
 
 mod error;
@@ -75,6 +75,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/quarantine/purge", post(purge))
         .route("/api/v1/quarantine/{id}", get(show_quarantine))
         .route("/api/v1/quarantine/{id}/retry", post(quarantine_retry))
+        .route("/api/v1/docs/search", get(search_docs))
+        .route("/api/v1/docs/stats", get(docs_stats))
+        .route("/api/v1/docs/{id}", get(show_doc))
         .fallback(no_route)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(limit))
@@ -498,6 +501,41 @@ async fn list_quarantine(
         limit: limit(q.limit)?,
     };
     Ok(Json(s.console.quarantine(filter).await?).into_response())
+}
+
+/// `GET /api/v1/docs/search?q=&source=&tag=&limit=`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocsQuery {
+    q: Option<String>,
+    source: Option<String>,
+    tag: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn search_docs(
+    State(s): State<ApiState>,
+    ApiQuery(q): ApiQuery<DocsQuery>,
+) -> Result<Response> {
+    let text = q.q.ok_or_else(|| ApiError::bad("q", "is required"))?;
+    let hits = s
+        .console
+        .docs_search(&text, q.source.as_deref(), q.tag.as_deref(), q.limit)
+        .await?;
+    Ok(Json(hits).into_response())
+}
+
+async fn show_doc(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Response> {
+    let id = id
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::bad("id", format!("'{id}' is not a document id")))?;
+    Ok(Json(s.console.doc(id).await?).into_response())
+}
+
+async fn docs_stats(State(s): State<ApiState>) -> Result<Response> {
+    Ok(Json(s.console.docs_stats().await?).into_response())
 }
 
 async fn quarantine_stats(State(s): State<ApiState>) -> Result<Response> {

@@ -107,6 +107,9 @@ pub enum Command {
     /// The fleet: every daemon (node) with its heartbeat, health, load and leader flag.
     #[command(subcommand)]
     Nodes(NodesCmd),
+    /// Documents of the ingestion layer: full-text search, one document, stats.
+    #[command(subcommand)]
+    Docs(DocsCmd),
     /// The last crash-recovery report.
     Recovery,
     /// Measure enqueue, drain and latency on a fresh embedded store.
@@ -318,6 +321,28 @@ pub enum TelemetryCmd {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DocsCmd {
+    /// Best-ranked passages containing every word (a "quoted phrase" as a phrase), with the
+    /// matched words in [brackets].
+    Search {
+        query: String,
+        /// Only documents of this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only documents with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// At most this many hits (1 to 1000).
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// One document: metadata, chunks, links out and in.
+    Show { id: String },
+    /// Documents, chunks and bytes, by type and by source.
+    Stats,
 }
 
 #[derive(Debug, Subcommand)]

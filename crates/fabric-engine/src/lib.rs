@@ -3,6 +3,7 @@
 //! layer through which every operator action (CLI or HTTP) is validated, applied and audited.
 
 pub mod console;
+pub mod docs;
 mod error;
 pub mod fleet;
 pub mod handlers;

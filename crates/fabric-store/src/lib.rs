@@ -6,12 +6,14 @@
 //! it and none of them holds truth in memory. Every mutating call returns only once its write
 //! is durable in the backend's sense (SQLite: WAL commit).
 
+pub mod docs;
 mod error;
 pub mod postgres;
 pub mod sqlite;
 pub mod testing;
 mod types;
 
+pub use docs::DocStore;
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -45,6 +47,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub trait Store: Send + Sync + 'static {
     /// Backend name (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
+
+    /// The documents of the ingestion layer and their search, kept in the same database.
+    fn docs(&self) -> &dyn DocStore;
 
     /// Inserts jobs (validated by the caller); a job whose unique key already exists is not
     /// inserted and its existing id is returned with `created: false`. One call is one

@@ -445,3 +445,71 @@ async fn quarantine_endpoints_on_an_empty_store() {
         .await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn docs_search_and_show() {
+    use fabric_core::doc::{Chunk, DocType, NewDocument};
+    let s = server(None).await;
+    let put = |path: &str, text: &str| NewDocument {
+        source: "notes".into(),
+        path: path.into(),
+        doc_type: DocType::Text,
+        title: path.into(),
+        size: text.len() as u64,
+        mtime: 0,
+        hash: path.into(),
+        tags: vec!["t".into()],
+        meta: Default::default(),
+        links: vec![],
+        chunks: vec![Chunk {
+            key: "k".into(),
+            ord: 0,
+            heading: String::new(),
+            text: text.into(),
+        }],
+    };
+    let id = s
+        .store
+        .docs()
+        .put_document(put("a.txt", "the axolotl swims"), 1)
+        .await
+        .unwrap()
+        .id;
+    s.store
+        .docs()
+        .put_document(put("b.txt", "nothing here"), 1)
+        .await
+        .unwrap();
+
+    let (code, body) = s
+        .get("/api/v1/docs/search?q=axolotl&source=notes&tag=t&limit=5")
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let hits = body.as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{body}");
+    assert_eq!(hits[0]["doc_id"], id);
+    assert_eq!(hits[0]["snippet"], "the [axolotl] swims");
+    let (code, body) = s.get("/api/v1/docs/search?q=%22%20NEAR(%20*").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    for (query, field) in [
+        ("", "q"),
+        ("?q=", "query"),
+        ("?q=x&limit=0", "limit"),
+        ("?q=x&limit=many", "limit"),
+        ("?q=x&nope=1", "nope"),
+    ] {
+        let (code, body) = s.get(&format!("/api/v1/docs/search{query}")).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert!(body.to_string().contains(field), "{query}: {body}");
+    }
+
+    let (code, body) = s.get(&format!("/api/v1/docs/{id}")).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["path"], "a.txt");
+    assert_eq!(body["chunks"][0]["text"], "the axolotl swims");
+    assert_eq!(s.get("/api/v1/docs/9999").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(s.get("/api/v1/docs/x").await.0, StatusCode::BAD_REQUEST);
+    let (code, body) = s.get("/api/v1/docs/stats").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["documents"], 2);
+}

@@ -5,6 +5,7 @@ mod checkpoint;
 mod config;
 mod daemon;
 mod db;
+mod docs;
 mod health;
 mod jobs;
 mod nodes;
@@ -54,6 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Db(cmd) => db::run(&ctx, cmd).await,
                     Command::Health { verbose, one } => health::run(&ctx, verbose, one).await,
                     Command::Nodes(cmd) => nodes::run(&ctx, cmd).await,
+                    Command::Docs(cmd) => docs::run(&ctx, cmd).await,
                     Command::Shards(cmd) => shards::run(&ctx, cmd).await,
                     Command::Conservative { state, reason } => {
                         shards::conservative(&ctx, state == "on", reason.as_deref()).await

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod daemons;
+mod docs;
 mod fleet;
 mod retention;
 mod run;

@@ -2,6 +2,7 @@
 //! (tokio-postgres + deadpool), versioned migrations, claims in one CTE with
 //! `FOR UPDATE SKIP LOCKED`, completions fenced by owner + attempt.
 
+mod docs;
 mod sources;
 mod telemetry;
 
@@ -30,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0004_failed_state.sql"),
     include_str!("../../migrations/postgres/0005_sources.sql"),
     include_str!("../../migrations/postgres/0006_telemetry.sql"),
+    include_str!("../../migrations/postgres/0007_docs.sql"),
 ];
 
 /// The claim: due pending jobs of the shards asked for, highest priority then oldest, locked
@@ -635,6 +637,10 @@ async fn fenced_update<C: GenericClient>(
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn docs(&self) -> &dyn crate::DocStore {
+        self
     }
 
     async fn submit(&self, jobs: Vec<NewJob>, now: i64) -> Result<Vec<Submitted>> {

@@ -2,6 +2,7 @@
 //! thread and a small pool of read connections.
 
 mod deferred;
+mod docs;
 mod inspect;
 mod sources;
 mod telemetry;
@@ -75,6 +76,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0005_failed_state.sql"),
     include_str!("../../migrations/sqlite/0006_sources.sql"),
     include_str!("../../migrations/sqlite/0007_telemetry.sql"),
+    include_str!("../../migrations/sqlite/0008_docs.sql"),
 ];
 
 /// The indexes of [`SqliteOptions::shard_index`]: pending jobs per shard, in place of the
@@ -594,6 +596,10 @@ fn finish(
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn docs(&self) -> &dyn crate::DocStore {
+        self
     }
 
     async fn submit(&self, jobs: Vec<NewJob>, now: i64) -> Result<Vec<Submitted>> {

@@ -11,6 +11,10 @@ use fabric_store::{
     RecoveryReport, Store, StoreError, LEADER_LEASE,
 };
 
+#[path = "conformance_docs.rs"]
+mod docs_cases;
+pub use docs_cases::*;
+
 fn ok() -> Outcome {
     Outcome::Succeeded { result: None }
 }
@@ -1063,7 +1067,14 @@ macro_rules! conformance_tests {
             shards_settings_and_claim_levers,
             leader_lease_is_exclusive_until_it_lapses,
             sources_keep_their_definition_and_state,
-            telemetry_sums_per_source_and_outcome_and_prunes
+            telemetry_sums_per_source_and_outcome_and_prunes,
+            docs_search_ranks_and_marks_matched_words,
+            docs_put_replaces_by_source_and_path_and_skips_an_unchanged_hash,
+            docs_removal_removes_hits,
+            docs_filters_by_source_and_tag,
+            docs_hostile_queries_are_not_errors,
+            docs_show_links_out_and_in,
+            docs_stats_and_integrity
         );
         $crate::conformance_tests!(@arc $make,
             concurrent_claims_never_hand_out_a_job_twice,

@@ -321,7 +321,7 @@ mod sqlite {
         }
         // Back to version 1: what a database of the previous release looks like.
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("DROP TABLE nodes; DROP TABLE leases; DROP TABLE shards; DROP TABLE settings; DROP TABLE sources; DROP TABLE telemetry;\n             DROP INDEX IF EXISTS jobs_shard_ready; PRAGMA user_version = 1")
+        conn.execute_batch("DROP TABLE doc_fts; DROP TABLE doc_links; DROP TABLE doc_chunks; DROP TABLE doc_tags; DROP TABLE documents;\n             DROP TABLE nodes; DROP TABLE leases; DROP TABLE shards; DROP TABLE settings; DROP TABLE sources; DROP TABLE telemetry;\n             DROP INDEX IF EXISTS jobs_shard_ready; PRAGMA user_version = 1")
             .unwrap();
         drop(conn);
         let err = SqliteStore::open(&path, SqliteOptions::default())
@@ -330,10 +330,73 @@ mod sqlite {
         assert!(matches!(err, fabric_store::StoreError::Schema(_)), "{err}");
         assert!(err.to_string().contains("run `fabric db migrate`"), "{err}");
         let (from, to) = SqliteStore::migrate(&path, SqliteOptions::default()).unwrap();
-        assert_eq!((from, to), (1, 7));
+        assert_eq!((from, to), (1, 8));
         let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
         assert_eq!(s.counts().await.unwrap().pending, 1);
         assert!(s.nodes().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn fts5_is_built_in_and_its_integrity_check_sees_a_stale_index() {
+        use fabric_store::DocStore;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.db");
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let fts5: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_compile_options WHERE compile_options = 'ENABLE_FTS5'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(fts5);
+        s.put_document(
+            crate::conformance::doc("a", "x.md", "h", &["stale words"]),
+            1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.doc_integrity_check().await.unwrap(), ["ok"]);
+        // A chunk deleted behind the index's back leaves a stale entry.
+        conn.execute_batch("DROP TRIGGER doc_chunks_ad; DELETE FROM doc_chunks;")
+            .unwrap();
+        let report = s.doc_integrity_check().await.unwrap();
+        assert_ne!(report, ["ok"]);
+        assert!(report[0].contains("doc_fts"), "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unfiltered_search_ranks_the_newest_10000_matches_a_filtered_one_all() {
+        use fabric_core::doc::SearchQuery;
+        use fabric_store::DocStore;
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path().join("q.db"), SqliteOptions::default()).unwrap();
+        // The best hit for "common", oldest; then 10,000 weaker newer ones.
+        s.put_document(
+            crate::conformance::doc("old", "best.md", "h", &["common common common"]),
+            1,
+        )
+        .await
+        .unwrap();
+        let texts: Vec<String> = (0..10_000).map(|i| format!("common filler {i}")).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        s.put_document(crate::conformance::doc("new", "many.md", "h", &refs), 1)
+            .await
+            .unwrap();
+        let query = |source: Option<&str>| SearchQuery {
+            text: "common".into(),
+            source: source.map(String::from),
+            tag: None,
+            limit: 1,
+        };
+        let top = s.search(query(None)).await.unwrap();
+        assert_eq!(top[0].path, "many.md");
+        let old = s.search(query(Some("old"))).await.unwrap();
+        assert_eq!(old[0].path, "best.md");
+        // Below the window everything is ranked: the best hit wins.
+        s.remove_document("new", "many.md").await.unwrap();
+        assert_eq!(s.search(query(None)).await.unwrap()[0].path, "best.md");
     }
 
     #[tokio::test]
@@ -384,6 +447,36 @@ mod postgres {
     conformance_tests!(make);
 
     #[tokio::test]
+    async fn docs_integrity_check_sees_a_missing_index_and_miscounted_chunks() {
+        let Some((store, guard)) = make().await else {
+            return;
+        };
+        let docs = store.docs();
+        docs.put_document(
+            crate::conformance::doc("a", "x.md", "h", &["one", "two"]),
+            1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(docs.doc_integrity_check().await.unwrap(), ["ok"]);
+        let (client, conn) = tokio_postgres::connect(&guard.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "SET search_path = {}; DROP INDEX doc_chunks_tsv;
+                 DELETE FROM doc_chunks WHERE ord = 1",
+                guard.name
+            ))
+            .await
+            .unwrap();
+        let report = docs.doc_integrity_check().await.unwrap();
+        assert!(report.iter().any(|l| l.contains("missing")), "{report:?}");
+        assert!(report.iter().any(|l| l.contains("count")), "{report:?}");
+    }
+
+    #[tokio::test]
     async fn an_older_schema_is_refused_until_db_migrate() {
         let Some(url) = url() else { return };
         let name = schema_name();
@@ -403,7 +496,8 @@ mod postgres {
         // Back to version 1: what a database of the previous release looks like.
         client
             .batch_execute(&format!(
-                "SET search_path = {name}; DROP TABLE nodes, leases, shards, settings, sources, telemetry;
+                "SET search_path = {name}; DROP TABLE doc_links, doc_chunks, documents;
+                 DROP TABLE nodes, leases, shards, settings, sources, telemetry;
                  DROP INDEX jobs_shard_ready;
                  UPDATE fabric_schema SET version = 1"
             ))
@@ -413,7 +507,7 @@ mod postgres {
         assert!(matches!(err, StoreError::Schema(_)), "{err}");
         assert!(err.to_string().contains("run `fabric db migrate`"), "{err}");
         let (store, (from, to)) = PostgresStore::migrate(&url, &name).await.unwrap();
-        assert_eq!((from, to), (1, 6));
+        assert_eq!((from, to), (1, 7));
         assert_eq!(store.counts().await.unwrap().pending, 1);
         assert!(store.nodes().await.unwrap().is_empty());
         PostgresStore::open(&url, &name).await.unwrap();
