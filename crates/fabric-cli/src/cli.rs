@@ -290,6 +290,19 @@ pub enum SourcesCmd {
     Resume { name: String },
     /// Forget a source (its definition and state; its jobs stay).
     Remove { name: String },
+    /// Scan a source now: new and changed files are ingested, vanished ones removed.
+    Trigger {
+        name: String,
+        /// Wait until the scan and its ingest jobs end; exit 1 if any failed.
+        #[arg(long)]
+        wait: bool,
+        /// Re-read every file, changed or not.
+        #[arg(long)]
+        full: bool,
+        /// low, normal or high (default: the source's).
+        #[arg(long)]
+        priority: Option<String>,
+    },
 }
 
 /// The window and source of a telemetry report.

@@ -84,8 +84,8 @@ impl Ctx {
         self.ensure_home()?;
         let store = fabric_engine::open_store(&self.config, &self.home).await?;
         Ok(Console::new(
-            store,
-            Registry::for_config(&self.config),
+            store.clone(),
+            registry(&self.config, store),
             self.config.clone(),
             Arc::new(RealClock),
             Self::actor(),
@@ -106,6 +106,22 @@ impl Ctx {
             );
         }
     }
+}
+
+/// Every job kind this fabric runs: the built-in handlers and ingestion's `scan` and
+/// `ingest` on `store`.
+pub fn registry(
+    config: &Arc<fabric_core::config::Config>,
+    store: Arc<dyn fabric_store::Store>,
+) -> Registry {
+    let mut r = Registry::for_config(config);
+    fabric_ingest::handlers::register(
+        &mut r,
+        store,
+        fabric_ingest::Limits::default(),
+        config.clone(),
+    );
+    r
 }
 
 /// Loads and validates the configuration of `global.config` or the home.

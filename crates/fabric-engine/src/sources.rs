@@ -11,6 +11,9 @@ use fabric_store::SourceRecord;
 use crate::console::Result;
 use crate::{Console, EngineError};
 
+/// Kind of the job that scans a source (its handler is ingestion's).
+pub const SCAN_KIND: &str = "scan";
+
 /// The definitions file as written: a list under `sources`.
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -101,6 +104,13 @@ impl Console {
                 all = self.store().sources().await?;
             }
         }
+        // Documents as the store holds them now (ingest jobs finish after their scan).
+        if !all.is_empty() {
+            let stats = self.store().docs().doc_stats().await?;
+            for s in &mut all {
+                s.documents = stats.by_source.get(&s.def.name).map_or(0, |c| c.documents);
+            }
+        }
         Ok(all)
     }
 
@@ -139,6 +149,29 @@ impl Console {
             .await?;
         self.audit("sources.resume", name.to_string(), None).await?;
         self.source(name).await
+    }
+
+    /// Asks for a scan of a source now (a `scan` job, even while the source is paused: an
+    /// operator asked), re-reading every file with `full`; returns the scan job.
+    pub async fn trigger_source(
+        &self,
+        name: &str,
+        full: bool,
+        priority: Option<fabric_core::Priority>,
+    ) -> Result<fabric_store::Submitted> {
+        let source = self.source(name).await?;
+        let mut job = fabric_core::NewJob::new(SCAN_KIND);
+        job.payload = serde_json::json!({"source": name, "full": full});
+        job.source = Some(name.to_string());
+        job.priority = priority.unwrap_or(source.def.priority);
+        let submitted = self.submit(job).await?;
+        self.audit(
+            "sources.trigger",
+            name.to_string(),
+            full.then(|| "full".to_string()),
+        )
+        .await?;
+        Ok(submitted)
     }
 
     /// Removes a source's definition (file and store) and state; its jobs stay.

@@ -13,12 +13,16 @@
 //!   PDF are refused as [`ExtractError::Unsupported`] for the isolated extractor.
 //! - [`chunk`] (module): cutting a document along its structure into chunks with stable keys.
 //!
+//! - [`handlers`]: the `scan` and `ingest` job handlers that run all of this through the job
+//!   engine into the document store, with telemetry.
+//!
 //! Errors carry the quarantine reason of `fabric_core::quarantine`.
 
 pub mod chunk;
 pub mod detect;
 mod error;
 pub mod extract;
+pub mod handlers;
 mod markdown;
 pub mod scan;
 

@@ -245,6 +245,17 @@ pub trait Store: Send + Sync + 'static {
     /// unknown.
     async fn set_source_paused(&self, name: &str, reason: Option<&str>, now: i64) -> Result<()>;
 
+    /// Records the end of a scan of source `name`: when, how (`ok` or what failed), the
+    /// files its index holds and the documents the source has; `NotFound` when unknown.
+    async fn record_source_scan(
+        &self,
+        name: &str,
+        at: i64,
+        outcome: &str,
+        files: u64,
+        documents: u64,
+    ) -> Result<()>;
+
     /// Appends telemetry samples.
     async fn record_telemetry(&self, samples: Vec<TelemetrySample>) -> Result<()>;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use fabric_core::{Clock, RealClock};
 use fabric_engine::home::Daemon;
-use fabric_engine::{recovery, Console, Engine, EngineOptions, Metrics, Registry};
+use fabric_engine::{recovery, Console, Engine, EngineOptions, Metrics};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -165,7 +165,7 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
     std::fs::write(&marker, std::process::id().to_string())
         .with_context(|| format!("cannot write {}", marker.display()))?;
 
-    let registry = Registry::for_config(&config);
+    let registry = crate::context::registry(&config, store.clone());
     let metrics = Metrics::new();
     let engine = Engine::start(
         store.clone(),

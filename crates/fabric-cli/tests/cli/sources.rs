@@ -197,3 +197,107 @@ fn telemetry_reports_throughput_with_the_runbook_keys_and_cleans_old_samples() {
     let err = h.stderr(2, &["telemetry", "clean", "--older-than-days", "0"]);
     assert!(err.contains("older-than-days"), "{err}");
 }
+
+#[test]
+fn a_triggered_scan_ingests_changes_only_and_search_follows_edits_and_deletions() {
+    let h = Home::new();
+    let vault = h.path().join("vault");
+    std::fs::create_dir_all(vault.join("notes")).unwrap();
+    std::fs::write(vault.join("a.md"), "# Alpha\n\nA zebra crossing.\n").unwrap();
+    std::fs::write(
+        vault.join("notes/b.md"),
+        "---\ntags: [zoo]\n---\nThe quokka smiles.\n",
+    )
+    .unwrap();
+    std::fs::write(vault.join("bad.md"), b"\x00\x01binary\x00pretending").unwrap();
+    let v = vault.to_str().unwrap();
+    h.expect(
+        0,
+        &[
+            "sources",
+            "add",
+            "notes",
+            "--type",
+            "markdown_vault",
+            "--path",
+            v,
+        ],
+    );
+    h.expect(0, &["start"]);
+
+    // The binary named .md is quarantined as a parse error: exit 1, the rest ingested.
+    let out = h.run(&["sources", "trigger", "notes", "--wait", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            summary["ingested"].as_u64(),
+            summary["quarantined"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{summary}"
+    );
+    assert_eq!(summary["scan"]["changed"], 3);
+    let q = h.json(&["quarantine", "list", "--reason", "parse_error"]);
+    assert_eq!(q.as_array().unwrap().len(), 1, "{q}");
+    let hits = h.json(&["docs", "search", "zebra"]);
+    assert_eq!(hits[0]["path"], "a.md", "{hits}");
+    assert_eq!(
+        h.json(&["docs", "search", "quokka", "--tag", "zoo"])[0]["path"],
+        "notes/b.md"
+    );
+    let shown = h.json(&["sources", "show", "notes"]);
+    assert_eq!(
+        (shown["files"].as_u64(), shown["documents"].as_u64()),
+        (Some(3), Some(2)),
+        "{shown}"
+    );
+    assert_eq!(shown["last_outcome"], "ok");
+
+    // Unchanged: nothing is enqueued or written.
+    let again = h.json(&["sources", "trigger", "notes", "--wait"]);
+    assert_eq!(
+        (
+            again["scan"]["changed"].as_u64(),
+            again["ingested"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{again}"
+    );
+    assert_eq!(again["scan"]["bytes_hashed"], 0, "{again}");
+
+    // An edit re-ingests that one file; a deletion removes its hits.
+    std::fs::write(vault.join("notes/b.md"), "Now a wombat lives here.\n").unwrap();
+    std::fs::remove_file(vault.join("a.md")).unwrap();
+    let edit = h.json(&["sources", "trigger", "notes", "--wait"]);
+    assert_eq!(
+        (
+            edit["scan"]["changed"].as_u64(),
+            edit["scan"]["vanished"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{edit}"
+    );
+    assert_eq!(edit["ingested"], 1);
+    assert!(h
+        .json(&["docs", "search", "quokka"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert!(h
+        .json(&["docs", "search", "zebra"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        h.json(&["docs", "search", "wombat"])[0]["path"],
+        "notes/b.md"
+    );
+
+    // Every ingest job left a telemetry sample.
+    let t = h.json(&["telemetry", "throughput", "--source", "notes"]);
+    assert_eq!(t["files_processed"], 4, "{t}");
+    let failures = h.json(&["telemetry", "failures"]);
+    assert_eq!(failures[0]["reason"], "parse_error", "{failures}");
+    h.expect(0, &["stop"]);
+}

@@ -1492,6 +1492,17 @@ impl Store for PostgresStore {
         sources::set_paused(&self.pool.get().await?, name, reason, now).await
     }
 
+    async fn record_source_scan(
+        &self,
+        name: &str,
+        at: i64,
+        outcome: &str,
+        files: u64,
+        documents: u64,
+    ) -> Result<()> {
+        sources::record_scan(&self.pool.get().await?, name, at, outcome, files, documents).await
+    }
+
     async fn record_telemetry(&self, samples: Vec<TelemetrySample>) -> Result<()> {
         telemetry::record(&self.pool.get().await?, &samples).await
     }

@@ -64,6 +64,29 @@ pub(crate) async fn set_paused<C: GenericClient>(
     Ok(())
 }
 
+pub(crate) async fn record_scan<C: GenericClient>(
+    c: &C,
+    name: &str,
+    at: i64,
+    outcome: &str,
+    files: u64,
+    documents: u64,
+) -> Result<()> {
+    let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let n = c
+        .execute(
+            "UPDATE sources SET last_scan_at = $2, last_outcome = $3, files = $4, documents = $5,
+                 updated_at = $2
+             WHERE name = $1",
+            &[&name, &at, &outcome, &big(files), &big(documents)],
+        )
+        .await?;
+    if n == 0 {
+        return Err(StoreError::source_not_found(name));
+    }
+    Ok(())
+}
+
 fn row_to_source(r: &Row) -> Result<SourceRecord> {
     let name: String = r.try_get(0)?;
     let def: String = r.try_get(1)?;

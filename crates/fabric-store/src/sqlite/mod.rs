@@ -1458,6 +1458,21 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn record_source_scan(
+        &self,
+        name: &str,
+        at: i64,
+        outcome: &str,
+        files: u64,
+        documents: u64,
+    ) -> Result<()> {
+        let (name, outcome) = (name.to_string(), outcome.to_string());
+        self.inner
+            .writer
+            .write(move |conn| sources::record_scan(conn, &name, at, &outcome, files, documents))
+            .await
+    }
+
     async fn record_telemetry(&self, samples: Vec<TelemetrySample>) -> Result<()> {
         self.inner
             .writer

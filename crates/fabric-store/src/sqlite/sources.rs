@@ -63,6 +63,27 @@ pub(crate) fn set_paused(
     Ok(())
 }
 
+pub(crate) fn record_scan(
+    conn: &Connection,
+    name: &str,
+    at: i64,
+    outcome: &str,
+    files: u64,
+    documents: u64,
+) -> Result<()> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE sources SET last_scan_at = ?2, last_outcome = ?3, files = ?4, documents = ?5,
+                 updated_at = ?2
+             WHERE name = ?1",
+        )?
+        .execute(params![name, at, outcome, files, documents])?;
+    if n == 0 {
+        return Err(StoreError::source_not_found(name));
+    }
+    Ok(())
+}
+
 fn row_to_source(r: &Row<'_>) -> Result<SourceRecord> {
     let name: String = r.get(0)?;
     let def: String = r.get(1)?;

@@ -976,6 +976,16 @@ pub async fn sources_keep_their_definition_and_state(s: &dyn Store) {
             "{e}"
         );
     }
+    s.record_source_scan("notes", T0 + 9, "ok", 12, 10)
+        .await
+        .unwrap();
+    let scanned = s.source("notes").await.unwrap();
+    assert_eq!(
+        (scanned.last_scan_at, scanned.last_outcome.as_deref()),
+        (Some(T0 + 9), Some("ok"))
+    );
+    assert_eq!((scanned.files, scanned.documents), (12, 10));
+    assert!(s.record_source_scan("nope", T0, "ok", 0, 0).await.is_err());
     s.remove_source("docs").await.unwrap();
     assert_eq!(s.sources().await.unwrap().len(), 1);
 }
