@@ -220,6 +220,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 rescue(&shared, None).await;
             }
             reassign_silent_nodes(&shared, &opts, &mut handled).await;
+            crate::schedules::run_due(&shared, now).await;
             if last_prune.is_none_or(|t| t.elapsed() >= opts.prune_every) {
                 last_prune = Some(Instant::now());
                 apply_retention(&*store, &opts, now).await;

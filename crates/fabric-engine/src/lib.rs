@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod recovery;
 pub mod retention;
 pub mod runtime;
+pub mod schedules;
 pub mod sources;
 pub mod telemetry;
 

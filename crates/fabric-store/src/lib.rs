@@ -256,6 +256,10 @@ pub trait Store: Send + Sync + 'static {
         documents: u64,
     ) -> Result<()>;
 
+    /// Sets when source `name`'s schedule runs it next (`None`: not scheduled); `NotFound`
+    /// when unknown.
+    async fn set_source_next_run(&self, name: &str, at: Option<i64>) -> Result<()>;
+
     /// Appends telemetry samples.
     async fn record_telemetry(&self, samples: Vec<TelemetrySample>) -> Result<()>;
 

@@ -525,6 +525,77 @@ async fn the_leader_applies_every_retention(store: Arc<dyn Store>) {
     assert_eq!(store.prune_recovery_reports(1).await.unwrap(), 1);
 }
 
+/// The leader runs source schedules: the first due time is set, a due source gets one scan
+/// job per due time (its unique key), even when the same due time is seen twice, and a paused
+/// source gets none.
+async fn schedules_enqueue_one_scan_per_due_time(store: Arc<dyn Store>) {
+    use fabric_core::source::{SourceDef, SourceType};
+    let def = |name: &str| SourceDef {
+        name: name.into(),
+        source_type: SourceType::LocalFiles,
+        path: "/tmp".into(),
+        include: vec![],
+        exclude: vec![],
+        schedule: Some("every 1m".into()),
+        priority: fabric_core::Priority::NORMAL,
+        retry_policy: None,
+    };
+    let now = RealClock.now_ms();
+    store.put_source(def("notes"), now).await.unwrap();
+    store.put_source(def("held"), now).await.unwrap();
+    store
+        .set_source_paused("held", Some("maintenance"), now)
+        .await
+        .unwrap();
+    let engine = start(&store, "node-a", |_| {});
+    let mut first = None;
+    for _ in 0..500 {
+        first = store.source("notes").await.unwrap().next_run_at;
+        if first.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = first.expect("the leader sets the first due time");
+    assert!(
+        first > now && first <= RealClock.now_ms() + 60_000,
+        "{first}"
+    );
+    let scans = || async {
+        store
+            .jobs(fabric_store::JobFilter {
+                kind: Some("scan".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    };
+    assert!(scans().await.is_empty(), "nothing is due yet");
+    // Due now; then the same due time seen again (an overlapping leader): one job.
+    let due = RealClock.now_ms() - 1;
+    for _ in 0..2 {
+        store.set_source_next_run("notes", Some(due)).await.unwrap();
+        for _ in 0..500 {
+            let next = store.source("notes").await.unwrap().next_run_at;
+            if next.is_some_and(|n| n > due) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let jobs = scans().await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].source.as_deref(), Some("notes"));
+    assert_eq!(
+        jobs[0].unique_key.as_deref(),
+        Some(format!("scan:notes:{due}").as_str())
+    );
+    let held = store.source("held").await.unwrap();
+    assert_eq!(held.next_run_at, None, "a paused source is not scheduled");
+    engine.shutdown().await;
+}
+
 macro_rules! on_both_backends {
     ($($case:ident),*) => {
         mod sqlite_backend {
@@ -549,6 +620,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    schedules_enqueue_one_scan_per_due_time,
     the_workers_check_reports_a_stall_and_an_offline_node,
     a_cancelled_running_job_stops_where_it_runs,
     a_cancel_in_the_daemon_stops_its_attempt,

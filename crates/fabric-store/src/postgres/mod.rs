@@ -1503,6 +1503,10 @@ impl Store for PostgresStore {
         sources::record_scan(&self.pool.get().await?, name, at, outcome, files, documents).await
     }
 
+    async fn set_source_next_run(&self, name: &str, at: Option<i64>) -> Result<()> {
+        sources::set_next_run(&self.pool.get().await?, name, at).await
+    }
+
     async fn record_telemetry(&self, samples: Vec<TelemetrySample>) -> Result<()> {
         telemetry::record(&self.pool.get().await?, &samples).await
     }

@@ -87,6 +87,23 @@ pub(crate) async fn record_scan<C: GenericClient>(
     Ok(())
 }
 
+pub(crate) async fn set_next_run<C: GenericClient>(
+    c: &C,
+    name: &str,
+    at: Option<i64>,
+) -> Result<()> {
+    let n = c
+        .execute(
+            "UPDATE sources SET next_run_at = $2 WHERE name = $1",
+            &[&name, &at],
+        )
+        .await?;
+    if n == 0 {
+        return Err(StoreError::source_not_found(name));
+    }
+    Ok(())
+}
+
 fn row_to_source(r: &Row) -> Result<SourceRecord> {
     let name: String = r.try_get(0)?;
     let def: String = r.try_get(1)?;

@@ -1473,6 +1473,14 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn set_source_next_run(&self, name: &str, at: Option<i64>) -> Result<()> {
+        let name = name.to_string();
+        self.inner
+            .writer
+            .write(move |conn| sources::set_next_run(conn, &name, at))
+            .await
+    }
+
     async fn record_telemetry(&self, samples: Vec<TelemetrySample>) -> Result<()> {
         self.inner
             .writer

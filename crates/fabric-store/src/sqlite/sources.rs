@@ -84,6 +84,16 @@ pub(crate) fn record_scan(
     Ok(())
 }
 
+pub(crate) fn set_next_run(conn: &Connection, name: &str, at: Option<i64>) -> Result<()> {
+    let n = conn
+        .prepare_cached("UPDATE sources SET next_run_at = ?2 WHERE name = ?1")?
+        .execute(params![name, at])?;
+    if n == 0 {
+        return Err(StoreError::source_not_found(name));
+    }
+    Ok(())
+}
+
 fn row_to_source(r: &Row<'_>) -> Result<SourceRecord> {
     let name: String = r.get(0)?;
     let def: String = r.get(1)?;
