@@ -289,7 +289,12 @@ pub enum SourcesCmd {
     /// Schedule a paused source again.
     Resume { name: String },
     /// Forget a source (its definition and state; its jobs stay).
-    Remove { name: String },
+    Remove {
+        name: String,
+        /// Also delete its documents from the search index.
+        #[arg(long)]
+        purge_docs: bool,
+    },
     /// Scan a source now: new and changed files are ingested, vanished ones removed.
     Trigger {
         name: String,

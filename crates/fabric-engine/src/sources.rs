@@ -174,8 +174,9 @@ impl Console {
         Ok(submitted)
     }
 
-    /// Removes a source's definition (file and store) and state; its jobs stay.
-    pub async fn remove_source(&self, name: &str) -> Result<()> {
+    /// Removes a source's definition (file and store) and state, and with `purge_docs` its
+    /// documents (how many: `Some(n)`); its jobs stay.
+    pub async fn remove_source(&self, name: &str, purge_docs: bool) -> Result<Option<u64>> {
         self.source(name).await?;
         if let Some(path) = &self.sources_file {
             let mut all = read_file(path)?;
@@ -183,6 +184,17 @@ impl Console {
             write_file(path, all)?;
         }
         self.store().remove_source(name).await?;
-        self.audit("sources.remove", name.to_string(), None).await
+        let purged = if purge_docs {
+            Some(self.store().docs().remove_source_documents(name).await?)
+        } else {
+            None
+        };
+        self.audit(
+            "sources.remove",
+            name.to_string(),
+            purged.map(|n| format!("{n} documents deleted")),
+        )
+        .await?;
+        Ok(purged)
     }
 }

@@ -145,11 +145,16 @@ pub async fn run(ctx: &Ctx, cmd: SourcesCmd) -> anyhow::Result<ExitCode> {
             }
             return wait_for(ctx, &console, &name, scan.id).await;
         }
-        SourcesCmd::Remove { name } => {
-            console.remove_source(&name).await?;
-            print(f, &json!({"removed": name}), || {
-                format!("source {name} removed")
-            })?;
+        SourcesCmd::Remove { name, purge_docs } => {
+            let purged = console.remove_source(&name, purge_docs).await?;
+            print(
+                f,
+                &json!({"removed": name, "documents_deleted": purged}),
+                || match purged {
+                    Some(n) => format!("source {name} removed with its {n} documents"),
+                    None => format!("source {name} removed (its documents stay searchable)"),
+                },
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -300,4 +300,11 @@ fn a_triggered_scan_ingests_changes_only_and_search_follows_edits_and_deletions(
     let failures = h.json(&["telemetry", "failures"]);
     assert_eq!(failures[0]["reason"], "parse_error", "{failures}");
     h.expect(0, &["stop"]);
+    let removed = h.json(&["sources", "remove", "notes", "--purge-docs"]);
+    assert_eq!(removed["documents_deleted"], 1, "{removed}");
+    assert!(h
+        .json(&["docs", "search", "wombat"])
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
