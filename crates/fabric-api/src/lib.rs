@@ -198,6 +198,18 @@ struct HealthQuery {
 /// The checks of `/healthz` and `fabric health`, in order.
 pub const CHECKS: [&str; 5] = ["store", "disk", "config", "workers", "api"];
 
+/// Every check's name, in order: [`CHECKS`], then `docs` (the search index) and each source
+/// by its name.
+pub async fn check_names(console: &Console) -> Vec<String> {
+    let mut names: Vec<String> = CHECKS.iter().map(|n| n.to_string()).collect();
+    for n in console.health_names().await {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names
+}
+
 /// Probes the API at `listen` as a client would: `GET /api/v1/ping` must answer 200 within
 /// 2 s. A listening socket whose server no longer answers fails it.
 pub async fn probe(listen: &str) -> Check {
@@ -246,18 +258,20 @@ async fn healthz(
         busy: Some(s.metrics.workers_busy.get().max(0) as u64),
         cached_integrity: true,
     };
-    let names: Vec<&str> = match query.check.as_deref() {
-        None => CHECKS.to_vec(),
-        Some(name) if CHECKS.contains(&name) => vec![name],
+    let known = check_names(&s.console).await;
+    let names: Vec<String> = match query.check.as_deref() {
+        None => known,
+        Some(name) if known.iter().any(|n| n == name) => vec![name.to_string()],
         Some(name) => {
             return Err(ApiError::bad(
                 "check",
-                format!("unknown check '{name}' (one of {})", CHECKS.join(", ")),
+                format!("unknown check '{name}' (one of {})", known.join(", ")),
             ))
         }
     };
     let mut checks = Vec::new();
-    for name in names {
+    for name in &names {
+        let name = name.as_str();
         if name == "api" {
             checks.push(match &s.listen {
                 Some(addr) => probe(addr).await,

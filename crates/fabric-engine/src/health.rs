@@ -4,7 +4,6 @@
 //! running one.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use fabric_core::NodeHealth;
@@ -88,36 +87,66 @@ pub struct HealthInput<'a> {
 /// When a full integrity check ran (epoch ms) and what it found.
 type IntegrityResult = (i64, Result<Vec<String>, String>);
 
-/// The last full integrity check of a store.
+/// The last full integrity check of each checked part (`store`, `docs`) of a store.
 #[derive(Default)]
 pub struct IntegrityCache {
-    last: Mutex<Option<IntegrityResult>>,
-    running: AtomicBool,
+    last: Mutex<std::collections::BTreeMap<&'static str, IntegrityResult>>,
+    running: Mutex<std::collections::BTreeSet<&'static str>>,
+}
+
+/// Runs the full check of `part` (`store`: the database; `docs`: the search index).
+async fn full_check(
+    store: &std::sync::Arc<dyn fabric_store::Store>,
+    part: &str,
+) -> Result<Vec<String>, String> {
+    let out = match part {
+        "docs" => store.docs().doc_integrity_check().await,
+        _ => store.integrity_check().await,
+    };
+    out.map_err(|e| e.to_string())
 }
 
 impl Console {
-    /// Runs check `name` (one of [`CONSOLE_CHECKS`]); `None` for any other name.
+    /// Runs check `name`: one of [`CONSOLE_CHECKS`], `docs` (the search index), or a source
+    /// by its name; `None` for any other name.
     pub async fn health_check(&self, name: &str, input: &HealthInput<'_>) -> Option<Check> {
         Some(match name {
-            "store" => self.store_check(input.cached_integrity).await,
+            "store" => self.integrity("store", input.cached_integrity).await,
+            "docs" => self.integrity("docs", input.cached_integrity).await,
             "disk" => disk_check(input.home),
             "config" => config_check(input.config_file, input.config_named),
             "workers" => self.workers_check(input).await,
-            _ => return None,
+            _ => return self.source_check(name).await,
         })
     }
 
-    /// Every check of [`CONSOLE_CHECKS`].
+    /// The names of every check the Console runs: [`CONSOLE_CHECKS`], `docs`, then each
+    /// source by its name.
+    pub async fn health_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = CONSOLE_CHECKS.iter().map(|n| n.to_string()).collect();
+        names.push("docs".into());
+        if let Ok(sources) = self.store().sources().await {
+            names.extend(sources.into_iter().map(|s| s.def.name));
+        }
+        names
+    }
+
+    /// Every check of [`Console::health_names`].
     pub async fn health_checks(&self, input: &HealthInput<'_>) -> Vec<Check> {
         let mut out = Vec::new();
-        for name in CONSOLE_CHECKS {
-            out.extend(self.health_check(name, input).await);
+        for name in self.health_names().await {
+            out.extend(self.health_check(&name, input).await);
         }
         out
     }
 
-    async fn store_check(&self, cached: bool) -> Check {
-        let backend = self.store().backend();
+    /// The full integrity check of `part`, or (a probe, `cached`) a ping and the last full
+    /// check's result with its age, starting a new one in the background when it is old.
+    async fn integrity(&self, part: &'static str, cached: bool) -> Check {
+        let what = match part {
+            "docs" => "search index".to_string(),
+            _ => self.store().backend().to_string(),
+        };
         let verdict = |lines: &[String]| -> (&'static str, String) {
             if lines == ["ok"] {
                 ("ok", "integrity ok".into())
@@ -126,35 +155,35 @@ impl Console {
             }
         };
         if !cached {
-            return match self.store().integrity_check().await {
+            return match full_check(self.store(), part).await {
                 Ok(lines) => {
                     let (status, detail) = verdict(&lines);
-                    Check::new("store", status, format!("{backend} {detail}"))
+                    Check::new(part, status, format!("{what} {detail}"))
                 }
-                Err(e) => Check::new("store", "error", e.to_string()),
+                Err(e) => Check::new(part, "error", e),
             };
         }
         if let Err(e) = self.store().ping().await {
-            return Check::new("store", "error", e.to_string());
+            return Check::new(part, "error", e.to_string());
         }
         let now = self.now();
         let last = self
             .integrity
             .last
             .lock()
-            .map(|l| l.clone())
+            .map(|l| l.get(part).cloned())
             .unwrap_or(None);
         if last
             .as_ref()
             .is_none_or(|(at, _)| now - at > INTEGRITY_MAX_AGE_MS)
         {
-            self.refresh_integrity();
+            self.refresh_integrity(part);
         }
         match last {
             None => Check::new(
-                "store",
+                part,
                 "ok",
-                format!("{backend} answers; its first full integrity check is running"),
+                format!("{what} answers; its first full integrity check is running"),
             ),
             Some((at, result)) => {
                 let age = (now - at).max(0) / 1000;
@@ -162,34 +191,110 @@ impl Console {
                     Ok(lines) => {
                         let (status, detail) = verdict(&lines);
                         Check::new(
-                            "store",
+                            part,
                             status,
-                            format!("{backend} answers; {detail} (full check {age}s ago)"),
+                            format!("{what} answers; {detail} (full check {age}s ago)"),
                         )
                     }
                     Err(e) => Check::new(
-                        "store",
+                        part,
                         "error",
-                        format!("{backend}: full check {age}s ago failed: {e}"),
+                        format!("{what}: full check {age}s ago failed: {e}"),
                     ),
                 }
             }
         }
     }
 
-    /// Starts a full integrity check in the background unless one runs.
-    fn refresh_integrity(&self) {
-        if self.integrity.running.swap(true, Ordering::SeqCst) {
+    /// Starts a full integrity check of `part` in the background unless one runs.
+    fn refresh_integrity(&self, part: &'static str) {
+        let started = self
+            .integrity
+            .running
+            .lock()
+            .map(|mut running| running.insert(part))
+            .unwrap_or(false);
+        if !started {
             return;
         }
         let (store, cache, clock) = (self.store().clone(), self.integrity.clone(), self.now());
         tokio::spawn(async move {
-            let result = store.integrity_check().await.map_err(|e| e.to_string());
+            let result = full_check(&store, part).await;
             if let Ok(mut last) = cache.last.lock() {
-                *last = Some((clock, result));
+                last.insert(part, (clock, result));
             }
-            cache.running.store(false, Ordering::SeqCst);
+            if let Ok(mut running) = cache.running.lock() {
+                running.remove(part);
+            }
         });
+    }
+
+    /// A source: its path is there and readable, its last scan went well and is as recent
+    /// as its schedule wants, and few of its files are quarantined. `None` for no source of
+    /// that name.
+    async fn source_check(&self, name: &str) -> Option<Check> {
+        let s = self.store().source(name).await.ok()?;
+        let path = std::path::Path::new(&s.def.path);
+        let readable = match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => std::fs::read_dir(path).map(|_| ()),
+            Ok(_) => std::fs::File::open(path).map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = readable {
+            return Some(Check::new(
+                name,
+                "error",
+                format!("its path cannot be read: {e}"),
+            ));
+        }
+        let now = self.now();
+        let mut warnings = Vec::new();
+        if s.state == "paused" {
+            warnings.push(format!(
+                "paused: {}",
+                s.pause_reason.as_deref().unwrap_or("no reason given")
+            ));
+        }
+        if let Some(outcome) = s.last_outcome.as_deref().filter(|o| *o != "ok") {
+            warnings.push(format!("last scan: {outcome}"));
+        }
+        // Late: no scan within two intervals of its schedule.
+        if let Ok(Some(schedule)) = s.def.schedule() {
+            let since = s.last_scan_at.unwrap_or(s.created_at);
+            if let Some(next) = schedule.next_after(since) {
+                let interval = (next - since).max(1);
+                if s.state != "paused" && now - since > 2 * interval {
+                    warnings.push(format!(
+                        "last scan {} ago, its schedule ({}) wants one every {}s",
+                        s.last_scan_at
+                            .map_or("never".into(), |t| format!("{}s", (now - t) / 1000)),
+                        s.def.schedule.as_deref().unwrap_or("-"),
+                        interval / 1000
+                    ));
+                }
+            }
+        }
+        if s.quarantined > 0 && s.quarantined * 10 > s.files.max(1) {
+            warnings.push(format!(
+                "{} of its {} files are quarantined (over 10 %): `fabric quarantine list`",
+                s.quarantined, s.files
+            ));
+        }
+        Some(if warnings.is_empty() {
+            Check::new(
+                name,
+                "ok",
+                format!(
+                    "{} files, {} documents; last scan {}",
+                    s.files,
+                    s.documents,
+                    s.last_scan_at
+                        .map_or("never".into(), |t| format!("{}s ago", (now - t) / 1000))
+                ),
+            )
+        } else {
+            Check::new(name, "warning", warnings.join("; "))
+        })
     }
 
     async fn workers_check(&self, input: &HealthInput<'_>) -> Check {

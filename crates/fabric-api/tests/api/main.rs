@@ -114,7 +114,7 @@ async fn healthz_reports_every_check() {
     assert_eq!(code, StatusCode::OK);
     let checks = body["checks"].as_array().unwrap();
     let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["store", "disk", "config", "workers", "api"]);
+    assert_eq!(names, ["store", "disk", "config", "workers", "api", "docs"]);
     for c in checks {
         assert!(c["detail"].is_string(), "{c}");
         // Only the disk check depends on the machine (it warns under 5 GiB free).

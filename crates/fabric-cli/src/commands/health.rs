@@ -2,17 +2,17 @@
 
 use std::process::ExitCode;
 
-use fabric_api::CHECKS;
 use fabric_engine::{Check, Health, HealthInput};
 
 use crate::cli::HealthCmd;
 use crate::context::{Ctx, Usage};
 use crate::output::{print, table};
 
-/// The checks `names` (every one of [`CHECKS`] when empty), in that order: the Console's
-/// (store, disk, config, workers) and the API probe.
+/// The checks `names` (every one when empty), in that order: the Console's (store, disk,
+/// config, workers, docs, each source) and the API probe.
 pub async fn checks(ctx: &Ctx, names: &[&str]) -> anyhow::Result<Vec<Check>> {
     let console = ctx.console().await?;
+    let all = fabric_api::check_names(&console).await;
     let pid = ctx.home.running_pid();
     let config_file = ctx
         .global
@@ -27,10 +27,14 @@ pub async fn checks(ctx: &Ctx, names: &[&str]) -> anyhow::Result<Vec<Check>> {
         busy: None,
         cached_integrity: false,
     };
-    let names = if names.is_empty() { &CHECKS[..] } else { names };
+    let names: Vec<&str> = if names.is_empty() {
+        all.iter().map(String::as_str).collect()
+    } else {
+        names.to_vec()
+    };
     let mut out = Vec::new();
     for name in names {
-        if *name == "api" {
+        if name == "api" {
             let api = &ctx.config.api;
             out.push(if !api.enabled {
                 Check::new("api", "ok", "disabled in config")
@@ -53,10 +57,11 @@ pub async fn checks(ctx: &Ctx, names: &[&str]) -> anyhow::Result<Vec<Check>> {
 pub async fn run(ctx: &Ctx, verbose: bool, one: Option<HealthCmd>) -> anyhow::Result<ExitCode> {
     let all = match &one {
         Some(HealthCmd::Check { name }) => {
-            if !CHECKS.contains(&name.as_str()) {
+            let known = fabric_api::check_names(&ctx.console().await?).await;
+            if !known.contains(name) {
                 return Err(Usage(format!(
                     "unknown check '{name}' (one of {})",
-                    CHECKS.join(", ")
+                    known.join(", ")
                 ))
                 .into());
             }

@@ -299,6 +299,27 @@ fn a_triggered_scan_ingests_changes_only_and_search_follows_edits_and_deletions(
     assert_eq!(t["files_processed"], 4, "{t}");
     let failures = h.json(&["telemetry", "failures"]);
     assert_eq!(failures[0]["reason"], "parse_error", "{failures}");
+    // Health: the search index, and the source (a third of its files quarantined).
+    assert_eq!(h.json(&["health", "check", "docs"])["status"], "ok");
+    let check = h.json(&["health", "check", "notes"]);
+    assert_eq!(check["status"], "warning", "{check}");
+    assert!(
+        check["checks"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("quarantined"),
+        "{check}"
+    );
+    let names: Vec<Value> = h.json(&["health"])["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].clone())
+        .collect();
+    assert!(names.contains(&Value::from("notes")) && names.contains(&Value::from("docs")));
+    std::fs::rename(&vault, h.path().join("moved")).unwrap();
+    let gone = h.run(&["health", "check", "notes", "--format", "json"]);
+    assert_eq!(gone.status.code(), Some(1), "{gone:?}");
     h.expect(0, &["stop"]);
     let removed = h.json(&["sources", "remove", "notes", "--purge-docs"]);
     assert_eq!(removed["documents_deleted"], 1, "{removed}");
