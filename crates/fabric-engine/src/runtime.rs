@@ -102,8 +102,6 @@ pub(crate) struct Shared {
     pub(crate) store_up: AtomicBool,
     /// The owner levers that limit claims, refreshed by the fleet task.
     pub(crate) governance: Mutex<Governance>,
-    /// Set at the stop deadline: every attempt still running is dropped.
-    abort: watch::Sender<bool>,
 }
 
 /// A job this engine claimed: its attempt (heartbeats, fencing) and what stops it.
@@ -128,6 +126,15 @@ impl Shared {
             }
             _ => false,
         }
+    }
+
+    /// Stops every attempt this engine holds (the stop deadline); returns how many.
+    fn stop_all(&self) -> usize {
+        let map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        for f in map.values() {
+            f.stop.cancel();
+        }
+        map.len()
     }
 }
 
@@ -172,7 +179,7 @@ impl Waker {
 
     /// Job `id` was cancelled: stops its attempt here, if this engine runs it.
     pub fn cancelled(&self, id: JobId) -> bool {
-        self.0.stop_attempt(id, None)
+        cancelled(&self.0, id)
     }
 }
 
@@ -207,7 +214,6 @@ impl Engine {
             paused: AtomicBool::new(false),
             store_up: AtomicBool::new(true),
             governance: Mutex::new(Governance::default()),
-            abort: watch::Sender::new(false),
             options,
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -227,9 +233,7 @@ impl Engine {
                     match event {
                         StoreEvent::Inserted => s.wake.notify_one(),
                         StoreEvent::Cancelled(id) => {
-                            if s.stop_attempt(id, None) {
-                                tracing::info!(job = id, "attempt stopped: the job was cancelled");
-                            }
+                            cancelled(&s, id);
                         }
                     }
                     true
@@ -306,7 +310,11 @@ impl Engine {
         if let Some(mut d) = self.dispatcher.take() {
             if tokio::time::timeout(timeout, &mut d).await.is_err() {
                 cut_off = true;
-                self.shared.abort.send_replace(true);
+                let n = self.shared.stop_all();
+                tracing::warn!(
+                    attempts = n,
+                    "stop deadline: cutting off the running attempts"
+                );
                 // The dropped attempts give their slots back, so the dispatcher ends.
                 let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
             }
@@ -486,19 +494,13 @@ fn spawn_job(
     shared.metrics.workers_busy.inc();
     let shared = shared.clone();
     let done = done.clone();
-    let mut abort = shared.abort.subscribe();
     tokio::spawn(async move {
-        let id = job.id;
+        // Stopped (cancelled, lease lost, or cut off at the stop deadline): the handler's
+        // future is dropped here (a shell job's process group is killed) and no completion
+        // is written; the store holds or gets the job's new state from whoever stopped it.
         let completion = tokio::select! {
             biased;
-            _ = stop.cancelled() => {
-                // The handler's future is dropped here (a shell job's process group is
-                // killed); the store already holds the job's new state.
-                tracing::info!(job = id, "attempt stopped: the job was cancelled or its lease lost");
-                None
-            }
-            // Dropped at the stop deadline: the job is returned to pending by the shutdown.
-            _ = abort.wait_for(|a| *a) => None,
+            _ = stop.cancelled() => None,
             c = execute(&shared, job) => Some(c),
         };
         shared.metrics.workers_busy.dec();
@@ -687,6 +689,16 @@ async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completi
     }
 }
 
+/// Job `id` was cancelled (by this process or, as the store says, another): stops its
+/// attempt here, if this engine runs it.
+fn cancelled(shared: &Shared, id: JobId) -> bool {
+    let stopped = shared.stop_attempt(id, None);
+    if stopped {
+        tracing::info!(job = id, "attempt stopped: the job was cancelled");
+    }
+    stopped
+}
+
 pub(crate) fn in_flight(shared: &Shared) -> usize {
     shared.in_flight.lock().map(|m| m.len()).unwrap_or(0)
 }
@@ -707,11 +719,11 @@ async fn heartbeats(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 }
             }
         }
-        let jobs: Vec<(JobId, u32)> = match shared.in_flight.lock() {
+        let attempts: HashMap<JobId, u32> = match shared.in_flight.lock() {
             Ok(m) => m.iter().map(|(k, v)| (*k, v.attempt)).collect(),
             Err(_) => continue,
         };
-        if jobs.is_empty() {
+        if attempts.is_empty() {
             continue;
         }
         let until = shared
@@ -720,11 +732,10 @@ async fn heartbeats(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             .saturating_add(duration_ms(shared.options.lease));
         match shared
             .store
-            .heartbeat(&shared.owner, jobs.clone(), until)
+            .heartbeat(&shared.owner, attempts.clone().into_iter().collect(), until)
             .await
         {
             Ok(lost) => {
-                let attempts: HashMap<JobId, u32> = jobs.into_iter().collect();
                 for id in lost {
                     if shared.stop_attempt(id, attempts.get(&id).copied()) {
                         tracing::info!(
