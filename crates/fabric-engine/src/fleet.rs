@@ -270,19 +270,25 @@ pub const CONSERVATIVE_SETTING: &str = "conservative";
 
 /// Reads the owner levers (paused shards, conservative mode) the dispatcher applies; an
 /// operator's change takes effect within one fleet tick.
-async fn refresh_governance(shared: &Shared) {
-    let shards = shared.store.shards().await;
-    let conservative = shared.store.setting(CONSERVATIVE_SETTING).await;
-    let (Ok(shards), Ok(conservative)) = (shards, conservative) else {
-        return; // the store is away: keep the last known levers
-    };
-    let next = crate::runtime::Governance {
+/// The owner levers as the store holds them now: paused shards and conservative mode.
+pub(crate) async fn read_governance(
+    store: &dyn fabric_store::Store,
+) -> fabric_store::Result<crate::runtime::Governance> {
+    let shards = store.shards().await?;
+    let conservative = store.setting(CONSERVATIVE_SETTING).await?;
+    Ok(crate::runtime::Governance {
         paused_shards: shards
             .into_iter()
             .filter(|s| s.paused)
             .map(|s| s.name)
             .collect(),
         conservative: conservative.as_deref() == Some("on"),
+    })
+}
+
+async fn refresh_governance(shared: &Shared) {
+    let Ok(next) = read_governance(&*shared.store).await else {
+        return; // the store is away: keep the last known levers
     };
     let mut g = shared.governance.lock().unwrap_or_else(|p| p.into_inner());
     if *g != next {

@@ -377,20 +377,14 @@ impl Console {
     /// serves that no operator paused. Conservative mode holds low-priority work back on
     /// purpose, so then nothing counts as overdue.
     async fn overdue_work(&self) -> crate::console::Result<Option<fabric_store::Overdue>> {
-        if self.conservative().await? {
+        let levers = crate::fleet::read_governance(&**self.store()).await?;
+        if levers.conservative {
             return Ok(None);
         }
-        let paused: Vec<String> = self
-            .shards()
-            .await?
-            .into_iter()
-            .filter(|s| s.paused)
-            .map(|s| s.name)
-            .collect();
         let cutoff = self.now() - STALL_AFTER_MS;
         Ok(self
             .store()
-            .overdue(cutoff, &self.config().node.shards, &paused)
+            .overdue(cutoff, &self.config().node.shards, &levers.paused_shards)
             .await?)
     }
 }
@@ -421,16 +415,18 @@ fn disk_check(home: &Path) -> Check {
 /// The file the next start loads: readable, valid (with today's environment overrides), and
 /// private (it may hold the API token and the database password).
 fn config_check(path: &Path, named: bool) -> Check {
+    use crate::home::ConfigError;
     use std::os::unix::fs::PermissionsExt;
     let shown = path.display();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if !named && e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Check::new("config", "error", format!("cannot read {shown}: {e}")),
-    };
-    if let Err(problems) = fabric_core::config::Config::from_yaml(&text, std::env::vars()) {
-        let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-        return Check::new("config", "error", format!("{shown}: {}", list.join("; ")));
+    match crate::home::load_config_file(path, named) {
+        Ok(_) => {}
+        Err(ConfigError::Unreadable(_, e)) => {
+            return Check::new("config", "error", format!("cannot read {shown}: {e}"))
+        }
+        Err(ConfigError::Invalid(_, problems)) => {
+            let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            return Check::new("config", "error", format!("{shown}: {}", list.join("; ")));
+        }
     }
     let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777);
     match mode {

@@ -117,17 +117,10 @@ impl FabricHome {
     /// Loads `explicit`, or the home's config file if it exists, or defaults; then applies
     /// `FABRIC__SECTION__KEY` environment overrides and validates.
     pub fn load_config(&self, explicit: Option<&Path>) -> Result<Config, ConfigError> {
-        let path = explicit
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| self.config_file());
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if explicit.is_none() && e.kind() == std::io::ErrorKind::NotFound => {
-                String::new()
-            }
-            Err(e) => return Err(ConfigError::Unreadable(path, e)),
-        };
-        Config::from_yaml(&text, std::env::vars()).map_err(|p| ConfigError::Invalid(path, p))
+        match explicit {
+            Some(path) => load_config_file(path, true),
+            None => load_config_file(&self.config_file(), false),
+        }
     }
 
     /// Every daemon of this home, by node id: those holding the lock of their pid file.
@@ -370,6 +363,18 @@ pub fn write_pid(f: &mut File) -> std::io::Result<()> {
     f.rewind()?;
     writeln!(f, "{}", std::process::id())?;
     f.sync_all()
+}
+
+/// Loads the config file at `path` (a missing file gives the defaults unless it was `named`),
+/// applies `FABRIC__SECTION__KEY` environment overrides and validates.
+pub fn load_config_file(path: &Path, named: bool) -> Result<Config, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if !named && e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(ConfigError::Unreadable(path.to_path_buf(), e)),
+    };
+    Config::from_yaml(&text, std::env::vars())
+        .map_err(|p| ConfigError::Invalid(path.to_path_buf(), p))
 }
 
 /// Sets a file's permission bits.
