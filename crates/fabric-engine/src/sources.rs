@@ -104,13 +104,6 @@ impl Console {
                 all = self.store().sources().await?;
             }
         }
-        // Documents as the store holds them now (ingest jobs finish after their scan).
-        if !all.is_empty() {
-            let stats = self.store().docs().doc_stats().await?;
-            for s in &mut all {
-                s.documents = stats.by_source.get(&s.def.name).map_or(0, |c| c.documents);
-            }
-        }
         Ok(all)
     }
 

@@ -18,8 +18,9 @@ use serde_json::{json, Value};
 
 use crate::{extract, read_capped, scan, ExtractError, FileIndex, FileMeta, Limits, ScanOptions};
 
-/// Kind of the job that scans a source.
-pub const SCAN: &str = "scan";
+/// Kind of the job that scans a source (the Console's trigger and the leader's schedules
+/// enqueue it).
+pub const SCAN: &str = fabric_engine::sources::SCAN_KIND;
 /// Kind of the job that ingests one file.
 pub const INGEST: &str = "ingest";
 
@@ -111,7 +112,7 @@ impl Handler for Scan {
                 let outcome = format!("{}: {e}", e.reason());
                 let _ = self
                     .store
-                    .record_source_scan(name, now, &outcome, source.files, source.documents)
+                    .record_source_scan(name, now, &outcome, source.files)
                     .await;
                 return Err(Failure::of(ErrorKind::Connector, e.to_string()));
             }
@@ -175,13 +176,6 @@ impl Handler for Scan {
             .put_setting(&key, &index)
             .await
             .map_err(store_failure)?;
-        let documents = docs
-            .doc_stats()
-            .await
-            .map_err(store_failure)?
-            .by_source
-            .get(name)
-            .map_or(0, |c| c.documents);
         let outcome = if report.errors.is_empty() {
             "ok".to_string()
         } else {
@@ -193,7 +187,6 @@ impl Handler for Scan {
                 RealClock.now_ms(),
                 &outcome,
                 report.index.len() as u64,
-                documents,
             )
             .await
             .map_err(store_failure)?;

@@ -245,15 +245,14 @@ pub trait Store: Send + Sync + 'static {
     /// unknown.
     async fn set_source_paused(&self, name: &str, reason: Option<&str>, now: i64) -> Result<()>;
 
-    /// Records the end of a scan of source `name`: when, how (`ok` or what failed), the
-    /// files its index holds and the documents the source has; `NotFound` when unknown.
+    /// Records the end of a scan of source `name`: when, how (`ok` or what failed) and the
+    /// files its index holds; `NotFound` when unknown.
     async fn record_source_scan(
         &self,
         name: &str,
         at: i64,
         outcome: &str,
         files: u64,
-        documents: u64,
     ) -> Result<()>;
 
     /// Sets when source `name`'s schedule runs it next (`None`: not scheduled); `NotFound`

@@ -118,7 +118,7 @@ pub struct SourceRecord {
     pub last_outcome: Option<String>,
     /// When its schedule runs it next (epoch ms); `None` without a schedule or while paused.
     pub next_run_at: Option<i64>,
-    /// Files its last scan indexed, and documents it holds.
+    /// Files its last scan indexed, and documents it holds now.
     pub files: u64,
     pub documents: u64,
     /// Its jobs in quarantine now.

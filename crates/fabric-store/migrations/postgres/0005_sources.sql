@@ -1,6 +1,6 @@
 -- Fabric schema v5 (PostgreSQL): ingestion sources. The definition (JSON of fabric_core's
 -- SourceDef) is also kept in the home's config/sources.yaml; the runtime state (paused,
--- scans) lives only here.
+-- scans) lives only here; a source's documents are counted from the documents table.
 CREATE TABLE sources (
     name         TEXT    PRIMARY KEY,
     def          TEXT    NOT NULL,
@@ -11,7 +11,6 @@ CREATE TABLE sources (
     last_outcome TEXT,
     next_run_at  BIGINT,
     files        BIGINT  NOT NULL DEFAULT 0,
-    documents    BIGINT  NOT NULL DEFAULT 0,
     created_at   BIGINT  NOT NULL,
     updated_at   BIGINT  NOT NULL
 );

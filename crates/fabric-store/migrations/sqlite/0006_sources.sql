@@ -11,7 +11,6 @@ CREATE TABLE sources (
     last_outcome TEXT,
     next_run_at  INTEGER,
     files        INTEGER NOT NULL DEFAULT 0,
-    documents    INTEGER NOT NULL DEFAULT 0,
     created_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL
 );

@@ -1498,9 +1498,8 @@ impl Store for PostgresStore {
         at: i64,
         outcome: &str,
         files: u64,
-        documents: u64,
     ) -> Result<()> {
-        sources::record_scan(&self.pool.get().await?, name, at, outcome, files, documents).await
+        sources::record_scan(&self.pool.get().await?, name, at, outcome, files).await
     }
 
     async fn set_source_next_run(&self, name: &str, at: Option<i64>) -> Result<()> {

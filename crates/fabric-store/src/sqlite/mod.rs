@@ -512,6 +512,16 @@ fn get_node(conn: &Connection, id: &str) -> Result<Node> {
         .ok_or_else(|| StoreError::node_not_found(id))
 }
 
+/// A shard filter as a JSON array for `json_each` (`None`, no filter, when empty).
+fn json_list(v: &[String]) -> Result<Option<String>> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(v)
+        .map(Some)
+        .map_err(|e| StoreError::Backend(e.to_string()))
+}
+
 /// Applies a batch of completions, each fenced: it applies only while the job is still
 /// `running` under its attempt and owner. A completion of a claim `claims` holds in memory
 /// writes the claim and the outcome as one row update.
@@ -664,18 +674,10 @@ impl Store for SqliteStore {
             .write_one(move |conn| {
                 let until = req.now + req.lease_ms;
                 let limit = crate::sql_limit(req.limit);
-                let list = |v: &Vec<String>| -> Result<Option<String>> {
-                    if v.is_empty() {
-                        return Ok(None);
-                    }
-                    serde_json::to_string(v)
-                        .map(Some)
-                        .map_err(|e| StoreError::Backend(e.to_string()))
-                };
                 let (only, except) = if fast {
                     (None, None)
                 } else {
-                    (list(&req.shards)?, list(&req.exclude_shards)?)
+                    (json_list(&req.shards)?, json_list(&req.exclude_shards)?)
                 };
                 let floor = req.min_priority.unwrap_or(i32::MIN);
                 let (sql, args): (&str, Vec<&dyn rusqlite::ToSql>) = if fast {
@@ -941,15 +943,7 @@ impl Store for SqliteStore {
         shards: &[String],
         exclude_shards: &[String],
     ) -> Result<Option<Overdue>> {
-        let list = |v: &[String]| -> Result<Option<String>> {
-            if v.is_empty() {
-                return Ok(None);
-            }
-            serde_json::to_string(v)
-                .map(Some)
-                .map_err(|e| StoreError::Backend(e.to_string()))
-        };
-        let (only, except) = (list(shards)?, list(exclude_shards)?);
+        let (only, except) = (json_list(shards)?, json_list(exclude_shards)?);
         self.read(move |conn| {
             Ok(conn
                 .prepare_cached(
@@ -1464,12 +1458,11 @@ impl Store for SqliteStore {
         at: i64,
         outcome: &str,
         files: u64,
-        documents: u64,
     ) -> Result<()> {
         let (name, outcome) = (name.to_string(), outcome.to_string());
         self.inner
             .writer
-            .write(move |conn| sources::record_scan(conn, &name, at, &outcome, files, documents))
+            .write(move |conn| sources::record_scan(conn, &name, at, &outcome, files))
             .await
     }
 

@@ -5,14 +5,17 @@ use rusqlite::{params, Connection, Row};
 
 use crate::{Result, SourceRecord, StoreError};
 
-/// Columns read by [`row_to_source`], then the quarantined count.
+/// Columns read by [`row_to_source`]: the documents and the quarantined jobs are counted
+/// where they live.
 const SELECT: &str = "SELECT s.name, s.def, s.paused, s.pause_reason, s.paused_at, s.last_scan_at,
-        s.last_outcome, s.next_run_at, s.files, s.documents, s.created_at, s.updated_at,
+        s.last_outcome, s.next_run_at, s.files, coalesce(d.n, 0), s.created_at, s.updated_at,
         coalesce(q.n, 0)
      FROM sources s LEFT JOIN (
          SELECT j.source AS source, count(*) AS n FROM quarantine qq
          JOIN jobs j ON j.id = qq.job_id WHERE j.state = 'quarantined' GROUP BY j.source
-     ) q ON q.source = s.name";
+     ) q ON q.source = s.name
+     LEFT JOIN (SELECT source, count(*) AS n FROM documents GROUP BY source) d
+         ON d.source = s.name";
 
 pub(crate) fn put(conn: &Connection, def: &SourceDef, now: i64) -> Result<()> {
     let json = serde_json::to_string(def).map_err(|e| StoreError::Backend(e.to_string()))?;
@@ -69,15 +72,14 @@ pub(crate) fn record_scan(
     at: i64,
     outcome: &str,
     files: u64,
-    documents: u64,
 ) -> Result<()> {
     let n = conn
         .prepare_cached(
-            "UPDATE sources SET last_scan_at = ?2, last_outcome = ?3, files = ?4, documents = ?5,
+            "UPDATE sources SET last_scan_at = ?2, last_outcome = ?3, files = ?4,
                  updated_at = ?2
              WHERE name = ?1",
         )?
-        .execute(params![name, at, outcome, files, documents])?;
+        .execute(params![name, at, outcome, files])?;
     if n == 0 {
         return Err(StoreError::source_not_found(name));
     }

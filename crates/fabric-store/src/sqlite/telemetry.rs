@@ -52,19 +52,11 @@ pub(crate) fn totals(
 }
 
 pub(crate) fn prune(conn: &Connection, before: i64, dry_run: bool) -> Result<u64> {
-    let sql = if dry_run {
-        "SELECT count(*) FROM telemetry WHERE at < ?1"
+    Ok(if dry_run {
+        conn.prepare_cached("SELECT count(*) FROM telemetry WHERE at < ?1")?
+            .query_row([before], |r| r.get(0))?
     } else {
-        "DELETE FROM telemetry WHERE at < ?1 RETURNING 1"
-    };
-    if dry_run {
-        Ok(conn
-            .prepare_cached(sql)?
-            .query_row([before], |r| r.get(0))?)
-    } else {
-        Ok(conn
-            .prepare_cached(sql)?
-            .query_map([before], |_| Ok(()))?
-            .count() as u64)
-    }
+        conn.prepare_cached("DELETE FROM telemetry WHERE at < ?1")?
+            .execute([before])? as u64
+    })
 }

@@ -976,16 +976,22 @@ pub async fn sources_keep_their_definition_and_state(s: &dyn Store) {
             "{e}"
         );
     }
-    s.record_source_scan("notes", T0 + 9, "ok", 12, 10)
+    s.record_source_scan("notes", T0 + 9, "ok", 12)
         .await
         .unwrap();
+    // Its documents are the ones the document store holds for it.
+    for path in ["a.md", "b.md"] {
+        let d = doc("notes", path, path, &["some words"]);
+        s.docs().put_document(d, T0).await.unwrap();
+    }
+    s.docs().remove_document("notes", "b.md").await.unwrap();
     let scanned = s.source("notes").await.unwrap();
     assert_eq!(
         (scanned.last_scan_at, scanned.last_outcome.as_deref()),
         (Some(T0 + 9), Some("ok"))
     );
-    assert_eq!((scanned.files, scanned.documents), (12, 10));
-    assert!(s.record_source_scan("nope", T0, "ok", 0, 0).await.is_err());
+    assert_eq!((scanned.files, scanned.documents), (12, 1));
+    assert!(s.record_source_scan("nope", T0, "ok", 0).await.is_err());
     s.remove_source("docs").await.unwrap();
     assert_eq!(s.sources().await.unwrap().len(), 1);
 }
