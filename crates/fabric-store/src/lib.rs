@@ -96,6 +96,10 @@ pub trait Store: Send + Sync + 'static {
     /// Number of jobs in each state.
     async fn counts(&self) -> Result<StateCounts>;
 
+    /// Number of jobs in each state among the jobs of `source` and `kind` with an id above
+    /// `after_id` (what a triggered scan enqueued, as `sources trigger --wait` follows it).
+    async fn counts_of(&self, source: &str, kind: &str, after_id: JobId) -> Result<StateCounts>;
+
     /// Jobs waiting to run (`pending`, and `failed` ones waiting for their retry) per shard;
     /// shards with none are left out.
     async fn queue_depths(&self) -> Result<std::collections::BTreeMap<String, u64>>;

@@ -173,46 +173,28 @@ async fn wait_for(
     let t0 = std::time::Instant::now();
     let mut shown = t0;
     let quiet = ctx.global.format != crate::cli::Format::Table;
-    let (scan, ingests) = loop {
+    let (scan, counts) = loop {
         let scan = console.job(scan_id).await?.job;
-        let ingests: Vec<fabric_core::Job> = console
-            .jobs(fabric_store::JobFilter {
-                source: Some(name.to_string()),
-                kind: Some("ingest".into()),
-                limit: 1_000_000,
-                ..Default::default()
-            })
-            .await?
-            .into_iter()
-            .filter(|j| j.id > scan_id)
-            .collect();
-        let open = ingests
-            .iter()
-            .filter(|j| matches!(j.state, JobState::Pending | JobState::Running))
-            .count();
+        let counts = console.store().counts_of(name, "ingest", scan_id).await?;
+        let open = counts.pending + counts.running;
         // A scan that failed (a root gone away) is reported, not waited through its retries.
         let scan_done = !matches!(scan.state, JobState::Pending | JobState::Running);
         if scan_done && open == 0 {
-            break (scan, ingests);
+            break (scan, counts);
         }
         if !quiet && shown.elapsed() >= std::time::Duration::from_secs(1) {
             shown = std::time::Instant::now();
             eprintln!(
                 "{name}: scan {}; {} of {} files ingested, {open} to go ({:.0}s)",
                 scan.state,
-                ingests.len() - open,
-                ingests.len(),
+                counts.total() - open,
+                counts.total(),
                 t0.elapsed().as_secs_f64()
             );
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
-    let count = |s: JobState| ingests.iter().filter(|j| j.state == s).count();
-    let (ingested, quarantined, failed) = (
-        count(JobState::Succeeded),
-        count(JobState::Quarantined),
-        count(JobState::Failed),
-    );
+    let (ingested, quarantined, failed) = (counts.succeeded, counts.quarantined, counts.failed);
     let result = scan.result.clone().unwrap_or(serde_json::Value::Null);
     let summary = json!({
         "source": name,

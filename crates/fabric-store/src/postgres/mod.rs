@@ -982,6 +982,24 @@ impl Store for PostgresStore {
         Ok(counts)
     }
 
+    async fn counts_of(&self, source: &str, kind: &str, after_id: JobId) -> Result<StateCounts> {
+        let client = self.pool.get().await?;
+        let mut counts = StateCounts::default();
+        for r in client
+            .query(
+                "SELECT state, count(*) FROM jobs WHERE id > $1 AND source = $2 AND kind = $3
+                 GROUP BY state",
+                &[&after_id, &source, &kind],
+            )
+            .await?
+        {
+            let state: String = r.try_get(0)?;
+            let n: i64 = r.try_get(1)?;
+            counts.add(JobState::parse(&state)?, n.max(0) as u64);
+        }
+        Ok(counts)
+    }
+
     async fn queue_depths(&self) -> Result<std::collections::BTreeMap<String, u64>> {
         let client = self.pool.get().await?;
         client

@@ -925,6 +925,26 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn counts_of(&self, source: &str, kind: &str, after_id: JobId) -> Result<StateCounts> {
+        let (source, kind) = (source.to_string(), kind.to_string());
+        self.read(move |conn| {
+            let mut counts = StateCounts::default();
+            let mut stmt = conn.prepare_cached(
+                "SELECT state, count(*) FROM jobs WHERE id > ?1 AND source = ?2 AND kind = ?3
+                 GROUP BY state",
+            )?;
+            let rows = stmt.query_map(params![after_id, source, kind], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+            })?;
+            for row in rows {
+                let (state, n) = row?;
+                counts.add(JobState::parse(&state)?, n);
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
     async fn queue_depths(&self) -> Result<std::collections::BTreeMap<String, u64>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(

@@ -992,6 +992,14 @@ pub async fn sources_keep_their_definition_and_state(s: &dyn Store) {
     );
     assert_eq!((scanned.files, scanned.documents), (12, 1));
     assert!(s.record_source_scan("nope", T0, "ok", 0).await.is_err());
+    // The jobs of a source and kind after an id, by state (what `trigger --wait` follows).
+    let c = s.counts_of("notes", "noop", 0).await.unwrap();
+    assert_eq!((c.quarantined, c.total()), (1, 1));
+    assert_eq!(
+        s.counts_of("notes", "noop", job.id).await.unwrap().total(),
+        0
+    );
+    assert_eq!(s.counts_of("notes", "scan", 0).await.unwrap().total(), 0);
     s.remove_source("docs").await.unwrap();
     assert_eq!(s.sources().await.unwrap().len(), 1);
 }
