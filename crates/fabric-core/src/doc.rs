@@ -137,23 +137,6 @@ pub struct NewDocumentMeta {
     pub meta: BTreeMap<String, serde_json::Value>,
 }
 
-impl NewDocument {
-    /// Its metadata alone.
-    pub fn meta(&self) -> NewDocumentMeta {
-        NewDocumentMeta {
-            source: self.source.clone(),
-            path: self.path.clone(),
-            doc_type: self.doc_type,
-            title: self.title.clone(),
-            size: self.size,
-            mtime: self.mtime,
-            hash: self.hash.clone(),
-            tags: self.tags.clone(),
-            meta: self.meta.clone(),
-        }
-    }
-}
-
 /// One search hit: a chunk, ranked, with a snippet whose matched words are marked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchHit {
