@@ -127,7 +127,8 @@ impl Handler for Scan {
         let mut jobs = Vec::new();
         let mut ingest = |path: &str, unique: String, extra: Value| {
             let mut j = NewJob::new(INGEST);
-            j.payload = json!({"source": name, "path": path});
+            // The root travels with the job: an ingest reads no source definition.
+            j.payload = json!({"source": name, "root": source.def.path, "path": path});
             if let (Value::Object(p), Value::Object(e)) = (&mut j.payload, extra) {
                 p.extend(e);
             }
@@ -202,7 +203,7 @@ impl Handler for Scan {
     }
 }
 
-/// Ingests `{"source": NAME, "path": REL, "hash", "size", "mtime_ms"}`.
+/// Ingests `{"source": NAME, "root": DIR, "path": REL, "hash", "size", "mtime_ms"}`.
 pub struct Ingest {
     store: Arc<dyn Store>,
     limits: Limits,
@@ -238,6 +239,7 @@ impl Ingest {
 impl Handler for Ingest {
     fn validate(&self, payload: &Value) -> Result<(), String> {
         field_str(payload, "source")?;
+        field_str(payload, "root")?;
         field_str(payload, "path")?;
         Ok(())
     }
@@ -248,7 +250,7 @@ impl Handler for Ingest {
         let rel = field_str(&job.payload, "path")
             .map_err(bad_input)?
             .to_string();
-        let source = self.store.source(name).await.map_err(store_failure)?;
+        let root = field_str(&job.payload, "root").map_err(bad_input)?;
         let meta = FileMeta {
             size: job.payload.get("size").and_then(Value::as_u64).unwrap_or(0),
             mtime_ms: job
@@ -264,7 +266,7 @@ impl Handler for Ingest {
                 .to_string(),
         };
         let (root, limits, source_name, path) = (
-            source.def.path.clone(),
+            root.to_string(),
             self.limits.clone(),
             name.to_string(),
             rel.clone(),
