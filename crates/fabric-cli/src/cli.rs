@@ -112,7 +112,8 @@ pub enum Command {
     Docs(DocsCmd),
     /// The last crash-recovery report.
     Recovery,
-    /// Measure enqueue, drain and latency on a fresh embedded store.
+    /// Measure enqueue, drain and latency on a fresh embedded store (`bench ingest`: the
+    /// ingestion layer on a generated corpus).
     Bench(BenchArgs),
     /// Checkpoints of scenario runs: save one now, load one (continue its run), show one.
     #[command(subcommand)]
@@ -515,7 +516,10 @@ pub enum AuditCmd {
 }
 
 #[derive(Debug, Args, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: Option<BenchCmd>,
     /// Jobs per phase.
     #[arg(long, default_value_t = 20_000)]
     pub jobs: usize,
@@ -536,6 +540,45 @@ pub struct BenchArgs {
     #[arg(long, default_value = "normal")]
     pub synchronous: String,
     /// Store to measure: sqlite (a temporary file) or postgres (temporary schemas in the
+    /// database of store.url / FABRIC__STORE__URL, dropped at the end).
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+    pub backend: String,
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum BenchCmd {
+    /// Ingest generated corpora end to end (scan, extract, index commit) through the job
+    /// engine on a fresh store: small notes, mixed text-like files, an unchanged re-scan, and
+    /// search latency on a large index.
+    Ingest(BenchIngestArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BenchIngestArgs {
+    /// Small notes (1–4 KB markdown) in the notes run.
+    #[arg(long, default_value_t = 20_000)]
+    pub files: usize,
+    /// Megabytes of mixed text-like files (markdown, code, text, HTML, JSON, CSV) in the
+    /// mixed run; 0 skips it.
+    #[arg(long, default_value_t = 200)]
+    pub mixed_mb: u64,
+    /// Files of the unchanged tree the re-scan run walks; 0 skips it.
+    #[arg(long, default_value_t = 100_000)]
+    pub rescan_files: usize,
+    /// Chunks the index holds for the search run (synthetic documents are added to reach
+    /// it); 0 skips it.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub search_chunks: u64,
+    /// Searches in the search run.
+    #[arg(long, default_value_t = 1_000)]
+    pub queries: usize,
+    /// Worker slots of the engine.
+    #[arg(long, default_value_t = 8)]
+    pub workers: usize,
+    /// Where the corpora are generated (default: a temporary directory, removed after).
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+    /// Store to measure: sqlite (a temporary file) or postgres (a temporary schema in the
     /// database of store.url / FABRIC__STORE__URL, dropped at the end).
     #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
     pub backend: String,

@@ -1,9 +1,12 @@
-//! The job handlers of ingestion: `scan` walks a source and enqueues one `ingest` job per new
-//! or changed file (a unique key of source, path and hash, so a re-run enqueues nothing
-//! twice), removes the documents of vanished files and keeps the source's file index;
-//! `ingest` reads one file, extracts its document into the store and records a telemetry
-//! sample.
+//! The job handlers of ingestion: `scan` walks a source and enqueues `ingest` jobs for the new
+//! and changed files (batches of up to [`BATCH_FILES`] files, a lone file as a job of its
+//! own; unique keys of source, paths and hashes, so a re-run enqueues nothing twice), removes
+//! the documents of vanished files and keeps the source's file index; `ingest` reads its
+//! files, extracts their documents into the store in one transaction and records telemetry.
+//! A file of a batch that fails (or needs the isolated extractor) is handed to an `ingest`
+//! job of its own, which retries and quarantines it with its reason, alone.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,13 +19,20 @@ use fabric_engine::{Handler, Registry};
 use fabric_store::{Store, TelemetrySample};
 use serde_json::{json, Value};
 
-use crate::{extract, read_capped, scan, ExtractError, FileIndex, FileMeta, Limits, ScanOptions};
+use crate::{
+    extract, read_capped, scan, ExtractError, FileIndex, FileMeta, Limits, NewDocument, ScanOptions,
+};
 
 /// Kind of the job that scans a source (the Console's trigger and the leader's schedules
 /// enqueue it).
 pub const SCAN: &str = fabric_engine::sources::SCAN_KIND;
 /// Kind of the job that ingests one file.
 pub const INGEST: &str = "ingest";
+
+/// Most files in one batched ingest job.
+pub const BATCH_FILES: usize = 256;
+/// Most bytes (by the scan's sizes) in one batched ingest job.
+pub const BATCH_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The setting under which a source's file index is kept.
 fn index_key(source: &str) -> String {
@@ -102,9 +112,13 @@ impl Handler for Scan {
             full,
         };
         let root = source.def.path.clone();
-        let report = tokio::task::spawn_blocking(move || scan(Path::new(&root), &index, &options))
-            .await
-            .map_err(|e| Failure::msg(format!("scan task failed: {e}")))?;
+        let (report, index_changed) = tokio::task::spawn_blocking(move || {
+            let report = scan(Path::new(&root), &index, &options);
+            let changed = report.as_ref().map(|r| r.index != index).unwrap_or(false);
+            (report, changed)
+        })
+        .await
+        .map_err(|e| Failure::msg(format!("scan task failed: {e}")))?;
         let now = RealClock.now_ms();
         let report = match report {
             Ok(r) => r,
@@ -124,36 +138,20 @@ impl Handler for Scan {
             .config
             .retry_policy_of(Some(policy), INGEST)
             .max_attempts;
-        let mut jobs = Vec::new();
-        let mut ingest = |path: &str, unique: String, extra: Value| {
-            let mut j = NewJob::new(INGEST);
-            // The root travels with the job: an ingest reads no source definition.
-            j.payload = json!({"source": name, "root": source.def.path, "path": path});
-            if let (Value::Object(p), Value::Object(e)) = (&mut j.payload, extra) {
-                p.extend(e);
-            }
-            j.source = Some(name.to_string());
-            j.shard = job.shard.clone();
-            j.priority = source.def.priority;
-            j.max_attempts = attempts;
-            j.unique_key = Some(unique);
-            jobs.push(j);
+        let template = IngestTemplate {
+            source: name,
+            root: &source.def.path,
+            shard: &job.shard,
+            priority: source.def.priority,
+            max_attempts: attempts,
         };
-        for f in &report.changed {
-            ingest(
-                &f.path,
-                format!("{INGEST}:{name}:{}:{}", f.path, f.entry.hash),
-                json!({"hash": f.entry.hash, "size": f.entry.size,
-                       "mtime_ms": f.entry.mtime_ns.div_euclid(1_000_000)}),
-            );
-        }
-        for e in &report.errors {
-            ingest(
-                &e.path,
-                format!("{INGEST}:{name}:{}:unreadable", e.path),
-                json!({}),
-            );
-        }
+        let mut jobs = batches(&report.changed)
+            .into_iter()
+            .map(|files| template.batch(files))
+            .collect::<Vec<_>>();
+        // A file the scan could not read gets a job of its own: its ingest attempt meets the
+        // same error and is quarantined with its reason, once.
+        jobs.extend(report.errors.iter().map(|e| template.unreadable(&e.path)));
         let enqueued = if jobs.is_empty() {
             0
         } else {
@@ -171,12 +169,15 @@ impl Handler for Scan {
                 .await
                 .map_err(store_failure)?;
         }
-        let index = serde_json::to_string(&report.index)
-            .map_err(|e| Failure::msg(format!("cannot keep the file index: {e}")))?;
-        self.store
-            .put_setting(&key, &index)
-            .await
-            .map_err(store_failure)?;
+        // An unchanged tree leaves the index as it was: nothing to write.
+        if index_changed {
+            let index = serde_json::to_string(&report.index)
+                .map_err(|e| Failure::msg(format!("cannot keep the file index: {e}")))?;
+            self.store
+                .put_setting(&key, &index)
+                .await
+                .map_err(store_failure)?;
+        }
         let outcome = if report.errors.is_empty() {
             "ok".to_string()
         } else {
@@ -203,81 +204,211 @@ impl Handler for Scan {
     }
 }
 
-/// Ingests `{"source": NAME, "root": DIR, "path": REL, "hash", "size", "mtime_ms"}`.
+/// What every ingest job of one scan shares.
+struct IngestTemplate<'a> {
+    source: &'a str,
+    root: &'a str,
+    shard: &'a str,
+    priority: fabric_core::Priority,
+    max_attempts: u32,
+}
+
+impl IngestTemplate<'_> {
+    fn job(&self, payload: Value, unique: String) -> NewJob {
+        let mut j = NewJob::new(INGEST);
+        j.payload = payload;
+        j.source = Some(self.source.to_string());
+        j.shard = self.shard.to_string();
+        j.priority = self.priority;
+        j.max_attempts = self.max_attempts;
+        j.unique_key = Some(unique);
+        j
+    }
+
+    /// The job of one file: `{"source", "root", "path", "hash", "size", "mtime_ms"}` (the
+    /// root travels with the job: an ingest reads no source definition), unique per source,
+    /// path and hash.
+    fn single(&self, f: &BatchFile) -> NewJob {
+        self.job(
+            json!({"source": self.source, "root": self.root, "path": f.path, "hash": f.hash,
+                   "size": f.size, "mtime_ms": f.mtime_ms}),
+            format!("{INGEST}:{}:{}:{}", self.source, f.path, f.hash),
+        )
+    }
+
+    /// The job of several files: `{"source", "root", "files": [{path, hash, size,
+    /// mtime_ms}]}`, unique per source and the set of paths and hashes; one file makes a
+    /// [`IngestTemplate::single`] job.
+    fn batch(&self, files: Vec<BatchFile>) -> NewJob {
+        if let [one] = files.as_slice() {
+            return self.single(one);
+        }
+        let mut h = blake3::Hasher::new();
+        for f in &files {
+            h.update(f.path.as_bytes());
+            h.update(b"\0");
+            h.update(f.hash.as_bytes());
+            h.update(b"\n");
+        }
+        let key = h.finalize().to_hex();
+        self.job(
+            json!({"source": self.source, "root": self.root, "files": files}),
+            format!("{INGEST}:{}:batch:{}", self.source, &key[..32]),
+        )
+    }
+
+    /// The job of a file the scan could not read.
+    fn unreadable(&self, path: &str) -> NewJob {
+        self.job(
+            json!({"source": self.source, "root": self.root, "path": path}),
+            format!("{INGEST}:{}:{path}:unreadable", self.source),
+        )
+    }
+}
+
+/// One file of an ingest job, as the scan saw it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct BatchFile {
+    path: String,
+    #[serde(default)]
+    hash: String,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    mtime_ms: i64,
+}
+
+impl BatchFile {
+    fn meta(&self) -> FileMeta {
+        FileMeta {
+            size: self.size,
+            mtime_ms: self.mtime_ms,
+            hash: self.hash.clone(),
+        }
+    }
+}
+
+/// Cuts the changed files into batches of at most [`BATCH_FILES`] files and [`BATCH_BYTES`]
+/// bytes (a larger file alone).
+fn batches(changed: &[crate::ChangedFile]) -> Vec<Vec<BatchFile>> {
+    let mut out: Vec<Vec<BatchFile>> = Vec::new();
+    let mut cur: Vec<BatchFile> = Vec::new();
+    let mut bytes = 0u64;
+    for f in changed {
+        let size = f.entry.size;
+        if !cur.is_empty() && (cur.len() >= BATCH_FILES || bytes + size > BATCH_BYTES) {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += size;
+        cur.push(BatchFile {
+            path: f.path.clone(),
+            hash: f.entry.hash.clone(),
+            size,
+            mtime_ms: f.entry.mtime_ns.div_euclid(1_000_000),
+        });
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Ingests one file (`{"source", "root", "path", "hash", "size", "mtime_ms"}`) or a batch
+/// (`{"source", "root", "files": [...]}`).
 pub struct Ingest {
     store: Arc<dyn Store>,
     limits: Limits,
 }
 
+/// What extracting one file of a batch gave.
+type Extracted = Result<(NewDocument, u64), ExtractError>;
+
 impl Ingest {
-    async fn sample(
-        &self,
+    async fn record(&self, samples: Vec<TelemetrySample>) {
+        if samples.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.record_telemetry(samples).await {
+            tracing::warn!(error = %e, "telemetry samples lost");
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sample(
         job: &Job,
         source: &str,
+        files: u64,
         bytes: u64,
         started: Instant,
         outcome: &str,
         reason: Option<String>,
-    ) {
-        let sample = TelemetrySample {
+    ) -> TelemetrySample {
+        TelemetrySample {
             at: RealClock.now_ms(),
             source: source.to_string(),
             job_id: Some(job.id),
-            files: 1,
+            files,
             bytes,
             duration_ms: started.elapsed().as_millis() as u64,
             outcome: outcome.to_string(),
             reason,
-        };
-        if let Err(e) = self.store.record_telemetry(vec![sample]).await {
-            tracing::warn!(error = %e, "telemetry sample lost");
         }
     }
-}
 
-#[async_trait]
-impl Handler for Ingest {
-    fn validate(&self, payload: &Value) -> Result<(), String> {
-        field_str(payload, "source")?;
-        field_str(payload, "root")?;
-        field_str(payload, "path")?;
-        Ok(())
+    /// Reads and extracts `files` under `root`, off the async threads.
+    async fn extract_all(
+        &self,
+        source: &str,
+        root: &str,
+        files: Vec<BatchFile>,
+    ) -> Result<Vec<(BatchFile, Extracted)>, Failure> {
+        let (root, limits, source) = (root.to_string(), self.limits.clone(), source.to_string());
+        tokio::task::spawn_blocking(move || {
+            files
+                .into_iter()
+                .map(|f| {
+                    let got = read_capped(Path::new(&root), Path::new(&f.path), &limits).and_then(
+                        |bytes| {
+                            let size = bytes.len() as u64;
+                            extract(&source, Path::new(&f.path), &bytes, f.meta(), &limits)
+                                .map(|d| (d, size))
+                        },
+                    );
+                    (f, got)
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| Failure::msg(format!("ingest task failed: {e}")))
     }
 
-    async fn run(&self, job: &Job) -> Result<Option<Value>, Failure> {
-        let started = Instant::now();
-        let name = field_str(&job.payload, "source").map_err(bad_input)?;
-        let rel = field_str(&job.payload, "path")
-            .map_err(bad_input)?
-            .to_string();
-        let root = field_str(&job.payload, "root").map_err(bad_input)?;
-        let meta = FileMeta {
-            size: job.payload.get("size").and_then(Value::as_u64).unwrap_or(0),
-            mtime_ms: job
-                .payload
-                .get("mtime_ms")
-                .and_then(Value::as_i64)
-                .unwrap_or(0),
+    async fn run_single(
+        &self,
+        job: &Job,
+        name: &str,
+        root: &str,
+        started: Instant,
+    ) -> Result<Option<Value>, Failure> {
+        let file = BatchFile {
+            path: field_str(&job.payload, "path")
+                .map_err(bad_input)?
+                .to_string(),
             hash: job
                 .payload
                 .get("hash")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string(),
+            size: job.payload.get("size").and_then(Value::as_u64).unwrap_or(0),
+            mtime_ms: job
+                .payload
+                .get("mtime_ms")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
         };
-        let (root, limits, source_name, path) = (
-            root.to_string(),
-            self.limits.clone(),
-            name.to_string(),
-            rel.clone(),
-        );
-        let parsed = tokio::task::spawn_blocking(move || {
-            let bytes = read_capped(Path::new(&root), Path::new(&path), &limits)?;
-            let size = bytes.len() as u64;
-            extract(&source_name, Path::new(&path), &bytes, meta, &limits).map(|d| (d, size))
-        })
-        .await
-        .map_err(|e| Failure::msg(format!("ingest task failed: {e}")))?;
+        let mut got = self.extract_all(name, root, vec![file]).await?;
+        let (_, parsed) = got.pop().ok_or_else(|| Failure::msg("no file extracted"))?;
         match parsed {
             Ok((doc, size)) => {
                 let chunks = doc.chunks.len();
@@ -287,15 +418,24 @@ impl Handler for Ingest {
                     .put_document(doc, RealClock.now_ms())
                     .await
                     .map_err(store_failure)?;
-                self.sample(job, name, size, started, "ok", None).await;
+                self.record(vec![Self::sample(job, name, 1, size, started, "ok", None)])
+                    .await;
                 Ok(Some(
                     json!({"doc_id": put.id, "changed": put.changed, "chunks": chunks}),
                 ))
             }
             Err(ExtractError::Unsupported { what, .. }) => {
                 // HTML, mail and PDF belong to the isolated extractor (not built yet).
-                self.sample(job, name, 0, started, "skipped", Some(what.clone()))
-                    .await;
+                self.record(vec![Self::sample(
+                    job,
+                    name,
+                    1,
+                    0,
+                    started,
+                    "skipped",
+                    Some(what.clone()),
+                )])
+                .await;
                 Ok(Some(json!({"skipped": what})))
             }
             Err(e) => {
@@ -305,10 +445,208 @@ impl Handler for Ingest {
                 } else {
                     "failed"
                 };
-                self.sample(job, name, 0, started, outcome, Some(e.reason().to_string()))
-                    .await;
+                self.record(vec![Self::sample(
+                    job,
+                    name,
+                    1,
+                    0,
+                    started,
+                    outcome,
+                    Some(e.reason().to_string()),
+                )])
+                .await;
                 Err(failure)
             }
         }
+    }
+
+    /// A batch: the documents extracted are stored in one transaction; a file that failed or
+    /// needs the isolated extractor goes to a job of its own (see the module's doc).
+    async fn run_batch(
+        &self,
+        job: &Job,
+        name: &str,
+        root: &str,
+        files: Vec<BatchFile>,
+        started: Instant,
+    ) -> Result<Option<Value>, Failure> {
+        let total = files.len();
+        let got = self.extract_all(name, root, files).await?;
+        let mut docs = Vec::new();
+        let mut bytes = 0u64;
+        let mut skipped: BTreeMap<String, u64> = BTreeMap::new();
+        let mut handed_on = Vec::new();
+        for (file, parsed) in got {
+            match parsed {
+                Ok((doc, size)) => {
+                    bytes += size;
+                    docs.push(doc);
+                }
+                Err(ExtractError::Unsupported {
+                    doc_type: None,
+                    what,
+                }) => *skipped.entry(what).or_default() += 1,
+                Err(_) => handed_on.push(file),
+            }
+        }
+        let stored = docs.len();
+        let changed = self
+            .store
+            .docs()
+            .put_documents(docs, RealClock.now_ms())
+            .await
+            .map_err(store_failure)?
+            .iter()
+            .filter(|p| p.changed)
+            .count();
+        let deferred = handed_on.len();
+        if !handed_on.is_empty() {
+            let template = IngestTemplate {
+                source: name,
+                root,
+                shard: &job.shard,
+                priority: job.priority,
+                max_attempts: job.max_attempts,
+            };
+            let jobs = handed_on.iter().map(|f| template.single(f)).collect();
+            self.store
+                .submit(jobs, RealClock.now_ms())
+                .await
+                .map_err(store_failure)?;
+        }
+        let mut samples = Vec::new();
+        if stored > 0 {
+            samples.push(Self::sample(
+                job,
+                name,
+                stored as u64,
+                bytes,
+                started,
+                "ok",
+                None,
+            ));
+        }
+        for (what, n) in skipped.iter() {
+            samples.push(Self::sample(
+                job,
+                name,
+                *n,
+                0,
+                started,
+                "skipped",
+                Some(what.clone()),
+            ));
+        }
+        self.record(samples).await;
+        Ok(Some(json!({
+            "files": total,
+            "stored": stored,
+            "changed": changed,
+            "skipped": skipped.values().sum::<u64>(),
+            "handed_on": deferred,
+        })))
+    }
+}
+
+#[async_trait]
+impl Handler for Ingest {
+    fn validate(&self, payload: &Value) -> Result<(), String> {
+        field_str(payload, "source")?;
+        field_str(payload, "root")?;
+        match payload.get("files") {
+            None => {
+                field_str(payload, "path")?;
+            }
+            Some(files) => {
+                let files: Vec<BatchFile> = serde_json::from_value(files.clone())
+                    .map_err(|e| format!("payload.files must be a list of files: {e}"))?;
+                if files.is_empty() {
+                    return Err("payload.files must not be empty".into());
+                }
+                if let Some(i) = files.iter().position(|f| f.path.is_empty()) {
+                    return Err(format!("payload.files[{i}].path must not be empty"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(&self, job: &Job) -> Result<Option<Value>, Failure> {
+        let started = Instant::now();
+        let name = field_str(&job.payload, "source").map_err(bad_input)?;
+        let root = field_str(&job.payload, "root").map_err(bad_input)?;
+        match job.payload.get("files") {
+            None => self.run_single(job, name, root, started).await,
+            Some(files) => {
+                let files: Vec<BatchFile> = serde_json::from_value(files.clone())
+                    .map_err(|e| bad_input(format!("payload.files: {e}")))?;
+                self.run_batch(job, name, root, files, started).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ChangedFile, IndexEntry};
+
+    fn changed(n: usize, size: u64) -> Vec<ChangedFile> {
+        (0..n)
+            .map(|i| ChangedFile {
+                path: format!("f{i:04}.md"),
+                entry: IndexEntry {
+                    size,
+                    mtime_ns: 1_000_000 * i as i64,
+                    inode: i as u64,
+                    hash: format!("h{i}"),
+                },
+                new: true,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_hold_at_most_their_files_and_bytes_and_keep_every_file_once() {
+        let files = changed(600, 10);
+        let b = batches(&files);
+        assert_eq!(
+            b.iter().map(Vec::len).collect::<Vec<_>>(),
+            [BATCH_FILES, BATCH_FILES, 600 - 2 * BATCH_FILES]
+        );
+        let paths: Vec<&str> = b.iter().flatten().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>()
+        );
+        assert_eq!(b[0][3].mtime_ms, 3);
+        // By bytes: three files of 6 MiB make two batches; one over the cap goes alone.
+        let b = batches(&changed(3, 6 << 20));
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
+        let b = batches(&changed(2, BATCH_BYTES + 1));
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
+        assert!(batches(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_batch_key_names_its_files_and_a_lone_file_gets_its_own_job() {
+        let t = IngestTemplate {
+            source: "notes",
+            root: "/r",
+            shard: "default",
+            priority: fabric_core::Priority::NORMAL,
+            max_attempts: 4,
+        };
+        let two = batches(&changed(2, 1)).remove(0);
+        let a = t.batch(two.clone());
+        assert_eq!(a.payload["files"].as_array().map(Vec::len), Some(2));
+        assert_eq!(a.max_attempts, 4);
+        assert_eq!(a.unique_key, t.batch(two.clone()).unique_key);
+        let mut other = two;
+        other[1].hash = "changed".into();
+        assert_ne!(a.unique_key, t.batch(other).unique_key);
+        let one = t.batch(batches(&changed(1, 1)).remove(0));
+        assert_eq!(one.payload["path"], "f0000.md");
+        assert_eq!(one.unique_key.as_deref(), Some("ingest:notes:f0000.md:h0"));
     }
 }

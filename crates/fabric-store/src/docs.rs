@@ -18,6 +18,11 @@ pub trait DocStore: Send + Sync {
     /// left alone (nothing is written; `changed: false`).
     async fn put_document(&self, doc: NewDocument, now: i64) -> Result<PutOutcome>;
 
+    /// Stores every document of `docs` as [`DocStore::put_document`] does, all in one
+    /// transaction (all or nothing); the outcomes are in the order of `docs`. How an ingest
+    /// job of many files commits them.
+    async fn put_documents(&self, docs: Vec<NewDocument>, now: i64) -> Result<Vec<PutOutcome>>;
+
     /// Removes the document of `source` and `path` with its chunks and links; false when
     /// there was none.
     async fn remove_document(&self, source: &str, path: &str) -> Result<bool>;

@@ -65,22 +65,7 @@ pub fn run(global: Global, args: BenchArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     let quiet = format != Format::Table;
-    let target = if args.backend == "postgres" {
-        let config =
-            crate::context::load_config(&fabric_engine::FabricHome::resolve(None), &global)?;
-        let url = config.store.url.clone().ok_or_else(|| {
-            Usage(
-                "--backend postgres needs store.url (or FABRIC__STORE__URL) to name the database"
-                    .into(),
-            )
-        })?;
-        Target::Postgres {
-            url,
-            stores: Vec::new(),
-        }
-    } else {
-        Target::Sqlite(tempfile::tempdir()?)
-    };
+    let target = Target::new(&global, &args.backend)?;
     let report = runtime()?.block_on(async {
         let mut target = target;
         let out = bench(&args, quiet, &mut target).await;
@@ -127,7 +112,7 @@ fn say(quiet: bool, msg: String) {
 }
 
 /// Where the benchmark's throw-away stores live.
-enum Target {
+pub(super) enum Target {
     Sqlite(tempfile::TempDir),
     /// The stores opened so far, each in its own schema, dropped by `cleanup`.
     Postgres {
@@ -137,11 +122,38 @@ enum Target {
 }
 
 impl Target {
-    async fn open(&mut self, name: &str, args: &BenchArgs) -> anyhow::Result<Arc<dyn Store>> {
+    /// A temporary directory for `sqlite`, the database of the configuration's `store.url`
+    /// for `postgres`.
+    pub(super) fn new(global: &Global, backend: &str) -> anyhow::Result<Self> {
+        Ok(if backend == "postgres" {
+            let config =
+                crate::context::load_config(&fabric_engine::FabricHome::resolve(None), global)?;
+            let url = config.store.url.clone().ok_or_else(|| {
+                Usage(
+                    "--backend postgres needs store.url (or FABRIC__STORE__URL) to name the \
+                     database"
+                        .into(),
+                )
+            })?;
+            Target::Postgres {
+                url,
+                stores: Vec::new(),
+            }
+        } else {
+            Target::Sqlite(tempfile::tempdir()?)
+        })
+    }
+
+    /// A fresh store called `name` (a file, or a schema of its own).
+    pub(super) async fn open(
+        &mut self,
+        name: &str,
+        synchronous_full: bool,
+    ) -> anyhow::Result<Arc<dyn Store>> {
         Ok(match self {
             Target::Sqlite(dir) => {
                 let options = SqliteOptions {
-                    synchronous_full: args.synchronous == "full",
+                    synchronous_full,
                     ..Default::default()
                 };
                 Arc::new(SqliteStore::open(
@@ -152,7 +164,7 @@ impl Target {
             Target::Postgres { url, stores } => {
                 let schema = format!("fabric_bench_{}_{name}", std::process::id());
                 let mut store = PostgresStore::open(url, &schema).await?;
-                if args.synchronous == "full" {
+                if synchronous_full {
                     store = store.fully_synchronous();
                 }
                 stores.push(store.clone());
@@ -161,14 +173,14 @@ impl Target {
         })
     }
 
-    fn backend(&self) -> &'static str {
+    pub(super) fn backend(&self) -> &'static str {
         match self {
             Target::Sqlite(_) => "sqlite",
             Target::Postgres { .. } => "postgres",
         }
     }
 
-    async fn cleanup(&mut self) {
+    pub(super) async fn cleanup(&mut self) {
         if let Target::Postgres { stores, .. } = self {
             for store in stores.drain(..) {
                 if let Err(e) = store.drop_schema().await {
@@ -180,7 +192,7 @@ impl Target {
 }
 
 async fn bench(args: &BenchArgs, quiet: bool, target: &mut Target) -> anyhow::Result<Report> {
-    let store = target.open("bench", args).await?;
+    let store = target.open("bench", args.synchronous == "full").await?;
     let clock: Arc<dyn Clock> = Arc::new(RealClock);
     let n = args.jobs;
     let conc = args.workers;
@@ -317,7 +329,7 @@ async fn bench(args: &BenchArgs, quiet: bool, target: &mut Target) -> anyhow::Re
                 args.recovery_jobs
             ),
         );
-        let rstore = target.open("recovery", args).await?;
+        let rstore = target.open("recovery", args.synchronous == "full").await?;
         let jobs: Vec<NewJob> = (0..args.recovery_jobs)
             .map(|_| NewJob::new("noop"))
             .collect();

@@ -1,8 +1,10 @@
 //! One module per command group; each parses its arguments and calls the Console.
 
 mod bench;
+mod bench_ingest;
 mod checkpoint;
 mod config;
+mod corpus;
 mod daemon;
 mod db;
 mod docs;
@@ -15,10 +17,11 @@ mod shards;
 mod sources;
 mod status;
 mod telemetry;
+mod trigger_wait;
 
 use std::process::ExitCode;
 
-use crate::cli::{AuditCmd, Cli, Command};
+use crate::cli::{AuditCmd, BenchArgs, BenchCmd, Cli, Command};
 use crate::context::{parse_since, runtime, Ctx};
 use crate::output::{print, table, time};
 
@@ -28,6 +31,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         // Commands that must work on a broken config handle loading themselves.
         Command::Config(cmd) => config::run(global, cmd),
+        Command::Bench(BenchArgs {
+            what: Some(BenchCmd::Ingest(args)),
+            ..
+        }) => bench_ingest::run(global, args),
         Command::Bench(args) => bench::run(global, args),
         Command::Run(args) => run::run(global, args),
         Command::Checkpoint(cmd) => checkpoint::run(global, cmd),

@@ -139,11 +139,12 @@ pub async fn run(ctx: &Ctx, cmd: SourcesCmd) -> anyhow::Result<ExitCode> {
             }
             if console.store().backend() == "sqlite" && ctx.home.daemons().is_empty() {
                 anyhow::bail!(
-                    "the scan of {name} is queued as job {}, but no daemon runs to execute it:                      start one with `fabric start`",
+                    "the scan of {name} is queued as job {}, but no daemon runs to execute it: \
+                     start one with `fabric start`",
                     scan.id
                 );
             }
-            return wait_for(ctx, &console, &name, scan.id).await;
+            return super::trigger_wait::wait_for(ctx, &console, &name, scan.id).await;
         }
         SourcesCmd::Remove { name, purge_docs } => {
             let purged = console.remove_source(&name, purge_docs).await?;
@@ -156,83 +157,6 @@ pub async fn run(ctx: &Ctx, cmd: SourcesCmd) -> anyhow::Result<ExitCode> {
                 },
             )?;
         }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Waits for a triggered scan and the ingest jobs it enqueued; shows progress once a second
-/// (not with `--format json`), then a summary. Exit 1 when the scan failed or any file was
-/// quarantined or is still failing.
-async fn wait_for(
-    ctx: &Ctx,
-    console: &fabric_engine::Console,
-    name: &str,
-    scan_id: i64,
-) -> anyhow::Result<ExitCode> {
-    use fabric_core::JobState;
-    let t0 = std::time::Instant::now();
-    let mut shown = t0;
-    let quiet = ctx.global.format != crate::cli::Format::Table;
-    let (scan, counts) = loop {
-        let scan = console.job(scan_id).await?.job;
-        let counts = console.store().counts_of(name, "ingest", scan_id).await?;
-        let open = counts.pending + counts.running;
-        // A scan that failed (a root gone away) is reported, not waited through its retries.
-        let scan_done = !matches!(scan.state, JobState::Pending | JobState::Running);
-        if scan_done && open == 0 {
-            break (scan, counts);
-        }
-        if !quiet && shown.elapsed() >= std::time::Duration::from_secs(1) {
-            shown = std::time::Instant::now();
-            eprintln!(
-                "{name}: scan {}; {} of {} files ingested, {open} to go ({:.0}s)",
-                scan.state,
-                counts.total() - open,
-                counts.total(),
-                t0.elapsed().as_secs_f64()
-            );
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
-    let (ingested, quarantined, failed) = (counts.succeeded, counts.quarantined, counts.failed);
-    let result = scan.result.clone().unwrap_or(serde_json::Value::Null);
-    let summary = json!({
-        "source": name,
-        "scan_job": scan_id,
-        "scan_state": scan.state,
-        "scan": result,
-        "ingested": ingested,
-        "quarantined": quarantined,
-        "failed": failed,
-        "seconds": t0.elapsed().as_secs_f64(),
-    });
-    print(ctx.global.format, &summary, || {
-        format!(
-            "{name}: scan {} ({} changed, {} vanished); {ingested} files ingested, \
-             {quarantined} quarantined, {failed} failing, in {:.1}s",
-            scan.state,
-            result["changed"],
-            result["vanished"],
-            t0.elapsed().as_secs_f64()
-        )
-    })?;
-    if scan.state != JobState::Succeeded {
-        eprintln!(
-            "the scan did not succeed: see `fabric jobs show {scan_id}`{}",
-            scan.last_error
-                .as_deref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
-        );
-        return Ok(ExitCode::from(1));
-    }
-    if quarantined + failed > 0 {
-        eprintln!(
-            "{} of the files of {name} were not ingested: see `fabric quarantine list` and \
-             `fabric jobs list --source {name} --status failed`",
-            quarantined + failed
-        );
-        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -129,83 +129,102 @@ async fn detail<C: GenericClient>(c: &C, id: DocId) -> Result<DocDetail> {
     })
 }
 
+/// Stores `doc` inside transaction `tx` (see [`DocStore::put_document`]).
+async fn put(tx: &impl GenericClient, doc: &NewDocument, now: i64) -> Result<PutOutcome> {
+    let size = i64::try_from(doc.size).unwrap_or(i64::MAX);
+    let meta = serde_json::to_value(&doc.meta).map_err(backend)?;
+    let chunk_count = i32::try_from(doc.chunks.len()).unwrap_or(i32::MAX);
+    // The upsert locks the row of this source and path, so concurrent puts of one
+    // document run one after the other; an unchanged hash updates (and returns) nothing.
+    let changed = tx
+        .query_opt(
+            "INSERT INTO documents (source, path, doc_type, title, size, mtime, hash, tags,
+                 meta, indexed_at, chunk_count)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (source, path) DO UPDATE SET doc_type = excluded.doc_type,
+                 title = excluded.title, size = excluded.size, mtime = excluded.mtime,
+                 hash = excluded.hash, tags = excluded.tags, meta = excluded.meta,
+                 indexed_at = excluded.indexed_at, chunk_count = excluded.chunk_count
+             WHERE documents.hash <> excluded.hash
+             RETURNING id",
+            &[
+                &doc.source,
+                &doc.path,
+                &doc.doc_type.as_str(),
+                &doc.title,
+                &size,
+                &doc.mtime,
+                &doc.hash,
+                &doc.tags,
+                &meta,
+                &now,
+                &chunk_count,
+            ],
+        )
+        .await?;
+    let Some(row) = changed else {
+        let id: DocId = tx
+            .query_one(
+                "SELECT id FROM documents WHERE source = $1 AND path = $2",
+                &[&doc.source, &doc.path],
+            )
+            .await?
+            .try_get(0)?;
+        return Ok(PutOutcome { id, changed: false });
+    };
+    let id: DocId = row.try_get(0)?;
+    tx.execute("DELETE FROM doc_chunks WHERE doc_id = $1", &[&id])
+        .await?;
+    tx.execute("DELETE FROM doc_links WHERE doc_id = $1", &[&id])
+        .await?;
+    let ords: Vec<i32> = doc
+        .chunks
+        .iter()
+        .map(|c| i32::try_from(c.ord).unwrap_or(i32::MAX))
+        .collect();
+    let keys: Vec<&str> = doc.chunks.iter().map(|c| c.key.as_str()).collect();
+    let headings: Vec<&str> = doc.chunks.iter().map(|c| c.heading.as_str()).collect();
+    let texts: Vec<&str> = doc.chunks.iter().map(|c| c.text.as_str()).collect();
+    tx.execute(
+        "INSERT INTO doc_chunks (doc_id, ord, key, heading, text)
+         SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::text[], $5::text[])",
+        &[&id, &ords, &keys, &headings, &texts],
+    )
+    .await?;
+    let targets: Vec<&str> = doc.links.iter().map(|l| l.target.as_str()).collect();
+    let kinds: Vec<&str> = doc.links.iter().map(|l| l.kind.as_str()).collect();
+    tx.execute(
+        "INSERT INTO doc_links (doc_id, target, kind)
+         SELECT $1, u.t, u.k FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS u(t, k, n)
+         ORDER BY n",
+        &[&id, &targets, &kinds],
+    )
+    .await?;
+    Ok(PutOutcome { id, changed: true })
+}
+
 #[async_trait]
 impl DocStore for PostgresStore {
     async fn put_document(&self, doc: NewDocument, now: i64) -> Result<PutOutcome> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let size = i64::try_from(doc.size).unwrap_or(i64::MAX);
-        let meta = serde_json::to_value(&doc.meta).map_err(backend)?;
-        let chunk_count = i32::try_from(doc.chunks.len()).unwrap_or(i32::MAX);
-        // The upsert locks the row of this source and path, so concurrent puts of one
-        // document run one after the other; an unchanged hash updates (and returns) nothing.
-        let changed = tx
-            .query_opt(
-                "INSERT INTO documents (source, path, doc_type, title, size, mtime, hash, tags,
-                     meta, indexed_at, chunk_count)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                 ON CONFLICT (source, path) DO UPDATE SET doc_type = excluded.doc_type,
-                     title = excluded.title, size = excluded.size, mtime = excluded.mtime,
-                     hash = excluded.hash, tags = excluded.tags, meta = excluded.meta,
-                     indexed_at = excluded.indexed_at, chunk_count = excluded.chunk_count
-                 WHERE documents.hash <> excluded.hash
-                 RETURNING id",
-                &[
-                    &doc.source,
-                    &doc.path,
-                    &doc.doc_type.as_str(),
-                    &doc.title,
-                    &size,
-                    &doc.mtime,
-                    &doc.hash,
-                    &doc.tags,
-                    &meta,
-                    &now,
-                    &chunk_count,
-                ],
-            )
-            .await?;
-        let Some(row) = changed else {
-            let id: DocId = tx
-                .query_one(
-                    "SELECT id FROM documents WHERE source = $1 AND path = $2",
-                    &[&doc.source, &doc.path],
-                )
-                .await?
-                .try_get(0)?;
-            tx.rollback().await?;
-            return Ok(PutOutcome { id, changed: false });
-        };
-        let id: DocId = row.try_get(0)?;
-        tx.execute("DELETE FROM doc_chunks WHERE doc_id = $1", &[&id])
-            .await?;
-        tx.execute("DELETE FROM doc_links WHERE doc_id = $1", &[&id])
-            .await?;
-        let ords: Vec<i32> = doc
-            .chunks
-            .iter()
-            .map(|c| i32::try_from(c.ord).unwrap_or(i32::MAX))
-            .collect();
-        let keys: Vec<&str> = doc.chunks.iter().map(|c| c.key.as_str()).collect();
-        let headings: Vec<&str> = doc.chunks.iter().map(|c| c.heading.as_str()).collect();
-        let texts: Vec<&str> = doc.chunks.iter().map(|c| c.text.as_str()).collect();
-        tx.execute(
-            "INSERT INTO doc_chunks (doc_id, ord, key, heading, text)
-             SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::text[], $5::text[])",
-            &[&id, &ords, &keys, &headings, &texts],
-        )
-        .await?;
-        let targets: Vec<&str> = doc.links.iter().map(|l| l.target.as_str()).collect();
-        let kinds: Vec<&str> = doc.links.iter().map(|l| l.kind.as_str()).collect();
-        tx.execute(
-            "INSERT INTO doc_links (doc_id, target, kind)
-             SELECT $1, u.t, u.k FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS u(t, k, n)
-             ORDER BY n",
-            &[&id, &targets, &kinds],
-        )
-        .await?;
+        let out = put(&tx, &doc, now).await?;
         tx.commit().await?;
-        Ok(PutOutcome { id, changed: true })
+        Ok(out)
+    }
+
+    async fn put_documents(&self, docs: Vec<NewDocument>, now: i64) -> Result<Vec<PutOutcome>> {
+        if docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut out = Vec::with_capacity(docs.len());
+        for doc in &docs {
+            out.push(put(&tx, doc, now).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     async fn remove_document(&self, source: &str, path: &str) -> Result<bool> {

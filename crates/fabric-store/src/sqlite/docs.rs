@@ -281,6 +281,16 @@ impl DocStore for SqliteStore {
             .await
     }
 
+    async fn put_documents(&self, docs: Vec<NewDocument>, now: i64) -> Result<Vec<PutOutcome>> {
+        if docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.inner
+            .writer
+            .write(move |conn| docs.iter().map(|d| put(conn, d, now)).collect())
+            .await
+    }
+
     async fn remove_document(&self, source: &str, path: &str) -> Result<bool> {
         let (source, path) = (source.to_string(), path.to_string());
         self.inner

@@ -1094,6 +1094,7 @@ macro_rules! conformance_tests {
             telemetry_sums_per_source_and_outcome_and_prunes,
             docs_search_ranks_and_marks_matched_words,
             docs_put_replaces_by_source_and_path_and_skips_an_unchanged_hash,
+            docs_put_many_stores_all_in_order_and_skips_unchanged,
             docs_removal_removes_hits,
             docs_filters_by_source_and_tag,
             docs_hostile_queries_are_not_errors,

@@ -128,6 +128,38 @@ pub async fn docs_search_ranks_and_marks_matched_words(s: &dyn Store) {
     }
 }
 
+pub async fn docs_put_many_stores_all_in_order_and_skips_unchanged(s: &dyn Store) {
+    let d = s.docs();
+    let kept = d
+        .put_document(doc("notes", "b.md", "hb", &["old quokka"]), T0)
+        .await
+        .unwrap();
+    let out = d
+        .put_documents(
+            vec![
+                doc("notes", "a.md", "ha", &["first numbat"]),
+                doc("notes", "b.md", "hb", &["never stored dingo"]),
+                doc("notes", "c.md", "hc", &["third numbat", "with a bilby"]),
+            ],
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 3);
+    assert_eq!(
+        out.iter().map(|o| o.changed).collect::<Vec<_>>(),
+        [true, false, true]
+    );
+    assert_eq!(out[1].id, kept.id);
+    let mut found = paths(s, q("numbat")).await;
+    found.sort();
+    assert_eq!(found, ["a.md", "c.md"]);
+    assert!(d.search(q("dingo")).await.unwrap().is_empty());
+    assert_eq!(paths(s, q("bilby")).await, ["c.md"]);
+    assert_eq!(d.document(out[2].id).await.unwrap().chunks.len(), 2);
+    assert!(d.put_documents(vec![], T0).await.unwrap().is_empty());
+}
+
 pub async fn docs_put_replaces_by_source_and_path_and_skips_an_unchanged_hash(s: &dyn Store) {
     let d = s.docs();
     let first = d
