@@ -85,7 +85,7 @@ impl Ctx {
         let store = fabric_engine::open_store(&self.config, &self.home).await?;
         Ok(Console::new(
             store.clone(),
-            registry(&self.config, store),
+            registry(&self.config, store, fabric_engine::Metrics::new()),
             self.config.clone(),
             Arc::new(RealClock),
             Self::actor(),
@@ -113,6 +113,7 @@ impl Ctx {
 pub fn registry(
     config: &Arc<fabric_core::config::Config>,
     store: Arc<dyn fabric_store::Store>,
+    metrics: fabric_engine::Metrics,
 ) -> Registry {
     let mut r = Registry::for_config(config);
     fabric_ingest::handlers::register(
@@ -120,6 +121,7 @@ pub fn registry(
         store,
         fabric_ingest::Limits::default(),
         config.clone(),
+        metrics,
     );
     r
 }

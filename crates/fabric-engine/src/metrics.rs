@@ -2,8 +2,8 @@
 //! store-derived gauges refreshed when `/metrics` is scraped.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use fabric_store::StateCounts;
@@ -26,6 +26,9 @@ pub struct Metrics {
     pub leader: IntGauge,
     jobs: IntGaugeVec,
     queue_depth: IntGauge,
+    ingest_files: IntCounterVec,
+    ingest_bytes: IntCounterVec,
+    ingest_duration: HistogramVec,
 }
 
 const BUCKETS: &[f64] = &[
@@ -53,6 +56,12 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     r.register(Box::new(g.clone()))
         .expect("metric registered once");
     g
+}
+
+fn registered<M: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: M) -> M {
+    r.register(Box::new(m.clone()))
+        .expect("metric registered once");
+    m
 }
 
 impl Default for Metrics {
@@ -102,9 +111,61 @@ impl Metrics {
                 "fabric_queue_depth",
                 "Jobs waiting to run: pending, and failed ones waiting for their retry.",
             ),
+            ingest_files: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "fabric_ingest_files_total",
+                        "Files ingested by this daemon, by source and outcome (ok, skipped, \
+                         failed, quarantined).",
+                    ),
+                    &["source", "outcome"],
+                )
+                .expect("valid metric name"),
+            ),
+            ingest_bytes: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "fabric_ingest_bytes_total",
+                        "Bytes of the files this daemon ingested, by source.",
+                    ),
+                    &["source"],
+                )
+                .expect("valid metric name"),
+            ),
+            ingest_duration: registered(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "fabric_ingest_duration_seconds",
+                        "Run time of ingest jobs (a file, or a batch of files), by source.",
+                    )
+                    .buckets(BUCKETS.to_vec()),
+                    &["source"],
+                )
+                .expect("valid metric name"),
+            ),
             jobs,
             registry: r,
         }
+    }
+
+    /// Counts `files` files of `source` with `outcome` and their `bytes`.
+    pub fn ingested(&self, source: &str, outcome: &str, files: u64, bytes: u64) {
+        self.ingest_files
+            .with_label_values(&[source, outcome])
+            .inc_by(files);
+        if bytes > 0 {
+            self.ingest_bytes.with_label_values(&[source]).inc_by(bytes);
+        }
+    }
+
+    /// Records the run time of one ingest job of `source`.
+    pub fn ingest_job(&self, source: &str, seconds: f64) {
+        self.ingest_duration
+            .with_label_values(&[source])
+            .observe(seconds);
     }
 
     /// Sets the store-derived gauges.

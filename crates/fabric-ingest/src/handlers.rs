@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use fabric_core::config::Config;
 use fabric_core::quarantine::{ErrorKind, Failure};
 use fabric_core::{Clock, Job, NewJob, RealClock};
-use fabric_engine::{Handler, Registry};
+use fabric_engine::{Handler, Metrics, Registry};
 use fabric_store::{Store, TelemetrySample};
 use serde_json::{json, Value};
 
@@ -40,12 +40,13 @@ fn index_key(source: &str) -> String {
 }
 
 /// Adds the `scan` and `ingest` handlers, working on `store`; ingest jobs get the attempts
-/// of their source's retry policy in `config`.
+/// of their source's retry policy in `config`, and count what they ingest in `metrics`.
 pub fn register(
     registry: &mut Registry,
     store: Arc<dyn Store>,
     limits: Limits,
     config: Arc<Config>,
+    metrics: Metrics,
 ) {
     registry.register(
         SCAN,
@@ -54,7 +55,14 @@ pub fn register(
             config,
         },
     );
-    registry.register(INGEST, Ingest { store, limits });
+    registry.register(
+        INGEST,
+        Ingest {
+            store,
+            limits,
+            metrics,
+        },
+    );
 }
 
 fn field_str<'a>(payload: &'a Value, key: &str) -> Result<&'a str, String> {
@@ -319,15 +327,24 @@ fn batches(changed: &[crate::ChangedFile]) -> Vec<Vec<BatchFile>> {
 pub struct Ingest {
     store: Arc<dyn Store>,
     limits: Limits,
+    metrics: Metrics,
 }
 
 /// What extracting one file of a batch gave.
 type Extracted = Result<(NewDocument, u64), ExtractError>;
 
 impl Ingest {
+    /// Keeps the telemetry samples of one ingest job, and counts them in the metrics.
     async fn record(&self, samples: Vec<TelemetrySample>) {
-        if samples.is_empty() {
+        let Some(first) = samples.first() else {
             return;
+        };
+        let longest = samples.iter().map(|s| s.duration_ms).max().unwrap_or(0);
+        self.metrics
+            .ingest_job(&first.source, longest as f64 / 1000.0);
+        for s in &samples {
+            self.metrics
+                .ingested(&s.source, &s.outcome, s.files, s.bytes);
         }
         if let Err(e) = self.store.record_telemetry(samples).await {
             tracing::warn!(error = %e, "telemetry samples lost");

@@ -182,11 +182,12 @@ async fn bench(
     opts.node_id = "bench".into();
     opts.max_workers = args.workers;
     opts.poll_interval = Duration::from_millis(50);
+    let metrics = Metrics::new();
     let engine = Engine::start(
         store.clone(),
-        crate::context::registry(&config, store.clone()),
+        crate::context::registry(&config, store.clone(), metrics.clone()),
         Arc::new(RealClock),
-        Metrics::new(),
+        metrics,
         opts,
     );
     let words = Words::new(VOCABULARY);

@@ -165,8 +165,8 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
     std::fs::write(&marker, std::process::id().to_string())
         .with_context(|| format!("cannot write {}", marker.display()))?;
 
-    let registry = crate::context::registry(&config, store.clone());
     let metrics = Metrics::new();
+    let registry = crate::context::registry(&config, store.clone(), metrics.clone());
     let engine = Engine::start(
         store.clone(),
         registry.clone(),

@@ -200,7 +200,10 @@ fn telemetry_reports_throughput_with_the_runbook_keys_and_cleans_old_samples() {
 
 #[test]
 fn a_triggered_scan_ingests_changes_only_and_search_follows_edits_and_deletions() {
-    let h = Home::new();
+    let listen = format!("127.0.0.1:{}", crate::free_port());
+    let h = Home::new()
+        .with("FABRIC__API__ENABLED", "true")
+        .with("FABRIC__API__LISTEN", &listen);
     let vault = h.path().join("vault");
     std::fs::create_dir_all(vault.join("notes")).unwrap();
     std::fs::write(vault.join("a.md"), "# Alpha\n\nA zebra crossing.\n").unwrap();
@@ -240,6 +243,41 @@ fn a_triggered_scan_ingests_changes_only_and_search_follows_edits_and_deletions(
     assert_eq!(summary["scan"]["changed"], 3);
     let q = h.json(&["quarantine", "list", "--reason", "parse_error"]);
     assert_eq!(q.as_array().unwrap().len(), 1, "{q}");
+    // The daemon's metrics count the files by outcome, their bytes and the jobs' durations.
+    let metrics = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::get(format!("http://{listen}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    let sample = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+            .to_string()
+    };
+    assert_eq!(
+        sample(r#"fabric_ingest_files_total{outcome="ok",source="notes"}"#),
+        "2"
+    );
+    assert_eq!(
+        sample(r#"fabric_ingest_files_total{outcome="quarantined",source="notes"}"#),
+        "1"
+    );
+    let ok_bytes = "# Alpha\n\nA zebra crossing.\n".len()
+        + "---\ntags: [zoo]\n---\nThe quokka smiles.\n".len();
+    assert_eq!(
+        sample(r#"fabric_ingest_bytes_total{source="notes"}"#),
+        ok_bytes.to_string()
+    );
+    // A batch of three, then the binary's job of its own.
+    assert_eq!(
+        sample(r#"fabric_ingest_duration_seconds_count{source="notes"}"#),
+        "2"
+    );
     let hits = h.json(&["docs", "search", "zebra"]);
     assert_eq!(hits[0]["path"], "a.md", "{hits}");
     assert_eq!(
