@@ -1,6 +1,6 @@
-//! Documents and search on SQLite: the tables of migration 0006 and the FTS5 index
+//! Documents and search on SQLite: the tables of migration 0008 and the FTS5 index
 //! `doc_fts`, an external-content index over `doc_chunks` (the chunk text is stored once;
-//! rowid = chunk id). Ranking is FTS5's `bm25()` (a heading's words weigh double), snippets
+//! rowid = chunk id), written once per stored batch (migration 0009). Ranking is FTS5's `bm25()` (a heading's words weigh double), snippets
 //! come from `snippet()`.
 
 use async_trait::async_trait;
@@ -104,18 +104,46 @@ fn put(conn: &Connection, doc: &NewDocument, now: i64) -> Result<PutOutcome> {
     for t in &doc.tags {
         tag.execute(params![t, id])?;
     }
-    let mut chunk = conn.prepare_cached(
-        "INSERT INTO doc_chunks (doc_id, ord, key, heading, text) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for c in &doc.chunks {
-        chunk.execute(params![id, c.ord, c.key, c.heading, c.text])?;
-    }
+    // All chunks in one statement (each statement costs a statement journal); they are
+    // indexed by [`put_many`].
+    let chunks: Vec<(u32, &str, &str, &str)> = doc
+        .chunks
+        .iter()
+        .map(|c| (c.ord, c.key.as_str(), c.heading.as_str(), c.text.as_str()))
+        .collect();
+    conn.prepare_cached(
+        "INSERT INTO doc_chunks (doc_id, ord, key, heading, text)
+         SELECT ?1, value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?2)
+         ORDER BY key",
+    )?
+    .execute(params![id, json(&chunks)?])?;
     let mut link =
         conn.prepare_cached("INSERT INTO doc_links (doc_id, target, kind) VALUES (?1, ?2, ?3)")?;
     for l in &doc.links {
         link.execute(params![id, l.target, l.kind])?;
     }
     Ok(PutOutcome { id, changed: true })
+}
+
+/// Stores `docs` (see [`put`]), then indexes the chunks of the changed ones in one statement:
+/// FTS5 flushes its pending terms to a new segment at every savepoint, so indexing statement
+/// by statement would leave a segment per document to merge.
+fn put_many(conn: &Connection, docs: &[NewDocument], now: i64) -> Result<Vec<PutOutcome>> {
+    let out = docs
+        .iter()
+        .map(|d| put(conn, d, now))
+        .collect::<Result<Vec<_>>>()?;
+    let changed: Vec<DocId> = out.iter().filter(|o| o.changed).map(|o| o.id).collect();
+    if !changed.is_empty() {
+        conn.prepare_cached(
+            "INSERT INTO doc_fts (rowid, heading, text)
+             SELECT c.id, c.heading, c.text
+             FROM json_each(?1) j JOIN doc_chunks c ON c.doc_id = j.value
+             ORDER BY c.id",
+        )?
+        .execute([json(&changed)?])?;
+    }
+    Ok(out)
 }
 
 fn detail(conn: &Connection, id: DocId) -> Result<DocDetail> {
@@ -277,7 +305,7 @@ impl DocStore for SqliteStore {
     async fn put_document(&self, doc: NewDocument, now: i64) -> Result<PutOutcome> {
         self.inner
             .writer
-            .write(move |conn| put(conn, &doc, now))
+            .write(move |conn| Ok(put_many(conn, std::slice::from_ref(&doc), now)?[0]))
             .await
     }
 
@@ -287,7 +315,7 @@ impl DocStore for SqliteStore {
         }
         self.inner
             .writer
-            .write(move |conn| docs.iter().map(|d| put(conn, d, now)).collect())
+            .write(move |conn| put_many(conn, &docs, now))
             .await
     }
 

@@ -77,6 +77,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_sources.sql"),
     include_str!("../../migrations/sqlite/0007_telemetry.sql"),
     include_str!("../../migrations/sqlite/0008_docs.sql"),
+    include_str!("../../migrations/sqlite/0009_fts_per_batch.sql"),
 ];
 
 /// The indexes of [`SqliteOptions::shard_index`]: pending jobs per shard, in place of the
