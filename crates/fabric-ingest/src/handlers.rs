@@ -11,6 +11,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use fabric_core::config::Config;
 use fabric_core::quarantine::{ErrorKind, Failure};
+use fabric_core::source::SourceType;
 use fabric_core::{Clock, Job, NewJob, RealClock};
 use fabric_engine::{Handler, Registry};
 use fabric_store::{Store, TelemetrySample};
@@ -91,6 +92,13 @@ impl Handler for Scan {
             }
             e => store_failure(e),
         })?;
+        // Mail and git sources have their own scans (crate::items).
+        if !matches!(
+            source.def.source_type,
+            SourceType::LocalFiles | SourceType::MarkdownVault
+        ) {
+            return crate::items::scan_source(&self.store, &self.config, job, &source, full).await;
+        }
         let key = index_key(name);
         let index: FileIndex = match self.store.setting(&key).await.map_err(store_failure)? {
             Some(text) => serde_json::from_str(&text).unwrap_or_default(),
@@ -251,6 +259,21 @@ impl Handler for Ingest {
             .map_err(bad_input)?
             .to_string();
         let root = field_str(&job.payload, "root").map_err(bad_input)?;
+        // A message of a maildir or mbox, a git blob or commits (crate::items).
+        if job.payload.get("item").is_some() {
+            return match crate::items::ingest(&self.store, &self.limits, &job.payload).await {
+                Ok((result, bytes)) => {
+                    self.sample(job, name, bytes, started, "ok", None).await;
+                    Ok(Some(result))
+                }
+                Err(f) => {
+                    let outcome = if f.permanent { "quarantined" } else { "failed" };
+                    self.sample(job, name, 0, started, outcome, Some(f.reason().to_string()))
+                        .await;
+                    Err(f)
+                }
+            };
+        }
         let meta = FileMeta {
             size: job.payload.get("size").and_then(Value::as_u64).unwrap_or(0),
             mtime_ms: job
