@@ -355,3 +355,37 @@ fn commit_document(
         links: Vec::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_directory_is_a_connector_error_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = dir.path().join("not-a-repo");
+        std::fs::create_dir_all(&plain).expect("mkdir");
+        let e = scan_git(&plain, None, &ScanOptions::default()).expect_err("no repo");
+        assert_eq!(e.reason(), QuarantineReason::ConnectorError);
+        assert!(e.to_string().contains("not-a-repo"), "{e}");
+        assert!(e.to_string().contains("not a git repository"), "{e}");
+        let gone = scan_git(&dir.path().join("gone"), None, &ScanOptions::default());
+        assert_eq!(
+            gone.expect_err("gone").reason(),
+            QuarantineReason::ConnectorError
+        );
+    }
+
+    #[test]
+    fn a_repository_without_commits_has_nothing_to_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = std::process::Command::new("git")
+            .args(["init", "-q"])
+            .arg(dir.path())
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "{out:?}");
+        let scan = scan_git(dir.path(), None, &ScanOptions::default()).expect("scan");
+        assert_eq!(scan, GitScan::default());
+    }
+}
