@@ -129,7 +129,7 @@ fn decode(bytes: &[u8], strict: bool) -> Result<(Cow<'_, str>, usize), ExtractEr
 }
 
 /// Blank-line separated paragraphs, under no heading.
-fn paragraphs(text: &str) -> Vec<Block> {
+pub(crate) fn paragraphs(text: &str) -> Vec<Block> {
     let mut out = Vec::new();
     let mut cur = String::new();
     for line in text.lines() {

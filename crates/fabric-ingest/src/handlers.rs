@@ -14,6 +14,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use fabric_core::config::Config;
 use fabric_core::quarantine::{ErrorKind, Failure};
+use fabric_core::source::SourceType;
 use fabric_core::{Clock, Job, NewJob, RealClock};
 use fabric_engine::{Handler, Metrics, Registry};
 use fabric_store::{Store, TelemetrySample};
@@ -109,6 +110,13 @@ impl Handler for Scan {
             }
             e => store_failure(e),
         })?;
+        // Mail and git sources have their own scans (crate::items).
+        if !matches!(
+            source.def.source_type,
+            SourceType::LocalFiles | SourceType::MarkdownVault
+        ) {
+            return crate::items::scan_source(&self.store, &self.config, job, &source, full).await;
+        }
         let key = index_key(name);
         let index: FileIndex = match self.store.setting(&key).await.map_err(store_failure)? {
             Some(text) => serde_json::from_str(&text).unwrap_or_default(),
@@ -592,6 +600,23 @@ impl Handler for Ingest {
         let started = Instant::now();
         let name = field_str(&job.payload, "source").map_err(bad_input)?;
         let root = field_str(&job.payload, "root").map_err(bad_input)?;
+        // A message of a maildir or mbox, a git blob or commits (crate::items).
+        if job.payload.get("item").is_some() {
+            return match crate::items::ingest(&self.store, &self.limits, &job.payload).await {
+                Ok((result, bytes)) => {
+                    let s = Self::sample(job, name, 1, bytes, started, "ok", None);
+                    self.record(vec![s]).await;
+                    Ok(Some(result))
+                }
+                Err(f) => {
+                    let outcome = if f.permanent { "quarantined" } else { "failed" };
+                    let reason = Some(f.reason().to_string());
+                    let s = Self::sample(job, name, 1, 0, started, outcome, reason);
+                    self.record(vec![s]).await;
+                    Err(f)
+                }
+            };
+        }
         match job.payload.get("files") {
             None => self.run_single(job, name, root, started).await,
             Some(files) => {

@@ -11,6 +11,9 @@
 //!   front matter, tags, wikilinks and embeds, source code, JSON, CSV), each a pure function of
 //!   the file's bytes so it can move into an extractor child process unchanged; HTML, mail and
 //!   PDF are refused as [`ExtractError::Unsupported`] for the isolated extractor.
+//! - [`mail::parse_message`]: one mail message into an email document (pure, like
+//!   [`extract()`]); [`mailbox`]: maildir and mbox sources on disk; [`git`]: git sources read
+//!   from the object database (HEAD's files, commits, a tree diff against the last seen commit).
 //! - [`chunk`] (module): cutting a document along its structure into chunks with stable keys.
 //!
 //! - [`handlers`]: the `scan` and `ingest` job handlers that run all of this through the job
@@ -22,7 +25,11 @@ pub mod chunk;
 pub mod detect;
 mod error;
 pub mod extract;
+pub mod git;
 pub mod handlers;
+mod items;
+pub mod mail;
+pub mod mailbox;
 mod markdown;
 pub mod scan;
 

@@ -82,7 +82,7 @@ pub struct ScanReport {
     pub index: FileIndex,
 }
 
-fn globset(globs: &[String]) -> Result<Option<GlobSet>, IngestError> {
+pub(crate) fn globset(globs: &[String]) -> Result<Option<GlobSet>, IngestError> {
     if globs.is_empty() {
         return Ok(None);
     }
@@ -108,7 +108,7 @@ fn rel_string(root: &Path, path: &Path) -> String {
 }
 
 #[cfg(unix)]
-fn stat_fields(m: &fs::Metadata) -> (i64, u64) {
+pub(crate) fn stat_fields(m: &fs::Metadata) -> (i64, u64) {
     use std::os::unix::fs::MetadataExt;
     (
         m.mtime()
@@ -119,7 +119,7 @@ fn stat_fields(m: &fs::Metadata) -> (i64, u64) {
 }
 
 #[cfg(not(unix))]
-fn stat_fields(m: &fs::Metadata) -> (i64, u64) {
+pub(crate) fn stat_fields(m: &fs::Metadata) -> (i64, u64) {
     let ns = m
         .modified()
         .ok()
@@ -143,6 +143,18 @@ pub fn scan(
     previous: &FileIndex,
     opts: &ScanOptions,
 ) -> Result<ScanReport, IngestError> {
+    scan_filtered(root, previous, opts, false, &|_| true)
+}
+
+/// [`scan`], looking into hidden files and directories too when `hidden` (a Maildir++
+/// folder is `.Sent`), and only at the files whose relative path `keep` accepts.
+pub(crate) fn scan_filtered(
+    root: &Path,
+    previous: &FileIndex,
+    opts: &ScanOptions,
+    hidden: bool,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<ScanReport, IngestError> {
     match fs::metadata(root) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
@@ -165,7 +177,7 @@ pub fn scan(
     let exclude = globset(&opts.exclude)?;
 
     let mut walk = ignore::WalkBuilder::new(root);
-    walk.hidden(true)
+    walk.hidden(!hidden)
         .parents(false)
         .ignore(true)
         .git_ignore(true)
@@ -205,7 +217,7 @@ pub fn scan(
             continue;
         }
         let rel = rel_string(root, entry.path());
-        if include.as_ref().is_some_and(|inc| !inc.is_match(&rel)) {
+        if !keep(&rel) || include.as_ref().is_some_and(|inc| !inc.is_match(&rel)) {
             continue;
         }
         report.files_seen += 1;

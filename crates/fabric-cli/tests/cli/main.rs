@@ -13,6 +13,7 @@ use serde_json::Value;
 mod daemons;
 mod docs;
 mod fleet;
+mod mailgit;
 mod retention;
 mod run;
 mod sources;
