@@ -156,6 +156,18 @@ fn normal() -> Priority {
     Priority::NORMAL
 }
 
+/// The settings key under which ingestion keeps one piece of a source's runtime state
+/// (`what`: `index`, `git_head`, `mbox:FILE`, ...). Every key of a source starts with
+/// [`state_prefix`], so removing the source removes them all.
+pub fn state_key(source: &str, what: &str) -> String {
+    format!("{}{what}", state_prefix(source))
+}
+
+/// The prefix of every settings key of a source's runtime state.
+pub fn state_prefix(source: &str) -> String {
+    format!("source:{source}:")
+}
+
 /// Most include or exclude globs of one source.
 pub const MAX_GLOBS: usize = 256;
 

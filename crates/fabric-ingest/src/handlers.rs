@@ -36,8 +36,8 @@ pub const BATCH_FILES: usize = 256;
 pub const BATCH_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The setting under which a source's file index is kept.
-fn index_key(source: &str) -> String {
-    format!("source_index:{source}")
+pub(crate) fn index_key(source: &str) -> String {
+    fabric_core::source::state_key(source, "index")
 }
 
 /// Adds the `scan` and `ingest` handlers, working on `store`; ingest jobs get the attempts
@@ -160,6 +160,7 @@ impl Handler for Scan {
             shard: &job.shard,
             priority: source.def.priority,
             max_attempts: attempts,
+            full_scan: full.then_some(job.id),
         };
         let mut jobs = batches(&report.changed)
             .into_iter()
@@ -227,10 +228,17 @@ struct IngestTemplate<'a> {
     shard: &'a str,
     priority: fabric_core::Priority,
     max_attempts: u32,
+    /// The `--full` scan the jobs come from: part of their unique keys, so a full re-read
+    /// really reads again what earlier jobs already ingested.
+    full_scan: Option<i64>,
 }
 
 impl IngestTemplate<'_> {
-    fn job(&self, payload: Value, unique: String) -> NewJob {
+    fn job(&self, mut payload: Value, mut unique: String) -> NewJob {
+        if let Some(scan) = self.full_scan {
+            unique.push_str(&format!(":full{scan}"));
+            payload["full_scan"] = json!(scan);
+        }
         let mut j = NewJob::new(INGEST);
         j.payload = payload;
         j.source = Some(self.source.to_string());
@@ -532,6 +540,7 @@ impl Ingest {
                 shard: &job.shard,
                 priority: job.priority,
                 max_attempts: job.max_attempts,
+                full_scan: job.payload.get("full_scan").and_then(Value::as_i64),
             };
             let jobs = handed_on.iter().map(|f| template.single(f)).collect();
             self.store
@@ -678,6 +687,7 @@ mod tests {
             shard: "default",
             priority: fabric_core::Priority::NORMAL,
             max_attempts: 4,
+            full_scan: None,
         };
         let two = batches(&changed(2, 1)).remove(0);
         let a = t.batch(two.clone());
@@ -690,5 +700,16 @@ mod tests {
         let one = t.batch(batches(&changed(1, 1)).remove(0));
         assert_eq!(one.payload["path"], "f0000.md");
         assert_eq!(one.unique_key.as_deref(), Some("ingest:notes:f0000.md:h0"));
+        // A full scan's jobs are its own.
+        let full = IngestTemplate {
+            full_scan: Some(77),
+            ..t
+        };
+        let again = full.batch(batches(&changed(1, 1)).remove(0));
+        assert_eq!(
+            again.unique_key.as_deref(),
+            Some("ingest:notes:f0000.md:h0:full77")
+        );
+        assert_eq!(again.payload["full_scan"], 77);
     }
 }

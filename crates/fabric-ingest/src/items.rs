@@ -2,13 +2,13 @@
 //! of [`crate::handlers`] for those types: they keep each source's runtime state in the
 //! store's settings and put and remove its documents.
 //!
-//! - maildir: the file index under `source_index:NAME` (as for file trees), keyed by the
+//! - maildir: the file index under `source:NAME:index` (as for file trees), keyed by the
 //!   files' paths; documents keyed by the message's stable name ([`crate::mailbox`]); an
 //!   ingest job is `{"item": "maildir", "path": FILE, "doc_path": DOC}`.
 //! - mbox: the file index likewise; one ingest job per changed mbox file
 //!   (`{"item": "mbox", "path": FILE}`), which puts every message and removes the documents
-//!   of messages gone from the file, listed under `mbox_docs:NAME:FILE`.
-//! - git: the last seen commit and file count under `git_head:NAME`; ingest jobs
+//!   of messages gone from the file, listed under `source:NAME:mbox:FILE`.
+//! - git: the last seen commit and file count under `source:NAME:git_head`; ingest jobs
 //!   `{"item": "git_file", "path", "blob"}` per added or changed file and one
 //!   `{"item": "git_commits", "head", "since"}` for the new commits.
 //!
@@ -22,6 +22,7 @@ use std::sync::Arc;
 use fabric_core::config::Config;
 use fabric_core::doc::NewDocument;
 use fabric_core::quarantine::{ErrorKind, Failure};
+use fabric_core::source::state_key;
 use fabric_core::source::SourceType;
 use fabric_core::{Clock, Job, NewJob, RealClock};
 use fabric_store::{SourceRecord, Store, StoreError};
@@ -43,15 +44,15 @@ fn task_failure(e: tokio::task::JoinError) -> Failure {
 }
 
 fn index_key(source: &str) -> String {
-    format!("source_index:{source}")
+    crate::handlers::index_key(source)
 }
 
 fn git_key(source: &str) -> String {
-    format!("git_head:{source}")
+    state_key(source, "git_head")
 }
 
 fn mbox_key(source: &str, file: &str) -> String {
-    format!("mbox_docs:{source}:{file}")
+    state_key(source, &format!("mbox:{file}"))
 }
 
 /// A unique key of at most 256 bytes (long paths are hashed).

@@ -303,6 +303,21 @@ fn a_triggered_scan_ingests_changes_only_and_search_follows_edits_and_deletions(
         "{again}"
     );
     assert_eq!(again["scan"]["bytes_hashed"], 0, "{again}");
+    // --full reads every file again (and quarantines the binary again: exit 1).
+    let out = h.run(&[
+        "sources", "trigger", "notes", "--wait", "--full", "--format", "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let full: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            full["scan"]["changed"].as_u64(),
+            full["ingested"].as_u64(),
+            full["quarantined"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1)),
+        "{full}"
+    );
 
     // An edit re-ingests that one file; a deletion removes its hits.
     std::fs::write(vault.join("notes/b.md"), "Now a wombat lives here.\n").unwrap();
@@ -334,7 +349,7 @@ fn a_triggered_scan_ingests_changes_only_and_search_follows_edits_and_deletions(
 
     // Every ingest job left a telemetry sample.
     let t = h.json(&["telemetry", "throughput", "--source", "notes"]);
-    assert_eq!(t["files_processed"], 4, "{t}");
+    assert_eq!(t["files_processed"], 7, "{t}");
     let failures = h.json(&["telemetry", "failures"]);
     assert_eq!(failures[0]["reason"], "parse_error", "{failures}");
     // Health: the search index, and the source (a third of its files quarantined).

@@ -38,6 +38,11 @@ pub(crate) async fn list<C: GenericClient>(c: &C) -> Result<Vec<SourceRecord>> {
 }
 
 pub(crate) async fn remove<C: GenericClient>(c: &C, name: &str) -> Result<()> {
+    c.execute(
+        "DELETE FROM settings WHERE starts_with(key, $1)",
+        &[&fabric_core::source::state_prefix(name)],
+    )
+    .await?;
     match c
         .execute("DELETE FROM sources WHERE name = $1", &[&name])
         .await?

@@ -38,6 +38,8 @@ pub(crate) fn list(conn: &Connection) -> Result<Vec<SourceRecord>> {
 }
 
 pub(crate) fn remove(conn: &Connection, name: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM settings WHERE substr(key, 1, length(?1)) = ?1")?
+        .execute([fabric_core::source::state_prefix(name)])?;
     match conn
         .prepare_cached("DELETE FROM sources WHERE name = ?1")?
         .execute([name])?

@@ -1000,8 +1000,31 @@ pub async fn sources_keep_their_definition_and_state(s: &dyn Store) {
         0
     );
     assert_eq!(s.counts_of("notes", "scan", 0).await.unwrap().total(), 0);
+    // Removal takes the source's runtime state with it, and no other source's.
+    use fabric_core::source::state_key;
+    for (src, what) in [
+        ("docs", "index"),
+        ("docs", "mbox:a_b.mbox"),
+        ("docs_x", "index"),
+    ] {
+        s.put_setting(&state_key(src, what), "{}").await.unwrap();
+    }
+    s.put_setting("docs", "kept").await.unwrap();
     s.remove_source("docs").await.unwrap();
     assert_eq!(s.sources().await.unwrap().len(), 1);
+    assert_eq!(s.setting(&state_key("docs", "index")).await.unwrap(), None);
+    assert_eq!(
+        s.setting(&state_key("docs", "mbox:a_b.mbox"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(s
+        .setting(&state_key("docs_x", "index"))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(s.setting("docs").await.unwrap().is_some());
 }
 
 pub async fn telemetry_sums_per_source_and_outcome_and_prunes(s: &dyn Store) {
