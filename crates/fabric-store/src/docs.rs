@@ -42,6 +42,12 @@ pub trait DocStore: Send + Sync {
     /// Documents, chunks and bytes in total, by type and by source.
     async fn doc_stats(&self) -> Result<DocStats>;
 
+    /// Merges up to `pages` pages of the full-text index's segments (SQLite FTS5's incremental
+    /// merge; a big ingest leaves many segments, and every search reads all of them). True
+    /// when there was work to do, false once the index is compact (and always on PostgreSQL,
+    /// whose GIN index keeps itself).
+    async fn compact_index(&self, pages: u32) -> Result<bool>;
+
     /// Checks the full-text index against the chunks it indexes; `["ok"]` when sound, else
     /// one line per problem.
     async fn doc_integrity_check(&self) -> Result<Vec<String>>;

@@ -28,6 +28,8 @@ const FILL_BATCH: u64 = 200;
 /// Chunks per synthetic document, and their size.
 const FILL_CHUNKS: u32 = 10;
 const FILL_CHUNK_BYTES: usize = 400;
+/// Pages merged per compaction step.
+const COMPACT_PAGES: u32 = 2_000;
 
 /// One ingest run: a cold trigger of a source over a generated tree.
 #[derive(Debug, Serialize)]
@@ -63,6 +65,10 @@ struct SearchRun {
     queries: usize,
     /// Seconds to fill the index to `chunks` with synthetic documents.
     fill_seconds: f64,
+    /// Seconds to compact the index after (what the maintenance leader does in the
+    /// background), and the latencies before it.
+    compact_seconds: f64,
+    before_compaction: Latencies,
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
@@ -365,8 +371,8 @@ async fn ingest(
     })
 }
 
-/// Fills the index to `--search-chunks` with synthetic documents, then times searches of
-/// one or two words drawn from the vocabulary (common and rare alike), top 10 with snippets.
+/// Fills the index to `--search-chunks` with synthetic documents, then times searches before
+/// and after compacting the index.
 async fn search(
     store: &dyn Store,
     args: &BenchIngestArgs,
@@ -412,13 +418,46 @@ async fn search(
     }
     let fill_seconds = t.elapsed().as_secs_f64();
     let chunks = docs.doc_stats().await?.total.chunks;
-    say(
-        quiet,
-        format!("{} searches on {chunks} chunks", args.queries),
-    );
-    let mut lat = Vec::with_capacity(args.queries);
+    let before = latencies(&*docs, args.queries, words).await?;
+    say(quiet, "compacting the index".into());
+    let t = Instant::now();
+    while docs.compact_index(COMPACT_PAGES).await? {}
+    let compact_seconds = t.elapsed().as_secs_f64();
+    let after = latencies(&*docs, args.queries, words).await?;
+    Ok(SearchRun {
+        chunks,
+        queries: args.queries,
+        fill_seconds,
+        compact_seconds,
+        before_compaction: before,
+        p50_ms: after.p50_ms,
+        p99_ms: after.p99_ms,
+        max_ms: after.max_ms,
+        with_hits: after.with_hits,
+    })
+}
+
+/// Search latencies of one run of queries.
+#[derive(Debug, Serialize)]
+struct Latencies {
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    /// Queries that found at least one hit.
+    with_hits: usize,
+}
+
+/// Times `queries` searches of one or two words drawn from the vocabulary (common and rare
+/// alike), top 10 with snippets; the same queries every time.
+async fn latencies(
+    docs: &dyn fabric_store::DocStore,
+    queries: usize,
+    words: &Words,
+) -> anyhow::Result<Latencies> {
+    let mut rng = Rng::new(5);
+    let mut lat = Vec::with_capacity(queries);
     let mut with_hits = 0;
-    for q in 0..args.queries {
+    for q in 0..queries {
         let text = if q % 2 == 0 {
             words.pick(&mut rng).to_string()
         } else {
@@ -437,10 +476,7 @@ async fn search(
     }
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
-    Ok(SearchRun {
-        chunks,
-        queries: args.queries,
-        fill_seconds,
+    Ok(Latencies {
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         max_ms: lat[lat.len() - 1],

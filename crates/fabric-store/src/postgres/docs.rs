@@ -317,6 +317,10 @@ impl DocStore for PostgresStore {
         Ok(out)
     }
 
+    async fn compact_index(&self, _pages: u32) -> Result<bool> {
+        Ok(false)
+    }
+
     async fn doc_integrity_check(&self) -> Result<Vec<String>> {
         let client = self.pool.get().await?;
         let mut problems = Vec::new();

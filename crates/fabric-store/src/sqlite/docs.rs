@@ -215,7 +215,7 @@ const SEARCH_TOP: &str = "SELECT d.id, d.source, d.path, d.title, c.ord, c.headi
 /// most of a million chunks would take a second to rank in full; a word that common says
 /// little about relevance anyway. Finding the window's edge walks the match list in rowid
 /// order without scoring (cheap).
-const RANK_WINDOW: i64 = 10_000;
+const RANK_WINDOW: i64 = 2_000;
 
 /// The id below the newest [`RANK_WINDOW`] matches, or `i64::MIN` when there are fewer.
 const WINDOW_FLOOR: &str =
@@ -363,6 +363,20 @@ impl DocStore for SqliteStore {
 
     async fn doc_stats(&self) -> Result<DocStats> {
         self.read(stats).await
+    }
+
+    async fn compact_index(&self, pages: u32) -> Result<bool> {
+        let pages = i64::from(pages.max(2));
+        self.inner
+            .writer
+            .write(move |conn| {
+                // The merge says whether it did any work only through the change counter.
+                let before = conn.total_changes();
+                conn.prepare_cached("INSERT INTO doc_fts (doc_fts, rank) VALUES ('merge', ?1)")?
+                    .execute([pages])?;
+                Ok(conn.total_changes() - before > 1)
+            })
+            .await
     }
 
     async fn doc_integrity_check(&self) -> Result<Vec<String>> {
