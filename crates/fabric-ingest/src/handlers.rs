@@ -16,7 +16,8 @@ use fabric_engine::{Handler, Registry};
 use fabric_store::{Store, TelemetrySample};
 use serde_json::{json, Value};
 
-use crate::{extract, read_capped, scan, ExtractError, FileIndex, FileMeta, Limits, ScanOptions};
+use crate::isolate::ExtractorPool;
+use crate::{scan, ExtractError, FileIndex, FileMeta, Limits, ScanOptions};
 
 /// Kind of the job that scans a source (the Console's trigger and the leader's schedules
 /// enqueue it).
@@ -30,12 +31,13 @@ fn index_key(source: &str) -> String {
 }
 
 /// Adds the `scan` and `ingest` handlers, working on `store`; ingest jobs get the attempts
-/// of their source's retry policy in `config`.
+/// of their source's retry policy in `config`, and parse HTML and PDF through `extractor`.
 pub fn register(
     registry: &mut Registry,
     store: Arc<dyn Store>,
     limits: Limits,
     config: Arc<Config>,
+    extractor: Arc<ExtractorPool>,
 ) {
     registry.register(
         SCAN,
@@ -44,7 +46,14 @@ pub fn register(
             config,
         },
     );
-    registry.register(INGEST, Ingest { store, limits });
+    registry.register(
+        INGEST,
+        Ingest {
+            store,
+            limits,
+            extractor,
+        },
+    );
 }
 
 fn field_str<'a>(payload: &'a Value, key: &str) -> Result<&'a str, String> {
@@ -207,6 +216,7 @@ impl Handler for Scan {
 pub struct Ingest {
     store: Arc<dyn Store>,
     limits: Limits,
+    extractor: Arc<ExtractorPool>,
 }
 
 impl Ingest {
@@ -265,19 +275,15 @@ impl Handler for Ingest {
                 .unwrap_or_default()
                 .to_string(),
         };
-        let (root, limits, source_name, path) = (
-            root.to_string(),
-            self.limits.clone(),
-            name.to_string(),
-            rel.clone(),
-        );
-        let parsed = tokio::task::spawn_blocking(move || {
-            let bytes = read_capped(Path::new(&root), Path::new(&path), &limits)?;
-            let size = bytes.len() as u64;
-            extract(&source_name, Path::new(&path), &bytes, meta, &limits).map(|d| (d, size))
-        })
-        .await
-        .map_err(|e| Failure::msg(format!("ingest task failed: {e}")))?;
+        let parsed = crate::isolate::extract_file(
+            &self.extractor,
+            name,
+            Path::new(root),
+            Path::new(&rel),
+            meta,
+            &self.limits,
+        )
+        .await;
         match parsed {
             Ok((doc, size)) => {
                 let chunks = doc.chunks.len();
@@ -293,7 +299,7 @@ impl Handler for Ingest {
                 ))
             }
             Err(ExtractError::Unsupported { what, .. }) => {
-                // HTML, mail and PDF belong to the isolated extractor (not built yet).
+                // Binaries of no known format, and mail (no extractor for it yet).
                 self.sample(job, name, 0, started, "skipped", Some(what.clone()))
                     .await;
                 Ok(Some(json!({"skipped": what})))

@@ -11,6 +11,9 @@
 //!   front matter, tags, wikilinks and embeds, source code, JSON, CSV), each a pure function of
 //!   the file's bytes so it can move into an extractor child process unchanged; HTML, mail and
 //!   PDF are refused as [`ExtractError::Unsupported`] for the isolated extractor.
+//! - [`untrusted`]: the parsers of the untrusted formats (HTML, PDF), pure functions that
+//!   only an extractor child runs; [`isolate`]: the pool of those children (timeout, memory
+//!   and output caps, replacement of a child that dies) and the child's main.
 //! - [`chunk`] (module): cutting a document along its structure into chunks with stable keys.
 //!
 //! - [`handlers`]: the `scan` and `ingest` job handlers that run all of this through the job
@@ -23,13 +26,16 @@ pub mod detect;
 mod error;
 pub mod extract;
 pub mod handlers;
+pub mod isolate;
 mod markdown;
 pub mod scan;
+pub mod untrusted;
 
 pub use detect::{detect, Detected};
 pub use error::{io_reason, ExtractError, IngestError};
 pub use extract::{extract, read_capped, FileMeta, Limits};
 pub use scan::{scan, ChangedFile, FileError, FileIndex, IndexEntry, ScanOptions, ScanReport};
+pub use untrusted::extract_untrusted;
 
 #[doc(no_inline)]
 pub use fabric_core::doc::{Chunk, DocLink, DocType, NewDocument};
