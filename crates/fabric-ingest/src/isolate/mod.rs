@@ -145,10 +145,16 @@ impl Worker {
     }
 }
 
-/// Reads a child's standard error: the first lines go to the log, the last are returned.
+/// What in a child's standard error tells how it died (kept wherever it appears, even before
+/// a long backtrace).
+const DEATH_MARKS: [&str; 2] = ["memory allocation of", "has overflowed its stack"];
+
+/// Reads a child's standard error: the first lines go to the log; the lines naming a cause of
+/// death ([`DEATH_MARKS`]) and the last lines are returned.
 async fn forward_stderr(pid: u32, stderr: tokio::process::ChildStderr) -> String {
     let mut r = BufReader::new(stderr);
     let mut tail: VecDeque<String> = VecDeque::new();
+    let mut marks: Vec<String> = Vec::new();
     let mut logged = 0;
     let mut line = Vec::new();
     let mut buf = [0u8; 4096];
@@ -170,6 +176,9 @@ async fn forward_stderr(pid: u32, stderr: tokio::process::ChildStderr) -> String
                 tracing::warn!(target: "fabric_ingest::extractor", pid, "{text}");
                 logged += 1;
             }
+            if marks.len() < 2 && DEATH_MARKS.iter().any(|m| text.contains(m)) {
+                marks.push(text.clone());
+            }
             if tail.len() == STDERR_TAIL_LINES {
                 tail.pop_front();
             }
@@ -179,7 +188,8 @@ async fn forward_stderr(pid: u32, stderr: tokio::process::ChildStderr) -> String
     if !line.is_empty() {
         tail.push_back(String::from_utf8_lossy(&line).into_owned());
     }
-    Vec::from(tail).join("\n")
+    marks.extend(tail);
+    marks.join("\n")
 }
 
 /// The error a child's death gives its file (see the module doc's table).
@@ -196,13 +206,13 @@ pub fn classify_death(
             format!("{m}: {last}")
         }
     };
-    if stderr_tail.contains("memory allocation of") {
+    if stderr_tail.contains(DEATH_MARKS[0]) {
         return ExtractError::ResourceExhausted(format!(
             "the extractor ran out of memory (cap {} MiB)",
             memory_bytes >> 20
         ));
     }
-    if stderr_tail.contains("has overflowed its stack") {
+    if stderr_tail.contains(DEATH_MARKS[1]) {
         return ExtractError::ResourceExhausted("the extractor overflowed its stack".into());
     }
     match status {
