@@ -143,6 +143,33 @@ fn the_pool_replaces_children_that_overrun_die_or_blow_their_caps() {
             assert_eq!(pool.spawned() - before, u64::from(replaced), "{what}: {e}");
         }
 
+        // The memory cap is the configured one: 300 MiB do not fit under 256 MiB, and fit
+        // under 1 GiB.
+        let e = pool
+            .extract(&request(DocType::Html, "big", hook("alloc300")))
+            .await
+            .expect_err("300 MiB under a 256 MiB cap");
+        assert_eq!(e.reason(), QuarantineReason::ResourceExhausted, "{e}");
+        let mut roomy = pool.config().clone();
+        roomy.memory_bytes = 1 << 30;
+        let d = ExtractorPool::new(roomy)
+            .extract(&request(DocType::Html, "big", hook("alloc300")))
+            .await
+            .expect("300 MiB under a 1 GiB cap");
+        assert!(d.chunks[0].text.contains("never parsed"), "{d:?}");
+
+        // A cap below what the child maps at start-up cannot be enforced: refused, loudly.
+        let mut tiny = pool.config().clone();
+        tiny.memory_bytes = 1 << 20;
+        let e = ExtractorPool::new(tiny)
+            .extract(&request(DocType::Html, "a.html", GOOD.into()))
+            .await
+            .expect_err("1 MiB cap");
+        assert!(
+            matches!(e, ExtractError::ExtractorUnavailable(ref m) if m.contains("over the memory cap")),
+            "{e:?}"
+        );
+
         // Several children at once, never more than `workers`.
         let pool = std::sync::Arc::new(self::pool(2, 1 << 20));
         let mut tasks = Vec::new();

@@ -7,8 +7,9 @@
 //! Test hooks: with `FABRIC_EXTRACTOR_TEST_HOOKS=1` in its environment (never set it in
 //! production), a file whose first 512 bytes hold `fabric-extractor-test-hook:NAME` makes the
 //! child misbehave on purpose: `sleep` (sleeps an hour: a timeout), `alloc` (allocates until
-//! the memory cap stops it; refused without a cap), `stack` (recurses until the stack
-//! overflows), `abort` (aborts), `panic` (panics). Without the variable the text is content.
+//! the memory cap stops it; refused without a cap), `allocN` (allocates and touches N MiB,
+//! then parses the file as usual), `stack` (recurses until the stack overflows), `abort`
+//! (aborts), `panic` (panics). Without the variable the text is content.
 
 use std::io::{BufReader, BufWriter, Write};
 use std::os::fd::AsFd;
@@ -38,12 +39,32 @@ pub struct ChildOptions {
 /// Largest file body a request may carry (the ingest size cap is far below).
 const MAX_BODY_BYTES: u64 = 1 << 32;
 
-fn set_memory_cap(bytes: u64) -> nix::Result<()> {
+/// The address space this process maps now (`VmSize`), in bytes.
+fn address_space() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmSize:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Sets `RLIMIT_AS`. Refuses a cap the process is already over: new mappings would all fail
+/// while memory reserved before the cap stays usable, so the cap would mean nothing (an
+/// allocator that reserves a large arena at start-up does this; the pool turns mimalloc's
+/// off).
+fn set_memory_cap(bytes: u64) -> Result<(), String> {
     use nix::sys::resource::{setrlimit, Resource};
     if bytes == 0 {
         return Ok(());
     }
+    if let Some(now) = address_space().filter(|&now| now >= bytes) {
+        return Err(format!(
+            "its address space at start-up ({} MiB) is already over the memory cap ({} MiB)",
+            now >> 20,
+            bytes >> 20
+        ));
+    }
     setrlimit(Resource::RLIMIT_AS, bytes, bytes)
+        .map_err(|e| format!("cannot set RLIMIT_AS to {bytes} bytes: {e}"))
 }
 
 /// The hook a request asks for, when hooks are enabled.
@@ -75,6 +96,11 @@ fn run_hook(name: &str, opts: &ChildOptions) {
                 hog.push(vec![1u8; 16 << 20]);
                 std::hint::black_box(&hog);
             }
+        }
+        n if n.starts_with("alloc") => {
+            let mib: usize = n["alloc".len()..].parse().unwrap_or(0);
+            let hog: Vec<Vec<u8>> = (0..mib).map(|_| vec![1u8; 1 << 20]).collect();
+            std::hint::black_box(&hog);
         }
         "stack" => {
             std::hint::black_box(overflow(0));
@@ -130,14 +156,28 @@ fn encode(resp: &Response, cap: u64) -> Vec<u8> {
     serde_json::to_vec(&over).unwrap_or_default()
 }
 
+/// Exits once the parent is gone (this process re-parented), so that a child busy on a
+/// file does not outlive a daemon killed with SIGKILL; an idle child sees its input close.
+fn watch_parent() {
+    let parent = nix::unistd::getppid();
+    let watch = std::thread::Builder::new()
+        .name("parent-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            if nix::unistd::getppid() != parent {
+                std::process::exit(4);
+            }
+        });
+    if let Err(e) = watch {
+        eprintln!("fabric extractor: cannot watch its parent: {e}");
+    }
+}
+
 /// Runs the extractor child until its input closes; the exit code is 0 then, 3 when the caps
-/// cannot be set or the protocol pipe fails.
+/// cannot be set or the protocol pipe fails, 4 when its parent died.
 pub fn child_main(opts: ChildOptions) -> ExitCode {
     if let Err(e) = set_memory_cap(opts.memory_bytes) {
-        eprintln!(
-            "fabric extractor: cannot set RLIMIT_AS to {} bytes: {e}",
-            opts.memory_bytes
-        );
+        eprintln!("fabric extractor: {e}");
         return ExitCode::from(3);
     }
     // The protocol gets its own copy of standard output; fd 1 then points at standard
@@ -153,6 +193,7 @@ pub fn child_main(opts: ChildOptions) -> ExitCode {
         eprintln!("fabric extractor: cannot redirect standard output: {e}");
         return ExitCode::from(3);
     }
+    watch_parent();
     let mut out = BufWriter::new(proto);
     let mut input = BufReader::new(std::io::stdin().lock());
     if out.write_all(HELLO).and_then(|()| out.flush()).is_err() {

@@ -23,7 +23,9 @@
 //! A child's standard error is forwarded to the daemon's log (the first lines of each) and its
 //! tail is kept to classify its death. Children get a minimal environment (no secrets of the
 //! daemon's): `PATH`, `LANG`, `LC_ALL`, `TZ`, `FABRIC_LOG`, `RUST_BACKTRACE` and
-//! [`TEST_HOOKS_ENV`].
+//! [`TEST_HOOKS_ENV`], plus `MIMALLOC_ARENA_RESERVE=0` so that the cap counts what the
+//! child really maps (the memory cap is on the whole address space, the executable's
+//! ~100 MiB included).
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -293,6 +295,9 @@ impl ExtractorPool {
                     .iter()
                     .filter_map(|k| std::env::var_os(k).map(|v| (k, v))),
             )
+            // The `fabric` binary's allocator, mimalloc, would reserve 1 GiB of address space
+            // at start-up, before the child sets its cap (which would then mean nothing).
+            .env("MIMALLOC_ARENA_RESERVE", "0")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
