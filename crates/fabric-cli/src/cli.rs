@@ -115,6 +115,16 @@ pub enum Command {
     /// Measure enqueue, drain and latency on a fresh embedded store (`bench ingest`: the
     /// ingestion layer on a generated corpus).
     Bench(BenchArgs),
+    /// The isolated extractor child that the daemon's extractor pool spawns (internal).
+    #[command(name = "__extractor", hide = true)]
+    Extractor {
+        /// Address-space cap (RLIMIT_AS) in bytes; 0 for none.
+        #[arg(long)]
+        memory_bytes: u64,
+        /// Largest answer in bytes.
+        #[arg(long)]
+        output_cap_bytes: u64,
+    },
     /// Checkpoints of scenario runs: save one now, load one (continue its run), show one.
     #[command(subcommand)]
     Checkpoint(CheckpointCmd),

@@ -109,7 +109,8 @@ impl Ctx {
 }
 
 /// Every job kind this fabric runs: the built-in handlers and ingestion's `scan` and
-/// `ingest` on `store`.
+/// `ingest` on `store`, the latter parsing HTML and PDF in extractor children of this
+/// executable (`fabric __extractor`, started when the first such file comes).
 pub fn registry(
     config: &Arc<fabric_core::config::Config>,
     store: Arc<dyn fabric_store::Store>,
@@ -122,6 +123,9 @@ pub fn registry(
         fabric_ingest::Limits::default(),
         config.clone(),
         metrics,
+        Arc::new(fabric_ingest::isolate::ExtractorPool::new(
+            fabric_ingest::isolate::ExtractorConfig::current_exe(),
+        )),
     );
     r
 }

@@ -3,6 +3,7 @@
 
 use fabric_core::doc::DocType;
 use fabric_core::quarantine::{ErrorKind, Failure, QuarantineReason};
+use serde::{Deserialize, Serialize};
 
 /// A scan that could not run at all (per-file problems are [`crate::FileError`]s instead).
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +29,9 @@ impl IngestError {
     }
 }
 
-/// Why one file produced no document.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why one file produced no document. Serializable: the extractor child
+/// ([`crate::isolate`]) sends it back over its pipe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ExtractError {
     /// Malformed content: binary under a text extension, invalid UTF-8, bad JSON or CSV.
     #[error("parse error: {0}")]
@@ -51,6 +53,17 @@ pub enum ExtractError {
         doc_type: Option<DocType>,
         what: String,
     },
+    /// The isolated extractor overran its wall-clock time on this file (it was killed).
+    #[error("extraction timed out after {seconds} s")]
+    Timeout { seconds: u64 },
+    /// The isolated extractor hit a resource cap on this file: its memory cap (an allocation
+    /// failed), its stack, or the output cap; or it was killed by SIGKILL.
+    #[error("resource exhausted: {0}")]
+    ResourceExhausted(String),
+    /// No extractor child could be started or spoken to: not the file's fault, so the job is
+    /// retried rather than quarantined.
+    #[error("extractor unavailable: {0}")]
+    ExtractorUnavailable(String),
 }
 
 impl ExtractError {
@@ -61,12 +74,17 @@ impl ExtractError {
             ExtractError::Parse(_) | ExtractError::Unsupported { .. } => {
                 QuarantineReason::ParseError
             }
-            ExtractError::TooLarge { .. } => QuarantineReason::ResourceExhausted,
+            ExtractError::TooLarge { .. } | ExtractError::ResourceExhausted(_) => {
+                QuarantineReason::ResourceExhausted
+            }
+            ExtractError::Timeout { .. } => QuarantineReason::Timeout,
             ExtractError::Io { reason, .. } => *reason,
+            ExtractError::ExtractorUnavailable(_) => QuarantineReason::DependencyFailure,
         }
     }
 
-    /// The failure as the job engine records it (permanent unless an I/O error is transient).
+    /// The failure as the job engine records it: permanent (the file is quarantined) unless
+    /// an I/O error is transient or no extractor could run.
     pub fn failure(&self) -> Failure {
         let kind = match self.reason() {
             QuarantineReason::PermissionDenied => ErrorKind::Permission,
@@ -74,10 +92,14 @@ impl ExtractError {
             QuarantineReason::ConnectorError => ErrorKind::Connector,
             QuarantineReason::Timeout => ErrorKind::Timeout,
             QuarantineReason::ParseError => ErrorKind::Parse,
+            QuarantineReason::DependencyFailure => ErrorKind::Dependency,
             _ => ErrorKind::Other,
         };
         Failure {
-            permanent: !matches!(self, ExtractError::Io { .. }),
+            permanent: !matches!(
+                self,
+                ExtractError::Io { .. } | ExtractError::ExtractorUnavailable(_)
+            ),
             ..Failure::of(kind, self.to_string())
         }
     }
@@ -136,6 +158,14 @@ mod tests {
         assert!(e.failure().permanent);
         let e = ExtractError::Parse("x".into());
         assert_eq!(e.failure().reason(), QuarantineReason::ParseError);
+        let e = ExtractError::Timeout { seconds: 30 };
+        assert_eq!(e.failure().reason(), QuarantineReason::Timeout);
+        assert!(e.failure().permanent);
+        let e = ExtractError::ResourceExhausted("out of memory".into());
+        assert_eq!(e.failure().reason(), QuarantineReason::ResourceExhausted);
+        assert!(e.failure().permanent);
+        let e = ExtractError::ExtractorUnavailable("cannot spawn".into());
+        assert!(!e.failure().permanent, "not the file's fault: retried");
         let e = ExtractError::io(&io::Error::from(io::ErrorKind::PermissionDenied));
         assert_eq!(e.failure().reason(), QuarantineReason::PermissionDenied);
     }

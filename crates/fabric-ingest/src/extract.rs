@@ -13,6 +13,7 @@ use std::io::Read;
 use std::path::Path;
 
 use fabric_core::doc::{DocType, NewDocument};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::chunk::{chunk_blocks, Block};
@@ -22,7 +23,7 @@ use crate::markdown;
 use crate::scan::IndexEntry;
 
 /// Caps and chunk sizes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Largest file parsed, in bytes (default 32 MiB); over it → `resource_exhausted`.
     pub max_bytes: u64,
@@ -44,7 +45,7 @@ impl Default for Limits {
 }
 
 /// What the scan knows of a file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMeta {
     pub size: u64,
     /// Modification time, epoch milliseconds.
@@ -89,7 +90,7 @@ pub fn read_capped(root: &Path, rel_path: &Path, limits: &Limits) -> Result<Vec<
     Ok(buf)
 }
 
-fn rel_string(rel_path: &Path) -> String {
+pub(crate) fn rel_string(rel_path: &Path) -> String {
     rel_path
         .components()
         .map(|c| c.as_os_str().to_string_lossy())
@@ -97,7 +98,7 @@ fn rel_string(rel_path: &Path) -> String {
         .join("/")
 }
 
-fn file_name(rel_path: &Path) -> String {
+pub(crate) fn file_name(rel_path: &Path) -> String {
     rel_path
         .file_stem()
         .or_else(|| rel_path.file_name())

@@ -20,6 +20,7 @@ use fabric_engine::{Handler, Metrics, Registry};
 use fabric_store::{Store, TelemetrySample};
 use serde_json::{json, Value};
 
+use crate::isolate::ExtractorPool;
 use crate::{
     extract, read_capped, scan, ExtractError, FileIndex, FileMeta, Limits, NewDocument, ScanOptions,
 };
@@ -41,13 +42,15 @@ pub(crate) fn index_key(source: &str) -> String {
 }
 
 /// Adds the `scan` and `ingest` handlers, working on `store`; ingest jobs get the attempts
-/// of their source's retry policy in `config`, and count what they ingest in `metrics`.
+/// of their source's retry policy in `config`, parse HTML and PDF through `extractor`, and
+/// count what they ingest in `metrics`.
 pub fn register(
     registry: &mut Registry,
     store: Arc<dyn Store>,
     limits: Limits,
     config: Arc<Config>,
     metrics: Metrics,
+    extractor: Arc<ExtractorPool>,
 ) {
     registry.register(
         SCAN,
@@ -62,6 +65,7 @@ pub fn register(
             store,
             limits,
             metrics,
+            extractor,
         },
     );
 }
@@ -344,6 +348,7 @@ pub struct Ingest {
     store: Arc<dyn Store>,
     limits: Limits,
     metrics: Metrics,
+    extractor: Arc<ExtractorPool>,
 }
 
 /// What extracting one file of a batch gave.
@@ -389,22 +394,23 @@ impl Ingest {
         }
     }
 
-    /// Reads and extracts `files` under `root`, off the async threads.
+    /// Reads and extracts `files` under `root`: the text-like formats in process, off the
+    /// async threads, all in one go; HTML and PDF then one by one through the extractor pool.
     async fn extract_all(
         &self,
         source: &str,
         root: &str,
         files: Vec<BatchFile>,
     ) -> Result<Vec<(BatchFile, Extracted)>, Failure> {
-        let (root, limits, source) = (root.to_string(), self.limits.clone(), source.to_string());
-        tokio::task::spawn_blocking(move || {
+        let (dir, limits, src) = (root.to_string(), self.limits.clone(), source.to_string());
+        let mut got: Vec<(BatchFile, Extracted)> = tokio::task::spawn_blocking(move || {
             files
                 .into_iter()
                 .map(|f| {
-                    let got = read_capped(Path::new(&root), Path::new(&f.path), &limits).and_then(
+                    let got = read_capped(Path::new(&dir), Path::new(&f.path), &limits).and_then(
                         |bytes| {
                             let size = bytes.len() as u64;
-                            extract(&source, Path::new(&f.path), &bytes, f.meta(), &limits)
+                            extract(&src, Path::new(&f.path), &bytes, f.meta(), &limits)
                                 .map(|d| (d, size))
                         },
                     );
@@ -413,7 +419,26 @@ impl Ingest {
                 .collect()
         })
         .await
-        .map_err(|e| Failure::msg(format!("ingest task failed: {e}")))
+        .map_err(|e| Failure::msg(format!("ingest task failed: {e}")))?;
+        for (f, result) in got.iter_mut() {
+            if let Err(ExtractError::Unsupported {
+                doc_type: Some(t), ..
+            }) = result
+            {
+                if crate::untrusted::parses(*t) {
+                    *result = crate::isolate::extract_file(
+                        &self.extractor,
+                        source,
+                        Path::new(root),
+                        Path::new(&f.path),
+                        f.meta(),
+                        &self.limits,
+                    )
+                    .await;
+                }
+            }
+        }
+        Ok(got)
     }
 
     async fn run_single(
@@ -440,8 +465,20 @@ impl Ingest {
                 .and_then(Value::as_i64)
                 .unwrap_or(0),
         };
-        let mut got = self.extract_all(name, root, vec![file]).await?;
-        let (_, parsed) = got.pop().ok_or_else(|| Failure::msg("no file extracted"))?;
+        // Handed on by a batch that met a permanent failure (see `run_batch`).
+        let known: Option<ExtractError> = job
+            .payload
+            .get("error")
+            .and_then(|e| serde_json::from_value(e.clone()).ok());
+        let parsed = match known {
+            Some(e) => Err(e),
+            None => {
+                let mut got = self.extract_all(name, root, vec![file]).await?;
+                got.pop()
+                    .ok_or_else(|| Failure::msg("no file extracted"))?
+                    .1
+            }
+        };
         match parsed {
             Ok((doc, size)) => {
                 let chunks = doc.chunks.len();
@@ -458,7 +495,7 @@ impl Ingest {
                 ))
             }
             Err(ExtractError::Unsupported { what, .. }) => {
-                // HTML, mail and PDF belong to the isolated extractor (not built yet).
+                // Binaries of no known format.
                 self.record(vec![Self::sample(
                     job,
                     name,
@@ -519,7 +556,7 @@ impl Ingest {
                     doc_type: None,
                     what,
                 }) => *skipped.entry(what).or_default() += 1,
-                Err(_) => handed_on.push(file),
+                Err(e) => handed_on.push((file, e)),
             }
         }
         let stored = docs.len();
@@ -542,7 +579,18 @@ impl Ingest {
                 max_attempts: job.max_attempts,
                 full_scan: job.payload.get("full_scan").and_then(Value::as_i64),
             };
-            let jobs = handed_on.iter().map(|f| template.single(f)).collect();
+            let jobs = handed_on
+                .iter()
+                .map(|(f, e)| {
+                    let mut j = template.single(f);
+                    // A permanent failure is not worth meeting again (an extractor that timed
+                    // out would take its full timeout twice): the job fails with it at once.
+                    if e.failure().permanent {
+                        j.payload["error"] = serde_json::to_value(e).unwrap_or(Value::Null);
+                    }
+                    j
+                })
+                .collect();
             self.store
                 .submit(jobs, RealClock.now_ms())
                 .await
@@ -611,7 +659,14 @@ impl Handler for Ingest {
         let root = field_str(&job.payload, "root").map_err(bad_input)?;
         // A message of a maildir or mbox, a git blob or commits (crate::items).
         if job.payload.get("item").is_some() {
-            return match crate::items::ingest(&self.store, &self.limits, &job.payload).await {
+            return match crate::items::ingest(
+                &self.store,
+                &self.extractor,
+                &self.limits,
+                &job.payload,
+            )
+            .await
+            {
                 Ok((result, bytes)) => {
                     let s = Self::sample(job, name, 1, bytes, started, "ok", None);
                     self.record(vec![s]).await;

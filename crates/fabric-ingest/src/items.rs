@@ -29,8 +29,12 @@ use fabric_store::{SourceRecord, Store, StoreError};
 use serde_json::{json, Value};
 
 use crate::git::{commit_documents, read_blob, scan_git, GitState};
-use crate::mailbox::{find_maildir_message, mbox_base, read_mbox, scan_maildir, scan_mbox};
-use crate::{extract, mail, read_capped, ExtractError, FileIndex, FileMeta, Limits, ScanOptions};
+use crate::isolate::{ExtractRequest, ExtractorPool};
+use crate::mailbox::{
+    find_maildir_message, mbox_base, read_mbox, scan_maildir, scan_mbox, RawMessage,
+};
+use crate::{extract, read_capped, ExtractError, FileIndex, FileMeta, Limits, ScanOptions};
+use fabric_core::doc::DocType;
 
 /// Documents put per store call batch while streaming an mbox file or a history.
 const CHANNEL: usize = 256;
@@ -375,6 +379,7 @@ fn extract_failure(e: ExtractError) -> Failure {
 /// and the bytes read.
 pub(crate) async fn ingest(
     store: &Arc<dyn Store>,
+    pool: &Arc<ExtractorPool>,
     limits: &Limits,
     payload: &Value,
 ) -> Result<(Value, u64), Failure> {
@@ -390,24 +395,36 @@ pub(crate) async fn ingest(
                 mtime_ms: payload.get("mtime_ms").and_then(Value::as_i64).unwrap_or(0),
                 hash: String::new(),
             };
-            let (n, d) = (name.clone(), doc_path.clone());
-            let doc = tokio::task::spawn_blocking(move || {
-                let bytes = match read_capped(&root, Path::new(&path), &limits) {
+            let lim = limits.clone();
+            let bytes = tokio::task::spawn_blocking(move || {
+                match read_capped(&root, Path::new(&path), &lim) {
                     // Moved by a flag change since the scan: read it where it is now.
                     Err(ExtractError::Io { .. }) if !root.join(&path).exists() => {
                         let now = find_maildir_message(&root, &path).ok_or_else(|| {
                             ExtractError::io(&std::io::Error::from(std::io::ErrorKind::NotFound))
                         })?;
-                        read_capped(&root, Path::new(&now), &limits)?
+                        read_capped(&root, Path::new(&now), &lim)
                     }
-                    r => r?,
-                };
-                mail::parse_message(&n, &d, &bytes, meta, &limits).map(|d| (d, bytes.len()))
+                    r => r,
+                }
             })
             .await
             .map_err(task_failure)?
             .map_err(extract_failure)?;
-            put_one(store, doc.0, doc.1 as u64).await
+            let size = bytes.len() as u64;
+            // The message is parsed in an extractor child (crate::isolate).
+            let doc = pool
+                .extract(&ExtractRequest {
+                    doc_type: DocType::Email,
+                    source: name.clone(),
+                    path: doc_path,
+                    meta,
+                    limits,
+                    bytes,
+                })
+                .await
+                .map_err(extract_failure)?;
+            put_one(store, doc, size).await
         }
         "git_file" => {
             let blob = text(payload, "blob")?.to_string();
@@ -449,7 +466,7 @@ pub(crate) async fn ingest(
             let n = walk.await.map_err(task_failure)?.map_err(extract_failure)?;
             Ok((json!({"commits": n, "put": put, "changed": changed}), 0))
         }
-        "mbox" => ingest_mbox(store, &name, root, path, limits).await,
+        "mbox" => ingest_mbox(store, pool, &name, root, path, limits).await,
         other => Err(Failure {
             permanent: true,
             ..Failure::of(
@@ -487,45 +504,88 @@ async fn drain(
 ) -> Result<(u64, u64, Vec<(String, String)>), Failure> {
     let docs = store.docs();
     let (mut put, mut changed, mut failed) = (0, 0, Vec::new());
-    while let Some(item) = rx.recv().await {
+    let mut batch = Vec::new();
+    loop {
+        let item = rx.recv().await;
+        let last = item.is_none();
         match item {
-            Ok(doc) => {
-                let p = docs
-                    .put_document(doc, RealClock.now_ms())
-                    .await
-                    .map_err(store_failure)?;
-                put += 1;
-                changed += u64::from(p.changed);
-            }
-            Err((path, e)) => failed.push((path, e.to_string())),
+            Some(Ok(doc)) => batch.push(doc),
+            Some(Err((path, e))) => failed.push((path, e.to_string())),
+            None => {}
+        }
+        // Documents are stored in batches, each in one transaction.
+        if batch.len() >= DRAIN_BATCH || (last && !batch.is_empty()) {
+            let n = batch.len() as u64;
+            let outcomes = docs
+                .put_documents(std::mem::take(&mut batch), RealClock.now_ms())
+                .await
+                .map_err(store_failure)?;
+            put += n;
+            changed += outcomes.iter().filter(|o| o.changed).count() as u64;
+        }
+        if last {
+            return Ok((put, changed, failed));
         }
     }
-    Ok((put, changed, failed))
 }
+
+/// Documents stored per transaction by [`drain`].
+const DRAIN_BATCH: usize = 256;
 
 async fn ingest_mbox(
     store: &Arc<dyn Store>,
+    pool: &Arc<ExtractorPool>,
     name: &str,
     base: PathBuf,
     file: String,
     limits: Limits,
 ) -> Result<(Value, u64), Failure> {
-    let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL);
+    let (raw_tx, mut raw_rx) = tokio::sync::mpsc::channel::<RawMessage>(CHANNEL);
     let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (n, f, p) = (name.to_string(), file.clone(), paths.clone());
+    let (f, p) = (file.clone(), paths.clone());
     let read = tokio::task::spawn_blocking(move || {
-        read_mbox(&n, &base, &f, &limits, |item| {
-            let path = match &item {
-                Ok(d) => d.path.clone(),
-                Err((path, _)) => path.clone(),
-            };
+        read_mbox(&base, &f, |m| {
             if let Ok(mut p) = p.lock() {
-                p.push(path);
+                p.push(m.path.clone());
             }
-            let _ = tx.blocking_send(item);
+            let _ = raw_tx.blocking_send(m);
         })
     });
+    // Each message is parsed in an extractor child, as many at once as the pool has
+    // children, in order; the documents go on to `drain`.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Item>(CHANNEL);
+    let (src, pool2, workers) = (name.to_string(), pool.clone(), pool.config().workers);
+    let parse = tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let messages = futures_util::stream::poll_fn(move |cx| raw_rx.poll_recv(cx));
+        let mut parsed = messages
+            .map(|m: RawMessage| {
+                let pool = pool2.clone();
+                let req = ExtractRequest {
+                    doc_type: DocType::Email,
+                    source: src.clone(),
+                    path: m.path,
+                    meta: FileMeta {
+                        size: m.bytes.len() as u64,
+                        ..FileMeta::default()
+                    },
+                    limits: limits.clone(),
+                    bytes: m.bytes,
+                };
+                async move {
+                    let got = pool.extract(&req).await;
+                    got.map_err(|e| (req.path, e))
+                }
+            })
+            .buffered(workers);
+        while let Some(item) = parsed.next().await {
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    });
     let (put, changed, failed) = drain(store, rx).await?;
+    parse.await.map_err(task_failure)?;
     let bytes = read.await.map_err(task_failure)?.map_err(extract_failure)?;
     let now: Vec<String> = paths.lock().map(|p| p.clone()).unwrap_or_default();
     // Messages gone from the file lose their documents.

@@ -14,6 +14,9 @@
 //! - [`mail::parse_message`]: one mail message into an email document (pure, like
 //!   [`extract()`]); [`mailbox`]: maildir and mbox sources on disk; [`git`]: git sources read
 //!   from the object database (HEAD's files, commits, a tree diff against the last seen commit).
+//! - [`untrusted`]: the parsers of the untrusted formats (HTML, PDF), pure functions that
+//!   only an extractor child runs; [`isolate`]: the pool of those children (timeout, memory
+//!   and output caps, replacement of a child that dies) and the child's main.
 //! - [`chunk`] (module): cutting a document along its structure into chunks with stable keys.
 //!
 //! - [`handlers`]: the `scan` and `ingest` job handlers that run all of this through the job
@@ -27,16 +30,19 @@ mod error;
 pub mod extract;
 pub mod git;
 pub mod handlers;
+pub mod isolate;
 mod items;
 pub mod mail;
 pub mod mailbox;
 mod markdown;
 pub mod scan;
+pub mod untrusted;
 
 pub use detect::{detect, Detected};
 pub use error::{io_reason, ExtractError, IngestError};
 pub use extract::{extract, read_capped, FileMeta, Limits};
 pub use scan::{scan, ChangedFile, FileError, FileIndex, IndexEntry, ScanOptions, ScanReport};
+pub use untrusted::extract_untrusted;
 
 #[doc(no_inline)]
 pub use fabric_core::doc::{Chunk, DocLink, DocType, NewDocument};

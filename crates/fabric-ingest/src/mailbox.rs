@@ -18,13 +18,11 @@ use std::fs;
 use std::io::BufReader;
 use std::path::Path;
 
-use fabric_core::doc::NewDocument;
 use fabric_core::quarantine::QuarantineReason;
 
 use crate::error::{io_reason, IngestError};
-use crate::mail::parse_message;
 use crate::scan::{hash_file, scan, scan_filtered, stat_fields};
-use crate::{ChangedFile, ExtractError, FileIndex, FileMeta, IndexEntry, Limits, ScanOptions};
+use crate::{ChangedFile, ExtractError, FileIndex, IndexEntry, ScanOptions};
 use crate::{FileError, ScanReport};
 
 /// Is `rel` (a `/`-separated relative path) a maildir message: a file right under a `cur`
@@ -203,19 +201,22 @@ pub fn mbox_base(root: &Path) -> &Path {
     }
 }
 
-/// One message of an mbox file, parsed, or why not.
-pub type MboxItem = Result<NewDocument, (String, ExtractError)>;
+/// One message of an mbox file: its document path (`FILE#<message-id>`, or `FILE#<n>` when
+/// it has none or repeats one) and its raw bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMessage {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
 
 /// Reads the mbox file `base/rel` message by message (mail-parser's mbox reader; one
-/// message in memory at a time) and hands each one, parsed into a document, to `each`.
-/// A message that does not parse is handed over as its document path and error; the file
-/// goes on. Fails only when the file cannot be opened or read.
+/// message in memory at a time) and hands each one, unparsed, to `each` (the caller sends it
+/// to the isolated extractor). Fails only when the file cannot be opened or read; returns
+/// the bytes of all messages.
 pub fn read_mbox(
-    source: &str,
     base: &Path,
     rel: &str,
-    limits: &Limits,
-    mut each: impl FnMut(MboxItem),
+    mut each: impl FnMut(RawMessage),
 ) -> Result<u64, ExtractError> {
     let f = fs::File::open(base.join(rel)).map_err(|e| ExtractError::io(&e))?;
     let mut seen: BTreeSet<String> = BTreeSet::new();
@@ -231,12 +232,10 @@ pub fn read_mbox(
             Some(id) => format!("{rel}#{id}"),
             None => format!("{rel}#{n}"),
         };
-        let meta = FileMeta {
-            size: raw.len() as u64,
-            mtime_ms: 0,
-            hash: String::new(),
-        };
-        each(parse_message(source, &path, raw, meta, limits).map_err(|e| (path, e)));
+        each(RawMessage {
+            path,
+            bytes: raw.to_vec(),
+        });
     }
     Ok(bytes)
 }
@@ -255,6 +254,8 @@ fn message_id_of(raw: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mail::parse_message;
+    use crate::{FileMeta, Limits};
 
     #[test]
     fn maildir_names_map_to_stable_document_paths() {
@@ -317,16 +318,12 @@ mod tests {
         let again = scan_mbox(&mbox, &r.index, &opts).expect("scan");
         assert!(again.changed.is_empty() && again.bytes_hashed == 0);
         let mut paths = Vec::new();
-        read_mbox(
-            "m",
-            mbox_base(&mbox),
-            "inbox.mbox",
-            &Limits::default(),
-            |d| {
-                let d = d.expect("parsed");
-                paths.push((d.path.clone(), d.title.clone()));
-            },
-        )
+        read_mbox(mbox_base(&mbox), "inbox.mbox", |m| {
+            let meta = FileMeta::default();
+            let d =
+                parse_message("m", &m.path, &m.bytes, meta, &Limits::default()).expect("parsed");
+            paths.push((d.path.clone(), d.title.clone()));
+        })
         .expect("read");
         assert_eq!(
             paths,

@@ -418,12 +418,12 @@ async fn search(
     }
     let fill_seconds = t.elapsed().as_secs_f64();
     let chunks = docs.doc_stats().await?.total.chunks;
-    let before = latencies(&*docs, args.queries, words).await?;
+    let before = latencies(docs, args.queries, words).await?;
     say(quiet, "compacting the index".into());
     let t = Instant::now();
     while docs.compact_index(COMPACT_PAGES).await? {}
     let compact_seconds = t.elapsed().as_secs_f64();
-    let after = latencies(&*docs, args.queries, words).await?;
+    let after = latencies(docs, args.queries, words).await?;
     Ok(SearchRun {
         chunks,
         queries: args.queries,

@@ -36,6 +36,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ..
         }) => bench_ingest::run(global, args),
         Command::Bench(args) => bench::run(global, args),
+        Command::Extractor {
+            memory_bytes,
+            output_cap_bytes,
+        } => Ok(fabric_ingest::isolate::child_main(
+            fabric_ingest::isolate::ChildOptions {
+                memory_bytes,
+                output_cap_bytes,
+            },
+        )),
         Command::Run(args) => run::run(global, args),
         Command::Checkpoint(cmd) => checkpoint::run(global, cmd),
         Command::Start { foreground } => daemon::start(Ctx::load(global)?, foreground),
@@ -106,6 +115,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     Command::Config(_)
                     | Command::Bench(_)
+                    | Command::Extractor { .. }
                     | Command::Run(_)
                     | Command::Checkpoint(_)
                     | Command::Start { .. }

@@ -164,7 +164,7 @@ fn restore_migrates_an_older_backup_and_leaves_the_backup_untouched() {
         assert!(!with_suffix(&old, suffix).exists(), "{suffix} created");
     }
     assert_eq!(out["schema_from"], 3, "{out}");
-    assert_eq!(out["schema_to"], 8, "{out}");
+    assert_eq!(out["schema_to"], 9, "{out}");
     assert_eq!(out["jobs"], 2, "{out}");
     assert_eq!(h.job_count(), 2);
     assert_eq!(h.json(&["db", "check"])["ok"], true);
@@ -178,7 +178,7 @@ fn restore_migrates_an_older_backup_and_leaves_the_backup_untouched() {
         .unwrap()
         .clone();
     assert_eq!(
-        restore["reason"], "migrated from schema 3 to 8",
+        restore["reason"], "migrated from schema 3 to 9",
         "{restore}"
     );
 }

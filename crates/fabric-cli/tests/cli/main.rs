@@ -12,6 +12,7 @@ use serde_json::Value;
 
 mod daemons;
 mod docs;
+mod extractor;
 mod fleet;
 mod mailgit;
 mod retention;
