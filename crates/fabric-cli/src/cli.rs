@@ -572,6 +572,12 @@ pub struct BenchIngestArgs {
     /// mixed run; 0 skips it.
     #[arg(long, default_value_t = 200)]
     pub mixed_mb: u64,
+    /// Mail messages (in 4 mbox files, mixed charsets) in the mail run; 0 skips it.
+    #[arg(long, default_value_t = 20_000)]
+    pub mail_messages: usize,
+    /// PDFs of two pages with a text layer in the PDF run; 0 skips it.
+    #[arg(long, default_value_t = 1_000)]
+    pub pdfs: usize,
     /// Files of the unchanged tree the re-scan run walks; 0 skips it.
     #[arg(long, default_value_t = 100_000)]
     pub rescan_files: usize,

@@ -221,6 +221,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             }
             reassign_silent_nodes(&shared, &opts, &mut handled).await;
             crate::schedules::run_due(&shared, now).await;
+            compact_index(&*store).await;
             if last_prune.is_none_or(|t| t.elapsed() >= opts.prune_every) {
                 last_prune = Some(Instant::now());
                 apply_retention(&*store, &opts, now).await;
@@ -230,6 +231,18 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(tick) => {}
             _ = stop.changed() => { if *stop.borrow() { return; } }
         }
+    }
+}
+
+/// Pages of the full-text index merged per fleet tick while the index has segments to merge.
+const COMPACT_PAGES: u32 = 500;
+
+/// One step of background compaction of the full-text index (a big ingest leaves many
+/// segments, and every search reads them all); a few milliseconds of the writer a tick, and
+/// nothing once the index is compact.
+async fn compact_index(store: &dyn Store) {
+    if let Err(e) = store.docs().compact_index(COMPACT_PAGES).await {
+        tracing::warn!(error = %e, "full-text index compaction failed");
     }
 }
 

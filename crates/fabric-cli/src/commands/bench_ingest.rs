@@ -66,14 +66,16 @@ struct SearchRun {
     /// Seconds to fill the index to `chunks` with synthetic documents.
     fill_seconds: f64,
     /// Seconds to compact the index after (what the maintenance leader does in the
-    /// background), and the latencies before it.
+    /// background, a step each fleet tick).
     compact_seconds: f64,
-    before_compaction: Latencies,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-    /// Queries that found at least one hit.
-    with_hits: usize,
+    /// One or two words drawn uniformly from the vocabulary: what a person looking for a topic
+    /// types.
+    typical: Latencies,
+    /// The same, before compaction.
+    typical_before_compaction: Latencies,
+    /// One or two words drawn by frequency (Zipf's law): half of them among the hundred
+    /// commonest words, each found in most chunks.
+    common_words: Latencies,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,6 +85,9 @@ struct Report {
     cpus: usize,
     notes: Option<IngestRun>,
     mixed: Option<IngestRun>,
+    /// Messages (`files` counts messages).
+    mail: Option<IngestRun>,
+    pdf: Option<IngestRun>,
     rescan: Option<RescanRun>,
     search: Option<SearchRun>,
 }
@@ -128,7 +133,12 @@ pub fn run(global: Global, args: BenchIngestArgs) -> anyhow::Result<ExitCode> {
                 format!("{} (on {} CPUs)", report.workers, report.cpus),
             ),
         ];
-        for (name, r) in [("notes", &report.notes), ("mixed", &report.mixed)] {
+        for (name, r) in [
+            ("notes", &report.notes),
+            ("mixed", &report.mixed),
+            ("mail", &report.mail),
+            ("pdf", &report.pdf),
+        ] {
             if let Some(r) = r {
                 rows.push((
                     name,
@@ -162,14 +172,19 @@ pub fn run(global: Global, args: BenchIngestArgs) -> anyhow::Result<ExitCode> {
             ));
         }
         if let Some(r) = &report.search {
-            rows.push((
-                "search",
-                format!(
-                    "{} queries on {} chunks: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms \
-                     ({} with hits)",
-                    r.queries, r.chunks, r.p50_ms, r.p99_ms, r.max_ms, r.with_hits
-                ),
-            ));
+            for (name, l) in [
+                ("search", &r.typical),
+                ("search (common words)", &r.common_words),
+            ] {
+                rows.push((
+                    name,
+                    format!(
+                        "{} queries on {} chunks: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms \
+                         ({} with hits)",
+                        r.queries, r.chunks, l.p50_ms, l.p99_ms, l.max_ms, l.with_hits
+                    ),
+                ));
+            }
         }
         pairs(&rows)
     })?;
@@ -203,6 +218,8 @@ async fn bench(
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         notes: None,
         mixed: None,
+        mail: None,
+        pdf: None,
         rescan: None,
         search: None,
     };
@@ -248,6 +265,42 @@ async fn bench(
             )
             .await?;
             report.mixed = Some(run);
+        }
+        if args.mail_messages > 0 {
+            let root = dir.join("mail");
+            say(
+                quiet,
+                format!(
+                    "writing {} mail messages in 4 mbox files",
+                    args.mail_messages
+                ),
+            );
+            let bytes = corpus::mbox(&root, args.mail_messages, 4, &words, 6)?;
+            say(quiet, "ingesting the mail".into());
+            let mut run = ingest(&*store, &engine, "mail", SourceType::Mbox, &root, bytes).await?;
+            // Per message, not per mbox file.
+            run.files = run.documents;
+            run.files_per_second = run.documents as f64 / run.seconds;
+            report.mail = Some(run);
+        }
+        if args.pdfs > 0 {
+            let root = dir.join("pdf");
+            say(
+                quiet,
+                format!("writing {} PDFs with a text layer", args.pdfs),
+            );
+            let bytes = corpus::pdfs(&root, args.pdfs, &words, 7)?;
+            say(quiet, "ingesting the PDFs".into());
+            let run = ingest(
+                &*store,
+                &engine,
+                "pdf",
+                SourceType::LocalFiles,
+                &root,
+                bytes,
+            )
+            .await?;
+            report.pdf = Some(run);
         }
         if args.rescan_files > 0 {
             let root = dir.join("rescan");
@@ -418,22 +471,21 @@ async fn search(
     }
     let fill_seconds = t.elapsed().as_secs_f64();
     let chunks = docs.doc_stats().await?.total.chunks;
-    let before = latencies(docs, args.queries, words).await?;
+    let before = latencies(docs, args.queries, words, false).await?;
     say(quiet, "compacting the index".into());
     let t = Instant::now();
     while docs.compact_index(COMPACT_PAGES).await? {}
     let compact_seconds = t.elapsed().as_secs_f64();
-    let after = latencies(docs, args.queries, words).await?;
+    let typical = latencies(docs, args.queries, words, false).await?;
+    let common_words = latencies(docs, args.queries, words, true).await?;
     Ok(SearchRun {
         chunks,
         queries: args.queries,
         fill_seconds,
         compact_seconds,
-        before_compaction: before,
-        p50_ms: after.p50_ms,
-        p99_ms: after.p99_ms,
-        max_ms: after.max_ms,
-        with_hits: after.with_hits,
+        typical,
+        typical_before_compaction: before,
+        common_words,
     })
 }
 
@@ -447,21 +499,29 @@ struct Latencies {
     with_hits: usize,
 }
 
-/// Times `queries` searches of one or two words drawn from the vocabulary (common and rare
-/// alike), top 10 with snippets; the same queries every time.
+/// Times `queries` searches of one or two words drawn from the vocabulary (uniformly, or by
+/// frequency with `common`), top 10 with snippets; the same queries every time.
 async fn latencies(
     docs: &dyn fabric_store::DocStore,
     queries: usize,
     words: &Words,
+    common: bool,
 ) -> anyhow::Result<Latencies> {
     let mut rng = Rng::new(5);
+    let pick = |rng: &mut Rng| {
+        if common {
+            words.pick(rng).to_string()
+        } else {
+            words.pick_uniform(rng).to_string()
+        }
+    };
     let mut lat = Vec::with_capacity(queries);
     let mut with_hits = 0;
     for q in 0..queries {
         let text = if q % 2 == 0 {
-            words.pick(&mut rng).to_string()
+            pick(&mut rng)
         } else {
-            format!("{} {}", words.pick(&mut rng), words.pick(&mut rng))
+            format!("{} {}", pick(&mut rng), pick(&mut rng))
         };
         let t = Instant::now();
         let hits = docs

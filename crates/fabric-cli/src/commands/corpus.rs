@@ -73,6 +73,11 @@ impl Words {
         &self.words[i.min(self.words.len() - 1)]
     }
 
+    /// A word drawn uniformly from the vocabulary (rare and common alike).
+    pub fn pick_uniform(&self, rng: &mut Rng) -> &str {
+        &self.words[(rng.next() % self.words.len() as u64) as usize]
+    }
+
     /// Roughly `bytes` of sentences.
     pub fn prose(&self, rng: &mut Rng, bytes: usize) -> String {
         let mut s = String::with_capacity(bytes + 64);
@@ -229,6 +234,99 @@ pub fn mixed(dir: &Path, mb: u64, words: &Words, seed: u64) -> std::io::Result<(
         files += 1;
     }
     Ok((files, total))
+}
+
+/// `n` mail messages in `files` mbox files: a third with ISO-8859-1 bodies, a third with an
+/// RFC 2047 encoded-word subject and an HTML alternative, the rest plain UTF-8; returns the
+/// bytes written.
+pub fn mbox(dir: &Path, n: usize, files: usize, words: &Words, seed: u64) -> std::io::Result<u64> {
+    std::fs::create_dir_all(dir)?;
+    let mut rng = Rng::new(seed);
+    let files = files.max(1);
+    let mut total = 0;
+    for f in 0..files {
+        let mut out: Vec<u8> = Vec::new();
+        for i in (f..n).step_by(files) {
+            let subject = format!("{} {}", words.pick(&mut rng), words.pick(&mut rng));
+            let len = rng.range(300, 1500) as usize;
+            let body = words.prose(&mut rng, len);
+            out.extend_from_slice(
+                format!(
+                    "From sender{i}@example.org Tue Jul  1 10:00:00 2025\n\
+                     From: Sender {i} <sender{i}@example.org>\n\
+                     To: team@example.org\n\
+                     Date: Tue, 1 Jul 2025 10:00:00 +0000\n\
+                     Message-ID: <m{i}@example.org>\n"
+                )
+                .as_bytes(),
+            );
+            match i % 3 {
+                0 => {
+                    out.extend_from_slice(
+                        format!(
+                            "Subject: {subject}\nMIME-Version: 1.0\n\
+                             Content-Type: text/plain; charset=ISO-8859-1\n\
+                             Content-Transfer-Encoding: 8bit\n\n"
+                        )
+                        .as_bytes(),
+                    );
+                    // "Café" in Latin-1, then the body.
+                    out.extend_from_slice(b"Caf\xe9 ");
+                    out.extend_from_slice(body.as_bytes());
+                }
+                1 => {
+                    out.extend_from_slice(
+                        format!(
+                            "Subject: =?UTF-8?Q?R=C3=A9sum=C3=A9_{}?=\nMIME-Version: 1.0\n\
+                             Content-Type: multipart/alternative; boundary=\"b{i}\"\n\n\
+                             --b{i}\nContent-Type: text/plain; charset=UTF-8\n\n{body}\n\
+                             --b{i}\nContent-Type: text/html; charset=UTF-8\n\n\
+                             <html><body><p>{body}</p></body></html>\n--b{i}--\n",
+                            words.pick(&mut rng)
+                        )
+                        .as_bytes(),
+                    );
+                }
+                _ => {
+                    out.extend_from_slice(
+                        format!(
+                            "Subject: {subject}\nContent-Type: text/plain; charset=UTF-8\n\n{body}"
+                        )
+                        .as_bytes(),
+                    );
+                }
+            }
+            out.extend_from_slice(b"\n\n");
+        }
+        total += write(&dir.join(format!("box{f}.mbox")), &out)?;
+    }
+    Ok(total)
+}
+
+/// `n` PDF files of two pages with a text layer each (see
+/// `fabric_ingest::untrusted::sample_pdf`); returns the bytes written.
+pub fn pdfs(dir: &Path, n: usize, words: &Words, seed: u64) -> std::io::Result<u64> {
+    let mut rng = Rng::new(seed);
+    let mut total = 0;
+    for i in 0..n {
+        let sub = dir.join(format!("d{:03}", i / 500));
+        if i % 500 == 0 {
+            std::fs::create_dir_all(&sub)?;
+        }
+        let pages: Vec<String> = (0..2)
+            .map(|_| {
+                (0..20)
+                    .map(|_| words.prose(&mut rng, 60).trim().to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect();
+        let refs: Vec<&str> = pages.iter().map(String::as_str).collect();
+        let title = format!("Report {i}");
+        let bytes = fabric_ingest::untrusted::sample_pdf(&title, &refs);
+        total += write(&sub.join(format!("r{i}.pdf")), &bytes)?;
+    }
+    Ok(total)
 }
 
 /// `n` tiny text files (one line each) in directories of 1,000.

@@ -401,3 +401,30 @@ pub async fn docs_stats_and_integrity(s: &dyn Store) {
     assert_eq!(st.by_source["b"].bytes, 7);
     assert_eq!(d.doc_integrity_check().await.unwrap(), ["ok"]);
 }
+
+pub async fn docs_compaction_merges_segments_until_the_index_is_compact(s: &dyn Store) {
+    let d = s.docs();
+    // Each stored batch leaves a segment of its own.
+    for i in 0..24 {
+        let path = format!("n{i}.md");
+        d.put_document(
+            doc("notes", &path, "h", &[&format!("walrus number{i}")]),
+            T0,
+        )
+        .await
+        .unwrap();
+    }
+    let mut steps = 0;
+    while d.compact_index(2).await.unwrap() {
+        steps += 1;
+        assert!(steps < 10_000, "compaction never ends");
+    }
+    if s.backend() == "sqlite" {
+        assert!(steps > 0, "24 segments and nothing to merge");
+    } else {
+        assert_eq!(steps, 0, "PostgreSQL's GIN index keeps itself");
+    }
+    assert_eq!(d.search(q("walrus")).await.unwrap().len(), 10);
+    assert_eq!(paths(s, q("number7")).await, ["n7.md"]);
+    assert_eq!(d.doc_integrity_check().await.unwrap(), ["ok"]);
+}
