@@ -164,6 +164,11 @@ pub struct SearchQuery {
     pub limit: usize,
 }
 
+/// Most matching chunks a search without a source or tag filter ranks: when its words match
+/// more, only the newest this many matches are ranked (ranking reads every match it ranks; a
+/// word that common says little about relevance). A filtered search ranks every match.
+pub const RANK_WINDOW: usize = 2_000;
+
 /// Most hits one search returns.
 pub const MAX_SEARCH_LIMIT: usize = 1000;
 

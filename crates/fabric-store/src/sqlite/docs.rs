@@ -210,12 +210,10 @@ const SEARCH_TOP: &str = "SELECT d.id, d.source, d.path, d.title, c.ord, c.headi
      JOIN doc_chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.doc_id
      ORDER BY f.rank";
 
-/// Most chunks an unfiltered search ranks: when a query matches more, only the newest this
-/// many matching chunks are ranked. bm25 costs about 2.5 µs a match, so a word found in
-/// most of a million chunks would take a second to rank in full; a word that common says
-/// little about relevance anyway. Finding the window's edge walks the match list in rowid
-/// order without scoring (cheap).
-const RANK_WINDOW: i64 = 2_000;
+/// [`doc::RANK_WINDOW`]: bm25 costs about 2.5 µs a match, so a word found in most of a
+/// million chunks would take a second to rank in full. Finding the window's edge walks the
+/// match list in rowid order without scoring (cheap).
+const RANK_WINDOW: i64 = doc::RANK_WINDOW as i64;
 
 /// The id below the newest [`RANK_WINDOW`] matches, or `i64::MIN` when there are fewer.
 const WINDOW_FLOOR: &str =

@@ -1123,7 +1123,8 @@ macro_rules! conformance_tests {
             docs_hostile_queries_are_not_errors,
             docs_show_links_out_and_in,
             docs_stats_and_integrity,
-            docs_compaction_merges_segments_until_the_index_is_compact
+            docs_compaction_merges_segments_until_the_index_is_compact,
+            docs_an_unfiltered_search_ranks_the_newest_window_a_filtered_one_all
         );
         $crate::conformance_tests!(@arc $make,
             concurrent_claims_never_hand_out_a_job_twice,

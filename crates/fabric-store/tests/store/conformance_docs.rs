@@ -428,3 +428,30 @@ pub async fn docs_compaction_merges_segments_until_the_index_is_compact(s: &dyn 
     assert_eq!(paths(s, q("number7")).await, ["n7.md"]);
     assert_eq!(d.doc_integrity_check().await.unwrap(), ["ok"]);
 }
+
+pub async fn docs_an_unfiltered_search_ranks_the_newest_window_a_filtered_one_all(s: &dyn Store) {
+    use fabric_core::doc::RANK_WINDOW;
+    let d = s.docs();
+    // The best hit for "common", oldest; then a window's worth of weaker newer ones.
+    d.put_document(doc("old", "best.md", "h", &["common common common"]), T0)
+        .await
+        .unwrap();
+    let texts: Vec<String> = (0..RANK_WINDOW)
+        .map(|i| format!("common filler {i}"))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    d.put_document(doc("new", "many.md", "h", &refs), T0)
+        .await
+        .unwrap();
+    let query = |source: Option<&str>| SearchQuery {
+        text: "common".into(),
+        source: source.map(String::from),
+        tag: None,
+        limit: 1,
+    };
+    assert_eq!(paths(s, query(None)).await, ["many.md"]);
+    assert_eq!(paths(s, query(Some("old"))).await, ["best.md"]);
+    // Within the window everything is ranked: the best hit wins.
+    d.remove_document("new", "many.md").await.unwrap();
+    assert_eq!(paths(s, query(None)).await, ["best.md"]);
+}

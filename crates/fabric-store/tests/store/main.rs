@@ -367,39 +367,6 @@ mod sqlite {
     }
 
     #[tokio::test]
-    async fn an_unfiltered_search_ranks_the_newest_10000_matches_a_filtered_one_all() {
-        use fabric_core::doc::SearchQuery;
-        use fabric_store::DocStore;
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(dir.path().join("q.db"), SqliteOptions::default()).unwrap();
-        // The best hit for "common", oldest; then 10,000 weaker newer ones.
-        s.put_document(
-            crate::conformance::doc("old", "best.md", "h", &["common common common"]),
-            1,
-        )
-        .await
-        .unwrap();
-        let texts: Vec<String> = (0..10_000).map(|i| format!("common filler {i}")).collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        s.put_document(crate::conformance::doc("new", "many.md", "h", &refs), 1)
-            .await
-            .unwrap();
-        let query = |source: Option<&str>| SearchQuery {
-            text: "common".into(),
-            source: source.map(String::from),
-            tag: None,
-            limit: 1,
-        };
-        let top = s.search(query(None)).await.unwrap();
-        assert_eq!(top[0].path, "many.md");
-        let old = s.search(query(Some("old"))).await.unwrap();
-        assert_eq!(old[0].path, "best.md");
-        // Below the window everything is ranked: the best hit wins.
-        s.remove_document("new", "many.md").await.unwrap();
-        assert_eq!(s.search(query(None)).await.unwrap()[0].path, "best.md");
-    }
-
-    #[tokio::test]
     async fn data_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("queue.db");
