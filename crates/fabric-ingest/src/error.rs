@@ -113,12 +113,6 @@ impl ExtractError {
     }
 }
 
-/// `path` as errors name it: the user's home as `~`.
-pub(crate) fn home_redacted(path: &std::path::Path) -> String {
-    let home = std::env::var("HOME").ok();
-    fabric_core::quarantine::redact_paths(&path.display().to_string(), home.as_deref(), &[])
-}
-
 /// Classifies an I/O error: EACCES → `permission_denied`, a missing file → `connector_error`,
 /// no space or memory → `resource_exhausted`, timeouts → `timeout`, bad data → `parse_error`;
 /// anything else through the message cascade of [`Failure::reason`].

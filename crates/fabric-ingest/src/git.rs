@@ -68,12 +68,17 @@ fn open(root: &Path) -> Result<gix::Repository, String> {
     gix::open_opts(root, gix::open::Options::isolated()).map_err(|e| e.to_string())
 }
 
+fn redacted(root: &Path) -> String {
+    let home = std::env::var("HOME").ok();
+    fabric_core::quarantine::redact_paths(&root.display().to_string(), home.as_deref(), &[])
+}
+
 /// A repository that cannot be opened or read: `connector_error`, naming the path (the
 /// user's home redacted).
 fn unavailable(root: &Path, what: &str, e: impl std::fmt::Display) -> IngestError {
     IngestError::RootUnavailable {
         reason: QuarantineReason::ConnectorError,
-        message: format!("{} {what}: {e}", crate::error::home_redacted(root)),
+        message: format!("{} {what}: {e}", redacted(root)),
     }
 }
 

@@ -13,7 +13,7 @@ use fabric_core::quarantine::QuarantineReason;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{home_redacted, io_reason, IngestError};
+use crate::error::{io_reason, IngestError};
 
 /// What a scan remembers of one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,13 +155,12 @@ pub(crate) fn scan_filtered(
     hidden: bool,
     keep: &dyn Fn(&str) -> bool,
 ) -> Result<ScanReport, IngestError> {
-    // The message names the root (home redacted): the operator must know which path is gone.
     match fs::metadata(root) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
             return Err(IngestError::RootUnavailable {
                 reason: QuarantineReason::ConnectorError,
-                message: format!("{} is not a directory", home_redacted(root)),
+                message: "the source root is not a directory".into(),
             })
         }
         Err(e) => {
@@ -170,7 +169,7 @@ pub(crate) fn scan_filtered(
                     QuarantineReason::PermissionDenied => QuarantineReason::PermissionDenied,
                     _ => QuarantineReason::ConnectorError,
                 },
-                message: format!("{}: {e}", home_redacted(root)),
+                message: e.to_string(),
             })
         }
     }
