@@ -15,6 +15,7 @@ mod docs;
 mod extractor;
 mod fleet;
 mod mailgit;
+mod poison;
 mod retention;
 mod run;
 mod sources;
@@ -22,6 +23,11 @@ mod sources;
 struct Home {
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    /// A program (and its arguments) every `fabric` command runs under, such as `setpriv`
+    /// to run as another user; empty runs `fabric` directly.
+    wrap: Vec<String>,
+    /// The `fabric` binary (the one cargo built, unless a test copied it elsewhere).
+    bin: PathBuf,
 }
 
 impl Home {
@@ -29,6 +35,8 @@ impl Home {
         Self {
             dir: tempfile::tempdir().unwrap(),
             env: vec![("FABRIC__API__ENABLED".into(), "false".into())],
+            wrap: Vec::new(),
+            bin: PathBuf::from(env!("CARGO_BIN_EXE_fabric")),
         }
     }
 
@@ -43,7 +51,14 @@ impl Home {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fabric"));
+        let mut cmd = match self.wrap.split_first() {
+            Some((prog, rest)) => {
+                let mut c = Command::new(prog);
+                c.args(rest).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
         cmd.args(args).env("FABRIC_HOME", self.path());
         for (k, v) in &self.env {
             cmd.env(k, v);
