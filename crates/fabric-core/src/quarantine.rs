@@ -234,9 +234,31 @@ pub fn redact_paths(text: &str, home: Option<&str>, roots: &[String]) -> String 
     out
 }
 
+/// [`redact_paths`] applied to every string in `v`.
+pub fn redact_json(v: &mut serde_json::Value, home: Option<&str>, roots: &[String]) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => *s = redact_paths(s, home, roots),
+        Value::Array(a) => a.iter_mut().for_each(|v| redact_json(v, home, roots)),
+        Value::Object(m) => m.values_mut().for_each(|v| redact_json(v, home, roots)),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_redaction_reaches_nested_strings_only() {
+        let mut v = serde_json::json!({"root": "/srv/notes", "files": [{"path": "/home/ada/x"}],
+                                       "n": 3});
+        redact_json(&mut v, Some("/home/ada"), &["/srv/notes".to_string()]);
+        assert_eq!(
+            v,
+            serde_json::json!({"root": "<root>", "files": [{"path": "~/x"}], "n": 3})
+        );
+    }
 
     #[test]
     fn cascade_prefers_kind_then_status_then_text() {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fabric_core::config::Config;
-use fabric_core::quarantine::QuarantineReason;
+use fabric_core::quarantine::{redact_json, redact_paths, QuarantineReason};
 use fabric_core::{Clock, Job, JobId, JobState, NewJob};
 use fabric_store::{
     AuditEntry, JobDetail, JobFilter, QuarantineEntry, QuarantineFilter, QuarantineStats,
@@ -583,12 +583,41 @@ impl Console {
 
     /// Quarantined jobs.
     pub async fn quarantine(&self, filter: QuarantineFilter) -> Result<Vec<QuarantineEntry>> {
-        Ok(self.store.quarantine(filter).await?)
+        let list = self.store.quarantine(filter).await?;
+        self.redacted(list).await
     }
 
     /// One quarantine record.
     pub async fn quarantine_entry(&self, id: JobId) -> Result<QuarantineEntry> {
-        Ok(self.store.quarantine_entry(id).await?)
+        let q = self.store.quarantine_entry(id).await?;
+        Ok(self.redacted(vec![q]).await?.remove(0))
+    }
+
+    /// Entries as an operator sees them (CLI and API alike): with `security.path_redaction`,
+    /// the user's home becomes `~` and every source root (and `security.redact_roots`)
+    /// `<root>` in their payloads and errors. The store keeps the original payload, which a
+    /// retry runs again.
+    async fn redacted(&self, mut list: Vec<QuarantineEntry>) -> Result<Vec<QuarantineEntry>> {
+        let security = &self.config.security;
+        if !security.path_redaction || list.is_empty() {
+            return Ok(list);
+        }
+        let mut roots: Vec<String> = self
+            .store
+            .sources()
+            .await?
+            .into_iter()
+            .map(|s| s.def.path)
+            .chain(security.redact_roots.iter().cloned())
+            .collect();
+        // Longest first, so a root that prefixes another does not cut it.
+        roots.sort_by_key(|r| std::cmp::Reverse(r.len()));
+        let home = std::env::var("HOME").ok();
+        for q in &mut list {
+            redact_json(&mut q.payload, home.as_deref(), &roots);
+            q.error = redact_paths(&q.error, home.as_deref(), &roots);
+        }
+        Ok(list)
     }
 
     /// Retries a quarantined job, keeping the operator's note.

@@ -2,51 +2,13 @@
 
 use std::process::ExitCode;
 
-use fabric_core::quarantine::{redact_paths, QuarantineReason};
-use fabric_store::{QuarantineEntry, QuarantineFilter};
-use serde_json::{json, Value};
+use fabric_core::quarantine::QuarantineReason;
+use fabric_store::QuarantineFilter;
+use serde_json::json;
 
 use crate::cli::QuarantineCmd;
 use crate::context::{parse_id, parse_since, Ctx};
 use crate::output::{pairs, print, short, table, time};
-
-/// Replaces the user's home and every source root (and `security.redact_roots`) in the
-/// strings of `v` (longest root first, so a root that prefixes another does not cut it).
-fn redact_value(v: &mut Value, home: Option<&str>, roots: &[String]) {
-    match v {
-        Value::String(s) => *s = redact_paths(s, home, roots),
-        Value::Array(a) => a.iter_mut().for_each(|v| redact_value(v, home, roots)),
-        Value::Object(m) => m.values_mut().for_each(|v| redact_value(v, home, roots)),
-        _ => {}
-    }
-}
-
-/// Entries as an operator sees them: their payloads and errors path-redacted (the store
-/// keeps the original payload, which a retry runs again).
-async fn redacted(
-    ctx: &Ctx,
-    console: &fabric_engine::Console,
-    mut list: Vec<QuarantineEntry>,
-) -> anyhow::Result<Vec<QuarantineEntry>> {
-    let security = &ctx.config.security;
-    if !security.path_redaction {
-        return Ok(list);
-    }
-    let mut roots: Vec<String> = console
-        .sources()
-        .await?
-        .into_iter()
-        .map(|s| s.def.path)
-        .chain(security.redact_roots.iter().cloned())
-        .collect();
-    roots.sort_by_key(|r| std::cmp::Reverse(r.len()));
-    let home = std::env::var("HOME").ok();
-    for q in &mut list {
-        redact_value(&mut q.payload, home.as_deref(), &roots);
-        q.error = redact_paths(&q.error, home.as_deref(), &roots);
-    }
-    Ok(list)
-}
 
 pub async fn run(ctx: &Ctx, cmd: QuarantineCmd) -> anyhow::Result<ExitCode> {
     let f = ctx.global.format;
@@ -66,7 +28,6 @@ pub async fn run(ctx: &Ctx, cmd: QuarantineCmd) -> anyhow::Result<ExitCode> {
                     limit,
                 })
                 .await?;
-            let list = redacted(ctx, &console, list).await?;
             print(f, &list, || {
                 table(
                     &[
@@ -97,10 +58,6 @@ pub async fn run(ctx: &Ctx, cmd: QuarantineCmd) -> anyhow::Result<ExitCode> {
         QuarantineCmd::Show { id } => {
             let console = ctx.console().await?;
             let q = console.quarantine_entry(parse_id(&id)?).await?;
-            let q = redacted(ctx, &console, vec![q])
-                .await?
-                .pop()
-                .ok_or_else(|| anyhow::anyhow!("quarantine entry {id} vanished"))?;
             print(f, &q, || {
                 pairs(&[
                     ("id", q.id.to_string()),
