@@ -36,6 +36,9 @@ pub const BATCH_FILES: usize = 256;
 /// Most bytes (by the scan's sizes) in one batched ingest job.
 pub const BATCH_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Ingest jobs a scan submits per store call.
+const SUBMIT_SLICE: usize = 64;
+
 /// The setting under which a source's file index is kept.
 pub(crate) fn index_key(source: &str) -> String {
     fabric_core::source::state_key(source, "index")
@@ -166,24 +169,30 @@ impl Handler for Scan {
             max_attempts: attempts,
             full_scan: full.then_some(job.id),
         };
+        // A file the scan could not read gets a job of its own: its ingest attempt meets the
+        // same error and is quarantined with its reason, once.
         let mut jobs = batches(&report.changed)
             .into_iter()
             .map(|files| template.batch(files))
-            .collect::<Vec<_>>();
-        // A file the scan could not read gets a job of its own: its ingest attempt meets the
-        // same error and is quarantined with its reason, once.
-        jobs.extend(report.errors.iter().map(|e| template.unreadable(&e.path)));
-        let enqueued = if jobs.is_empty() {
-            0
-        } else {
-            self.store
-                .submit(jobs, now)
+            .chain(report.errors.iter().map(|e| template.unreadable(&e.path)));
+        // Submitted a slice at a time, so a tree of 100,000 new files never holds all its
+        // job payloads at once (a scan that fails half-way is retried: unique keys keep the
+        // jobs already submitted from being enqueued twice).
+        let mut enqueued = 0;
+        loop {
+            let slice: Vec<NewJob> = jobs.by_ref().take(SUBMIT_SLICE).collect();
+            if slice.is_empty() {
+                break;
+            }
+            enqueued += self
+                .store
+                .submit(slice, now)
                 .await
                 .map_err(store_failure)?
                 .iter()
                 .filter(|s| s.created)
-                .count()
-        };
+                .count();
+        }
         let docs = self.store.docs();
         for path in &report.vanished {
             docs.remove_document(name, path)

@@ -125,6 +125,9 @@ pub struct SqliteOptions {
 /// Page cache per connection when none is set: 64 MiB.
 pub const DEFAULT_CACHE_KIB: u32 = 65_536;
 
+/// Largest page cache of a read connection (and the checkpointer's), in KiB.
+pub const READER_CACHE_KIB: u32 = 8_192;
+
 /// The SQLite store. Clones share the writer and the read pool.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -296,7 +299,16 @@ fn open_conn(path: &Path, options: &SqliteOptions, create: bool) -> Result<Conne
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -{cache};",
-        cache = options.cache_kib.unwrap_or(DEFAULT_CACHE_KIB)
+        cache = if create {
+            options.cache_kib.unwrap_or(DEFAULT_CACHE_KIB)
+        } else {
+            // Up to 8 pooled readers and the checkpointer: their caches would add up to over
+            // half a gigabyte of a daemon's memory; the OS page cache holds the rest.
+            options
+                .cache_kib
+                .unwrap_or(DEFAULT_CACHE_KIB)
+                .min(READER_CACHE_KIB)
+        }
     ))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
