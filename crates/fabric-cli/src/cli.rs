@@ -76,6 +76,9 @@ pub enum Command {
     /// Ingestion telemetry: summary, throughput, failures, per source; clean old samples.
     #[command(subcommand)]
     Telemetry(TelemetryCmd),
+    /// Field reports: the daemons' append-only log of job outcomes and risk events.
+    #[command(subcommand)]
+    Reports(ReportsCmd),
     /// Validate or show the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -330,6 +333,22 @@ pub struct TelemetryWindow {
     /// One source only.
     #[arg(long)]
     pub source: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportsCmd {
+    /// The newest reports, oldest first; with -f, then every new one as it is written.
+    Tail {
+        /// Keep printing reports as daemons write them (Ctrl-C to stop).
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only reports since: 30m, 24h, 7d or an RFC 3339 time (default: all kept).
+        #[arg(long)]
+        since: Option<String>,
+        /// The newest this many (1..100000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,6 +12,7 @@ pub mod home;
 pub mod logfile;
 pub mod metrics;
 pub mod recovery;
+pub mod reports;
 pub mod retention;
 pub mod runtime;
 pub mod schedules;

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::fleet::FleetOptions;
 use crate::handlers::Registry;
 use crate::metrics::Metrics;
+use crate::reports::FieldReport;
 
 /// Most jobs claimed in one store call.
 const CLAIM_BATCH: usize = 1000;
@@ -55,6 +56,8 @@ pub struct EngineOptions {
     pub config: Arc<Config>,
     /// Notified after each durable completion batch (benchmarks, tests).
     pub listener: Option<CompletionListener>,
+    /// Where to write field reports of job outcomes (`None`: none are written).
+    pub reports: Option<crate::reports::ReportsOptions>,
 }
 
 impl EngineOptions {
@@ -71,6 +74,7 @@ impl EngineOptions {
             job_timeout: Duration::from_secs(w.job_timeout_seconds.max(1)),
             rescue_interval: Duration::from_secs((w.lease_seconds / 3).clamp(1, 10)),
             listener: None,
+            reports: None,
             fleet: FleetOptions::from_config(&config),
             config,
         }
@@ -102,6 +106,8 @@ pub(crate) struct Shared {
     pub(crate) store_up: AtomicBool,
     /// The owner levers that limit claims, refreshed by the fleet task.
     pub(crate) governance: Mutex<Governance>,
+    /// The field-report writer, when the options ask for reports.
+    field_log: Option<Arc<crate::reports::FieldLog>>,
 }
 
 /// A job this engine claimed: its attempt (heartbeats, fencing) and what stops it.
@@ -199,6 +205,12 @@ impl Engine {
             clock.now_ms()
         );
         metrics.workers_max.set(options.max_workers as i64);
+        let field_log = options.reports.clone().and_then(|r| {
+            crate::reports::FieldLog::start(r)
+                .map_err(|e| tracing::warn!(error = %e, "field reports off: no writer thread"))
+                .ok()
+                .map(Arc::new)
+        });
         let shared = Arc::new(Shared {
             store,
             registry,
@@ -214,6 +226,7 @@ impl Engine {
             paused: AtomicBool::new(false),
             store_up: AtomicBool::new(true),
             governance: Mutex::new(Governance::default()),
+            field_log,
             options,
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -321,6 +334,9 @@ impl Engine {
         }
         if let Some(c) = self.completer.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), c).await;
+        }
+        if let Some(log) = self.shared.field_log.clone() {
+            let _ = tokio::task::spawn_blocking(move || log.close()).await;
         }
         let mut abandoned = 0;
         if cut_off {
@@ -665,6 +681,9 @@ async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completi
                 }
             }
         };
+        if let Some(log) = &shared.field_log {
+            log.send(field_reports(&shared, &batch, report.late > 0));
+        }
         batch.clear();
         let m = &shared.metrics;
         if report.late == 0 {
@@ -687,6 +706,47 @@ async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completi
             let _ = l.send((ids, report));
         }
     }
+}
+
+/// The field reports of a durable completion batch (`late`: some of it was rejected as
+/// late, which ones is not known: they are marked).
+fn field_reports(shared: &Shared, batch: &[Completion], late: bool) -> Vec<FieldReport> {
+    batch
+        .iter()
+        .map(|c| {
+            let (event, mut detail) = match &c.outcome {
+                Outcome::Succeeded { .. } => ("job_succeeded", serde_json::json!({})),
+                Outcome::Retry {
+                    run_at,
+                    error,
+                    failure,
+                } => (
+                    "job_failed",
+                    serde_json::json!({"error": error, "failure": failure, "retry_at": run_at}),
+                ),
+                Outcome::Quarantine {
+                    reason,
+                    error,
+                    failure,
+                } => (
+                    "job_quarantined",
+                    serde_json::json!({"reason": reason, "error": error, "failure": failure}),
+                ),
+            };
+            detail["seconds"] = serde_json::json!((c.finished_at - c.started_at) as f64 / 1000.0);
+            if late {
+                detail["possibly_late"] = serde_json::json!(true);
+            }
+            FieldReport {
+                at: c.finished_at,
+                node: shared.options.node_id.clone(),
+                event: event.to_string(),
+                job_id: Some(c.id),
+                attempt: Some(c.attempt),
+                detail,
+            }
+        })
+        .collect()
 }
 
 /// Job `id` was cancelled (by this process or, as the store says, another): stops its

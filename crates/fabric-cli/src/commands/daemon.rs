@@ -134,7 +134,13 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
     let crashed = recovery::crashed(&marker);
     let store = fabric_engine::open_store(&config, &home).await?;
     let clock: Arc<dyn Clock> = Arc::new(RealClock);
-    let options = EngineOptions::from_config(config.clone());
+    let mut options = EngineOptions::from_config(config.clone());
+    if config.reports.enabled {
+        options.reports = Some(fabric_engine::reports::ReportsOptions {
+            dir: fabric_engine::reports::dir_of(home.root()),
+            retention_days: config.reports.retention_days,
+        });
+    }
     fabric_engine::fleet::check_node_id(
         &*store,
         &config.node.id,

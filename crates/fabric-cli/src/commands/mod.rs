@@ -12,6 +12,7 @@ mod health;
 mod jobs;
 mod nodes;
 mod quarantine;
+mod reports;
 mod run;
 mod shards;
 mod sources;
@@ -68,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Quarantine(cmd) => quarantine::run(&ctx, cmd).await,
                     Command::Sources(cmd) => sources::run(&ctx, cmd).await,
                     Command::Telemetry(cmd) => telemetry::run(&ctx, cmd).await,
+                    Command::Reports(cmd) => reports::run(&ctx, cmd).await,
                     Command::Db(cmd) => db::run(&ctx, cmd).await,
                     Command::Health { verbose, one } => health::run(&ctx, verbose, one).await,
                     Command::Nodes(cmd) => nodes::run(&ctx, cmd).await,

@@ -16,6 +16,7 @@ mod extractor;
 mod fleet;
 mod mailgit;
 mod poison;
+mod reports;
 mod retention;
 mod run;
 mod sources;

@@ -53,6 +53,7 @@ pub struct Config {
     pub retry_policies: BTreeMap<String, RetryPolicy>,
     pub quarantine: RetentionConfig,
     pub telemetry: TelemetryConfig,
+    pub reports: ReportsConfig,
     pub security: SecurityConfig,
     pub recovery: RecoveryConfig,
     pub logs: LogsConfig,
@@ -203,6 +204,26 @@ pub struct TelemetryConfig {
 impl Default for TelemetryConfig {
     fn default() -> Self {
         Self { retention_days: 90 }
+    }
+}
+
+/// Field reports: the daemon's append-only log of job outcomes and risk events under
+/// `$FABRIC_HOME/reports/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsConfig {
+    /// Write field reports (default true).
+    pub enabled: bool,
+    /// Days of reports to keep (default 30; 1..3650): older day files are deleted.
+    pub retention_days: u32,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            retention_days: 30,
+        }
     }
 }
 

@@ -158,6 +158,12 @@ pub(super) fn problems(cfg: &Config) -> Vec<ConfigProblem> {
         MAX_RETENTION_DAYS,
     );
     p.range(
+        "reports.retention_days",
+        cfg.reports.retention_days,
+        1,
+        MAX_RETENTION_DAYS,
+    );
+    p.range(
         "security.audit_retention_days",
         cfg.security.audit_retention_days,
         1,
