@@ -303,6 +303,10 @@ async fn refresh_governance(shared: &Shared) {
     let Ok(next) = read_governance(&*shared.store).await else {
         return; // the store is away: keep the last known levers
     };
+    shared
+        .metrics
+        .conservative
+        .set(i64::from(next.conservative));
     let mut g = shared.governance.lock().unwrap_or_else(|p| p.into_inner());
     if *g != next {
         tracing::info!(paused = ?next.paused_shards, conservative = next.conservative, "owner levers changed");

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub workers_max: IntGauge,
     /// 1 while this daemon is the fleet's maintenance leader.
     pub leader: IntGauge,
+    /// 1 while conservative mode is on (as this daemon last read it from the store).
+    pub conservative: IntGauge,
     jobs: IntGaugeVec,
     queue_depth: IntGauge,
     ingest_files: IntCounterVec,
@@ -106,6 +108,11 @@ impl Metrics {
                 "1 while this daemon holds the maintenance leader's lease.",
             ),
             workers_max: gauge(&r, "fabric_workers_max", "Worker slots."),
+            conservative: gauge(
+                &r,
+                "fabric_conservative_mode",
+                "1 while conservative mode is on (the owner lever), else 0.",
+            ),
             queue_depth: gauge(
                 &r,
                 "fabric_queue_depth",

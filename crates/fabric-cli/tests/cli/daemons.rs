@@ -229,3 +229,34 @@ fn a_corrupt_backup_is_refused_and_the_live_store_is_untouched() {
     assert_eq!(h.job_count(), 200);
     assert_eq!(h.json(&["db", "check"])["ok"], Value::Bool(true));
 }
+
+#[test]
+fn conservative_mode_shows_on_the_metrics_endpoint() {
+    let listen = format!("127.0.0.1:{}", crate::free_port());
+    let h = Home::new()
+        .with("FABRIC__API__ENABLED", "true")
+        .with("FABRIC__API__LISTEN", &listen);
+    h.expect(0, &["start"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let gauge = || {
+        let text = rt.block_on(async {
+            reqwest::get(format!("http://{listen}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        });
+        text.lines()
+            .find_map(|l| l.strip_prefix("fabric_conservative_mode "))
+            .map(str::to_string)
+    };
+    h.wait_until("the gauge reads 0", || gauge().as_deref() == Some("0"));
+    h.expect(0, &["conservative", "on", "--reason", "drill"]);
+    h.wait_until("the gauge reads 1", || gauge().as_deref() == Some("1"));
+    h.expect(0, &["conservative", "off"]);
+    h.wait_until("the gauge reads 0 again", || {
+        gauge().as_deref() == Some("0")
+    });
+    h.expect(0, &["stop"]);
+}
