@@ -572,6 +572,10 @@ pub struct BenchArgs {
     /// database of store.url / FABRIC__STORE__URL, dropped at the end).
     #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
     pub backend: String,
+    /// Write field reports of every job outcome during the drain, as a daemon does (the
+    /// cost of `reports.enabled`).
+    #[arg(long)]
+    pub reports: bool,
 }
 
 #[derive(Debug, Subcommand, Clone)]

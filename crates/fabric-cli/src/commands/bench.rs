@@ -40,6 +40,8 @@ struct Report {
     recovery_s: f64,
     synchronous: String,
     backend: &'static str,
+    /// Field reports written during the drain and trickle.
+    reports: bool,
 }
 
 pub fn run(global: Global, args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -98,7 +100,16 @@ pub fn run(global: Global, args: BenchArgs) -> anyhow::Result<ExitCode> {
             ),
             (
                 "store",
-                format!("{} synchronous={}", report.backend, report.synchronous),
+                format!(
+                    "{} synchronous={}{}",
+                    report.backend,
+                    report.synchronous,
+                    if report.reports {
+                        ", field reports on"
+                    } else {
+                        ""
+                    }
+                ),
             ),
         ])
     })?;
@@ -237,6 +248,13 @@ async fn bench(args: &BenchArgs, quiet: bool, target: &mut Target) -> anyhow::Re
     opts.max_workers = conc;
     opts.poll_interval = Duration::from_millis(100);
     opts.listener = Some(tx);
+    let reports_dir = tempfile::tempdir()?;
+    if args.reports {
+        opts.reports = Some(fabric_engine::reports::ReportsOptions {
+            dir: reports_dir.path().to_path_buf(),
+            retention_days: 30,
+        });
+    }
     let t = Instant::now();
     let engine = Engine::start(
         store.clone(),
@@ -378,5 +396,6 @@ async fn bench(args: &BenchArgs, quiet: bool, target: &mut Target) -> anyhow::Re
         recovery_s,
         synchronous: args.synchronous.clone(),
         backend: target.backend(),
+        reports: args.reports,
     })
 }
