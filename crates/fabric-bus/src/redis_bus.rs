@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{StreamClaimReply, StreamId, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Client, Value};
 use tokio::sync::Mutex;
@@ -123,7 +123,14 @@ impl RedisBus {
     pub async fn connect(config: BusConfig) -> Result<Self, BusError> {
         config.validate()?;
         let client = Client::open(config.url.as_str())?;
-        let conn = client.get_connection_manager().await?;
+        // The crate's defaults retry a refused connection 6 times with exponential backoff
+        // (over a minute before `connect` fails); the manager reconnects on its own on the
+        // next command anyway, so give up quickly here.
+        let manager = ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1))
+            .set_connection_timeout(Some(Duration::from_secs(2)));
+        let conn = client.get_connection_manager_with_config(manager).await?;
         Ok(Self {
             config,
             client,
