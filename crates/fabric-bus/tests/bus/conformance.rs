@@ -389,6 +389,43 @@ pub async fn snapshot_counters_match(o: &Opener) {
     }
 }
 
+/// Concurrent publishers never push normal past the emergency threshold: the length check
+/// and the add are one step.
+pub async fn concurrent_publishes_respect_the_threshold_exactly(o: &Opener) {
+    let bus = o.open(thresholds(10, 1000)).await;
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let bus = bus.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..10 {
+                out.push(
+                    bus.publish(Message::normal(format!("{t}.{i}")))
+                        .await
+                        .unwrap(),
+                );
+            }
+            out
+        }));
+    }
+    let mut normal = 0;
+    let mut rerouted = 0;
+    for t in tasks {
+        for r in t.await.unwrap() {
+            match r {
+                PublishOutcome::Normal(_) => normal += 1,
+                PublishOutcome::Rerouted(_) => rerouted += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!((normal, rerouted), (10, 70));
+    let m = bus.metrics_snapshot().await.unwrap();
+    assert_eq!(m.get("queue_depth_normal"), 10);
+    assert_eq!(m.get("queue_depth_emergency"), 70);
+    assert_eq!(m.get("publish_rerouted"), 70);
+}
+
 /// One `#[tokio::test]` per conformance case, on the backend `$backend`.
 macro_rules! conformance_tests {
     ($backend:expr) => {
@@ -406,12 +443,13 @@ macro_rules! conformance_tests {
             trimmed_pending_entries_are_counted_as_lost,
             groups_init_twice_is_fine_and_keeps_positions,
             telemetry_and_policy_are_their_own_streams,
-            snapshot_counters_match
+            snapshot_counters_match,
+            concurrent_publishes_respect_the_threshold_exactly
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {
         $(
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let opener = $crate::Opener::new($backend);
                 $crate::conformance::$case(&opener).await;
