@@ -1,6 +1,9 @@
 //! `BusConfig`: the `bus:` keys of the configuration (issue 14 §7), their defaults and their
 //! validation.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{BusError, Lane};
@@ -79,6 +82,99 @@ pub struct BusConfig {
     pub retry_max_attempts: u64,
     /// Stream names.
     pub streams: StreamNames,
+    /// HMAC-SHA256 signing of every message; off when absent.
+    pub signing: Option<SigningConfig>,
+}
+
+/// A secret string: shown as `***` by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// `bus.signing`: the secret comes from `FABRIC__BUS__SIGNING__SECRET`, else `secret`, else
+/// `secret_file` (never from a flag).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigningConfig {
+    /// The id of the current key, carried in every message (for rotation).
+    pub key_id: String,
+    /// The secret itself.
+    pub secret: Option<Secret>,
+    /// A file holding the secret (trailing newline ignored).
+    pub secret_file: Option<PathBuf>,
+    /// Retired keys still accepted when verifying: key id → secret file.
+    pub retired: BTreeMap<String, PathBuf>,
+}
+
+impl Default for SigningConfig {
+    fn default() -> Self {
+        Self {
+            key_id: "k1".into(),
+            secret: None,
+            secret_file: None,
+            retired: BTreeMap::new(),
+        }
+    }
+}
+
+impl SigningConfig {
+    /// The secret: `env` (the environment variable's value) first, then `secret`, then
+    /// `secret_file`.
+    pub fn resolve_secret(&self, env: Option<String>) -> Result<String, BusError> {
+        if let Some(s) = env {
+            return Ok(s);
+        }
+        if let Some(Secret(s)) = &self.secret {
+            return Ok(s.clone());
+        }
+        let Some(path) = &self.secret_file else {
+            return Err(bad(
+                "bus.signing.secret",
+                "signing is on but no secret is set (secret, secret_file or FABRIC__BUS__SIGNING__SECRET)".into(),
+            ));
+        };
+        let s = std::fs::read_to_string(path).map_err(|e| {
+            bad(
+                "bus.signing.secret_file",
+                format!("reading {}: {e}", path.display()),
+            )
+        })?;
+        let s = s.trim_end_matches(['\n', '\r']).to_string();
+        if s.is_empty() {
+            return Err(bad(
+                "bus.signing.secret_file",
+                format!("{} is empty", path.display()),
+            ));
+        }
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), BusError> {
+        for kid in std::iter::once(&self.key_id).chain(self.retired.keys()) {
+            if kid.is_empty() || kid.contains([':', ' ']) {
+                return Err(bad(
+                    "bus.signing.key_id",
+                    format!("{kid:?} must be non-empty without ':' or spaces"),
+                ));
+            }
+        }
+        if self.secret.is_some() && self.secret_file.is_some() {
+            return Err(bad(
+                "bus.signing.secret_file",
+                "set either secret or secret_file, not both".into(),
+            ));
+        }
+        if self.secret.as_ref().is_some_and(|s| s.0.is_empty()) {
+            return Err(bad("bus.signing.secret", "must not be empty".into()));
+        }
+        Ok(())
+    }
 }
 
 impl Default for BusConfig {
@@ -93,6 +189,7 @@ impl Default for BusConfig {
             retry_idle_ms: 30_000,
             retry_max_attempts: 5,
             streams: StreamNames::default(),
+            signing: None,
         }
     }
 }
@@ -138,6 +235,9 @@ impl BusConfig {
                 "bus.url",
                 "must start with redis:// or unix:// (TLS is not built in)".into(),
             ));
+        }
+        if let Some(signing) = &self.signing {
+            signing.validate()?;
         }
         let names = [
             ("bus.streams.normal", &self.streams.normal),

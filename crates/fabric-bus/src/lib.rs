@@ -8,6 +8,7 @@ mod error;
 mod inproc;
 mod metrics;
 mod redis_bus;
+mod signing;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,11 +17,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
-pub use config::{BusBackend, BusConfig, StreamNames};
+pub use config::{BusBackend, BusConfig, Secret, SigningConfig, StreamNames};
 pub use error::BusError;
 pub use inproc::InProcBus;
 pub use metrics::MetricsSnapshot;
 pub use redis_bus::RedisBus;
+pub use signing::{Rejection, SignedBus, Signer, MAX_AGE_MS, SECRET_ENV};
 
 /// One of the bus's streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -223,11 +225,21 @@ pub trait Bus: Send + Sync {
     async fn streams(&self) -> Result<Vec<StreamInfo>, BusError>;
 }
 
-/// Opens the configured backend after validating `config`.
+/// Opens the configured backend after validating `config`; with `signing` set, wrapped in
+/// a `SignedBus`.
 pub async fn open(config: BusConfig) -> Result<Arc<dyn Bus>, BusError> {
     config.validate()?;
-    Ok(match config.backend {
+    let signer = config
+        .signing
+        .as_ref()
+        .map(Signer::from_config)
+        .transpose()?;
+    let bus: Arc<dyn Bus> = match config.backend {
         BusBackend::Inproc => Arc::new(InProcBus::new(config)?),
         BusBackend::Redis => Arc::new(RedisBus::connect(config).await?),
+    };
+    Ok(match signer {
+        Some(signer) => Arc::new(SignedBus::new(bus, signer)),
+        None => bus,
     })
 }

@@ -101,3 +101,66 @@ fn each_bad_value_is_named() {
     };
     assert_eq!(field_of(redis_http), "bus.url");
 }
+
+#[test]
+fn signing_needs_one_secret_and_a_plain_key_id() {
+    use fabric_bus::{Secret, SigningConfig};
+    let with = |s: SigningConfig| BusConfig {
+        signing: Some(s),
+        ..BusConfig::default()
+    };
+    let both = SigningConfig {
+        secret: Some(Secret("s".into())),
+        secret_file: Some("/nonexistent".into()),
+        ..SigningConfig::default()
+    };
+    assert_eq!(field_of(with(both)), "bus.signing.secret_file");
+    let colon = SigningConfig {
+        key_id: "a:b".into(),
+        ..SigningConfig::default()
+    };
+    assert_eq!(field_of(with(colon)), "bus.signing.key_id");
+    // No secret anywhere: named when the secret is resolved.
+    let none = SigningConfig::default();
+    match none.resolve_secret(None) {
+        Err(BusError::Config { field, .. }) => assert_eq!(field, "bus.signing.secret"),
+        other => panic!("{other:?}"),
+    }
+    // The environment wins over the config; Debug never shows the secret.
+    let inline = SigningConfig {
+        secret: Some(Secret("from-config".into())),
+        ..SigningConfig::default()
+    };
+    assert_eq!(
+        inline.resolve_secret(Some("from-env".into())).unwrap(),
+        "from-env"
+    );
+    assert_eq!(inline.resolve_secret(None).unwrap(), "from-config");
+    assert!(!format!("{:?}", with(inline)).contains("from-config"));
+}
+
+/// `open` with `bus.signing.secret_file` seals and verifies end to end.
+#[tokio::test]
+async fn open_with_a_secret_file_signs_messages() {
+    use fabric_bus::{Message, SigningConfig};
+    let path = std::env::temp_dir().join(format!("fabric-bus-secret-{}", std::process::id()));
+    std::fs::write(&path, "s3cret\n").unwrap();
+    let config = BusConfig {
+        signing: Some(SigningConfig {
+            secret_file: Some(path.clone()),
+            ..SigningConfig::default()
+        }),
+        ..BusConfig::default()
+    };
+    let bus = fabric_bus::open(config).await.unwrap();
+    std::fs::remove_file(&path).unwrap();
+    bus.init("g").await.unwrap();
+    bus.publish(Message::normal("hello")).await.unwrap();
+    let got = bus
+        .read("g", "c", 10, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].payload, "hello");
+    assert_eq!(bus.metrics_snapshot().await.unwrap().get("rejected"), 0);
+}

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use fabric_bus::{BusConfig, Lane, Message, PublishOutcome};
+use fabric_bus::{Bus, BusConfig, Lane, Message, PublishOutcome};
 
 use crate::Opener;
 
@@ -426,6 +426,62 @@ pub async fn concurrent_publishes_respect_the_threshold_exactly(o: &Opener) {
     assert_eq!(m.get("publish_rerouted"), 70);
 }
 
+/// With signing on, only messages sealed with a known key and younger than 5 minutes are
+/// handed out; unsigned, forged, unknown-key and stale ones are rejected, counted and
+/// acknowledged (not redelivered). A retired key is still accepted (rotation).
+pub async fn signed_bus_rejects_unsigned_forged_and_stale_messages(o: &Opener) {
+    use fabric_bus::{SignedBus, Signer, MAX_AGE_MS};
+    let inner = o.open(BusConfig::default()).await;
+    let old = Signer::new("k1", b"first secret");
+    let current = Signer::new("k2", b"second secret").accepting("k1", b"first secret");
+    let signed = SignedBus::new(inner.clone(), current.clone());
+    signed.init("g").await.unwrap();
+    signed.publish(Message::normal("good")).await.unwrap();
+    inner.publish(Message::normal("unsigned")).await.unwrap();
+    let forger = Signer::new("k2", b"guessed secret");
+    inner
+        .publish(Message::normal(forger.seal("forged")))
+        .await
+        .unwrap();
+    let stranger = Signer::new("k9", b"second secret");
+    inner
+        .publish(Message::normal(stranger.seal("unknown key")))
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let stale = current.seal_at("replayed", now - MAX_AGE_MS - 1000);
+    inner.publish(Message::normal(stale)).await.unwrap();
+    inner
+        .publish(Message::normal(old.seal("rotated")))
+        .await
+        .unwrap();
+    let tampered = current.seal("amount=1").replace("amount=1", "amount=9");
+    inner.publish(Message::normal(tampered)).await.unwrap();
+    signed.publish(Message::emergency("urgent")).await.unwrap();
+
+    let got = signed.read("g", "c", 100, NO_WAIT).await.unwrap();
+    let payloads: Vec<_> = got.iter().map(|d| d.payload.as_str()).collect();
+    assert_eq!(payloads, ["urgent", "good", "rotated"]);
+    let m = signed.metrics_snapshot().await.unwrap();
+    assert_eq!(m.get("rejected"), 5);
+    let s = &signed.streams().await.unwrap()[0];
+    assert_eq!(
+        s.groups["g"].pending, 2,
+        "rejected entries are acknowledged"
+    );
+    // What travels is sealed: the inner bus sees the envelope, not the bare payload.
+    inner.init("raw").await.unwrap();
+    let raw = inner
+        .read_lane(Lane::Normal, "raw", "c", 1, NO_WAIT)
+        .await
+        .unwrap();
+    assert!(raw[0].payload.starts_with("fabric-sig1:k2:"), "{raw:?}");
+    assert!(raw[0].payload.ends_with(":good"), "{raw:?}");
+}
+
 /// One `#[tokio::test]` per conformance case, on the backend `$backend`.
 macro_rules! conformance_tests {
     ($backend:expr) => {
@@ -444,7 +500,8 @@ macro_rules! conformance_tests {
             groups_init_twice_is_fine_and_keeps_positions,
             telemetry_and_policy_are_their_own_streams,
             snapshot_counters_match,
-            concurrent_publishes_respect_the_threshold_exactly
+            concurrent_publishes_respect_the_threshold_exactly,
+            signed_bus_rejects_unsigned_forged_and_stale_messages
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {
