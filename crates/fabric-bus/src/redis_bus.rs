@@ -201,8 +201,17 @@ impl RedisBus {
         Ok(())
     }
 
+    /// Trims `lane` once it is over the limit, with approximate trimming only once a whole
+    /// node's worth (1 % of the limit) is over, so a full stream costs no extra round trips
+    /// on most publishes.
     async fn after_append(&self, lane: Lane, length: u64) -> Result<(), BusError> {
-        if length > self.config.max_stream_length {
+        let max = self.config.max_stream_length;
+        let slack = if max >= APPROXIMATE_TRIM_FROM {
+            max / 100
+        } else {
+            0
+        };
+        if length > max + slack {
             self.trim(lane).await?;
         }
         Ok(())
@@ -270,7 +279,14 @@ impl RedisBus {
             for _ in lanes {
                 cmd.arg(">");
             }
-            let reply: Option<StreamReadReply> = cmd.query_async(&mut reader).await?;
+            let reply: Option<StreamReadReply> = match cmd.query_async(&mut reader).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // A broken connection is not reused: the next blocking read opens another.
+                    self.readers.lock().await.remove(consumer);
+                    return Err(e.into());
+                }
+            };
             let mut got = reply.map(|r| self.deliveries(r)).unwrap_or_default();
             // Emergency before normal: order by the caller's lane order.
             got.sort_by_key(|d| lanes.iter().position(|l| *l == d.lane));
@@ -443,6 +459,9 @@ impl Bus for RedisBus {
         let key = self.key(lane);
         let mut conn = self.conn.clone();
         let mut out = Reclaimed::default();
+        if count == 0 {
+            return Ok(out);
+        }
         // 1. Take over idle entries without counting a delivery (JUSTID).
         let mut claimed: Vec<String> = Vec::new();
         let mut cursor = "0-0".to_string();
@@ -527,8 +546,17 @@ impl Bus for RedisBus {
                 pipe.atomic();
                 match range.ids.first() {
                     Some(e) => {
+                        // Nobody reads dead-letter through a group: trim it on the add.
+                        let max = self.config.max_stream_length;
                         pipe.cmd("XADD")
                             .arg(self.key(Lane::DeadLetter))
+                            .arg("MAXLEN")
+                            .arg(if max >= APPROXIMATE_TRIM_FROM {
+                                "~"
+                            } else {
+                                "="
+                            })
+                            .arg(max)
                             .arg("*")
                             .arg("p")
                             .arg(field(e, "p").unwrap_or_default())

@@ -482,6 +482,24 @@ pub async fn signed_bus_rejects_unsigned_forged_and_stale_messages(o: &Opener) {
     assert!(raw[0].payload.ends_with(":good"), "{raw:?}");
 }
 
+/// A large limit trims approximately (whole Redis nodes), but never keeps more than the limit
+/// plus 1 % and one node, nor fewer than the limit.
+pub async fn a_large_limit_trims_within_one_percent(o: &Opener) {
+    let bus = o
+        .open(BusConfig {
+            max_stream_length: 10_000,
+            backpressure_drop_threshold: 1_000_000,
+            emergency_threshold: 500_000,
+            ..BusConfig::default()
+        })
+        .await;
+    for i in 0..10_500 {
+        bus.publish(Message::normal(format!("{i}"))).await.unwrap();
+    }
+    let length = bus.streams().await.unwrap()[0].length;
+    assert!((10_000..=10_200).contains(&length), "{length}");
+}
+
 /// One `#[tokio::test]` per conformance case, on the backend `$backend`.
 macro_rules! conformance_tests {
     ($backend:expr) => {
@@ -501,7 +519,8 @@ macro_rules! conformance_tests {
             telemetry_and_policy_are_their_own_streams,
             snapshot_counters_match,
             concurrent_publishes_respect_the_threshold_exactly,
-            signed_bus_rejects_unsigned_forged_and_stale_messages
+            signed_bus_rejects_unsigned_forged_and_stale_messages,
+            a_large_limit_trims_within_one_percent
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {
