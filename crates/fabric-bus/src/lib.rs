@@ -1,0 +1,245 @@
+//! fabric-bus owns Fabric's message bus: the `Bus` trait (publish with emergency lanes and
+//! backpressure, consumer groups, acknowledgement, reclaim of idle entries, dead letters,
+//! trimming, metrics) and its two backends, `InProcBus` (in this process) and `RedisBus`
+//! (Redis Streams). The semantics are RUNBOOK-MAP.md §C; the config keys are issue 14 §7.
+
+mod config;
+mod error;
+mod inproc;
+mod metrics;
+mod redis_bus;
+mod signing;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+pub use config::{BusBackend, BusConfig, Secret, SigningConfig, StreamNames};
+pub use error::BusError;
+pub use inproc::InProcBus;
+pub use metrics::MetricsSnapshot;
+pub use redis_bus::RedisBus;
+pub use signing::{Rejection, SignedBus, Signer, MAX_AGE_MS, SECRET_ENV};
+
+/// One of the bus's streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lane {
+    /// Ordinary traffic, subject to the thresholds.
+    Normal,
+    /// Emergency-flagged and rerouted traffic; read first.
+    Emergency,
+    /// Telemetry samples.
+    Telemetry,
+    /// Policy decisions.
+    Policy,
+    /// Entries delivered too often.
+    DeadLetter,
+}
+
+impl Lane {
+    /// Every lane, in a fixed order.
+    pub const ALL: [Lane; 5] = [
+        Lane::Normal,
+        Lane::Emergency,
+        Lane::Telemetry,
+        Lane::Policy,
+        Lane::DeadLetter,
+    ];
+}
+
+/// A message for `publish`: the bus chooses its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The payload (JSON text by convention; the bus does not look inside).
+    pub payload: String,
+    /// Goes to the emergency stream with no depth check.
+    pub emergency: bool,
+}
+
+impl Message {
+    /// An ordinary message.
+    pub fn normal(payload: impl Into<String>) -> Self {
+        Self {
+            payload: payload.into(),
+            emergency: false,
+        }
+    }
+
+    /// An emergency-flagged message.
+    pub fn emergency(payload: impl Into<String>) -> Self {
+        Self {
+            payload: payload.into(),
+            emergency: true,
+        }
+    }
+}
+
+/// Where `publish` put a message (RUNBOOK-MAP.md §C, in this order of decision).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// Appended to normal, with this id.
+    Normal(String),
+    /// Flagged emergency: appended to emergency, with this id.
+    Emergency(String),
+    /// Normal was at or above `emergency_threshold`: appended to emergency, with this id.
+    Rerouted(String),
+    /// Normal was at or above `backpressure_drop_threshold`: not stored anywhere.
+    Dropped,
+}
+
+impl PublishOutcome {
+    /// The id the message was stored under, unless dropped.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Self::Normal(id) | Self::Emergency(id) | Self::Rerouted(id) => Some(id),
+            Self::Dropped => None,
+        }
+    }
+}
+
+/// An entry handed to a consumer; acknowledge it with `ack(group, lane, [id])` once handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The stream it came from.
+    pub lane: Lane,
+    /// Its id in that stream.
+    pub id: String,
+    /// The payload as published.
+    pub payload: String,
+    /// How many times it has been delivered, this time included.
+    pub deliveries: u64,
+}
+
+/// An entry of the dead-letter stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    /// Its id in the dead-letter stream.
+    pub id: String,
+    /// The stream it was published to.
+    pub lane: Lane,
+    /// Its original id in that stream.
+    pub original_id: String,
+    /// The group that failed to handle it.
+    pub group: String,
+    /// How many times it had been delivered.
+    pub deliveries: u64,
+    /// The payload as published.
+    pub payload: String,
+}
+
+/// What one `reclaim` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Entries idle past `retry_idle_ms`, now delivered again to the reclaiming consumer.
+    pub redelivered: Vec<Delivery>,
+    /// Entries moved to the dead-letter stream (delivered `retry_max_attempts` times).
+    pub dead_lettered: u64,
+    /// Pending ids whose entries had been trimmed away (XAUTOCLAIM's deleted ids).
+    pub lost: u64,
+}
+
+/// One consumer group on one stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupInfo {
+    /// Entries delivered and not yet acknowledged.
+    pub pending: u64,
+    /// Entries not yet delivered to the group.
+    pub lag: u64,
+}
+
+/// One stream, as `streams()` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamInfo {
+    /// Which stream.
+    pub lane: Lane,
+    /// Its configured name.
+    pub name: String,
+    /// Entries held now.
+    pub length: u64,
+    /// Its consumer groups by name.
+    pub groups: BTreeMap<String, GroupInfo>,
+}
+
+/// The message bus. Every backend shows the same behaviour (tests/bus/conformance.rs).
+#[async_trait]
+pub trait Bus: Send + Sync {
+    /// The configuration this bus runs with.
+    fn config(&self) -> &BusConfig;
+
+    /// Creates the consumer group `group` on every stream but dead-letter (idempotent; a new
+    /// group starts at the beginning of each stream).
+    async fn init(&self, group: &str) -> Result<(), BusError>;
+
+    /// Publishes to normal or emergency: emergency-flagged → emergency without depth check;
+    /// else normal's length before the add ≥ `backpressure_drop_threshold` → dropped; else
+    /// ≥ `emergency_threshold` → rerouted to emergency; else normal.
+    async fn publish(&self, message: Message) -> Result<PublishOutcome, BusError>;
+
+    /// Appends to one stream with no threshold (telemetry, policy); returns the id.
+    async fn publish_to(&self, lane: Lane, payload: &str) -> Result<String, BusError>;
+
+    /// Up to `count` new entries for `consumer` of `group`, emergency before normal; waits up
+    /// to `block` when both are empty (zero: do not wait).
+    async fn read(
+        &self,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, BusError>;
+
+    /// Up to `count` new entries of one stream (telemetry, policy, …).
+    async fn read_lane(
+        &self,
+        lane: Lane,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, BusError>;
+
+    /// Acknowledges handled entries of `lane`; returns how many were pending.
+    async fn ack(&self, group: &str, lane: Lane, ids: &[String]) -> Result<u64, BusError>;
+
+    /// Takes over up to `count` entries of `lane` idle past `retry_idle_ms` for `consumer`;
+    /// those already delivered `retry_max_attempts` times go to dead-letter instead.
+    async fn reclaim(
+        &self,
+        lane: Lane,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Reclaimed, BusError>;
+
+    /// Dead-letter entries, oldest first, at most `limit`.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, BusError>;
+
+    /// Counters and depths (keys of RUNBOOK-MAP.md §C plus consumed, acked, …).
+    async fn metrics_snapshot(&self) -> Result<MetricsSnapshot, BusError>;
+
+    /// Length, and pending and lag per group, of every stream.
+    async fn streams(&self) -> Result<Vec<StreamInfo>, BusError>;
+}
+
+/// Opens the configured backend after validating `config`; with `signing` set, wrapped in
+/// a `SignedBus`.
+pub async fn open(config: BusConfig) -> Result<Arc<dyn Bus>, BusError> {
+    config.validate()?;
+    let signer = config
+        .signing
+        .as_ref()
+        .map(Signer::from_config)
+        .transpose()?;
+    let bus: Arc<dyn Bus> = match config.backend {
+        BusBackend::Inproc => Arc::new(InProcBus::new(config)?),
+        BusBackend::Redis => Arc::new(RedisBus::connect(config).await?),
+    };
+    Ok(match signer {
+        Some(signer) => Arc::new(SignedBus::new(bus, signer)),
+        None => bus,
+    })
+}

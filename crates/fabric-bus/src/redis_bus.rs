@@ -1,0 +1,640 @@
+//! `RedisBus`: the bus on Redis Streams. A `ConnectionManager` carries commands (it
+//! reconnects on its own); each blocking reader gets a dedicated connection whose response
+//! timeout is longer than its BLOCK (the redis crate's default of 500 ms would cut a longer
+//! BLOCK short). Publish decides atomically in one Lua script. Keys are `<prefix>:<name>`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::streams::{StreamClaimReply, StreamId, StreamRangeReply, StreamReadReply};
+use redis::{AsyncConnectionConfig, Client, Value};
+use tokio::sync::Mutex;
+
+use crate::metrics::{add, Counters};
+use crate::{
+    Bus, BusConfig, BusError, DeadLetter, Delivery, GroupInfo, Lane, Message, MetricsSnapshot,
+    PublishOutcome, Reclaimed, StreamInfo,
+};
+
+/// KEYS: normal, emergency. ARGV: emergency flag, drop threshold, emergency threshold,
+/// payload. Returns {outcome, id, length of normal before the add}.
+const PUBLISH: &str = r"
+local before = redis.call('XLEN', KEYS[1])
+local target, outcome
+if ARGV[1] == '1' then target, outcome = KEYS[2], 'emergency'
+elseif before >= tonumber(ARGV[2]) then return {'dropped', '', before, 0}
+elseif before >= tonumber(ARGV[3]) then target, outcome = KEYS[2], 'rerouted'
+else target, outcome = KEYS[1], 'normal' end
+local id = redis.call('XADD', target, '*', 'p', ARGV[4])
+return {outcome, id, before, redis.call('XLEN', target)}
+";
+
+/// Below this `max_stream_length`, trims are exact: `MAXLEN ~` removes whole radix-tree
+/// nodes (100 entries by default), so a small limit would never trim at all.
+const APPROXIMATE_TRIM_FROM: u64 = 10_000;
+
+/// The Redis Streams bus.
+pub struct RedisBus {
+    config: BusConfig,
+    client: Client,
+    conn: ConnectionManager,
+    publish: redis::Script,
+    readers: Mutex<HashMap<String, MultiplexedConnection>>,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for RedisBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBus")
+            .field("prefix", &self.config.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+fn int(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        other => text(other)?.parse().ok(),
+    }
+}
+
+fn array(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(items) | Value::Set(items) => items,
+        _ => &[],
+    }
+}
+
+/// A flat key/value array (RESP2) or a map (RESP3) as pairs.
+fn fields(v: &Value) -> Vec<(String, &Value)> {
+    match v {
+        Value::Map(pairs) => pairs
+            .iter()
+            .filter_map(|(k, v)| Some((text(k)?, v)))
+            .collect(),
+        other => array(other)
+            .chunks(2)
+            .filter_map(|kv| Some((text(kv.first()?)?, kv.get(1)?)))
+            .collect(),
+    }
+}
+
+fn field(entry: &StreamId, name: &str) -> Option<String> {
+    entry.map.get(name).and_then(text)
+}
+
+fn lane_named(name: &str) -> Lane {
+    match name {
+        "emergency" => Lane::Emergency,
+        "telemetry" => Lane::Telemetry,
+        "policy" => Lane::Policy,
+        "dead_letter" => Lane::DeadLetter,
+        _ => Lane::Normal,
+    }
+}
+
+fn lane_tag(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Normal => "normal",
+        Lane::Emergency => "emergency",
+        Lane::Telemetry => "telemetry",
+        Lane::Policy => "policy",
+        Lane::DeadLetter => "dead_letter",
+    }
+}
+
+/// Per group on a stream: name, pending, lag (None when Redis cannot tell).
+type Groups = Vec<(String, u64, Option<u64>)>;
+
+impl RedisBus {
+    /// Connects to `config.url`; fails on an invalid config or an unreachable server.
+    pub async fn connect(config: BusConfig) -> Result<Self, BusError> {
+        config.validate()?;
+        let client = Client::open(config.url.as_str())?;
+        // The crate's defaults retry a refused connection 6 times with exponential backoff
+        // (over a minute before `connect` fails); the manager reconnects on its own on the
+        // next command anyway, so give up quickly here.
+        let manager = ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1))
+            .set_connection_timeout(Some(Duration::from_secs(2)));
+        let conn = client.get_connection_manager_with_config(manager).await?;
+        Ok(Self {
+            config,
+            client,
+            conn,
+            publish: redis::Script::new(PUBLISH),
+            readers: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The key of `lane`: `<prefix>:<stream name>`.
+    pub fn key(&self, lane: Lane) -> String {
+        format!("{}:{}", self.config.prefix, self.config.streams.name(lane))
+    }
+
+    fn lane_of_key(&self, key: &str) -> Option<Lane> {
+        Lane::ALL.into_iter().find(|l| self.key(*l) == key)
+    }
+
+    async fn groups(&self, lane: Lane) -> Result<Groups, BusError> {
+        let reply: Result<Value, _> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(self.key(lane))
+            .query_async(&mut self.conn.clone())
+            .await;
+        let reply = match reply {
+            Ok(v) => v,
+            // No such key: a stream nobody wrote to and no group created.
+            Err(e)
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
+            {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(array(&reply)
+            .iter()
+            .map(|g| {
+                let f = fields(g);
+                let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+                (
+                    get("name").and_then(text).unwrap_or_default(),
+                    get("pending").and_then(int).unwrap_or(0),
+                    get("lag").and_then(int),
+                )
+            })
+            .collect())
+    }
+
+    /// Trims `lane` to `max_stream_length`, keeping every entry some group has yet to be
+    /// delivered (its lag); when Redis cannot tell a group's lag, trims nothing.
+    async fn trim(&self, lane: Lane) -> Result<(), BusError> {
+        let mut keep = self.config.max_stream_length;
+        for (_, _, lag) in self.groups(lane).await? {
+            match lag {
+                Some(lag) => keep = keep.max(lag),
+                None => return Ok(()),
+            }
+        }
+        let approx = self.config.max_stream_length >= APPROXIMATE_TRIM_FROM;
+        let _: u64 = redis::cmd("XTRIM")
+            .arg(self.key(lane))
+            .arg("MAXLEN")
+            .arg(if approx { "~" } else { "=" })
+            .arg(keep)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Trims `lane` once it is over the limit, with approximate trimming only once a whole
+    /// node's worth (1 % of the limit) is over, so a full stream costs no extra round trips
+    /// on most publishes.
+    async fn after_append(&self, lane: Lane, length: u64) -> Result<(), BusError> {
+        let max = self.config.max_stream_length;
+        let slack = if max >= APPROXIMATE_TRIM_FROM {
+            max / 100
+        } else {
+            0
+        };
+        if length > max + slack {
+            self.trim(lane).await?;
+        }
+        Ok(())
+    }
+
+    fn deliveries(&self, reply: StreamReadReply) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        for key in reply.keys {
+            let Some(lane) = self.lane_of_key(&key.key) else {
+                continue;
+            };
+            for e in key.ids {
+                out.push(Delivery {
+                    lane,
+                    payload: field(&e, "p").unwrap_or_default(),
+                    id: e.id,
+                    deliveries: 1,
+                });
+            }
+        }
+        out
+    }
+
+    async fn read_lanes(
+        &self,
+        lanes: &[Lane],
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, BusError> {
+        let mut out = Vec::new();
+        for &lane in lanes {
+            if out.len() >= count {
+                break;
+            }
+            let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(group)
+                .arg(consumer)
+                .arg("COUNT")
+                .arg(count - out.len())
+                .arg("STREAMS")
+                .arg(self.key(lane))
+                .arg(">")
+                .query_async(&mut self.conn.clone())
+                .await?;
+            out.extend(reply.map(|r| self.deliveries(r)).unwrap_or_default());
+        }
+        if out.is_empty() && !block.is_zero() && count > 0 {
+            let mut reader = self.reader(consumer).await?;
+            reader.set_response_timeout(block + Duration::from_secs(2));
+            let mut cmd = redis::cmd("XREADGROUP");
+            cmd.arg("GROUP")
+                .arg(group)
+                .arg(consumer)
+                .arg("COUNT")
+                .arg(count)
+                .arg("BLOCK")
+                .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1))
+                .arg("STREAMS");
+            for &lane in lanes {
+                cmd.arg(self.key(lane));
+            }
+            for _ in lanes {
+                cmd.arg(">");
+            }
+            let reply: Option<StreamReadReply> = match cmd.query_async(&mut reader).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // A broken connection is not reused: the next blocking read opens another.
+                    self.readers.lock().await.remove(consumer);
+                    return Err(e.into());
+                }
+            };
+            let mut got = reply.map(|r| self.deliveries(r)).unwrap_or_default();
+            // Emergency before normal: order by the caller's lane order.
+            got.sort_by_key(|d| lanes.iter().position(|l| *l == d.lane));
+            got.truncate(count);
+            out = got;
+        }
+        add(&self.counters.consumed, out.len() as u64);
+        Ok(out)
+    }
+
+    /// The dedicated connection of a blocking reader (one per consumer name).
+    async fn reader(&self, consumer: &str) -> Result<MultiplexedConnection, BusError> {
+        let mut readers = self.readers.lock().await;
+        if let Some(c) = readers.get(consumer) {
+            return Ok(c.clone());
+        }
+        let c = self
+            .client
+            .get_multiplexed_async_connection_with_config(&AsyncConnectionConfig::new())
+            .await?;
+        readers.insert(consumer.to_string(), c.clone());
+        Ok(c)
+    }
+
+    async fn xlen(&self, lane: Lane) -> Result<u64, BusError> {
+        Ok(redis::cmd("XLEN")
+            .arg(self.key(lane))
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    fn config(&self) -> &BusConfig {
+        &self.config
+    }
+
+    async fn init(&self, group: &str) -> Result<(), BusError> {
+        for lane in Lane::ALL.into_iter().filter(|l| *l != Lane::DeadLetter) {
+            let r: Result<(), _> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(self.key(lane))
+                .arg(group)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut self.conn.clone())
+                .await;
+            match r {
+                Ok(()) => {}
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, message: Message) -> Result<PublishOutcome, BusError> {
+        add(&self.counters.publish_total, 1);
+        let (outcome, id, before, length): (String, String, u64, u64) = self
+            .publish
+            .key(self.key(Lane::Normal))
+            .key(self.key(Lane::Emergency))
+            .arg(if message.emergency { "1" } else { "0" })
+            .arg(self.config.backpressure_drop_threshold)
+            .arg(self.config.emergency_threshold)
+            .arg(message.payload)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        self.counters.saw_depth(before);
+        let outcome = match outcome.as_str() {
+            "dropped" => {
+                add(&self.counters.publish_dropped, 1);
+                return Ok(PublishOutcome::Dropped);
+            }
+            "rerouted" => {
+                add(&self.counters.publish_rerouted, 1);
+                PublishOutcome::Rerouted(id)
+            }
+            "emergency" => PublishOutcome::Emergency(id),
+            "normal" => {
+                self.counters.saw_depth(length);
+                PublishOutcome::Normal(id)
+            }
+            other => {
+                return Err(BusError::Reply {
+                    command: "publish script",
+                    detail: format!("outcome {other:?}"),
+                })
+            }
+        };
+        let lane = if matches!(outcome, PublishOutcome::Normal(_)) {
+            Lane::Normal
+        } else {
+            Lane::Emergency
+        };
+        self.after_append(lane, length).await?;
+        Ok(outcome)
+    }
+
+    async fn publish_to(&self, lane: Lane, payload: &str) -> Result<String, BusError> {
+        add(&self.counters.publish_total, 1);
+        let (id, length): (String, u64) = redis::pipe()
+            .cmd("XADD")
+            .arg(self.key(lane))
+            .arg("*")
+            .arg("p")
+            .arg(payload)
+            .cmd("XLEN")
+            .arg(self.key(lane))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if lane == Lane::Normal {
+            self.counters.saw_depth(length);
+        }
+        self.after_append(lane, length).await?;
+        Ok(id)
+    }
+
+    async fn read(
+        &self,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, BusError> {
+        self.read_lanes(
+            &[Lane::Emergency, Lane::Normal],
+            group,
+            consumer,
+            count,
+            block,
+        )
+        .await
+    }
+
+    async fn read_lane(
+        &self,
+        lane: Lane,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, BusError> {
+        self.read_lanes(&[lane], group, consumer, count, block)
+            .await
+    }
+
+    async fn ack(&self, group: &str, lane: Lane, ids: &[String]) -> Result<u64, BusError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let n: u64 = redis::cmd("XACK")
+            .arg(self.key(lane))
+            .arg(group)
+            .arg(ids)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        add(&self.counters.acked, n);
+        Ok(n)
+    }
+
+    async fn reclaim(
+        &self,
+        lane: Lane,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Reclaimed, BusError> {
+        let key = self.key(lane);
+        let mut conn = self.conn.clone();
+        let mut out = Reclaimed::default();
+        if count == 0 {
+            return Ok(out);
+        }
+        // 1. Take over idle entries without counting a delivery (JUSTID).
+        let mut claimed: Vec<String> = Vec::new();
+        let mut cursor = "0-0".to_string();
+        loop {
+            let reply: Value = redis::cmd("XAUTOCLAIM")
+                .arg(&key)
+                .arg(group)
+                .arg(consumer)
+                .arg(self.config.retry_idle_ms)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(count - claimed.len())
+                .arg("JUSTID")
+                .query_async(&mut conn)
+                .await?;
+            let parts = array(&reply);
+            let bad = || BusError::Reply {
+                command: "XAUTOCLAIM",
+                detail: format!("{reply:?}"),
+            };
+            cursor = parts.first().and_then(text).ok_or_else(bad)?;
+            claimed.extend(array(parts.get(1).ok_or_else(bad)?).iter().filter_map(text));
+            // Pending ids whose entries were trimmed: Redis drops them from the PEL.
+            out.lost += parts.get(2).map_or(0, |d| array(d).len()) as u64;
+            if cursor == "0-0" || claimed.len() >= count {
+                break;
+            }
+        }
+        if !claimed.is_empty() {
+            // 2. How often each was delivered.
+            let mut pipe = redis::pipe();
+            for id in &claimed {
+                pipe.cmd("XPENDING")
+                    .arg(&key)
+                    .arg(group)
+                    .arg(id)
+                    .arg(id)
+                    .arg(1);
+            }
+            let pending: Vec<Value> = pipe.query_async(&mut conn).await?;
+            let mut retry = Vec::new();
+            let mut dead = Vec::new();
+            for (id, p) in claimed.iter().zip(&pending) {
+                let n = array(p).first().and_then(|e| array(e).get(3)).and_then(int);
+                match n {
+                    Some(n) if n >= self.config.retry_max_attempts => dead.push((id.clone(), n)),
+                    Some(n) => retry.push((id.clone(), n)),
+                    None => {} // acknowledged meanwhile
+                }
+            }
+            // 3. Deliver the others again (XCLAIM counts the delivery).
+            if !retry.is_empty() {
+                let reply: StreamClaimReply = redis::cmd("XCLAIM")
+                    .arg(&key)
+                    .arg(group)
+                    .arg(consumer)
+                    .arg(0)
+                    .arg(retry.iter().map(|(id, _)| id).collect::<Vec<_>>())
+                    .query_async(&mut conn)
+                    .await?;
+                let before: HashMap<&str, u64> =
+                    retry.iter().map(|(id, n)| (id.as_str(), *n)).collect();
+                for e in reply.ids {
+                    let n = before.get(e.id.as_str()).copied().unwrap_or(0) + 1;
+                    out.redelivered.push(Delivery {
+                        lane,
+                        payload: field(&e, "p").unwrap_or_default(),
+                        id: e.id,
+                        deliveries: n,
+                    });
+                }
+            }
+            // 4. Dead-letter those delivered retry_max_attempts times.
+            for (id, n) in dead {
+                let range: StreamRangeReply = redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg(&id)
+                    .arg(&id)
+                    .query_async(&mut conn)
+                    .await?;
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                match range.ids.first() {
+                    Some(e) => {
+                        // Nobody reads dead-letter through a group: trim it on the add.
+                        let max = self.config.max_stream_length;
+                        pipe.cmd("XADD")
+                            .arg(self.key(Lane::DeadLetter))
+                            .arg("MAXLEN")
+                            .arg(if max >= APPROXIMATE_TRIM_FROM {
+                                "~"
+                            } else {
+                                "="
+                            })
+                            .arg(max)
+                            .arg("*")
+                            .arg("p")
+                            .arg(field(e, "p").unwrap_or_default())
+                            .arg("lane")
+                            .arg(lane_tag(lane))
+                            .arg("id")
+                            .arg(&id)
+                            .arg("group")
+                            .arg(group)
+                            .arg("deliveries")
+                            .arg(n)
+                            .ignore();
+                        out.dead_lettered += 1;
+                    }
+                    None => out.lost += 1,
+                }
+                pipe.cmd("XACK").arg(&key).arg(group).arg(&id).ignore();
+                let () = pipe.query_async(&mut conn).await?;
+            }
+        }
+        add(&self.counters.reclaimed, out.redelivered.len() as u64);
+        add(&self.counters.dead_lettered, out.dead_lettered);
+        add(&self.counters.lost, out.lost);
+        Ok(out)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, BusError> {
+        let range: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.key(Lane::DeadLetter))
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(range
+            .ids
+            .iter()
+            .map(|e| DeadLetter {
+                id: e.id.clone(),
+                lane: lane_named(&field(e, "lane").unwrap_or_default()),
+                original_id: field(e, "id").unwrap_or_default(),
+                group: field(e, "group").unwrap_or_default(),
+                deliveries: field(e, "deliveries")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+                payload: field(e, "p").unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn metrics_snapshot(&self) -> Result<MetricsSnapshot, BusError> {
+        let normal = self.xlen(Lane::Normal).await?;
+        let emergency = self.xlen(Lane::Emergency).await?;
+        Ok(self.counters.snapshot(normal, emergency))
+    }
+
+    async fn streams(&self) -> Result<Vec<StreamInfo>, BusError> {
+        let mut out = Vec::new();
+        for lane in Lane::ALL {
+            let length = self.xlen(lane).await?;
+            let groups: BTreeMap<String, GroupInfo> = self
+                .groups(lane)
+                .await?
+                .into_iter()
+                .map(|(name, pending, lag)| {
+                    // Unknown lag (entries deleted mid-stream): report the upper bound.
+                    let lag = lag.unwrap_or(length);
+                    (name, GroupInfo { pending, lag })
+                })
+                .collect();
+            out.push(StreamInfo {
+                lane,
+                name: self.config.streams.name(lane).to_string(),
+                length,
+                groups,
+            });
+        }
+        Ok(out)
+    }
+}
