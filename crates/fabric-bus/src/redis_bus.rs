@@ -141,6 +141,17 @@ impl RedisBus {
         })
     }
 
+    /// Deletes every stream of this bus (its groups and entries with it): for throw-away
+    /// buses (benchmarks).
+    pub async fn delete_streams(&self) -> Result<(), BusError> {
+        let keys: Vec<String> = Lane::ALL.into_iter().map(|l| self.key(l)).collect();
+        let _: i64 = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
     /// The key of `lane`: `<prefix>:<stream name>`.
     pub fn key(&self, lane: Lane) -> String {
         format!("{}:{}", self.config.prefix, self.config.streams.name(lane))

@@ -584,6 +584,28 @@ pub enum BenchCmd {
     /// engine on a fresh store: small notes, mixed text-like files, an unchanged re-scan, and
     /// search latency on a large index.
     Ingest(BenchIngestArgs),
+    /// The message bus: publish and end-to-end rates (publish → read → ack) and the latency
+    /// of a 1,000 msg/s trickle, on the in-process bus or on Redis (throw-away streams).
+    Bus(BenchBusArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BenchBusArgs {
+    /// Bus to measure: inproc, or redis (streams under a throw-away prefix, deleted after).
+    #[arg(long, default_value = "inproc", value_parser = ["inproc", "redis"])]
+    pub backend: String,
+    /// Messages in the throughput run.
+    #[arg(long, default_value_t = 200_000)]
+    pub messages: usize,
+    /// Concurrent publishers.
+    #[arg(long, default_value_t = 16)]
+    pub publishers: usize,
+    /// Entries read (and acknowledged) per read.
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: usize,
+    /// Redis URL for --backend redis (default: FABRIC__BUS__URL, else redis://127.0.0.1:6379).
+    #[arg(long)]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]

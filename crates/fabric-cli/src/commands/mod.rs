@@ -1,6 +1,7 @@
 //! One module per command group; each parses its arguments and calls the Console.
 
 mod bench;
+mod bench_bus;
 mod bench_ingest;
 mod checkpoint;
 mod config;
@@ -36,6 +37,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             what: Some(BenchCmd::Ingest(args)),
             ..
         }) => bench_ingest::run(global, args),
+        Command::Bench(BenchArgs {
+            what: Some(BenchCmd::Bus(args)),
+            ..
+        }) => bench_bus::run(global, args),
         Command::Bench(args) => bench::run(global, args),
         Command::Extractor {
             memory_bytes,
