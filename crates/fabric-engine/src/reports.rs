@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use fabric_core::JobId;
+use fabric_store::{Completion, Outcome};
 
 /// One field report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -227,6 +228,47 @@ pub fn prune(dir: &Path, before: i64) -> std::io::Result<u64> {
         }
     }
     Ok(n)
+}
+
+/// The field reports of a durable completion batch (`late`: some of it was rejected as
+/// late, which ones is not known: they are marked).
+pub(crate) fn of_completions(node: &str, batch: &[Completion], late: bool) -> Vec<FieldReport> {
+    batch
+        .iter()
+        .map(|c| {
+            let (event, mut detail) = match &c.outcome {
+                Outcome::Succeeded { .. } => ("job_succeeded", serde_json::json!({})),
+                Outcome::Retry {
+                    run_at,
+                    error,
+                    failure,
+                } => (
+                    "job_failed",
+                    serde_json::json!({"error": error, "failure": failure, "retry_at": run_at}),
+                ),
+                Outcome::Quarantine {
+                    reason,
+                    error,
+                    failure,
+                } => (
+                    "job_quarantined",
+                    serde_json::json!({"reason": reason, "error": error, "failure": failure}),
+                ),
+            };
+            detail["seconds"] = serde_json::json!((c.finished_at - c.started_at) as f64 / 1000.0);
+            if late {
+                detail["possibly_late"] = serde_json::json!(true);
+            }
+            FieldReport {
+                at: c.finished_at,
+                node: node.to_string(),
+                event: event.to_string(),
+                job_id: Some(c.id),
+                attempt: Some(c.attempt),
+                detail,
+            }
+        })
+        .collect()
 }
 
 /// Where and how long an engine keeps its field reports.

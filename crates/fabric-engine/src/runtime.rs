@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 use crate::fleet::FleetOptions;
 use crate::handlers::Registry;
 use crate::metrics::Metrics;
-use crate::reports::FieldReport;
 
 /// Most jobs claimed in one store call.
 const CLAIM_BATCH: usize = 1000;
@@ -682,7 +681,11 @@ async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completi
             }
         };
         if let Some(log) = &shared.field_log {
-            log.send(field_reports(&shared, &batch, report.late > 0));
+            log.send(crate::reports::of_completions(
+                &shared.options.node_id,
+                &batch,
+                report.late > 0,
+            ));
         }
         batch.clear();
         let m = &shared.metrics;
@@ -706,47 +709,6 @@ async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completi
             let _ = l.send((ids, report));
         }
     }
-}
-
-/// The field reports of a durable completion batch (`late`: some of it was rejected as
-/// late, which ones is not known: they are marked).
-fn field_reports(shared: &Shared, batch: &[Completion], late: bool) -> Vec<FieldReport> {
-    batch
-        .iter()
-        .map(|c| {
-            let (event, mut detail) = match &c.outcome {
-                Outcome::Succeeded { .. } => ("job_succeeded", serde_json::json!({})),
-                Outcome::Retry {
-                    run_at,
-                    error,
-                    failure,
-                } => (
-                    "job_failed",
-                    serde_json::json!({"error": error, "failure": failure, "retry_at": run_at}),
-                ),
-                Outcome::Quarantine {
-                    reason,
-                    error,
-                    failure,
-                } => (
-                    "job_quarantined",
-                    serde_json::json!({"reason": reason, "error": error, "failure": failure}),
-                ),
-            };
-            detail["seconds"] = serde_json::json!((c.finished_at - c.started_at) as f64 / 1000.0);
-            if late {
-                detail["possibly_late"] = serde_json::json!(true);
-            }
-            FieldReport {
-                at: c.finished_at,
-                node: shared.options.node_id.clone(),
-                event: event.to_string(),
-                job_id: Some(c.id),
-                attempt: Some(c.attempt),
-                detail,
-            }
-        })
-        .collect()
 }
 
 /// Job `id` was cancelled (by this process or, as the store says, another): stops its
