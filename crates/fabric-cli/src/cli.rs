@@ -603,6 +603,9 @@ pub struct BenchBusArgs {
     /// Entries read (and acknowledged) per read.
     #[arg(long, default_value_t = 1_000)]
     pub batch: usize,
+    /// Normal entries waiting while the emergency lane's latency is measured.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub backlog: usize,
     /// Redis URL for --backend redis (default: FABRIC__BUS__URL, else redis://127.0.0.1:6379).
     #[arg(long)]
     pub url: Option<String>,

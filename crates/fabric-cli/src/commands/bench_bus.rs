@@ -34,6 +34,13 @@ struct Report {
     lat_p50_ms: f64,
     lat_p99_ms: f64,
     lat_max_ms: f64,
+    /// Normal entries waiting while the emergency lane is measured.
+    backlog: usize,
+    /// Publish → read of emergency messages at 1,000 msg/s while a consumer works through
+    /// the backlog of normal.
+    emergency_p50_ms: f64,
+    emergency_p99_ms: f64,
+    emergency_max_ms: f64,
 }
 
 fn say(quiet: bool, msg: &str) {
@@ -72,6 +79,16 @@ pub fn run(global: Global, args: BenchBusArgs) -> anyhow::Result<ExitCode> {
                     report.lat_p50_ms, report.lat_p99_ms, report.lat_max_ms
                 ),
             ),
+            (
+                "emergency lane",
+                format!(
+                    "p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms behind a backlog of {}",
+                    report.emergency_p50_ms,
+                    report.emergency_p99_ms,
+                    report.emergency_max_ms,
+                    report.backlog
+                ),
+            ),
         ])
     })?;
     Ok(ExitCode::SUCCESS)
@@ -82,7 +99,7 @@ async fn open(
     args: &BenchBusArgs,
     run: &str,
 ) -> anyhow::Result<(Arc<dyn Bus>, Option<Arc<RedisBus>>)> {
-    let n = args.messages as u64 + TRICKLE as u64;
+    let n = (args.messages + TRICKLE + args.backlog) as u64;
     let mut config = BusConfig {
         prefix: format!("fabric-bench-{}-{run}", std::process::id()),
         emergency_threshold: n + 1,
@@ -120,9 +137,20 @@ async fn bench(args: &BenchBusArgs, quiet: bool) -> anyhow::Result<Report> {
     if let Some(r) = &redis {
         r.delete_streams().await?;
     }
-    let mut lat = lat?;
-    lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
+    let lat = percentiles(lat?);
+    let (bus, redis) = open(args, "em").await?;
+    say(
+        quiet,
+        &format!(
+            "emergency lane at 1,000 msg/s behind a backlog of {}",
+            args.backlog
+        ),
+    );
+    let em = emergency(bus, args.backlog, args.batch).await;
+    if let Some(r) = &redis {
+        r.delete_streams().await?;
+    }
+    let em = percentiles(em?);
     Ok(Report {
         backend: if args.backend == "redis" {
             "redis"
@@ -135,10 +163,82 @@ async fn bench(args: &BenchBusArgs, quiet: bool) -> anyhow::Result<Report> {
         publish_rate: args.messages as f64 / publish_rate,
         e2e_rate: args.messages as f64 / e2e_seconds,
         e2e_seconds,
-        lat_p50_ms: pct(0.5),
-        lat_p99_ms: pct(0.99),
-        lat_max_ms: lat[lat.len() - 1],
+        lat_p50_ms: lat.0,
+        lat_p99_ms: lat.1,
+        lat_max_ms: lat.2,
+        backlog: args.backlog,
+        emergency_p50_ms: em.0,
+        emergency_p99_ms: em.1,
+        emergency_max_ms: em.2,
     })
+}
+
+/// p50, p99 and max of `lat`.
+fn percentiles(mut lat: Vec<f64>) -> (f64, f64, f64) {
+    if lat.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
+    (pct(0.5), pct(0.99), lat[lat.len() - 1])
+}
+
+/// Fills normal with `backlog` entries, then publishes emergency messages at 1,000 msg/s
+/// while one consumer reads `batch` at a time (emergency first) and acknowledges as fast as
+/// it can (an emergency message waits for at most the batch in hand); returns
+/// the publish → read milliseconds of the emergency messages.
+async fn emergency(bus: Arc<dyn Bus>, backlog: usize, batch: usize) -> anyhow::Result<Vec<f64>> {
+    {
+        use futures_util::StreamExt;
+        let mut fill = futures_util::stream::iter(0..backlog)
+            .map(|i| {
+                let bus = bus.clone();
+                async move {
+                    bus.publish_to(Lane::Normal, &format!("{{\"b\":{i}}}"))
+                        .await
+                }
+            })
+            .buffer_unordered(64);
+        while let Some(r) = fill.next().await {
+            r?;
+        }
+    }
+    let t0 = Instant::now();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let consumer = {
+        let (bus, stop) = (bus.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(TRICKLE);
+            while lat.len() < TRICKLE && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let got = bus
+                    .read(GROUP, "c1", batch, Duration::from_millis(100))
+                    .await?;
+                let now = t0.elapsed().as_secs_f64() * 1000.0;
+                let mut by_lane: std::collections::BTreeMap<Lane, Vec<String>> = Default::default();
+                for d in &got {
+                    if d.lane == Lane::Emergency {
+                        let sent: f64 = d.payload.parse().unwrap_or(now);
+                        lat.push(now - sent);
+                    }
+                    by_lane.entry(d.lane).or_default().push(d.id.clone());
+                }
+                for (lane, ids) in by_lane {
+                    bus.ack(GROUP, lane, &ids).await?;
+                }
+            }
+            anyhow::Ok(lat)
+        })
+    };
+    let period = Duration::from_micros(1_000_000 / TRICKLE_RATE);
+    let start = tokio::time::Instant::now();
+    for i in 0..TRICKLE {
+        tokio::time::sleep_until(start + period * i as u32).await;
+        let sent = t0.elapsed().as_secs_f64() * 1000.0;
+        bus.publish(Message::emergency(format!("{sent}"))).await?;
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), consumer).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    out.map_err(|_| anyhow::anyhow!("emergency messages not all read within 60 s"))??
 }
 
 /// Publishers and one consumer at once; returns the publishers' seconds and the seconds to
