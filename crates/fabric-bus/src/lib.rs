@@ -179,6 +179,17 @@ pub trait Bus: Send + Sync {
     /// ≥ `emergency_threshold` → rerouted to emergency; else normal.
     async fn publish(&self, message: Message) -> Result<PublishOutcome, BusError>;
 
+    /// Publishes `messages` in order, each decided as [`Bus::publish`] decides (a message
+    /// sees the normal length its predecessors left); the outcomes are in the same order.
+    /// Backends may send them in one round trip (Redis: one script call).
+    async fn publish_many(&self, messages: Vec<Message>) -> Result<Vec<PublishOutcome>, BusError> {
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            out.push(self.publish(m).await?);
+        }
+        Ok(out)
+    }
+
     /// Appends to one stream with no threshold (telemetry, policy); returns the id.
     async fn publish_to(&self, lane: Lane, payload: &str) -> Result<String, BusError>;
 

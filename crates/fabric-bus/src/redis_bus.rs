@@ -31,6 +31,33 @@ local id = redis.call('XADD', target, '*', 'p', ARGV[4])
 return {outcome, id, before, redis.call('XLEN', target)}
 ";
 
+/// [`PUBLISH`] for many messages (ARGV: drop threshold, emergency threshold, then a flag and
+/// a payload per message), each decided on the normal length its predecessors left; returns
+/// outcome, id and the length before, per message, then normal's and emergency's lengths.
+const PUBLISH_MANY: &str = r"
+local drop, emerg = tonumber(ARGV[1]), tonumber(ARGV[2])
+local nlen = redis.call('XLEN', KEYS[1])
+local out = {}
+for i = 3, #ARGV, 2 do
+  local before, target, outcome = nlen, nil, nil
+  if ARGV[i] == '1' then target, outcome = KEYS[2], 'emergency'
+  elseif before >= drop then outcome = 'dropped'
+  elseif before >= emerg then target, outcome = KEYS[2], 'rerouted'
+  else target, outcome = KEYS[1], 'normal' end
+  local id = ''
+  if target then
+    id = redis.call('XADD', target, '*', 'p', ARGV[i + 1])
+    if target == KEYS[1] then nlen = nlen + 1 end
+  end
+  out[#out + 1] = outcome
+  out[#out + 1] = id
+  out[#out + 1] = before
+end
+out[#out + 1] = nlen
+out[#out + 1] = redis.call('XLEN', KEYS[2])
+return out
+";
+
 /// Below this `max_stream_length`, trims are exact: `MAXLEN ~` removes whole radix-tree
 /// nodes (100 entries by default), so a small limit would never trim at all.
 const APPROXIMATE_TRIM_FROM: u64 = 10_000;
@@ -41,6 +68,7 @@ pub struct RedisBus {
     client: Client,
     conn: ConnectionManager,
     publish: redis::Script,
+    publish_many: redis::Script,
     readers: Mutex<HashMap<String, MultiplexedConnection>>,
     counters: Counters,
 }
@@ -136,6 +164,7 @@ impl RedisBus {
             client,
             conn,
             publish: redis::Script::new(PUBLISH),
+            publish_many: redis::Script::new(PUBLISH_MANY),
             readers: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         })
@@ -396,6 +425,73 @@ impl Bus for RedisBus {
         };
         self.after_append(lane, length).await?;
         Ok(outcome)
+    }
+
+    async fn publish_many(&self, messages: Vec<Message>) -> Result<Vec<PublishOutcome>, BusError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = messages.len();
+        add(&self.counters.publish_total, n as u64);
+        let mut call = self.publish_many.prepare_invoke();
+        call.key(self.key(Lane::Normal))
+            .key(self.key(Lane::Emergency))
+            .arg(self.config.backpressure_drop_threshold)
+            .arg(self.config.emergency_threshold);
+        for m in &messages {
+            call.arg(if m.emergency { "1" } else { "0" })
+                .arg(m.payload.as_str());
+        }
+        let reply: Vec<Value> = call.invoke_async(&mut self.conn.clone()).await?;
+        let bad = |detail: String| BusError::Reply {
+            command: "publish script",
+            detail,
+        };
+        if reply.len() != 3 * n + 2 {
+            return Err(bad(format!("{} values for {n} messages", reply.len())));
+        }
+        let num = |v: &Value| match v {
+            Value::Int(i) => u64::try_from(*i).ok(),
+            _ => None,
+        };
+        let mut out = Vec::with_capacity(n);
+        let (mut normal, mut emergency) = (false, false);
+        for part in reply[..3 * n].chunks(3) {
+            let outcome = text(&part[0]).unwrap_or_default();
+            let id = text(&part[1]).unwrap_or_default();
+            let before = num(&part[2]).ok_or_else(|| bad("no length".into()))?;
+            self.counters.saw_depth(before);
+            out.push(match outcome.as_str() {
+                "dropped" => {
+                    add(&self.counters.publish_dropped, 1);
+                    PublishOutcome::Dropped
+                }
+                "rerouted" => {
+                    add(&self.counters.publish_rerouted, 1);
+                    emergency = true;
+                    PublishOutcome::Rerouted(id)
+                }
+                "emergency" => {
+                    emergency = true;
+                    PublishOutcome::Emergency(id)
+                }
+                "normal" => {
+                    normal = true;
+                    self.counters.saw_depth(before + 1);
+                    PublishOutcome::Normal(id)
+                }
+                other => return Err(bad(format!("outcome {other:?}"))),
+            });
+        }
+        let nlen = num(&reply[3 * n]).ok_or_else(|| bad("no normal length".into()))?;
+        let elen = num(&reply[3 * n + 1]).ok_or_else(|| bad("no emergency length".into()))?;
+        if normal {
+            self.after_append(Lane::Normal, nlen).await?;
+        }
+        if emergency {
+            self.after_append(Lane::Emergency, elen).await?;
+        }
+        Ok(out)
     }
 
     async fn publish_to(&self, lane: Lane, payload: &str) -> Result<String, BusError> {

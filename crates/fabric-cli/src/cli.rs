@@ -600,6 +600,9 @@ pub struct BenchBusArgs {
     /// Concurrent publishers.
     #[arg(long, default_value_t = 16)]
     pub publishers: usize,
+    /// Messages per publish call (one round trip on Redis: a pipelined publish).
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
     /// Entries read (and acknowledged) per read.
     #[arg(long, default_value_t = 1_000)]
     pub batch: usize,

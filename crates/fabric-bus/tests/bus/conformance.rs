@@ -57,6 +57,54 @@ pub async fn threshold_two_the_third_publish_is_rerouted(o: &Opener) {
     );
 }
 
+/// A batch is decided message by message, in order, exactly as single publishes are, and its
+/// entries are read in that order.
+pub async fn a_published_batch_is_decided_in_order_like_single_publishes(o: &Opener) {
+    let bus = o.open(thresholds(3, 6)).await;
+    bus.init("g").await.unwrap();
+    let mut batch: Vec<Message> = (0..4).map(|i| Message::normal(format!("n{i}"))).collect();
+    batch.insert(1, Message::emergency("urgent"));
+    let out = bus.publish_many(batch).await.unwrap();
+    let kinds: Vec<&str> = out
+        .iter()
+        .map(|o| match o {
+            PublishOutcome::Normal(_) => "normal",
+            PublishOutcome::Emergency(_) => "emergency",
+            PublishOutcome::Rerouted(_) => "rerouted",
+            PublishOutcome::Dropped => "dropped",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["normal", "emergency", "normal", "normal", "rerouted"]
+    );
+    // Normal holds 3: fill it to the drop threshold, then a batch is dropped message by
+    // message (an emergency-flagged one still goes through).
+    for i in 0..3 {
+        bus.publish_to(Lane::Normal, &format!("f{i}"))
+            .await
+            .unwrap();
+    }
+    let out = bus
+        .publish_many(vec![Message::normal("x"), Message::emergency("y")])
+        .await
+        .unwrap();
+    assert_eq!(out[0], PublishOutcome::Dropped);
+    assert!(matches!(out[1], PublishOutcome::Emergency(_)), "{out:?}");
+    assert!(bus.publish_many(vec![]).await.unwrap().is_empty());
+    let m = bus.metrics_snapshot().await.unwrap();
+    assert_eq!(
+        (m.get("publish_rerouted"), m.get("publish_dropped")),
+        (1, 1)
+    );
+    let got = bus.read("g", "c", 100, Duration::ZERO).await.unwrap();
+    let payloads: Vec<&str> = got.iter().map(|d| d.payload.as_str()).collect();
+    assert_eq!(
+        payloads,
+        ["urgent", "n3", "y", "n0", "n1", "n2", "f0", "f1", "f2"]
+    );
+}
+
 /// Drop threshold 5: with normal holding 5 entries, the sixth publish is dropped, counted and
 /// reported. (The drop threshold must exceed the emergency threshold, so `publish` alone
 /// reroutes before it can drop; normal fills past the reroute point through `publish_to`,
@@ -506,6 +554,7 @@ macro_rules! conformance_tests {
         conformance_tests!(@cases $backend;
             threshold_one_two_publishes_give_one_normal_and_one_emergency,
             threshold_two_the_third_publish_is_rerouted,
+            a_published_batch_is_decided_in_order_like_single_publishes,
             drop_threshold_five_the_sixth_publish_is_dropped_and_reported,
             maxlen_five_after_ten_publishes_leaves_at_most_five,
             trimming_never_passes_the_slowest_group,

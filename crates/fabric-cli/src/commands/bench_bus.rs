@@ -23,6 +23,8 @@ struct Report {
     backend: &'static str,
     messages: usize,
     publishers: usize,
+    /// Messages per publish call (`publish_many`; one script call on Redis).
+    pipeline: usize,
     batch: usize,
     /// Messages published per second by the concurrent publishers.
     publish_rate: f64,
@@ -50,8 +52,11 @@ fn say(quiet: bool, msg: &str) {
 }
 
 pub fn run(global: Global, args: BenchBusArgs) -> anyhow::Result<ExitCode> {
-    if args.messages == 0 || args.publishers == 0 || args.batch == 0 {
-        return Err(Usage("--messages, --publishers and --batch must be at least 1".into()).into());
+    if args.messages == 0 || args.publishers == 0 || args.batch == 0 || args.pipeline == 0 {
+        return Err(Usage(
+            "--messages, --publishers, --pipeline and --batch must be at least 1".into(),
+        )
+        .into());
     }
     let quiet = global.format != Format::Table;
     let report = runtime()?.block_on(bench(&args, quiet))?;
@@ -61,8 +66,8 @@ pub fn run(global: Global, args: BenchBusArgs) -> anyhow::Result<ExitCode> {
             (
                 "publish",
                 format!(
-                    "{:.0} msg/s ({} publishers)",
-                    report.publish_rate, report.publishers
+                    "{:.0} msg/s ({} publishers, {} a call)",
+                    report.publish_rate, report.publishers, report.pipeline
                 ),
             ),
             (
@@ -159,6 +164,7 @@ async fn bench(args: &BenchBusArgs, quiet: bool) -> anyhow::Result<Report> {
         },
         messages: args.messages,
         publishers: args.publishers,
+        pipeline: args.pipeline,
         batch: args.batch,
         publish_rate: args.messages as f64 / publish_rate,
         e2e_rate: args.messages as f64 / e2e_seconds,
@@ -258,10 +264,16 @@ async fn throughput(bus: &dyn Bus, args: &BenchBusArgs, quiet: bool) -> anyhow::
         let mut tasks = futures_util::stream::FuturesUnordered::new();
         for p in 0..args.publishers {
             let share = per + usize::from(p < extra);
+            let pipeline = args.pipeline;
             tasks.push(async move {
-                for i in 0..share {
-                    bus.publish(Message::normal(format!("{{\"p\":{p},\"i\":{i}}}")))
-                        .await?;
+                let mut i = 0;
+                while i < share {
+                    let n = pipeline.min(share - i);
+                    let batch = (i..i + n)
+                        .map(|i| Message::normal(format!("{{\"p\":{p},\"i\":{i}}}")))
+                        .collect();
+                    bus.publish_many(batch).await?;
+                    i += n;
                 }
                 anyhow::Ok(())
             });
