@@ -278,23 +278,19 @@ pub struct ReportsOptions {
     pub retention_days: u32,
 }
 
-enum Msg {
-    Records(Vec<FieldReport>),
-}
-
 /// The engine's field-report writer: a thread that appends what it is sent, a batch (all
 /// that queued while the previous fsync ran) at a time, and deletes day files past their
 /// retention once an hour. Job completions are already durable in the store when they are
 /// sent here; a report that cannot be written is logged, never retried forever.
 pub struct FieldLog {
-    tx: std::sync::Mutex<Option<std::sync::mpsc::Sender<Msg>>>,
+    tx: std::sync::Mutex<Option<std::sync::mpsc::Sender<Vec<FieldReport>>>>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl FieldLog {
     /// Starts the writer thread.
     pub fn start(options: ReportsOptions) -> std::io::Result<Self> {
-        let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<FieldReport>>();
         let thread = std::thread::Builder::new()
             .name("fabric-reports".into())
             .spawn(move || writer(options, rx))?;
@@ -311,7 +307,7 @@ impl FieldLog {
         }
         if let Ok(tx) = self.tx.lock() {
             if let Some(tx) = tx.as_ref() {
-                let _ = tx.send(Msg::Records(records));
+                let _ = tx.send(records);
             }
         }
     }
@@ -328,10 +324,10 @@ impl FieldLog {
     }
 }
 
-fn writer(options: ReportsOptions, rx: std::sync::mpsc::Receiver<Msg>) {
+fn writer(options: ReportsOptions, rx: std::sync::mpsc::Receiver<Vec<FieldReport>>) {
     let mut last_prune: Option<std::time::Instant> = None;
-    while let Ok(Msg::Records(mut batch)) = rx.recv() {
-        while let Ok(Msg::Records(more)) = rx.try_recv() {
+    while let Ok(mut batch) = rx.recv() {
+        while let Ok(more) = rx.try_recv() {
             batch.extend(more);
         }
         if let Err(e) = append(&options.dir, &batch) {

@@ -34,6 +34,19 @@ pub struct Limits {
     pub chunk_max: usize,
 }
 
+impl Limits {
+    /// `TooLarge` when `size` bytes are over [`Limits::max_bytes`].
+    pub fn check_size(&self, size: u64) -> Result<(), ExtractError> {
+        if size > self.max_bytes {
+            return Err(ExtractError::TooLarge {
+                size,
+                cap: self.max_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -70,23 +83,12 @@ pub fn read_capped(root: &Path, rel_path: &Path, limits: &Limits) -> Result<Vec<
     let path = root.join(rel_path);
     let f = std::fs::File::open(&path).map_err(|e| ExtractError::io(&e))?;
     let size = f.metadata().map_err(|e| ExtractError::io(&e))?.len();
-    if size > limits.max_bytes {
-        return Err(ExtractError::TooLarge {
-            size,
-            cap: limits.max_bytes,
-        });
-    }
+    limits.check_size(size)?;
     let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     f.take(limits.max_bytes.saturating_add(1))
         .read_to_end(&mut buf)
         .map_err(|e| ExtractError::io(&e))?;
-    let got = buf.len() as u64;
-    if got > limits.max_bytes {
-        return Err(ExtractError::TooLarge {
-            size: got,
-            cap: limits.max_bytes,
-        });
-    }
+    limits.check_size(buf.len() as u64)?;
     Ok(buf)
 }
 
@@ -285,13 +287,7 @@ pub fn extract(
     file: FileMeta,
     limits: &Limits,
 ) -> Result<NewDocument, ExtractError> {
-    let size = (bytes.len() as u64).max(file.size);
-    if size > limits.max_bytes {
-        return Err(ExtractError::TooLarge {
-            size,
-            cap: limits.max_bytes,
-        });
-    }
+    limits.check_size((bytes.len() as u64).max(file.size))?;
     let doc_type = match detect(rel_path, bytes) {
         Detected::Type(t) => t,
         Detected::BinaryAsText { claimed, what } => {

@@ -247,12 +247,7 @@ pub fn read_blob(root: &Path, blob: &str, limits: &Limits) -> Result<Vec<u8>, Ex
     let header = repo
         .find_header(id)
         .map_err(|e| conn(format!("blob {blob}: {e}")))?;
-    if header.size() > limits.max_bytes {
-        return Err(ExtractError::TooLarge {
-            size: header.size(),
-            cap: limits.max_bytes,
-        });
-    }
+    limits.check_size(header.size())?;
     let b = repo
         .find_blob(id)
         .map_err(|e| conn(format!("blob {blob}: {e}")))?;

@@ -73,7 +73,7 @@ pub fn register(
     );
 }
 
-fn field_str<'a>(payload: &'a Value, key: &str) -> Result<&'a str, String> {
+pub(crate) fn field_str<'a>(payload: &'a Value, key: &str) -> Result<&'a str, String> {
     payload
         .get(key)
         .and_then(Value::as_str)
@@ -81,14 +81,14 @@ fn field_str<'a>(payload: &'a Value, key: &str) -> Result<&'a str, String> {
         .ok_or_else(|| format!("payload.{key} must be a non-empty string"))
 }
 
-fn bad_input(m: String) -> Failure {
+pub(crate) fn bad_input(m: String) -> Failure {
     Failure {
         permanent: true,
         ..Failure::of(ErrorKind::BadInput, m)
     }
 }
 
-fn store_failure(e: fabric_store::StoreError) -> Failure {
+pub(crate) fn store_failure(e: fabric_store::StoreError) -> Failure {
     Failure::of(ErrorKind::Connector, e.to_string())
 }
 
@@ -457,23 +457,10 @@ impl Ingest {
         root: &str,
         started: Instant,
     ) -> Result<Option<Value>, Failure> {
-        let file = BatchFile {
-            path: field_str(&job.payload, "path")
-                .map_err(bad_input)?
-                .to_string(),
-            hash: job
-                .payload
-                .get("hash")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            size: job.payload.get("size").and_then(Value::as_u64).unwrap_or(0),
-            mtime_ms: job
-                .payload
-                .get("mtime_ms")
-                .and_then(Value::as_i64)
-                .unwrap_or(0),
-        };
+        // A single job's payload carries the file's fields at its top level.
+        field_str(&job.payload, "path").map_err(bad_input)?;
+        let file: BatchFile = serde_json::from_value(job.payload.clone())
+            .map_err(|e| bad_input(format!("payload: {e}")))?;
         // Handed on by a batch that met a permanent failure (see `run_batch`).
         let known: Option<ExtractError> = job
             .payload

@@ -29,6 +29,7 @@ use fabric_store::{SourceRecord, Store, StoreError};
 use serde_json::{json, Value};
 
 use crate::git::{commit_documents, read_blob, scan_git, GitState};
+use crate::handlers::{bad_input, field_str, index_key, store_failure};
 use crate::isolate::{ExtractRequest, ExtractorPool};
 use crate::mailbox::{
     find_maildir_message, mbox_base, read_mbox, scan_maildir, scan_mbox, RawMessage,
@@ -39,16 +40,8 @@ use fabric_core::doc::DocType;
 /// Documents put per store call batch while streaming an mbox file or a history.
 const CHANNEL: usize = 256;
 
-fn store_failure(e: StoreError) -> Failure {
-    Failure::of(ErrorKind::Connector, e.to_string())
-}
-
 fn task_failure(e: tokio::task::JoinError) -> Failure {
     Failure::msg(format!("ingest task failed: {e}"))
-}
-
-fn index_key(source: &str) -> String {
-    crate::handlers::index_key(source)
 }
 
 fn git_key(source: &str) -> String {
@@ -358,17 +351,7 @@ async fn scan_git_source(
 
 /// The text field `key` of the payload.
 fn text<'a>(payload: &'a Value, key: &str) -> Result<&'a str, Failure> {
-    payload
-        .get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| Failure {
-            permanent: true,
-            ..Failure::of(
-                ErrorKind::BadInput,
-                format!("payload.{key} must be a non-empty string"),
-            )
-        })
+    field_str(payload, key).map_err(bad_input)
 }
 
 fn extract_failure(e: ExtractError) -> Failure {

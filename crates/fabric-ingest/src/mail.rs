@@ -68,12 +68,7 @@ pub fn parse_message(
     limits: &Limits,
 ) -> Result<NewDocument, ExtractError> {
     let size = bytes.len() as u64;
-    if size > limits.max_bytes {
-        return Err(ExtractError::TooLarge {
-            size,
-            cap: limits.max_bytes,
-        });
-    }
+    limits.check_size(size)?;
     let msg = MessageParser::default()
         .parse(bytes)
         .filter(|m| m.headers().iter().any(|h| is_field_name(h.name())))

@@ -248,13 +248,13 @@ async fn bench(args: &BenchArgs, quiet: bool, target: &mut Target) -> anyhow::Re
     opts.max_workers = conc;
     opts.poll_interval = Duration::from_millis(100);
     opts.listener = Some(tx);
-    let reports_dir = tempfile::tempdir()?;
-    if args.reports {
-        opts.reports = Some(fabric_engine::reports::ReportsOptions {
-            dir: reports_dir.path().to_path_buf(),
+    let reports_dir = args.reports.then(tempfile::tempdir).transpose()?;
+    opts.reports = reports_dir
+        .as_ref()
+        .map(|d| fabric_engine::reports::ReportsOptions {
+            dir: d.path().to_path_buf(),
             retention_days: 30,
         });
-    }
     let t = Instant::now();
     let engine = Engine::start(
         store.clone(),

@@ -109,6 +109,16 @@ impl Words {
     }
 }
 
+/// The directory of file `i` when files go `per` to a directory (`d000`, `d001`, ...),
+/// created with its first file.
+fn subdir(dir: &Path, i: usize, per: usize) -> std::io::Result<std::path::PathBuf> {
+    let sub = dir.join(format!("d{:03}", i / per));
+    if i.is_multiple_of(per) {
+        std::fs::create_dir_all(&sub)?;
+    }
+    Ok(sub)
+}
+
 fn write(path: &Path, body: &[u8]) -> std::io::Result<u64> {
     let mut f = std::fs::File::create(path)?;
     f.write_all(body)?;
@@ -121,10 +131,7 @@ pub fn notes(dir: &Path, n: usize, words: &Words, seed: u64) -> std::io::Result<
     let mut rng = Rng::new(seed);
     let mut total = 0;
     for i in 0..n {
-        let sub = dir.join(format!("d{:03}", i / 500));
-        if i % 500 == 0 {
-            std::fs::create_dir_all(&sub)?;
-        }
+        let sub = subdir(dir, i, 500)?;
         let size = rng.range(1024, 4096) as usize;
         let mut body = String::with_capacity(size + 256);
         if i % 3 == 0 {
@@ -156,10 +163,7 @@ pub fn mixed(dir: &Path, mb: u64, words: &Words, seed: u64) -> std::io::Result<(
     let target = mb * 1024 * 1024;
     let (mut files, mut total) = (0u64, 0u64);
     while total < target {
-        let sub = dir.join(format!("d{:03}", files / 500));
-        if files % 500 == 0 {
-            std::fs::create_dir_all(&sub)?;
-        }
+        let sub = subdir(dir, files as usize, 500)?;
         let size = rng.range(4 * 1024, 16 * 1024) as usize;
         let (ext, body) = match files % 6 {
             0 => ("md", {
@@ -309,10 +313,7 @@ pub fn pdfs(dir: &Path, n: usize, words: &Words, seed: u64) -> std::io::Result<u
     let mut rng = Rng::new(seed);
     let mut total = 0;
     for i in 0..n {
-        let sub = dir.join(format!("d{:03}", i / 500));
-        if i % 500 == 0 {
-            std::fs::create_dir_all(&sub)?;
-        }
+        let sub = subdir(dir, i, 500)?;
         let pages: Vec<String> = (0..2)
             .map(|_| {
                 (0..20)
@@ -334,10 +335,7 @@ pub fn tiny(dir: &Path, n: usize, words: &Words, seed: u64) -> std::io::Result<u
     let mut rng = Rng::new(seed);
     let mut total = 0;
     for i in 0..n {
-        let sub = dir.join(format!("d{:03}", i / 1000));
-        if i % 1000 == 0 {
-            std::fs::create_dir_all(&sub)?;
-        }
+        let sub = subdir(dir, i, 1000)?;
         let line = format!("{} {} {i}\n", words.pick(&mut rng), words.pick(&mut rng));
         total += write(&sub.join(format!("t{i}.txt")), line.as_bytes())?;
     }

@@ -41,13 +41,7 @@ pub fn extract_untrusted(
     file: FileMeta,
     limits: &Limits,
 ) -> Result<NewDocument, ExtractError> {
-    let size = (bytes.len() as u64).max(file.size);
-    if size > limits.max_bytes {
-        return Err(ExtractError::TooLarge {
-            size,
-            cap: limits.max_bytes,
-        });
-    }
+    limits.check_size((bytes.len() as u64).max(file.size))?;
     if doc_type == DocType::Email {
         // A message's bodies (charsets, encodings, HTML parts) come from mail-parser.
         return crate::mail::parse_message(source, &rel_string(rel_path), bytes, file, limits);
