@@ -604,10 +604,10 @@ impl Console {
         }
         let mut roots: Vec<String> = self
             .store
-            .sources()
+            .source_defs()
             .await?
             .into_iter()
-            .map(|s| s.def.path)
+            .map(|d| d.path)
             .chain(security.redact_roots.iter().cloned())
             .collect();
         // Longest first, so a root that prefixes another does not cut it.

@@ -233,6 +233,10 @@ pub trait Store: Send + Sync + 'static {
     /// Every source with its state, by name.
     async fn sources(&self) -> Result<Vec<SourceRecord>>;
 
+    /// Every source's definition, by name, without its state or counts (cheap: what path
+    /// redaction needs).
+    async fn source_defs(&self) -> Result<Vec<fabric_core::source::SourceDef>>;
+
     /// One source with its state (`NotFound` when unknown).
     async fn source(&self, name: &str) -> Result<SourceRecord> {
         self.sources()

@@ -1498,6 +1498,10 @@ impl Store for PostgresStore {
         sources::put(&self.pool.get().await?, &def, now).await
     }
 
+    async fn source_defs(&self) -> Result<Vec<fabric_core::source::SourceDef>> {
+        sources::defs(&self.pool.get().await?).await
+    }
+
     async fn sources(&self) -> Result<Vec<SourceRecord>> {
         sources::list(&self.pool.get().await?).await
     }

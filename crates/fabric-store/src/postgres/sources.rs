@@ -37,6 +37,18 @@ pub(crate) async fn list<C: GenericClient>(c: &C) -> Result<Vec<SourceRecord>> {
         .collect()
 }
 
+pub(crate) async fn defs<C: GenericClient>(c: &C) -> Result<Vec<SourceDef>> {
+    c.query("SELECT name, def FROM sources ORDER BY name", &[])
+        .await?
+        .iter()
+        .map(|r| {
+            let (name, def): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+            serde_json::from_str(&def)
+                .map_err(|e| StoreError::Backend(format!("source {name}: {e}")))
+        })
+        .collect()
+}
+
 pub(crate) async fn remove<C: GenericClient>(c: &C, name: &str) -> Result<()> {
     c.execute(
         "DELETE FROM settings WHERE starts_with(key, $1)",

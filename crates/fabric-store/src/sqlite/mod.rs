@@ -1465,6 +1465,10 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn source_defs(&self) -> Result<Vec<fabric_core::source::SourceDef>> {
+        self.read(sources::defs).await
+    }
+
     async fn sources(&self) -> Result<Vec<SourceRecord>> {
         self.read(sources::list).await
     }

@@ -37,6 +37,20 @@ pub(crate) fn list(conn: &Connection) -> Result<Vec<SourceRecord>> {
     Ok(out)
 }
 
+pub(crate) fn defs(conn: &Connection) -> Result<Vec<SourceDef>> {
+    let mut stmt = conn.prepare_cached("SELECT name, def FROM sources ORDER BY name")?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let (name, def): (String, String) = (r.get(0)?, r.get(1)?);
+        out.push(
+            serde_json::from_str(&def)
+                .map_err(|e| StoreError::Backend(format!("source {name}: {e}")))?,
+        );
+    }
+    Ok(out)
+}
+
 pub(crate) fn remove(conn: &Connection, name: &str) -> Result<()> {
     conn.prepare_cached("DELETE FROM settings WHERE substr(key, 1, length(?1)) = ?1")?
         .execute([fabric_core::source::state_prefix(name)])?;

@@ -1010,6 +1010,14 @@ pub async fn sources_keep_their_definition_and_state(s: &dyn Store) {
         s.put_setting(&state_key(src, what), "{}").await.unwrap();
     }
     s.put_setting("docs", "kept").await.unwrap();
+    let defs: Vec<String> = s
+        .source_defs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(defs, ["docs", "notes"]);
     s.remove_source("docs").await.unwrap();
     assert_eq!(s.sources().await.unwrap().len(), 1);
     assert_eq!(s.setting(&state_key("docs", "index")).await.unwrap(), None);
