@@ -131,7 +131,7 @@ pub struct InProcBus {
 impl InProcBus {
     /// A bus with empty streams; fails on an invalid `config`.
     pub fn new(config: BusConfig) -> Result<Self, BusError> {
-        config.validate()?;
+        crate::config::validate(&config)?;
         Ok(Self {
             config,
             state: Mutex::new(State {
@@ -173,7 +173,7 @@ impl InProcBus {
         let mut st = self.lock();
         let mut out = Vec::new();
         for &lane in lanes {
-            let name = self.config.streams.name(lane).to_string();
+            let name = crate::config::stream_name(&self.config.streams, lane).to_string();
             let s = stream(&mut st, lane);
             let Some(g) = s.groups.get(group) else {
                 return Err(BusError::NoGroup {
@@ -461,7 +461,7 @@ impl Bus for InProcBus {
                     .collect();
                 StreamInfo {
                     lane,
-                    name: self.config.streams.name(lane).to_string(),
+                    name: crate::config::stream_name(&self.config.streams, lane).to_string(),
                     length: s.len(),
                     groups,
                 }

@@ -17,8 +17,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
-pub use config::{BusBackend, BusConfig, Secret, SigningConfig, StreamNames};
+pub use config::{resolve_secret, validate};
 pub use error::BusError;
+pub use fabric_core::config::{BusBackend, BusConfig, Secret, SigningConfig, StreamNames};
 pub use inproc::InProcBus;
 pub use metrics::MetricsSnapshot;
 pub use redis_bus::RedisBus;
@@ -239,7 +240,7 @@ pub trait Bus: Send + Sync {
 /// Opens the configured backend after validating `config`; with `signing` set, wrapped in
 /// a `SignedBus`.
 pub async fn open(config: BusConfig) -> Result<Arc<dyn Bus>, BusError> {
-    config.validate()?;
+    crate::config::validate(&config)?;
     let signer = config
         .signing
         .as_ref()

@@ -149,7 +149,7 @@ type Groups = Vec<(String, u64, Option<u64>)>;
 impl RedisBus {
     /// Connects to `config.url`; fails on an invalid config or an unreachable server.
     pub async fn connect(config: BusConfig) -> Result<Self, BusError> {
-        config.validate()?;
+        crate::config::validate(&config)?;
         let client = Client::open(config.url.as_str())?;
         // The crate's defaults retry a refused connection 6 times with exponential backoff
         // (over a minute before `connect` fails); the manager reconnects on its own on the
@@ -183,7 +183,11 @@ impl RedisBus {
 
     /// The key of `lane`: `<prefix>:<stream name>`.
     pub fn key(&self, lane: Lane) -> String {
-        format!("{}:{}", self.config.prefix, self.config.streams.name(lane))
+        format!(
+            "{}:{}",
+            self.config.prefix,
+            crate::config::stream_name(&self.config.streams, lane)
+        )
     }
 
     fn lane_of_key(&self, key: &str) -> Option<Lane> {
@@ -737,7 +741,7 @@ impl Bus for RedisBus {
                 .collect();
             out.push(StreamInfo {
                 lane,
-                name: self.config.streams.name(lane).to_string(),
+                name: crate::config::stream_name(&self.config.streams, lane).to_string(),
                 length,
                 groups,
             });

@@ -12,12 +12,12 @@ use async_trait::async_trait;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::config::SigningConfig;
 use crate::metrics::add;
 use crate::{
     Bus, BusConfig, BusError, DeadLetter, Delivery, Lane, Message, MetricsSnapshot, PublishOutcome,
     Reclaimed, StreamInfo,
 };
+use fabric_core::config::SigningConfig;
 
 /// Messages older than this (or this far in the future) are taken as replays.
 pub const MAX_AGE_MS: i64 = 5 * 60 * 1000;
@@ -81,11 +81,11 @@ impl Signer {
     /// `secret_file`); errors name the field.
     pub fn from_config(config: &SigningConfig) -> Result<Self, BusError> {
         let env = std::env::var(SECRET_ENV).ok().filter(|s| !s.is_empty());
-        let secret = config.resolve_secret(env)?;
+        let secret = crate::config::resolve_secret(config, env)?;
         let mut signer = Self::new(&config.key_id, secret.as_bytes());
         for (kid, file) in &config.retired {
             let s = std::fs::read_to_string(file).map_err(|e| BusError::Config {
-                field: "bus.signing.retired",
+                field: "bus.signing.retired".into(),
                 reason: format!("key {kid:?}: reading {}: {e}", file.display()),
             })?;
             signer = signer.accepting(kid, s.trim_end().as_bytes());

@@ -227,7 +227,8 @@ fn remove_at(doc: &mut Value, path: &serde_path_to_error::Path) -> bool {
     }
 }
 
-/// Applies `FABRIC__SECTION__KEY=value` overrides; values are read as YAML scalars.
+/// Applies `FABRIC__SECTION__KEY=value` overrides; values are read as YAML scalars. An
+/// override of `KEY` replaces a `KEY_file` beside it.
 fn apply_env<I, K, V>(doc: &mut Value, env: I, problems: &mut Vec<ConfigProblem>)
 where
     I: IntoIterator<Item = (K, V)>,
@@ -262,6 +263,9 @@ where
             };
             let key = Value::String(part.clone());
             if i + 1 == parts.len() {
+                // The environment wins over a file named for the same secret
+                // (`FABRIC__BUS__SIGNING__SECRET` over `bus.signing.secret_file`).
+                map.remove(format!("{part}_file").as_str());
                 map.insert(key, value.clone());
                 break;
             }

@@ -8,9 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::retry::RetryPolicy;
 
+mod bus;
 mod load;
 mod redact;
 mod validate;
+
+pub use bus::{BusBackend, BusConfig, Secret, SigningConfig, StreamNames};
 
 pub use redact::is_secret_key;
 pub use redact::{redact_conn_string, redact_url, MASK};
@@ -59,6 +62,8 @@ pub struct Config {
     pub logs: LogsConfig,
     pub backups: BackupsConfig,
     pub node: NodeConfig,
+    /// The message bus (issue 14 §7).
+    pub bus: BusConfig,
 }
 
 /// Which store and where.
@@ -649,6 +654,48 @@ workers:
         .unwrap_err();
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["''", "workers.' '"], "{problems:?}");
+    }
+
+    #[test]
+    fn the_issues_bus_section_parses_and_is_checked() {
+        let y =
+            "bus:\n  backend: redis\n  url: \"redis://:pw@127.0.0.1:6379\"\n  prefix: \"fabric\"\n\
+                 \x20 emergency_threshold: 4000\n  backpressure_drop_threshold: 8000\n\
+                 \x20 max_stream_length: 100000\n  retry_idle_ms: 30000\n  retry_max_attempts: 5\n\
+                 \x20 signing: {secret_file: /path}\n";
+        let c = Config::from_yaml(y, NO_ENV).unwrap();
+        assert_eq!(c.bus.backend, BusBackend::Redis);
+        assert_eq!(c.bus.emergency_threshold, 4000);
+        let file = c.bus.signing.as_ref().and_then(|s| s.secret_file.clone());
+        assert_eq!(file, Some("/path".into()));
+        let shown = serde_yaml_ng::to_string(&c.display_value()).unwrap();
+        assert!(!shown.contains(":pw@"), "{shown}");
+
+        let c = Config::from_yaml(y, [("FABRIC__BUS__SIGNING__SECRET", "s3")]).unwrap();
+        let s = c.bus.signing.unwrap();
+        assert_eq!((s.secret, s.secret_file), (Some(Secret("s3".into())), None));
+
+        let e = Config::from_yaml(
+            "bus:\n  emergency_threshold: 10\n  backpressure_drop_threshold: 5\n  retry_idle_ms: 0\n",
+            NO_ENV,
+        )
+        .unwrap_err();
+        let lines: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("bus.backpressure_drop_threshold: ") && l.contains('5')),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("bus.retry_idle_ms: ")),
+            "{lines:?}"
+        );
+        let e = Config::from_yaml("bus:\n  backend: kafka\n", NO_ENV).unwrap_err();
+        assert!(
+            e[0].path == "bus.backend" && e[0].message.contains("kafka"),
+            "{e:?}"
+        );
     }
 
     proptest::proptest! {
