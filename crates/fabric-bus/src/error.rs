@@ -11,6 +11,9 @@ pub enum BusError {
         /// Why the value is refused, naming the value.
         reason: String,
     },
+    /// The backend has not been reached yet (a `LazyBus` still trying); says why.
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
     /// The Redis server could not be reached or answered with an error.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),

@@ -6,6 +6,7 @@
 mod config;
 mod error;
 mod inproc;
+mod lazy;
 mod metrics;
 mod redis_bus;
 mod signing;
@@ -21,6 +22,7 @@ pub use config::{resolve_secret, validate};
 pub use error::BusError;
 pub use fabric_core::config::{BusBackend, BusConfig, Secret, SigningConfig, StreamNames};
 pub use inproc::InProcBus;
+pub use lazy::{open_lazy, LazyBus};
 pub use metrics::MetricsSnapshot;
 pub use redis_bus::RedisBus;
 pub use signing::{Rejection, SignedBus, Signer, MAX_AGE_MS, SECRET_ENV};

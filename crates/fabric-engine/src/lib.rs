@@ -1,6 +1,7 @@
 //! The Fabric runtime: the worker pool with leases, heartbeats and the rescuer, the built-in
 //! handlers, crash recovery, metrics, the home directory, and the [`Console`], the one service
-//! layer through which every operator action (CLI or HTTP) is validated, applied and audited.
+//! layer through which every operator action (CLI or HTTP) is validated, applied and audited,
+//! and the outbox publisher that sends job lifecycle events and telemetry to the bus.
 
 pub mod console;
 pub mod docs;
@@ -11,6 +12,7 @@ pub mod health;
 pub mod home;
 pub mod logfile;
 pub mod metrics;
+pub mod outbox;
 pub mod recovery;
 pub mod reports;
 pub mod retention;
@@ -26,6 +28,7 @@ pub use handlers::{Handler, Registry};
 pub use health::{Check, Health, HealthInput};
 pub use home::FabricHome;
 pub use metrics::Metrics;
+pub use outbox::OutboxOptions;
 pub use runtime::{Engine, EngineOptions, Waker};
 
 use std::sync::Arc;

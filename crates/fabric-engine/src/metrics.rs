@@ -2,7 +2,7 @@
 //! store-derived gauges refreshed when `/metrics` is scraped.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -26,6 +26,20 @@ pub struct Metrics {
     pub leader: IntGauge,
     /// 1 while conservative mode is on (as this daemon last read it from the store).
     pub conservative: IntGauge,
+    /// Rows waiting in the store's outbox (all daemons count them).
+    pub outbox_pending: IntGauge,
+    /// Age of the oldest waiting outbox row, in seconds.
+    pub outbox_oldest_age: Gauge,
+    /// Outbox rows the bus took, by stream (normal, emergency, telemetry).
+    pub outbox_published: IntCounterVec,
+    /// Publish attempts of the outbox that failed (the bus away).
+    pub outbox_errors: IntCounter,
+    /// Outbox rows the bus refused for backpressure (kept and tried again).
+    pub outbox_refused: IntCounter,
+    /// Unsent outbox rows deleted past `bus.outbox_retention_days`.
+    pub outbox_pruned: IntCounter,
+    /// 1 while the last publish of the outbox reached the bus (on the publishing leader).
+    pub bus_up: IntGauge,
     jobs: IntGaugeVec,
     queue_depth: IntGauge,
     ingest_files: IntCounterVec,
@@ -112,6 +126,51 @@ impl Metrics {
                 &r,
                 "fabric_conservative_mode",
                 "1 while conservative mode is on (the owner lever), else 0.",
+            ),
+            outbox_pending: gauge(
+                &r,
+                "fabric_outbox_pending",
+                "Messages (lifecycle events, telemetry samples) waiting in the store's outbox \
+                 for the bus.",
+            ),
+            outbox_oldest_age: registered(
+                &r,
+                Gauge::new(
+                    "fabric_outbox_oldest_age_seconds",
+                    "Age of the oldest message waiting in the outbox.",
+                )
+                .expect("valid metric name"),
+            ),
+            outbox_published: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "fabric_outbox_published_total",
+                        "Outbox messages the bus took, by stream.",
+                    ),
+                    &["stream"],
+                )
+                .expect("valid metric name"),
+            ),
+            outbox_errors: counter(
+                &r,
+                "fabric_outbox_publish_errors_total",
+                "Outbox publishes that failed (the bus unreachable); retried with backoff.",
+            ),
+            outbox_refused: counter(
+                &r,
+                "fabric_outbox_refused_total",
+                "Outbox messages the bus dropped for backpressure; kept and tried again.",
+            ),
+            outbox_pruned: counter(
+                &r,
+                "fabric_outbox_pruned_total",
+                "Unsent outbox messages deleted past bus.outbox_retention_days (lost).",
+            ),
+            bus_up: gauge(
+                &r,
+                "fabric_bus_up",
+                "1 while the last publish of the outbox reached the bus (the leader publishes).",
             ),
             queue_depth: gauge(
                 &r,

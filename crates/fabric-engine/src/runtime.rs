@@ -57,6 +57,8 @@ pub struct EngineOptions {
     pub listener: Option<CompletionListener>,
     /// Where to write field reports of job outcomes (`None`: none are written).
     pub reports: Option<crate::reports::ReportsOptions>,
+    /// The bus the outbox is published to (`None`: no publisher; events, if captured, wait).
+    pub outbox: Option<crate::outbox::OutboxOptions>,
 }
 
 impl EngineOptions {
@@ -74,6 +76,7 @@ impl EngineOptions {
             rescue_interval: Duration::from_secs((w.lease_seconds / 3).clamp(1, 10)),
             listener: None,
             reports: None,
+            outbox: None,
             fleet: FleetOptions::from_config(&config),
             config,
         }
@@ -161,6 +164,8 @@ pub struct Engine {
     fleet: Option<JoinHandle<()>>,
     dispatcher: Option<JoinHandle<()>>,
     completer: Option<JoinHandle<()>>,
+    /// Sends the outbox to the bus (see [`crate::outbox`]).
+    publisher: Option<crate::outbox::Publisher>,
 }
 
 /// Longest wait on stop for the fleet task's step in progress (a store round trip).
@@ -253,7 +258,9 @@ impl Engine {
                 None => false,
             }));
         tasks.extend(listener);
+        let publisher = crate::outbox::Publisher::start(&shared);
         Self {
+            publisher,
             shared,
             stop,
             tasks,
@@ -301,6 +308,9 @@ impl Engine {
         {
             t.abort();
         }
+        if let Some(p) = self.publisher.take() {
+            p.abort();
+        }
     }
 
     /// Graceful stop within the configured `shutdown_timeout`: see [`Engine::shutdown_within`].
@@ -333,6 +343,10 @@ impl Engine {
         }
         if let Some(c) = self.completer.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), c).await;
+        }
+        // The last completions are written: their events go out before the lease is given up.
+        if let Some(p) = self.publisher.take() {
+            p.finish().await;
         }
         if let Some(log) = self.shared.field_log.clone() {
             let _ = tokio::task::spawn_blocking(move || log.close()).await;

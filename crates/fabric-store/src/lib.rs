@@ -8,6 +8,7 @@
 
 pub mod docs;
 mod error;
+pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
 pub mod testing;
@@ -15,6 +16,7 @@ mod types;
 
 pub use docs::DocStore;
 pub use error::StoreError;
+pub use outbox::OutboxStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use types::*;
@@ -50,6 +52,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The documents of the ingestion layer and their search, kept in the same database.
     fn docs(&self) -> &dyn DocStore;
+
+    /// The outbox of messages bound for the bus, kept in the same database (job lifecycle
+    /// events commit with their change).
+    fn outbox(&self) -> &dyn OutboxStore;
 
     /// Inserts jobs (validated by the caller); a job whose unique key already exists is not
     /// inserted and its existing id is returned with `created: false`. One call is one

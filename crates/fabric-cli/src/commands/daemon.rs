@@ -1,7 +1,8 @@
 //! `fabric start` and `fabric stop`: the daemon's life cycle. Each daemon holds the pid-file
 //! lock of its node id (several nodes may run from one home), recovers after its own crash,
-//! runs the engine and the HTTP API, and stops gracefully on SIGTERM or SIGINT, within the
-//! timeout `fabric stop --timeout` left for it.
+//! runs the engine (with the outbox publisher on the configured bus) and the HTTP API, and
+//! stops gracefully on SIGTERM or SIGINT, within the timeout `fabric stop --timeout` left
+//! for it.
 
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
@@ -133,8 +134,19 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
     let marker = home.recovery_marker(&node);
     let crashed = recovery::crashed(&marker);
     let store = fabric_engine::open_store(&config, &home).await?;
+    // Events are captured from here on (recovery's resets too); the bus may still be away
+    // (Redis down): they wait in the outbox until it is reachable.
+    fabric_engine::outbox::set_capture(&*store, config.bus.events).await?;
+    // The daemon's one bus, shared by its parts (the outbox publisher; alerts, the API).
+    let bus: Arc<dyn fabric_bus::Bus> = fabric_bus::open_lazy(config.bus.clone())
+        .await
+        .context("bus")?;
     let clock: Arc<dyn Clock> = Arc::new(RealClock);
     let mut options = EngineOptions::from_config(config.clone());
+    options.outbox = Some(fabric_engine::OutboxOptions::from_config(
+        &config,
+        bus.clone(),
+    ));
     if config.reports.enabled {
         options.reports = Some(fabric_engine::reports::ReportsOptions {
             dir: fabric_engine::reports::dir_of(home.root()),

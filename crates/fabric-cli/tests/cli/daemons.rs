@@ -177,8 +177,10 @@ fn restore_migrates_an_older_backup_and_leaves_the_backup_untouched() {
         .find(|e| e["action"] == "db.restore")
         .unwrap()
         .clone();
-    assert_eq!(
-        restore["reason"], "migrated from schema 3 to 9",
+    // To whatever this binary's version is (each new migration raises it).
+    let reason = restore["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("migrated from schema 3 to "),
         "{restore}"
     );
 }

@@ -72,6 +72,18 @@ pub struct BusConfig {
     pub streams: StreamNames,
     /// HMAC-SHA256 signing of every message; off when absent.
     pub signing: Option<SigningConfig>,
+    /// Publish job lifecycle events (`job.submitted`, `job.started`, `job.succeeded`,
+    /// `job.failed`, `job.quarantined`, `job.cancelled`, `job.requeued`) through the store's
+    /// outbox (default false: they cost job throughput and need a consumer; see
+    /// docs/runbook.md). Capture is a property of the database: on PostgreSQL set it alike on
+    /// every daemon.
+    pub events: bool,
+    /// How often the leader publishes a telemetry sample (queue depth, throughput, in-flight)
+    /// to the telemetry stream, in ms (default 10,000; 0: never; else 100..86,400,000).
+    pub telemetry_interval_ms: u64,
+    /// Days an unsent outbox row is kept (the bus away that long) before the leader prunes it,
+    /// counted in `fabric_outbox_pruned_total` (default 7; 1..3650).
+    pub outbox_retention_days: u32,
 }
 
 /// A secret string: shown as `***` by `Debug`.
@@ -124,6 +136,9 @@ impl Default for BusConfig {
             retry_max_attempts: 5,
             streams: StreamNames::default(),
             signing: None,
+            events: false,
+            telemetry_interval_ms: 10_000,
+            outbox_retention_days: 7,
         }
     }
 }
@@ -164,6 +179,23 @@ impl BusConfig {
             if v == 0 {
                 bad(path, "must be ≥ 1, got 0".into());
             }
+        }
+        if self.telemetry_interval_ms != 0
+            && !(100..=86_400_000).contains(&self.telemetry_interval_ms)
+        {
+            bad(
+                "bus.telemetry_interval_ms",
+                format!(
+                    "{} is out of range 100..86400000 (0: no samples)",
+                    self.telemetry_interval_ms
+                ),
+            );
+        }
+        if !(1..=3650).contains(&self.outbox_retention_days) {
+            bad(
+                "bus.outbox_retention_days",
+                format!("{} is out of range 1..3650", self.outbox_retention_days),
+            );
         }
         if self.backend == BusBackend::Redis
             && !(self.url.starts_with("redis://") || self.url.starts_with("unix://"))
@@ -210,5 +242,60 @@ impl BusConfig {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    const NO_ENV: [(&str, &str); 0] = [];
+
+    #[test]
+    fn lifecycle_events_are_off_by_default_and_switched_by_file_or_env() {
+        let c = Config::from_yaml("", NO_ENV).unwrap();
+        assert!(!c.bus.events);
+        assert_eq!(c.bus.telemetry_interval_ms, 10_000);
+        assert_eq!(c.bus.outbox_retention_days, 7);
+        let c = Config::from_yaml("bus:\n  events: true\n", NO_ENV).unwrap();
+        assert!(c.bus.events);
+        let c = Config::from_yaml("", [("FABRIC__BUS__EVENTS", "true")]).unwrap();
+        assert!(c.bus.events);
+        let c = Config::from_yaml("bus:\n  telemetry_interval_ms: 0\n", NO_ENV).unwrap();
+        assert_eq!(c.bus.telemetry_interval_ms, 0, "0 turns samples off");
+    }
+
+    #[test]
+    fn outbox_keys_out_of_range_are_named_with_their_value() {
+        let e = Config::from_yaml(
+            "bus:\n  telemetry_interval_ms: 5\n  outbox_retention_days: 0\n  events: maybe\n",
+            NO_ENV,
+        )
+        .unwrap_err();
+        let lines: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("bus.events") && l.contains("maybe")),
+            "{lines:?}"
+        );
+        let e = Config::from_yaml(
+            "bus:\n  telemetry_interval_ms: 5\n  outbox_retention_days: 0\n",
+            NO_ENV,
+        )
+        .unwrap_err();
+        let lines: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("bus.telemetry_interval_ms: 5 ")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("bus.outbox_retention_days: 0 ")),
+            "{lines:?}"
+        );
     }
 }

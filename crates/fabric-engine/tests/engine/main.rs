@@ -17,6 +17,7 @@ use fabric_store::{sqlite::SqliteOptions, SqliteStore, Store};
 use serde_json::{json, Value};
 
 mod fleet;
+mod outbox;
 
 struct Rig {
     _dir: tempfile::TempDir,

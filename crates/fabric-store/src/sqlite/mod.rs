@@ -4,6 +4,7 @@
 mod deferred;
 mod docs;
 mod inspect;
+mod outbox;
 mod sources;
 mod telemetry;
 mod writer;
@@ -78,6 +79,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0007_telemetry.sql"),
     include_str!("../../migrations/sqlite/0008_docs.sql"),
     include_str!("../../migrations/sqlite/0009_fts_per_batch.sql"),
+    include_str!("../../migrations/sqlite/0011_outbox.sql"),
 ];
 
 /// The indexes of [`SqliteOptions::shard_index`]: pending jobs per shard, in place of the
@@ -622,6 +624,10 @@ impl Store for SqliteStore {
     }
 
     fn docs(&self) -> &dyn crate::DocStore {
+        self
+    }
+
+    fn outbox(&self) -> &dyn crate::OutboxStore {
         self
     }
 

@@ -14,6 +14,9 @@ use fabric_store::{
 #[path = "conformance_docs.rs"]
 mod docs_cases;
 pub use docs_cases::*;
+#[path = "conformance_outbox.rs"]
+mod outbox_cases;
+pub use outbox_cases::*;
 
 fn ok() -> Outcome {
     Outcome::Succeeded { result: None }
@@ -1132,7 +1135,10 @@ macro_rules! conformance_tests {
             docs_show_links_out_and_in,
             docs_stats_and_integrity,
             docs_compaction_merges_segments_until_the_index_is_compact,
-            docs_an_unfiltered_search_ranks_the_newest_window_a_filtered_one_all
+            docs_an_unfiltered_search_ranks_the_newest_window_a_filtered_one_all,
+            outbox_captures_each_state_change_in_order_only_while_on,
+            outbox_captures_rescues_and_nothing_of_a_refused_change,
+            outbox_appends_prunes_and_counts
         );
         $crate::conformance_tests!(@arc $make,
             concurrent_claims_never_hand_out_a_job_twice,
