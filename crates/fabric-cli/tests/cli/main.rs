@@ -15,6 +15,7 @@ mod docs;
 mod extractor;
 mod fleet;
 mod mailgit;
+mod outbox;
 mod poison;
 mod reports;
 mod retention;
