@@ -576,6 +576,11 @@ pub struct BenchArgs {
     /// cost of `reports.enabled`).
     #[arg(long)]
     pub reports: bool,
+    /// Instead of the phases above: job throughput (bulk enqueue, then drain) with job
+    /// lifecycle events published through the outbox to the in-process bus (the cost of
+    /// `bus.events: true`) against without, best of 3 rounds each on fresh stores.
+    #[arg(long, conflicts_with = "reports")]
+    pub events: bool,
 }
 
 #[derive(Debug, Subcommand, Clone)]

@@ -125,3 +125,29 @@ pub trait OutboxStore: Send + Sync {
     /// How many rows wait, and the oldest one's time.
     async fn outbox_stats(&self) -> Result<OutboxStats>;
 }
+
+/// `seqs` as runs of consecutive numbers `(first, last)`, in ascending order.
+pub(crate) fn runs(mut seqs: Vec<i64>) -> Vec<(i64, i64)> {
+    seqs.sort_unstable();
+    seqs.dedup();
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for s in seqs {
+        match out.last_mut() {
+            Some((_, last)) if s == *last + 1 => *last = s,
+            _ => out.push((s, s)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn runs_are_consecutive_numbers() {
+        assert_eq!(super::runs(vec![]), vec![]);
+        assert_eq!(
+            super::runs(vec![7, 3, 4, 5, 9, 10, 4]),
+            vec![(3, 5), (7, 7), (9, 10)]
+        );
+    }
+}

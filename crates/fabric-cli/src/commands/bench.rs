@@ -1,7 +1,8 @@
 //! `fabric bench`: enqueue N no-op jobs one by one (concurrent submitters) and in bulk, drain
 //! them with W workers counting only durable completions, measure enqueue-to-completion
 //! latency of a trickle, and time crash recovery of orphaned running jobs. Modelled on River's
-//! riverbench; runs on a fresh embedded store in a temporary directory.
+//! riverbench; runs on a fresh embedded store in a temporary directory. `--events` compares
+//! job throughput with lifecycle events published and without (bench_events.rs).
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -68,6 +69,9 @@ pub fn run(global: Global, args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let quiet = format != Format::Table;
     let target = Target::new(&global, &args.backend)?;
+    if args.events {
+        return events(format, quiet, target, &args);
+    }
     let report = runtime()?.block_on(async {
         let mut target = target;
         let out = bench(&args, quiet, &mut target).await;
@@ -109,6 +113,54 @@ pub fn run(global: Global, args: BenchArgs) -> anyhow::Result<ExitCode> {
                     } else {
                         ""
                     }
+                ),
+            ),
+        ])
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fabric bench --events`: see [`super::bench_events`].
+fn events(
+    format: Format,
+    quiet: bool,
+    target: Target,
+    args: &BenchArgs,
+) -> anyhow::Result<ExitCode> {
+    let report = runtime()?.block_on(async {
+        let mut target = target;
+        let out = super::bench_events::bench(args, quiet, &mut target).await;
+        target.cleanup().await;
+        out
+    })?;
+    print(format, &report, || {
+        let run = |r: &super::bench_events::Run| {
+            format!(
+                "drain {:.0} jobs/s, enqueue {:.0} jobs/s",
+                r.drain_rate, r.enqueue_rate
+            )
+        };
+        pairs(&[
+            ("N", report.n.to_string()),
+            ("workers", report.workers.to_string()),
+            ("events off", run(&report.off)),
+            (
+                "events on",
+                format!(
+                    "{}; {} events, outbox empty {:.3} s after the last job",
+                    run(&report.on),
+                    report.on.events,
+                    report.on.outbox_empty_after_s
+                ),
+            ),
+            (
+                "on / off",
+                format!(
+                    "drain {:.1} %, end to end {:.1} % (best of {} rounds each, {})",
+                    report.drain_ratio * 100.0,
+                    report.end_to_end_ratio * 100.0,
+                    report.rounds,
+                    report.backend
                 ),
             ),
         ])

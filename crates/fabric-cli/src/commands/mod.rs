@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_bus;
+mod bench_events;
 mod bench_ingest;
 mod checkpoint;
 mod config;

@@ -264,3 +264,14 @@ fn redis_killed_mid_publish_loses_no_event_and_the_outbox_drains_in_order() {
         .collect();
     assert!(set.contains("job.succeeded"));
 }
+
+#[test]
+fn bench_events_compares_throughput_with_events_and_without() {
+    let h = Home::new();
+    let report = h.json(&["bench", "--events", "--jobs", "300", "--workers", "4"]);
+    assert_eq!(report["N"], 300);
+    // Every job's three events reached the bus (the run fails otherwise); no timing asserted.
+    assert!(report["on"]["events"].as_u64().unwrap() >= 900, "{report}");
+    assert_eq!(report["off"]["events"], 0, "{report}");
+    assert!(report["drain_ratio"].as_f64().unwrap() > 0.0, "{report}");
+}

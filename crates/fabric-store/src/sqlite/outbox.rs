@@ -123,10 +123,13 @@ impl OutboxStore for SqliteStore {
         self.inner
             .writer
             .write(move |conn| {
-                let mut stmt = conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+                // A sent batch is mostly one run of consecutive numbers: one range delete
+                // each (every number of a run is in `seqs`, so nothing else goes).
+                let mut stmt =
+                    conn.prepare_cached("DELETE FROM outbox WHERE id BETWEEN ?1 AND ?2")?;
                 let mut n = 0;
-                for s in &seqs {
-                    n += stmt.execute([s])? as u64;
+                for (first, last) in crate::outbox::runs(seqs) {
+                    n += stmt.execute([first, last])? as u64;
                 }
                 Ok(n)
             })
