@@ -26,8 +26,12 @@ pub struct Metrics {
     pub leader: IntGauge,
     /// 1 while conservative mode is on (as this daemon last read it from the store).
     pub conservative: IntGauge,
-    /// Rows waiting in the store's outbox (all daemons count them).
+    /// Messages waiting in the store's outbox (all daemons count them).
     pub outbox_pending: IntGauge,
+    /// Lifecycle events in them.
+    pub outbox_pending_events: IntGauge,
+    /// Lifecycle events the bus took.
+    pub outbox_events: IntCounter,
     /// Age of the oldest waiting outbox row, in seconds.
     pub outbox_oldest_age: Gauge,
     /// Outbox rows the bus took, by stream (normal, emergency, telemetry).
@@ -132,6 +136,16 @@ impl Metrics {
                 "fabric_outbox_pending",
                 "Messages (lifecycle events, telemetry samples) waiting in the store's outbox \
                  for the bus.",
+            ),
+            outbox_pending_events: gauge(
+                &r,
+                "fabric_outbox_pending_events",
+                "Job lifecycle events in the messages waiting in the outbox.",
+            ),
+            outbox_events: counter(
+                &r,
+                "fabric_outbox_events_published_total",
+                "Job lifecycle events the bus took (in messages of up to 1,000).",
             ),
             outbox_oldest_age: registered(
                 &r,

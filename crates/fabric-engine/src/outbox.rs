@@ -42,7 +42,7 @@ pub struct OutboxOptions {
     /// Unsent rows older than this are pruned (while leading, every `prune_every`).
     pub retention: Duration,
     pub prune_every: Duration,
-    /// Most rows sent in one bus call.
+    /// Most messages sent in one bus call.
     pub batch: usize,
     /// Idle wait between looks at the outbox.
     pub poll: Duration,
@@ -70,8 +70,12 @@ impl OutboxOptions {
     }
 }
 
-/// Rows per bus call by default.
-pub const DEFAULT_BATCH: usize = 1_000;
+/// Messages per pass (one bus call) by default; a message holds up to 1,000 events, so a
+/// pass reads and sends up to 16,000 (a short read: a long one would hold back SQLite's
+/// checkpoints).
+pub const DEFAULT_BATCH: usize = 16;
+/// After a wake-up, how long the publisher waits for more events before its pass.
+const WAKE_GATHER: Duration = Duration::from_millis(10);
 /// Idle poll of the outbox by default: an event reaches the bus within about this long.
 pub const DEFAULT_POLL: Duration = Duration::from_millis(100);
 /// Longest wait between two tries while the bus is away.
@@ -206,9 +210,15 @@ async fn run(shared: Arc<Shared>, opts: OutboxOptions, stop: CancellationToken) 
         } else {
             opts.poll
         };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.cancelled() => {}
+        let woken = tokio::select! {
+            _ = tokio::time::sleep(wait) => false,
+            _ = shared.outbox_wake.notified() => true,
+            _ = stop.cancelled() => false,
+        };
+        if woken && leading && next_try <= Instant::now() {
+            // Woken by a completion batch: wait a moment for more, so that one pass (one
+            // bus call, one delete) carries the events of many writes.
+            tokio::time::sleep(WAKE_GATHER).await;
         }
     }
 }
@@ -241,6 +251,7 @@ async fn refresh_stats(shared: &Shared, store: &dyn Store) {
     match store.outbox().outbox_stats().await {
         Ok(s) => {
             shared.metrics.outbox_pending.set(s.pending as i64);
+            shared.metrics.outbox_pending_events.set(s.events as i64);
             let age = s
                 .oldest_at
                 .map(|at| (shared.clock.now_ms() - at).max(0) as f64 / 1000.0)
@@ -315,6 +326,7 @@ async fn pass(shared: &Shared, opts: &OutboxOptions) -> Result<Pass, fabric_bus:
                     .outbox_published
                     .with_label_values(&[lane])
                     .inc();
+                shared.metrics.outbox_events.inc_by(u64::from(row.events));
                 sent.push(row.seq);
             }
         }
@@ -348,43 +360,18 @@ async fn pass(shared: &Shared, opts: &OutboxOptions) -> Result<Pass, fabric_bus:
     Ok(Pass::Sent { more })
 }
 
-/// A lifecycle event as published.
-#[derive(Serialize)]
-struct Event<'a> {
-    seq: i64,
-    event: &'a str,
-    job_id: Option<i64>,
-    kind: Option<&'a str>,
-    shard: Option<&'a str>,
-    attempt: Option<u32>,
-    from: Option<&'a str>,
-    detail: Option<&'a str>,
-    at: i64,
-}
-
-/// The JSON body of row `r` (see docs/runbook.md, "Lifecycle events").
+/// The JSON message of row `r` (see docs/runbook.md, "Lifecycle events"): its lifecycle
+/// events, or its telemetry sample, with its sequence number.
 pub fn payload(r: &OutboxRow) -> String {
-    if r.lane == OutboxLane::Telemetry {
-        let sample = r
-            .detail
-            .as_deref()
-            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-            .unwrap_or(serde_json::Value::Null);
-        return serde_json::json!({"seq": r.seq, "event": r.event, "at": r.at, "sample": sample})
-            .to_string();
-    }
-    let e = Event {
-        seq: r.seq,
-        event: &r.event,
-        job_id: r.job_id,
-        kind: r.kind.as_deref(),
-        shard: r.shard.as_deref(),
-        attempt: r.attempt,
-        from: r.from.as_deref(),
-        detail: r.detail.as_deref(),
-        at: r.at,
+    let (kind, key) = if r.lane == OutboxLane::Telemetry {
+        ("telemetry", "sample")
+    } else {
+        ("job_events", "events")
     };
-    serde_json::to_string(&e).unwrap_or_default()
+    format!(
+        "{{\"seq\":{},\"type\":\"{kind}\",\"at\":{},\"{key}\":{}}}",
+        r.seq, r.at, r.body
+    )
 }
 
 /// A telemetry sample of the fleet, as the leader sees it in the store.
@@ -447,10 +434,9 @@ async fn sample(shared: &Shared, store: &dyn Store) {
     }
     .await;
     let row = match built.map(|s| serde_json::to_string(&s)) {
-        Ok(Ok(detail)) => NewOutboxRow {
+        Ok(Ok(body)) => NewOutboxRow {
             lane: OutboxLane::Telemetry,
-            event: "telemetry".into(),
-            detail,
+            body,
             at: now,
         },
         Ok(Err(e)) => return tracing::warn!(error = %e, "telemetry sample not encoded"),
@@ -465,43 +451,32 @@ async fn sample(shared: &Shared, store: &dyn Store) {
 mod tests {
     use super::*;
 
-    fn row(lane: OutboxLane, event: &str, detail: Option<&str>) -> OutboxRow {
+    fn row(lane: OutboxLane, body: &str) -> OutboxRow {
         OutboxRow {
             seq: 7,
             lane,
-            event: event.into(),
-            job_id: (lane != OutboxLane::Telemetry).then_some(3),
-            kind: Some("noop".into()),
-            shard: Some("default".into()),
-            attempt: Some(1),
-            from: Some("running".into()),
-            detail: detail.map(String::from),
+            events: 1,
+            body: body.into(),
             at: 1_000,
         }
     }
 
     #[test]
-    fn an_event_and_a_sample_have_the_documented_shape() {
-        let e: serde_json::Value = serde_json::from_str(&payload(&row(
-            OutboxLane::Emergency,
-            "job.quarantined",
-            Some("boom"),
-        )))
-        .unwrap();
+    fn a_message_of_events_and_a_sample_have_the_documented_shape() {
+        let body = r#"[{"event":"job.quarantined","job_id":3,"kind":"noop","shard":"default","attempt":1,"from":"running","detail":"boom","at":1000}]"#;
+        let e: serde_json::Value =
+            serde_json::from_str(&payload(&row(OutboxLane::Emergency, body))).unwrap();
         assert_eq!(
             e,
-            serde_json::json!({"seq": 7, "event": "job.quarantined", "job_id": 3, "kind": "noop",
-                "shard": "default", "attempt": 1, "from": "running", "detail": "boom", "at": 1000})
+            serde_json::json!({"seq": 7, "type": "job_events", "at": 1000, "events": [
+                {"event": "job.quarantined", "job_id": 3, "kind": "noop", "shard": "default",
+                 "attempt": 1, "from": "running", "detail": "boom", "at": 1000}]})
         );
-        let t: serde_json::Value = serde_json::from_str(&payload(&row(
-            OutboxLane::Telemetry,
-            "telemetry",
-            Some("{\"queue_depth\":4}"),
-        )))
-        .unwrap();
+        let sample = row(OutboxLane::Telemetry, r#"{"queue_depth":4}"#);
+        let t: serde_json::Value = serde_json::from_str(&payload(&sample)).unwrap();
         assert_eq!(
             t,
-            serde_json::json!({"seq": 7, "event": "telemetry", "at": 1000,
+            serde_json::json!({"seq": 7, "type": "telemetry", "at": 1000,
                 "sample": {"queue_depth": 4}})
         );
     }

@@ -110,6 +110,8 @@ pub(crate) struct Shared {
     pub(crate) governance: Mutex<Governance>,
     /// The field-report writer, when the options ask for reports.
     field_log: Option<Arc<crate::reports::FieldLog>>,
+    /// Tells the outbox publisher that a write may have added events.
+    pub(crate) outbox_wake: Notify,
 }
 
 /// A job this engine claimed: its attempt (heartbeats, fencing) and what stops it.
@@ -231,6 +233,7 @@ impl Engine {
             store_up: AtomicBool::new(true),
             governance: Mutex::new(Governance::default()),
             field_log,
+            outbox_wake: Notify::new(),
             options,
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -694,6 +697,8 @@ async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completi
                 }
             }
         };
+        // Their events (if captured) wait in the outbox: the publisher may send them now.
+        shared.outbox_wake.notify_one();
         if let Some(log) = &shared.field_log {
             log.send(crate::reports::of_completions(
                 &shared.options.node_id,

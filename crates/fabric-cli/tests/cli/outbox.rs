@@ -9,7 +9,7 @@
 //! it, and not beyond.) A batch whose reply the kill cut off is sent again: duplicates are
 //! allowed (at least once), gaps are not.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,11 +105,15 @@ fn bus_config(redis: &RedisServer, prefix: &str) -> BusConfig {
     }
 }
 
-/// Rows waiting in the outbox of the home's store.
-fn outbox_rows(h: &Home) -> i64 {
+/// Messages, and lifecycle events in them, waiting in the outbox of the home's store.
+fn outbox(h: &Home) -> (i64, i64) {
     let conn = rusqlite::Connection::open(h.path().join("queue.db")).unwrap();
-    conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
-        .unwrap()
+    conn.query_row(
+        "SELECT count(*), coalesce(sum(events), 0) FROM outbox",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
 }
 
 /// Submits `n` jobs that sleep 10 ms each.
@@ -130,7 +134,7 @@ fn succeeded(h: &Home) -> u64 {
     h.json(&["status"])["queue"]["succeeded"].as_u64().unwrap()
 }
 
-/// Every entry of the normal, emergency and telemetry streams, each stream in order.
+/// Every message of the emergency, normal and telemetry streams, each stream in order.
 fn read_all(bus: &dyn Bus, rt: &tokio::runtime::Runtime) -> Vec<(Lane, Value)> {
     rt.block_on(async {
         bus.init("check").await.unwrap();
@@ -189,7 +193,7 @@ fn redis_killed_mid_publish_loses_no_event_and_the_outbox_drains_in_order() {
     h.expect(0, &["start"]);
     submit(&h, 1500, "first.jsonl");
     // Mid-publish: some events are on the bus, jobs are still running.
-    h.wait_until("the first events reached Redis", || normal_len() >= 300);
+    h.wait_until("the first events reached Redis", || normal_len() >= 5);
     assert!(succeeded(&h) < 1500, "the kill must land while jobs run");
     redis.kill9();
 
@@ -199,11 +203,11 @@ fn redis_killed_mid_publish_loses_no_event_and_the_outbox_drains_in_order() {
         succeeded(&h) == 2000
     });
     assert_eq!(h.json(&["status"])["running"], true);
-    let waiting = outbox_rows(&h);
-    assert!(waiting >= 500 * 3, "events of the outage wait: {waiting}");
+    let waiting = outbox(&h).1;
+    assert!(waiting >= 500 * 2, "events of the outage wait: {waiting}");
 
     redis.spawn();
-    h.wait_until("the outbox drained", || outbox_rows(&h) == 0);
+    h.wait_until("the outbox drained", || outbox(&h).0 == 0);
     h.expect(0, &["stop"]);
 
     // A fresh connection: the first one broke with the server.
@@ -211,58 +215,53 @@ fn redis_killed_mid_publish_loses_no_event_and_the_outbox_drains_in_order() {
         rt.block_on(RedisBus::connect(bus_config(&redis, &prefix)))
             .unwrap(),
     );
-    let events = read_all(&*bus, &rt);
-    // The sequence-gap check: every seq from 1 to the last arrived (some perhaps twice).
+    let messages = read_all(&*bus, &rt);
+    // The sequence-gap check: every message from seq 1 to the last arrived (some perhaps
+    // twice: at least once).
     let mut first_seen: BTreeMap<i64, (Lane, Value)> = BTreeMap::new();
-    let mut order: Vec<(Lane, i64)> = Vec::new();
-    for (lane, e) in &events {
-        let seq = e["seq"].as_i64().unwrap();
+    let mut order: Vec<i64> = Vec::new();
+    for (lane, m) in &messages {
+        let seq = m["seq"].as_i64().unwrap();
         if let std::collections::btree_map::Entry::Vacant(v) = first_seen.entry(seq) {
-            v.insert((*lane, e.clone()));
-            order.push((*lane, seq));
+            v.insert((*lane, m.clone()));
+            order.push(seq);
         }
     }
     let last = *first_seen.keys().last().unwrap();
     let missing: Vec<i64> = (1..=last).filter(|s| !first_seen.contains_key(s)).collect();
-    assert!(missing.is_empty(), "lost events: {missing:?}");
-    // Per job, on its stream, in seq order, and each job's full life.
+    assert!(missing.is_empty(), "lost messages: {missing:?}");
+    // Per job, in the order sent, each job's full life.
     let mut per_job: BTreeMap<i64, Vec<(i64, String)>> = BTreeMap::new();
-    for (lane, seq) in &order {
-        let e = &first_seen[seq].1;
+    let mut telemetry = 0;
+    for seq in &order {
+        let (lane, m) = &first_seen[seq];
         if *lane == Lane::Telemetry {
-            assert_eq!(e["event"], "telemetry");
+            assert_eq!(m["type"], "telemetry");
+            telemetry += 1;
             continue;
         }
-        let job = e["job_id"].as_i64().unwrap();
-        let name = e["event"].as_str().unwrap().to_string();
-        let mine = per_job.entry(job).or_default();
-        if let Some((prev, _)) = mine.last() {
-            assert!(prev < seq, "job {job}: seq {seq} arrived after {prev}");
+        assert_eq!(m["type"], "job_events");
+        for e in m["events"].as_array().unwrap() {
+            let job = e["job_id"].as_i64().unwrap();
+            let mine = per_job.entry(job).or_default();
+            if let Some((prev, _)) = mine.last() {
+                assert!(prev < seq, "job {job}: message {seq} arrived after {prev}");
+            }
+            mine.push((*seq, e["event"].as_str().unwrap().to_string()));
         }
-        mine.push((*seq, name));
     }
     assert_eq!(per_job.len(), 2000);
-    let life: Vec<String> = ["submitted", "started", "succeeded"]
-        .iter()
-        .map(|e| format!("job.{e}"))
-        .collect();
     for (job, events) in &per_job {
-        let names: Vec<String> = events.iter().map(|(_, n)| n.clone()).collect();
-        assert_eq!(names, life, "job {job}");
+        let names: Vec<&str> = events.iter().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(names, ["job.submitted", "job.succeeded"], "job {job}");
     }
-    let telemetry = order.iter().filter(|(l, _)| *l == Lane::Telemetry).count();
     assert!(telemetry > 0, "samples were published too");
-    let dupes = events.len() - first_seen.len();
     eprintln!(
-        "{} events ({} telemetry), {waiting} waited for Redis, {dupes} sent twice",
+        "{} messages ({telemetry} telemetry), {waiting} events waited for Redis, {} messages \
+         sent twice",
         first_seen.len(),
-        telemetry
+        messages.len() - first_seen.len()
     );
-    let set: BTreeSet<&str> = events
-        .iter()
-        .map(|(_, e)| e["event"].as_str().unwrap())
-        .collect();
-    assert!(set.contains("job.succeeded"));
 }
 
 #[test]
@@ -271,7 +270,7 @@ fn bench_events_compares_throughput_with_events_and_without() {
     let report = h.json(&["bench", "--events", "--jobs", "300", "--workers", "4"]);
     assert_eq!(report["N"], 300);
     // Every job's three events reached the bus (the run fails otherwise); no timing asserted.
-    assert!(report["on"]["events"].as_u64().unwrap() >= 900, "{report}");
+    assert!(report["on"]["events"].as_u64().unwrap() >= 600, "{report}");
     assert_eq!(report["off"]["events"], 0, "{report}");
     assert!(report["drain_ratio"].as_f64().unwrap() > 0.0, "{report}");
 }

@@ -1,7 +1,7 @@
-//! The outbox on PostgreSQL (see `0009_outbox.sql`): the table, and two statement-level
-//! triggers on `jobs` (over transition tables: one `INSERT … SELECT` per claim or completion
-//! batch, not one per row) that capture lifecycle events while capture is on. An event
-//! commits (or rolls back) with its change. `id`s come from a sequence, so they follow
+//! The outbox on PostgreSQL (see `0009_outbox.sql`): two statement-level triggers on `jobs`
+//! (over transition tables: one `INSERT … SELECT` per statement, so a completion batch makes
+//! one message, not one row per job) capture lifecycle events while the setting `bus.events`
+//! is on, in the transaction of the change. `id`s come from a sequence, so they follow
 //! statement order, not commit order; a job's own events are in order all the same, since
 //! each change of a job waits for the previous one's row lock and so for its commit.
 
@@ -10,72 +10,44 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::PostgresStore;
-use crate::outbox::{NewOutboxRow, OutboxLane, OutboxRow, OutboxStats, OutboxStore};
+use crate::outbox::{
+    NewOutboxRow, OutboxLane, OutboxRow, OutboxStats, OutboxStore, CAPTURE_SETTING,
+};
 use crate::Result;
 
-const CAPTURE_ON: &str = "
-CREATE TRIGGER outbox_jobs_inserted AFTER INSERT ON jobs
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION outbox_jobs_inserted();
-CREATE TRIGGER outbox_jobs_moved AFTER UPDATE ON jobs
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION outbox_jobs_moved();";
-
-const CAPTURE_OFF: &str = "DROP TRIGGER IF EXISTS outbox_jobs_inserted ON jobs;
-     DROP TRIGGER IF EXISTS outbox_jobs_moved ON jobs;";
-
 async fn capturing<C: GenericClient>(c: &C) -> Result<bool> {
-    let n: i64 = c
-        .query_one(
-            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'jobs'::regclass
-             AND tgname IN ('outbox_jobs_inserted', 'outbox_jobs_moved')",
-            &[],
-        )
+    Ok(c.query_one("SELECT outbox_capturing()", &[])
         .await?
-        .try_get(0)?;
-    Ok(n == 2)
+        .try_get(0)?)
 }
 
-const COLS: &str = "id, lane, event, job_id, kind, shard, attempt, from_state, detail, at";
+const COLS: &str = "id, lane, events, body, at";
 
 fn row_to_outbox(r: &Row) -> Result<OutboxRow> {
     let lane: String = r.try_get(1)?;
     Ok(OutboxRow {
         seq: r.try_get(0)?,
         lane: OutboxLane::parse(&lane)?,
-        event: r.try_get(2)?,
-        job_id: r.try_get(3)?,
-        kind: r.try_get(4)?,
-        shard: r.try_get(5)?,
-        attempt: r
-            .try_get::<_, Option<i32>>(6)?
-            .map(|a| a.max(0).unsigned_abs()),
-        from: r.try_get(7)?,
-        detail: r.try_get(8)?,
-        at: r.try_get(9)?,
+        events: r.try_get::<_, i32>(2)?.max(0).unsigned_abs(),
+        body: r.try_get(3)?,
+        at: r.try_get(4)?,
     })
 }
 
 #[async_trait]
 impl OutboxStore for PostgresStore {
     async fn set_event_capture(&self, on: bool) -> Result<bool> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        // Daemons starting together switch one at a time; the DDL itself takes a brief
-        // exclusive lock on `jobs`, so it runs only when something changes.
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':outbox'))",
-            &[],
-        )
-        .await?;
-        if capturing(&tx).await? == on {
+        let client = self.pool.get().await?;
+        if capturing(&client).await? == on {
             return Ok(false);
         }
-        tx.batch_execute(CAPTURE_OFF).await?;
-        if on {
-            tx.batch_execute(CAPTURE_ON).await?;
-        }
-        tx.commit().await?;
+        client
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&CAPTURE_SETTING, &if on { "on" } else { "off" }],
+            )
+            .await?;
         Ok(true)
     }
 
@@ -91,10 +63,10 @@ impl OutboxStore for PostgresStore {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let stmt = tx
-            .prepare_cached("INSERT INTO outbox (lane, event, detail, at) VALUES ($1, $2, $3, $4)")
+            .prepare_cached("INSERT INTO outbox (lane, events, body, at) VALUES ($1, 0, $2, $3)")
             .await?;
         for r in &rows {
-            tx.execute(&stmt, &[&r.lane.as_str(), &r.event, &r.detail, &r.at])
+            tx.execute(&stmt, &[&r.lane.as_str(), &r.body, &r.at])
                 .await?;
         }
         tx.commit().await?;
@@ -141,13 +113,16 @@ impl OutboxStore for PostgresStore {
         let client = self.relaxed.get().await?;
         let r = client
             .query_one(
-                "SELECT count(*), (SELECT at FROM outbox ORDER BY id LIMIT 1) FROM outbox",
+                "SELECT count(*), coalesce(sum(events), 0)::bigint,
+                        (SELECT at FROM outbox ORDER BY id LIMIT 1)
+                 FROM outbox",
                 &[],
             )
             .await?;
         Ok(OutboxStats {
             pending: r.try_get::<_, i64>(0)?.max(0).unsigned_abs(),
-            oldest_at: r.try_get(1)?,
+            events: r.try_get::<_, i64>(1)?.max(0).unsigned_abs(),
+            oldest_at: r.try_get(2)?,
         })
     }
 }

@@ -546,6 +546,9 @@ fn finish(
     batch: &[Completion],
 ) -> Result<CompleteReport> {
     let mut report = CompleteReport::default();
+    // Lifecycle events of the applied outcomes, recorded when capture is on (a claim held in
+    // memory and its outcome are one row update: the event is from `running` all the same).
+    let mut changes = Vec::with_capacity(batch.len());
     // One fenced statement for every outcome.
     let mut fenced = conn.prepare_cached(
         "UPDATE jobs SET state = ?5, run_at = coalesce(?6, run_at),
@@ -597,6 +600,14 @@ fn finish(
             ])?,
         };
         if n == 1 {
+            changes.push(outbox::Change {
+                id: c.id,
+                attempt: Some(c.attempt),
+                from: JobState::Running,
+                to: state,
+                detail: error.map(String::as_str),
+                at: c.finished_at,
+            });
             match &c.outcome {
                 Outcome::Succeeded { .. } => {}
                 Outcome::Retry { error, failure, .. } => add_error(conn, c, error, failure)?,
@@ -614,6 +625,7 @@ fn finish(
             report.late += 1;
         }
     }
+    outbox::record(conn, &changes)?;
     Ok(report)
 }
 
@@ -667,6 +679,7 @@ impl Store for SqliteStore {
                         out.push(Submitted { id, created: false });
                     }
                 }
+                outbox::record_submitted(conn, &jobs, &out, now)?;
                 Ok(out)
             })
             .await
@@ -817,6 +830,21 @@ impl Store for SqliteStore {
                     ))?
                     .query_map(params![now, arg], |r| r.get(0))?
                     .collect::<rusqlite::Result<_>>()?;
+                let moved = |ids: &[JobId], to: JobState, detail: Option<&'static str>| {
+                    ids.iter()
+                        .map(move |&id| outbox::Change {
+                            id,
+                            attempt: None,
+                            from: JobState::Running,
+                            to,
+                            detail,
+                            at: now,
+                        })
+                        .collect::<Vec<_>>()
+                };
+                let mut changes = moved(&exhausted, JobState::Quarantined, Some(error));
+                changes.extend(moved(&reset, JobState::Pending, None));
+                outbox::record(conn, &changes)?;
                 Ok(RescueReport {
                     reset,
                     quarantined: exhausted,
@@ -1025,13 +1053,24 @@ impl Store for SqliteStore {
         self.inner
             .writer
             .write(move |conn| {
-                check(conn, id, JobState::Cancelled)?;
+                let before = check(conn, id, JobState::Cancelled)?;
                 conn.prepare_cached(
                     "UPDATE jobs SET state = 'cancelled', cancel_reason = ?2, finished_at = ?3,
                          updated_at = ?3, lease_owner = NULL, lease_expires_at = NULL
                      WHERE id = ?1",
                 )?
                 .execute(params![id, reason, now])?;
+                outbox::record(
+                    conn,
+                    &[outbox::Change {
+                        id,
+                        attempt: Some(before.attempt),
+                        from: before.state,
+                        to: JobState::Cancelled,
+                        detail: Some(&reason),
+                        at: now,
+                    }],
+                )?;
                 get_job(conn, id)
             })
             .await
@@ -1059,6 +1098,17 @@ impl Store for SqliteStore {
                      WHERE id = ?1",
                 )?
                 .execute(params![id, now])?;
+                outbox::record(
+                    conn,
+                    &[outbox::Change {
+                        id,
+                        attempt: Some(job.attempt),
+                        from: job.state,
+                        to: JobState::Pending,
+                        detail: None,
+                        at: now,
+                    }],
+                )?;
                 let notes: Option<String> = conn
                     .prepare_cached("SELECT notes FROM quarantine WHERE job_id = ?1")?
                     .query_row([id], |r| r.get(0))

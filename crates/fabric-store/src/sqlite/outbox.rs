@@ -1,65 +1,159 @@
-//! The outbox on SQLite (see `0011_outbox.sql`): the table, and the two triggers on `jobs`
-//! that capture lifecycle events while capture is on. SQLite triggers run inside the
-//! statement that fired them, so an event commits (or rolls back) with its change, and the
-//! single writer hands out `id`s in commit order.
+//! The outbox on SQLite (see `0011_outbox.sql`). The writes that change jobs call
+//! [`record`] (or [`record_submitted`]) inside their own transaction: while capture is on
+//! (one settings lookup per write) they add one message per lane holding the write's
+//! lifecycle events, encoded once as they are published. The single writer hands out `id`s
+//! in commit order.
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, Row};
+use fabric_core::{JobId, JobState, NewJob};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::SqliteStore;
-use crate::outbox::{NewOutboxRow, OutboxLane, OutboxRow, OutboxStats, OutboxStore};
-use crate::Result;
+use crate::outbox::{
+    self, JobEventRef, NewOutboxRow, OutboxLane, OutboxRow, OutboxStats, OutboxStore,
+    CAPTURE_SETTING, MAX_EVENTS_PER_MESSAGE,
+};
+use crate::{Result, StoreError, Submitted};
 
-/// The capture triggers: one row per inserted job (rows skipped by `ON CONFLICT DO NOTHING`
-/// fire nothing), one per change of a job's state.
-const CAPTURE_ON: &str = "
-CREATE TRIGGER IF NOT EXISTS outbox_jobs_inserted AFTER INSERT ON jobs
-BEGIN
-    INSERT INTO outbox (lane, event, job_id, kind, shard, attempt, at)
-    VALUES ('normal', 'job.submitted', new.id, new.kind, new.shard, new.attempt, new.created_at);
-END;
-CREATE TRIGGER IF NOT EXISTS outbox_jobs_moved AFTER UPDATE OF state ON jobs
-WHEN old.state <> new.state
-BEGIN
-    INSERT INTO outbox (lane, event, job_id, kind, shard, attempt, from_state, detail, at)
-    VALUES (CASE new.state WHEN 'quarantined' THEN 'emergency' ELSE 'normal' END,
-            'job.' || CASE new.state WHEN 'running' THEN 'started'
-                                     WHEN 'pending' THEN 'requeued' ELSE new.state END,
-            new.id, new.kind, new.shard, new.attempt, old.state,
-            CASE WHEN new.state = 'cancelled' THEN substr(new.cancel_reason, 1, 500)
-                 WHEN new.state IN ('failed', 'quarantined') THEN substr(new.last_error, 1, 500)
-            END,
-            new.updated_at);
-END;";
-
-const CAPTURE_OFF: &str = "DROP TRIGGER IF EXISTS outbox_jobs_inserted;
-     DROP TRIGGER IF EXISTS outbox_jobs_moved;";
-
-fn capturing(conn: &Connection) -> Result<bool> {
-    let n: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'
-             AND name IN ('outbox_jobs_inserted', 'outbox_jobs_moved')",
-        )?
-        .query_row([], |r| r.get(0))?;
-    Ok(n == 2)
+/// Whether lifecycle events are captured (the setting, as this transaction sees it).
+pub(crate) fn capturing(conn: &Connection) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT value = 'on' FROM settings WHERE key = ?1")?
+        .query_row([CAPTURE_SETTING], |r| r.get::<_, bool>(0))
+        .optional()?
+        .unwrap_or(false))
 }
 
-const COLS: &str = "id, lane, event, job_id, kind, shard, attempt, from_state, detail, at";
+/// One change of a job's state, as the write that made it knows it.
+pub(crate) struct Change<'a> {
+    pub id: JobId,
+    /// The attempt number after the change (`None`: read from the job).
+    pub attempt: Option<u32>,
+    pub from: JobState,
+    pub to: JobState,
+    /// The error or cancel reason.
+    pub detail: Option<&'a str>,
+    pub at: i64,
+}
+
+/// The events of one write, per lane, encoded as they come.
+#[derive(Default)]
+struct Messages {
+    normal: Vec<Vec<u8>>,
+    emergency: Vec<Vec<u8>>,
+}
+
+impl Messages {
+    fn push(&mut self, lane: OutboxLane, e: &JobEventRef<'_>) -> Result<()> {
+        let list = if lane == OutboxLane::Emergency {
+            &mut self.emergency
+        } else {
+            &mut self.normal
+        };
+        let mut buf = Vec::with_capacity(112);
+        serde_json::to_writer(&mut buf, e).map_err(|e| StoreError::Backend(e.to_string()))?;
+        list.push(buf);
+        Ok(())
+    }
+
+    /// Adds one message per lane and [`MAX_EVENTS_PER_MESSAGE`] events.
+    fn write(self, conn: &Connection, at: i64) -> Result<()> {
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO outbox (lane, events, body, at) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (lane, events) in [
+            (OutboxLane::Normal, self.normal),
+            (OutboxLane::Emergency, self.emergency),
+        ] {
+            for chunk in events.chunks(MAX_EVENTS_PER_MESSAGE) {
+                let len = chunk.iter().map(|e| e.len() + 1).sum::<usize>() + 2;
+                let mut body = Vec::with_capacity(len);
+                body.push(b'[');
+                for (i, e) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    body.extend_from_slice(e);
+                }
+                body.push(b']');
+                let body =
+                    String::from_utf8(body).map_err(|e| StoreError::Backend(e.to_string()))?;
+                insert.execute(params![lane.as_str(), chunk.len(), body, at])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Records the jobs a submit created (`out`, in the order of `jobs`) as `job.submitted`.
+pub(crate) fn record_submitted(
+    conn: &Connection,
+    jobs: &[NewJob],
+    out: &[Submitted],
+    now: i64,
+) -> Result<()> {
+    if !capturing(conn)? {
+        return Ok(());
+    }
+    let mut m = Messages::default();
+    for (j, s) in jobs.iter().zip(out).filter(|(_, s)| s.created) {
+        let e = JobEventRef {
+            event: "job.submitted",
+            job_id: s.id,
+            kind: Some(&j.kind),
+            shard: Some(&j.shard),
+            attempt: 0,
+            from: None,
+            detail: None,
+            at: now,
+        };
+        m.push(OutboxLane::Normal, &e)?;
+    }
+    m.write(conn, now)
+}
+
+/// Records `changes` (already applied) as lifecycle events.
+pub(crate) fn record(conn: &Connection, changes: &[Change<'_>]) -> Result<()> {
+    if changes.is_empty() || !capturing(conn)? {
+        return Ok(());
+    }
+    let mut attempt = conn.prepare_cached("SELECT attempt FROM jobs WHERE id = ?1")?;
+    let mut m = Messages::default();
+    let mut at = i64::MIN;
+    for c in changes {
+        let Some(name) = outbox::event_name(Some(c.from), c.to) else {
+            continue;
+        };
+        let n = match c.attempt {
+            Some(n) => n,
+            None => attempt.query_row([c.id], |r| r.get(0))?,
+        };
+        let e = JobEventRef {
+            event: name,
+            job_id: c.id,
+            kind: None,
+            shard: None,
+            attempt: n,
+            from: Some(c.from.as_str()),
+            detail: c.detail.map(outbox::cut),
+            at: c.at,
+        };
+        m.push(outbox::lane_of(c.to), &e)?;
+        at = at.max(c.at);
+    }
+    m.write(conn, at)
+}
+
+const COLS: &str = "id, lane, events, body, at";
 
 fn row_to_outbox(r: &Row<'_>) -> Result<OutboxRow> {
     let lane: String = r.get(1)?;
     Ok(OutboxRow {
         seq: r.get(0)?,
         lane: OutboxLane::parse(&lane)?,
-        event: r.get(2)?,
-        job_id: r.get(3)?,
-        kind: r.get(4)?,
-        shard: r.get(5)?,
-        attempt: r.get(6)?,
-        from: r.get(7)?,
-        detail: r.get(8)?,
-        at: r.get(9)?,
+        events: r.get(2)?,
+        body: r.get(3)?,
+        at: r.get(4)?,
     })
 }
 
@@ -72,7 +166,11 @@ impl OutboxStore for SqliteStore {
                 if capturing(conn)? == on {
                     return Ok(false);
                 }
-                conn.execute_batch(if on { CAPTURE_ON } else { CAPTURE_OFF })?;
+                conn.prepare_cached(
+                    "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute([CAPTURE_SETTING, if on { "on" } else { "off" }])?;
                 Ok(true)
             })
             .await
@@ -90,10 +188,10 @@ impl OutboxStore for SqliteStore {
             .writer
             .write(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "INSERT INTO outbox (lane, event, detail, at) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO outbox (lane, events, body, at) VALUES (?1, 0, ?2, ?3)",
                 )?;
                 for r in &rows {
-                    stmt.execute(params![r.lane.as_str(), r.event, r.detail, r.at])?;
+                    stmt.execute(params![r.lane.as_str(), r.body, r.at])?;
                 }
                 Ok(())
             })
@@ -123,12 +221,12 @@ impl OutboxStore for SqliteStore {
         self.inner
             .writer
             .write(move |conn| {
-                // A sent batch is mostly one run of consecutive numbers: one range delete
+                // Sent messages are mostly one run of consecutive numbers: one range delete
                 // each (every number of a run is in `seqs`, so nothing else goes).
                 let mut stmt =
                     conn.prepare_cached("DELETE FROM outbox WHERE id BETWEEN ?1 AND ?2")?;
                 let mut n = 0;
-                for (first, last) in crate::outbox::runs(seqs) {
+                for (first, last) in outbox::runs(seqs) {
                     n += stmt.execute([first, last])? as u64;
                 }
                 Ok(n)
@@ -149,12 +247,18 @@ impl OutboxStore for SqliteStore {
 
     async fn outbox_stats(&self) -> Result<OutboxStats> {
         self.read(|conn| {
-            let (pending, oldest_at): (u64, Option<i64>) = conn
+            let (pending, events, oldest_at) = conn
                 .prepare_cached(
-                    "SELECT count(*), (SELECT at FROM outbox ORDER BY id LIMIT 1) FROM outbox",
+                    "SELECT count(*), coalesce(sum(events), 0),
+                            (SELECT at FROM outbox ORDER BY id LIMIT 1)
+                     FROM outbox",
                 )?
-                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(OutboxStats { pending, oldest_at })
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(OutboxStats {
+                pending,
+                events,
+                oldest_at,
+            })
         })
         .await
     }

@@ -1136,7 +1136,8 @@ macro_rules! conformance_tests {
             docs_stats_and_integrity,
             docs_compaction_merges_segments_until_the_index_is_compact,
             docs_an_unfiltered_search_ranks_the_newest_window_a_filtered_one_all,
-            outbox_captures_each_state_change_in_order_only_while_on,
+            outbox_captures_each_change_with_its_write_in_order_only_while_on,
+            outbox_writes_big_batches_in_messages_of_at_most_a_thousand,
             outbox_captures_rescues_and_nothing_of_a_refused_change,
             outbox_appends_prunes_and_counts
         );

@@ -465,7 +465,8 @@ mod postgres {
             .batch_execute(&format!(
                 "SET search_path = {name}; DROP TABLE doc_links, doc_chunks, documents;
                  DROP TABLE nodes, leases, shards, settings, sources, telemetry, outbox;
-                 DROP FUNCTION outbox_jobs_inserted, outbox_jobs_moved;
+                 DROP FUNCTION outbox_jobs_inserted, outbox_jobs_moved CASCADE;
+                 DROP FUNCTION outbox_capturing;
                  DROP INDEX jobs_shard_ready;
                  UPDATE fabric_schema SET version = 1"
             ))
