@@ -5,6 +5,7 @@ mod deferred;
 mod docs;
 mod inspect;
 mod outbox;
+mod outbox_codec;
 mod sources;
 mod telemetry;
 mod writer;

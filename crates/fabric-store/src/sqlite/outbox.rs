@@ -1,19 +1,19 @@
 //! The outbox on SQLite (see `0011_outbox.sql`). The writes that change jobs call
 //! [`record`] (or [`record_submitted`]) inside their own transaction: while capture is on
 //! (one settings lookup per write) they add one message per lane holding the write's
-//! lifecycle events, encoded once as they are published. The single writer hands out `id`s
-//! in commit order.
+//! lifecycle events in a compact form (outbox_codec.rs), turned into the published form when
+//! a message is read to be sent. The single writer hands out `id`s in commit order.
 
 use async_trait::async_trait;
 use fabric_core::{JobId, JobState, NewJob};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::outbox_codec::{self, Messages};
 use super::SqliteStore;
 use crate::outbox::{
-    self, JobEventRef, NewOutboxRow, OutboxLane, OutboxRow, OutboxStats, OutboxStore,
-    CAPTURE_SETTING, MAX_EVENTS_PER_MESSAGE,
+    self, NewOutboxRow, OutboxLane, OutboxRow, OutboxStats, OutboxStore, CAPTURE_SETTING,
 };
-use crate::{Result, StoreError, Submitted};
+use crate::{Result, Submitted};
 
 /// Whether lifecycle events are captured (the setting, as this transaction sees it).
 pub(crate) fn capturing(conn: &Connection) -> Result<bool> {
@@ -36,53 +36,22 @@ pub(crate) struct Change<'a> {
     pub at: i64,
 }
 
-/// The events of one write, per lane, encoded as they come.
-#[derive(Default)]
-struct Messages {
-    normal: Vec<Vec<u8>>,
-    emergency: Vec<Vec<u8>>,
-}
-
-impl Messages {
-    fn push(&mut self, lane: OutboxLane, e: &JobEventRef<'_>) -> Result<()> {
-        let list = if lane == OutboxLane::Emergency {
-            &mut self.emergency
-        } else {
-            &mut self.normal
-        };
-        let mut buf = Vec::with_capacity(112);
-        serde_json::to_writer(&mut buf, e).map_err(|e| StoreError::Backend(e.to_string()))?;
-        list.push(buf);
-        Ok(())
-    }
-
-    /// Adds one message per lane and [`MAX_EVENTS_PER_MESSAGE`] events.
-    fn write(self, conn: &Connection, at: i64) -> Result<()> {
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO outbox (lane, events, body, at) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for (lane, events) in [
-            (OutboxLane::Normal, self.normal),
-            (OutboxLane::Emergency, self.emergency),
-        ] {
-            for chunk in events.chunks(MAX_EVENTS_PER_MESSAGE) {
-                let len = chunk.iter().map(|e| e.len() + 1).sum::<usize>() + 2;
-                let mut body = Vec::with_capacity(len);
-                body.push(b'[');
-                for (i, e) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        body.push(b',');
-                    }
-                    body.extend_from_slice(e);
-                }
-                body.push(b']');
-                let body =
-                    String::from_utf8(body).map_err(|e| StoreError::Backend(e.to_string()))?;
-                insert.execute(params![lane.as_str(), chunk.len(), body, at])?;
-            }
+/// Adds one message per lane of `m` (and per [`outbox::MAX_EVENTS_PER_MESSAGE`] events).
+fn write(conn: &Connection, m: Messages<'_>) -> Result<()> {
+    let mut insert =
+        conn.prepare_cached("INSERT INTO outbox (lane, events, body, at) VALUES (?1, ?2, ?3, ?4)")?;
+    for (lane, events) in [
+        (OutboxLane::Normal, &m.normal),
+        (OutboxLane::Emergency, &m.emergency),
+    ] {
+        if events.is_empty() {
+            continue;
         }
-        Ok(())
+        for (body, n, at) in events.encode()? {
+            insert.execute(params![lane.as_str(), n, body, at])?;
+        }
     }
+    Ok(())
 }
 
 /// Records the jobs a submit created (`out`, in the order of `jobs`) as `job.submitted`.
@@ -97,19 +66,9 @@ pub(crate) fn record_submitted(
     }
     let mut m = Messages::default();
     for (j, s) in jobs.iter().zip(out).filter(|(_, s)| s.created) {
-        let e = JobEventRef {
-            event: "job.submitted",
-            job_id: s.id,
-            kind: Some(&j.kind),
-            shard: Some(&j.shard),
-            attempt: 0,
-            from: None,
-            detail: None,
-            at: now,
-        };
-        m.push(OutboxLane::Normal, &e)?;
+        m.normal.submitted(s.id, &j.kind, &j.shard, now);
     }
-    m.write(conn, now)
+    write(conn, m)
 }
 
 /// Records `changes` (already applied) as lifecycle events.
@@ -119,29 +78,18 @@ pub(crate) fn record(conn: &Connection, changes: &[Change<'_>]) -> Result<()> {
     }
     let mut attempt = conn.prepare_cached("SELECT attempt FROM jobs WHERE id = ?1")?;
     let mut m = Messages::default();
-    let mut at = i64::MIN;
     for c in changes {
-        let Some(name) = outbox::event_name(Some(c.from), c.to) else {
+        if outbox::event_name(Some(c.from), c.to).is_none() {
             continue;
-        };
+        }
         let n = match c.attempt {
             Some(n) => n,
             None => attempt.query_row([c.id], |r| r.get(0))?,
         };
-        let e = JobEventRef {
-            event: name,
-            job_id: c.id,
-            kind: None,
-            shard: None,
-            attempt: n,
-            from: Some(c.from.as_str()),
-            detail: c.detail.map(outbox::cut),
-            at: c.at,
-        };
-        m.push(outbox::lane_of(c.to), &e)?;
-        at = at.max(c.at);
+        m.lane(outbox::lane_of(c.to))
+            .changed(c.id, n, c.at, c.from, c.to, c.detail);
     }
-    m.write(conn, at)
+    write(conn, m)
 }
 
 const COLS: &str = "id, lane, events, body, at";
@@ -207,7 +155,11 @@ impl OutboxStore for SqliteStore {
             let mut rows = stmt.query(params![crate::sql_limit(limit), skip_normal])?;
             let mut out = Vec::new();
             while let Some(r) = rows.next()? {
-                out.push(row_to_outbox(r)?);
+                let mut row = row_to_outbox(r)?;
+                if row.lane != OutboxLane::Telemetry {
+                    row.body = outbox_codec::expand(&row.body, row.at)?;
+                }
+                out.push(row);
             }
             Ok(out)
         })
