@@ -78,7 +78,7 @@ pub(super) async fn bench(
                     args.workers
                 ),
             );
-            let name = format!("events-{label}-{round}");
+            let name = format!("events_{label}_{round}");
             let run = one(args, target, &name, events).await?;
             say(
                 quiet,

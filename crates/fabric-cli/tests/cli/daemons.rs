@@ -125,7 +125,7 @@ fn two_nodes_run_from_one_home_and_stop_one_by_one() {
 fn downgrade_to_v3(path: &Path) {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.execute_batch(
-        "DROP TABLE sources; DROP TABLE telemetry;
+        "DROP TABLE sources; DROP TABLE telemetry; DROP TABLE outbox;
          DROP TABLE doc_fts; DROP TABLE doc_links; DROP TABLE doc_chunks; DROP TABLE doc_tags;
          DROP TABLE documents;
          CREATE INDEX jobs_shard_ready ON jobs (shard, priority DESC, id) WHERE state = 'pending';
@@ -164,7 +164,8 @@ fn restore_migrates_an_older_backup_and_leaves_the_backup_untouched() {
         assert!(!with_suffix(&old, suffix).exists(), "{suffix} created");
     }
     assert_eq!(out["schema_from"], 3, "{out}");
-    assert_eq!(out["schema_to"], 9, "{out}");
+    // This binary's version (each new migration raises it).
+    assert!(out["schema_to"].as_u64().unwrap() > 3, "{out}");
     assert_eq!(out["jobs"], 2, "{out}");
     assert_eq!(h.job_count(), 2);
     assert_eq!(h.json(&["db", "check"])["ok"], true);

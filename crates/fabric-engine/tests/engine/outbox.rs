@@ -397,3 +397,32 @@ async fn the_leader_publishes_telemetry_samples_and_events_off_captures_nothing(
     assert!(consume(&bus.inner).await.is_empty(), "no lifecycle events");
     r.engine.unwrap().shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_prunes_messages_past_their_retention_and_counts_them() {
+    let bus = switched(true);
+    let tune = publish_to(bus.clone());
+    let r = capturing(rig_with(registry(), move |o| {
+        tune(o);
+        let out = o.outbox.as_mut().unwrap();
+        out.retention = Duration::from_millis(200);
+        out.prune_every = Duration::from_millis(100);
+    }))
+    .await;
+    let ids = r
+        .console
+        .submit_many(vec![NewJob::new("noop"); 3])
+        .await
+        .unwrap();
+    wait_state(&*r.store, ids[2].id, JobState::Succeeded).await;
+    // The bus stays away: the messages age past their retention and are deleted.
+    drained(&*r.store).await;
+    let text = r.metrics.render();
+    let pruned = text
+        .lines()
+        .find_map(|l| l.strip_prefix("fabric_outbox_pruned_total "))
+        .unwrap();
+    assert_ne!(pruned, "0", "{text}");
+    assert!(consume(&bus.inner).await.is_empty(), "nothing was sent");
+    r.engine.unwrap().shutdown().await;
+}
