@@ -173,7 +173,7 @@ impl SignedBus {
     /// reading old entries); anything else is left as stored.
     fn unseal_any_age(&self, payload: &mut String) {
         let ts = payload
-            .splitn(5, ':')
+            .split(':')
             .nth(2)
             .and_then(|t| t.parse::<i64>().ok());
         if let Some(p) = ts.and_then(|ts| self.signer.open_at(payload, ts).ok()) {
