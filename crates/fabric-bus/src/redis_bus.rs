@@ -418,6 +418,7 @@ impl Bus for RedisBus {
         let outcome = match outcome.as_str() {
             "dropped" => {
                 add(&self.counters.publish_dropped, 1);
+                self.shared.maybe_flush(&self.conn, &self.counters).await;
                 return Ok(PublishOutcome::Dropped);
             }
             "rerouted" => {
@@ -508,6 +509,9 @@ impl Bus for RedisBus {
         }
         if emergency {
             self.after_append(Lane::Emergency, elen).await?;
+        }
+        if !normal && !emergency {
+            self.shared.maybe_flush(&self.conn, &self.counters).await;
         }
         Ok(out)
     }

@@ -46,7 +46,14 @@ impl SharedCounters {
         Self {
             key: format!("{prefix}:counters"),
             script: redis::Script::new(FLUSH),
-            flushed: tokio::sync::Mutex::new((BTreeMap::new(), Instant::now())),
+            // Due at once: a short-lived process (one `fabric bus publish`) flushes after its
+            // first operation.
+            flushed: tokio::sync::Mutex::new((
+                BTreeMap::new(),
+                Instant::now()
+                    .checked_sub(FLUSH_EVERY)
+                    .unwrap_or_else(Instant::now),
+            )),
         }
     }
 
