@@ -198,6 +198,7 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| home.config_file()),
             config_named: ctx.global.config.is_some(),
             listen: None,
+            alerts: None,
         };
         tokio::spawn(fabric_api::serve(listener, state, async move {
             let _ = api_stop_rx.await;

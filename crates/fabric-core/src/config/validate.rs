@@ -205,6 +205,7 @@ pub(super) fn problems(cfg: &Config) -> Vec<ConfigProblem> {
     }
     p.range("node.leader_lease_ms", n.leader_lease_ms, 300, 3_600_000);
     p.0.extend(cfg.bus.problems());
+    p.0.extend(crate::slo::problems(&cfg.slo));
     p.0
 }
 
