@@ -12,6 +12,7 @@ use serde_json::Value;
 
 mod bus;
 mod daemons;
+mod deploy;
 mod docs;
 mod extractor;
 mod fleet;
