@@ -12,6 +12,7 @@ use fabric_bus::{Bus, BusBackend, BusConfig};
 #[macro_use]
 mod conformance;
 mod config;
+mod crash;
 
 /// Opens buses of one backend under a key prefix of its own; a Redis opener deletes every
 /// key under its prefix when dropped (SCAN + DEL), whether the test passed or not.
