@@ -6,7 +6,7 @@
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::{Config, ConfigProblem, REMOVED_KEYS};
+use super::{Config, ConfigProblem, RouteConfig, REMOVED_KEYS};
 use crate::retry::{RetryPolicy, RetryPreset};
 
 /// Upper bound on deserialization passes: each pass removes one bad value.
@@ -151,6 +151,11 @@ fn check_keys(doc: &mut Value, schema: &Value, path: &str, out: &mut Vec<ConfigP
                     check_keys(v, child, &full, out);
                 }
             }
+            Some(_) if full == "alerts.routes" => {
+                if let Some(Value::Mapping(routes)) = map.get_mut(name.as_str()) {
+                    check_routes(routes, &full, out);
+                }
+            }
             Some(child) => {
                 if let Some(v) = map.get_mut(name.as_str()) {
                     check_keys(v, child, &full, out);
@@ -195,6 +200,18 @@ fn check_policies(policies: &mut Mapping, path: &str, out: &mut Vec<ConfigProble
             }
         }
         check_keys(policy, &schema, &full, out);
+    }
+}
+
+/// Checks each route of `alerts.routes` against the route schema.
+fn check_routes(routes: &mut Mapping, path: &str, out: &mut Vec<ConfigProblem>) {
+    let schema = serde_yaml_ng::to_value(RouteConfig::default()).unwrap_or(Value::Null);
+    for (name, route) in routes.iter_mut() {
+        let label = name
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| show(name));
+        check_keys(route, &schema, &join(path, &label), out);
     }
 }
 

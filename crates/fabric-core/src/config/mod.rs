@@ -8,10 +8,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::retry::RetryPolicy;
 
+mod alerts;
 mod load;
 mod redact;
 mod validate;
 
+pub use alerts::{
+    fmt_number, redact_route_url, AlertRule, AlertsConfig, Comparator, InhibitRule, RateLimit,
+    RateLimits, RouteConfig, RouteType, RuleConfig, Severity, SmtpTls, DEFAULT_RULES, LOG_ROUTE,
+    PAGERDUTY_URL,
+};
 pub use redact::is_secret_key;
 pub use redact::{redact_conn_string, redact_url, MASK};
 pub use validate::{
@@ -59,6 +65,8 @@ pub struct Config {
     pub logs: LogsConfig,
     pub backups: BackupsConfig,
     pub node: NodeConfig,
+    /// Alert rules, routes, silencing and delivery (see [`AlertsConfig`]).
+    pub alerts: AlertsConfig,
 }
 
 /// Which store and where.
