@@ -80,7 +80,8 @@ impl Default for AlertsConfig {
     }
 }
 
-/// A token bucket: `per_minute` notifications a minute on average, at most `burst` at once.
+/// A token bucket: `per_minute` notifications a minute on average, at most `burst` at once;
+/// `per_minute: 0` means no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
@@ -124,15 +125,16 @@ impl Default for RateLimits {
 }
 
 impl RateLimits {
-    /// The limit of routes of `kind`.
+    /// The limit of routes of `kind` (`None`: unlimited).
     pub fn of(&self, kind: RouteType) -> Option<RateLimit> {
-        match kind {
+        let limit = match kind {
             RouteType::Slack => self.slack,
             RouteType::Pagerduty => self.pagerduty,
             RouteType::Webhook => self.webhook,
             RouteType::Email => self.email,
             RouteType::Log => None,
-        }
+        };
+        limit.filter(|l| l.per_minute > 0.0)
     }
 }
 
@@ -710,10 +712,10 @@ impl AlertsConfig {
         ] {
             let Some(l) = limit else { continue };
             let path = format!("alerts.rate_limits.{kind}");
-            if !(l.per_minute.is_finite() && l.per_minute > 0.0 && l.per_minute <= 1_000_000.0) {
+            if !(l.per_minute.is_finite() && (0.0..=1_000_000.0).contains(&l.per_minute)) {
                 p.push(
                     format!("{path}.per_minute"),
-                    format!("{} is out of range (0, 1000000]", l.per_minute),
+                    format!("{} is out of range 0..1000000 (0: no limit)", l.per_minute),
                 );
             }
             p.range(&format!("{path}.burst"), u64::from(l.burst), 1, 10_000);
