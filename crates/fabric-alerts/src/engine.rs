@@ -290,9 +290,18 @@ impl AlertEngine {
     }
 
     /// The firing alerts by rule name, for `/metrics/summary`: a rule with several firing
-    /// alerts (label sets) shows the earliest `since` and the latest value.
+    /// alerts (label sets) shows the earliest `since` and the latest value, and the routes
+    /// notified. An alert never notified (silenced, inhibited) shows its rule's routes.
     pub async fn active(&self) -> Result<BTreeMap<String, ActiveAlert>> {
-        active_summary(&*self.store).await
+        let mut out = active_summary(&*self.store).await?;
+        for (name, a) in out.iter_mut() {
+            if a.routes.is_empty() {
+                if let Some(r) = self.rules.iter().find(|r| &r.name == name) {
+                    a.routes = r.routes.clone();
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

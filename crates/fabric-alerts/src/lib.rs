@@ -20,15 +20,17 @@ mod matcher;
 mod message;
 mod ratelimit;
 pub mod routes;
+mod runtime;
 mod sample;
 mod service;
 
 pub use collector::Collector;
 pub use deliver::{Deliverer, DeliveryOptions, Sent};
-pub use engine::{ActiveAlert, AlertEngine, Transition, TransitionKind};
+pub use engine::{active_summary, ActiveAlert, AlertEngine, Transition, TransitionKind};
 pub use error::AlertsError;
 pub use matcher::Matcher;
 pub use message::AlertInfo;
+pub use runtime::{AlertsRuntime, IsLeader};
 pub use sample::{alert_labels, fingerprint, Sample};
 pub use service::{AlertView, AlertsConsole, RuleView, TestOutcome};
 

@@ -180,6 +180,17 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
         metrics.clone(),
         options,
     );
+    // Alerts: evaluated and delivered while this daemon leads the fleet.
+    let alerts = config.alerts.enabled.then(|| {
+        let m = metrics.clone();
+        fabric_alerts::AlertsRuntime::start(
+            store.clone(),
+            Arc::new(config.alerts.clone()),
+            clock.clone(),
+            format!("{}:alerts", engine.owner()),
+            Arc::new(move || m.leader.get() == 1),
+        )
+    });
     let console = Console::new(store.clone(), registry, config.clone(), clock, "daemon")
         .with_sources_file(home.sources_file())
         .with_engine(engine.waker(), metrics.clone());
@@ -234,6 +245,9 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
         "stopping: no new claims, waiting for in-flight jobs"
     );
     let abandoned = engine.shutdown_within(timeout).await;
+    if let Some(alerts) = alerts {
+        alerts.shutdown().await;
+    }
     let _ = api_stop.send(());
     if let Some(api) = api {
         let _ = tokio::time::timeout(Duration::from_secs(5), api).await;
