@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::retry::RetryPolicy;
 
 mod alerts;
+mod alerts_validate;
 mod load;
 mod redact;
 mod validate;
