@@ -71,8 +71,12 @@ impl AlertsRuntime {
         }
     }
 
-    /// The evaluator: feed it external samples ([`AlertEngine::observe`]) and read the
-    /// active alerts ([`AlertEngine::active`]).
+    /// The evaluator: feed it external samples ([`AlertEngine::observe`]; on the leader
+    /// only, as two evaluators of one store would both notify) and read the active alerts
+    /// ([`AlertEngine::active`]).
+    ///
+    /// A bus telemetry message `{"metric": "training_latency_ms", "value": 21.5}` deserializes
+    /// into a [`crate::Sample`] as it is (labels and `at_ms` are optional).
     pub fn engine(&self) -> Arc<AlertEngine> {
         self.engine.clone()
     }

@@ -246,7 +246,8 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
     );
     let abandoned = engine.shutdown_within(timeout).await;
     if let Some(alerts) = alerts {
-        alerts.shutdown().await;
+        // A send under way ends within its route's timeout; a stuck one is not waited for.
+        let _ = tokio::time::timeout(Duration::from_secs(10), alerts.shutdown()).await;
     }
     let _ = api_stop.send(());
     if let Some(api) = api {
