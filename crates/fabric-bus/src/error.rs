@@ -7,7 +7,7 @@ pub enum BusError {
     #[error("invalid bus config: {field}: {reason}")]
     Config {
         /// The offending key, e.g. `bus.backpressure_drop_threshold`.
-        field: &'static str,
+        field: String,
         /// Why the value is refused, naming the value.
         reason: String,
     },

@@ -131,7 +131,7 @@ pub struct InProcBus {
 impl InProcBus {
     /// A bus with empty streams; fails on an invalid `config`.
     pub fn new(config: BusConfig) -> Result<Self, BusError> {
-        config.validate()?;
+        crate::config::validate(&config)?;
         Ok(Self {
             config,
             state: Mutex::new(State {
@@ -173,7 +173,7 @@ impl InProcBus {
         let mut st = self.lock();
         let mut out = Vec::new();
         for &lane in lanes {
-            let name = self.config.streams.name(lane).to_string();
+            let name = crate::config::stream_name(&self.config.streams, lane).to_string();
             let s = stream(&mut st, lane);
             let Some(g) = s.groups.get(group) else {
                 return Err(BusError::NoGroup {
@@ -455,17 +455,61 @@ impl Bus for InProcBus {
                         let info = GroupInfo {
                             pending: g.pending.len() as u64,
                             lag,
+                            last_delivered: id_of(g.next.saturating_sub(1)),
                         };
                         (name.clone(), info)
                     })
                     .collect();
                 StreamInfo {
                     lane,
-                    name: self.config.streams.name(lane).to_string(),
+                    name: crate::config::stream_name(&self.config.streams, lane).to_string(),
                     length: s.len(),
                     groups,
                 }
             })
             .collect())
+    }
+
+    async fn entries(
+        &self,
+        lane: Lane,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<Delivery>, BusError> {
+        let after = after.map(seq_of).transpose()?;
+        let mut st = self.lock();
+        let s = stream(&mut st, lane);
+        let delivery = |e: &Entry| Delivery {
+            lane,
+            id: id_of(e.seq),
+            payload: e.payload.clone(),
+            deliveries: 0,
+        };
+        // By sequence number, not position: dead letters can be deleted from the middle.
+        Ok(match after {
+            Some(a) => s
+                .entries
+                .iter()
+                .filter(|e| e.seq > a)
+                .take(count)
+                .map(delivery)
+                .collect(),
+            None => {
+                let skip = s.entries.len().saturating_sub(count);
+                s.entries.iter().skip(skip).map(delivery).collect()
+            }
+        })
+    }
+
+    async fn delete_dead_letters(&self, ids: &[String]) -> Result<u64, BusError> {
+        let seqs = ids
+            .iter()
+            .map(|id| seq_of(id))
+            .collect::<Result<std::collections::BTreeSet<u64>, _>>()?;
+        let mut st = self.lock();
+        let s = stream(&mut st, Lane::DeadLetter);
+        let before = s.entries.len();
+        s.entries.retain(|e| !seqs.contains(&e.seq));
+        Ok((before - s.entries.len()) as u64)
     }
 }

@@ -13,6 +13,7 @@ use redis::{AsyncConnectionConfig, Client, Value};
 use tokio::sync::Mutex;
 
 use crate::metrics::{add, Counters};
+use crate::redis_counters::SharedCounters;
 use crate::{
     Bus, BusConfig, BusError, DeadLetter, Delivery, GroupInfo, Lane, Message, MetricsSnapshot,
     PublishOutcome, Reclaimed, StreamInfo,
@@ -71,6 +72,7 @@ pub struct RedisBus {
     publish_many: redis::Script,
     readers: Mutex<HashMap<String, MultiplexedConnection>>,
     counters: Counters,
+    shared: SharedCounters,
 }
 
 impl std::fmt::Debug for RedisBus {
@@ -143,13 +145,19 @@ fn lane_tag(lane: Lane) -> &'static str {
     }
 }
 
-/// Per group on a stream: name, pending, lag (None when Redis cannot tell).
-type Groups = Vec<(String, u64, Option<u64>)>;
+/// One group on a stream.
+struct GroupRow {
+    name: String,
+    pending: u64,
+    /// None when Redis cannot tell.
+    lag: Option<u64>,
+    last_delivered: String,
+}
 
 impl RedisBus {
     /// Connects to `config.url`; fails on an invalid config or an unreachable server.
     pub async fn connect(config: BusConfig) -> Result<Self, BusError> {
-        config.validate()?;
+        crate::config::validate(&config)?;
         let client = Client::open(config.url.as_str())?;
         // The crate's defaults retry a refused connection 6 times with exponential backoff
         // (over a minute before `connect` fails); the manager reconnects on its own on the
@@ -160,6 +168,7 @@ impl RedisBus {
             .set_connection_timeout(Some(Duration::from_secs(2)));
         let conn = client.get_connection_manager_with_config(manager).await?;
         Ok(Self {
+            shared: SharedCounters::new(&config.prefix),
             config,
             client,
             conn,
@@ -170,10 +179,11 @@ impl RedisBus {
         })
     }
 
-    /// Deletes every stream of this bus (its groups and entries with it): for throw-away
-    /// buses (benchmarks).
+    /// Deletes every stream of this bus (its groups and entries with it) and its shared
+    /// counters: for throw-away buses (benchmarks, tests).
     pub async fn delete_streams(&self) -> Result<(), BusError> {
-        let keys: Vec<String> = Lane::ALL.into_iter().map(|l| self.key(l)).collect();
+        let mut keys: Vec<String> = Lane::ALL.into_iter().map(|l| self.key(l)).collect();
+        keys.push(self.shared.key().to_string());
         let _: i64 = redis::cmd("DEL")
             .arg(&keys)
             .query_async(&mut self.conn.clone())
@@ -183,14 +193,18 @@ impl RedisBus {
 
     /// The key of `lane`: `<prefix>:<stream name>`.
     pub fn key(&self, lane: Lane) -> String {
-        format!("{}:{}", self.config.prefix, self.config.streams.name(lane))
+        format!(
+            "{}:{}",
+            self.config.prefix,
+            crate::config::stream_name(&self.config.streams, lane)
+        )
     }
 
     fn lane_of_key(&self, key: &str) -> Option<Lane> {
         Lane::ALL.into_iter().find(|l| self.key(*l) == key)
     }
 
-    async fn groups(&self, lane: Lane) -> Result<Groups, BusError> {
+    async fn groups(&self, lane: Lane) -> Result<Vec<GroupRow>, BusError> {
         let reply: Result<Value, _> = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(self.key(lane))
@@ -211,11 +225,14 @@ impl RedisBus {
             .map(|g| {
                 let f = fields(g);
                 let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
-                (
-                    get("name").and_then(text).unwrap_or_default(),
-                    get("pending").and_then(int).unwrap_or(0),
-                    get("lag").and_then(int),
-                )
+                GroupRow {
+                    name: get("name").and_then(text).unwrap_or_default(),
+                    pending: get("pending").and_then(int).unwrap_or(0),
+                    lag: get("lag").and_then(int),
+                    last_delivered: get("last-delivered-id")
+                        .and_then(text)
+                        .unwrap_or_else(|| "0-0".into()),
+                }
             })
             .collect())
     }
@@ -224,8 +241,8 @@ impl RedisBus {
     /// delivered (its lag); when Redis cannot tell a group's lag, trims nothing.
     async fn trim(&self, lane: Lane) -> Result<(), BusError> {
         let mut keep = self.config.max_stream_length;
-        for (_, _, lag) in self.groups(lane).await? {
-            match lag {
+        for g in self.groups(lane).await? {
+            match g.lag {
                 Some(lag) => keep = keep.max(lag),
                 None => return Ok(()),
             }
@@ -254,6 +271,7 @@ impl RedisBus {
         if length > max + slack {
             self.trim(lane).await?;
         }
+        self.shared.maybe_flush(&self.conn, &self.counters).await;
         Ok(())
     }
 
@@ -400,6 +418,7 @@ impl Bus for RedisBus {
         let outcome = match outcome.as_str() {
             "dropped" => {
                 add(&self.counters.publish_dropped, 1);
+                self.shared.maybe_flush(&self.conn, &self.counters).await;
                 return Ok(PublishOutcome::Dropped);
             }
             "rerouted" => {
@@ -491,6 +510,9 @@ impl Bus for RedisBus {
         if emergency {
             self.after_append(Lane::Emergency, elen).await?;
         }
+        if !normal && !emergency {
+            self.shared.maybe_flush(&self.conn, &self.counters).await;
+        }
         Ok(out)
     }
 
@@ -553,6 +575,7 @@ impl Bus for RedisBus {
             .query_async(&mut self.conn.clone())
             .await?;
         add(&self.counters.acked, n);
+        self.shared.maybe_flush(&self.conn, &self.counters).await;
         Ok(n)
     }
 
@@ -718,7 +741,13 @@ impl Bus for RedisBus {
     async fn metrics_snapshot(&self) -> Result<MetricsSnapshot, BusError> {
         let normal = self.xlen(Lane::Normal).await?;
         let emergency = self.xlen(Lane::Emergency).await?;
-        Ok(self.counters.snapshot(normal, emergency))
+        let hash = self.shared.flush(&self.conn, &self.counters).await?;
+        Ok(SharedCounters::snapshot(
+            hash,
+            &self.counters,
+            normal,
+            emergency,
+        ))
     }
 
     async fn streams(&self) -> Result<Vec<StreamInfo>, BusError> {
@@ -729,19 +758,77 @@ impl Bus for RedisBus {
                 .groups(lane)
                 .await?
                 .into_iter()
-                .map(|(name, pending, lag)| {
-                    // Unknown lag (entries deleted mid-stream): report the upper bound.
-                    let lag = lag.unwrap_or(length);
-                    (name, GroupInfo { pending, lag })
+                .map(|g| {
+                    let info = GroupInfo {
+                        pending: g.pending,
+                        // Unknown lag (entries deleted mid-stream): report the upper bound.
+                        lag: g.lag.unwrap_or(length),
+                        last_delivered: g.last_delivered,
+                    };
+                    (g.name, info)
                 })
                 .collect();
             out.push(StreamInfo {
                 lane,
-                name: self.config.streams.name(lane).to_string(),
+                name: crate::config::stream_name(&self.config.streams, lane).to_string(),
                 length,
                 groups,
             });
         }
         Ok(out)
+    }
+
+    async fn entries(
+        &self,
+        lane: Lane,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<Delivery>, BusError> {
+        let mut conn = self.conn.clone();
+        let range: StreamRangeReply = match after {
+            Some(id) => {
+                redis::cmd("XRANGE")
+                    .arg(self.key(lane))
+                    .arg(format!("({id}"))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(&mut conn)
+                    .await?
+            }
+            None => {
+                let mut r: StreamRangeReply = redis::cmd("XREVRANGE")
+                    .arg(self.key(lane))
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(&mut conn)
+                    .await?;
+                r.ids.reverse();
+                r
+            }
+        };
+        Ok(range
+            .ids
+            .iter()
+            .map(|e| Delivery {
+                lane,
+                id: e.id.clone(),
+                payload: field(e, "p").unwrap_or_default(),
+                deliveries: 0,
+            })
+            .collect())
+    }
+
+    async fn delete_dead_letters(&self, ids: &[String]) -> Result<u64, BusError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(redis::cmd("XDEL")
+            .arg(self.key(Lane::DeadLetter))
+            .arg(ids)
+            .query_async(&mut self.conn.clone())
+            .await?)
     }
 }

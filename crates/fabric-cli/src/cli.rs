@@ -83,6 +83,9 @@ pub enum Command {
     /// notifications.
     #[command(subcommand)]
     Alerts(AlertsCmd),
+    /// The message bus: consumer groups, counters, streams, publishing, tailing, dead letters.
+    #[command(subcommand)]
+    Bus(BusCmd),
     /// Validate or show the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -414,6 +417,79 @@ pub enum AlertsCmd {
     Test {
         /// A route of alerts.routes, or log.
         route: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BusCmd {
+    /// Create a consumer group on every stream (idempotent; a new group starts at each
+    /// stream's beginning).
+    Init {
+        /// The group (default: `fabric`, the daemon's).
+        #[arg(long, default_value = "fabric")]
+        group: String,
+    },
+    /// The bus counters (publish_total, publish_rerouted, publish_dropped, queue depths, …).
+    Snapshot,
+    /// Every stream: its length, and per consumer group the pending entries and the lag.
+    Streams,
+    /// Publish one message. To normal it goes through the thresholds (rerouted or dropped
+    /// when normal is deep); `--emergency` (or `--stream emergency`) skips them.
+    Publish {
+        /// normal, emergency, telemetry or policy (or a configured stream name).
+        #[arg(long, default_value = "normal")]
+        stream: String,
+        /// The message: a JSON document.
+        #[arg(long)]
+        payload: String,
+        /// Flag the message as an emergency: it goes to the emergency stream at once.
+        #[arg(long)]
+        emergency: bool,
+    },
+    /// Entries of a stream, read without consuming them: the newest, or with --group those
+    /// not yet delivered to that group; -f keeps printing new ones.
+    Tail {
+        /// normal, emergency, telemetry, policy or dead_letter (or a configured name).
+        #[arg(long, default_value = "normal")]
+        stream: String,
+        /// Show the entries this consumer group has yet to be delivered.
+        #[arg(long)]
+        group: Option<String>,
+        /// At most this many (1..100000).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Keep printing entries as they are published (Ctrl-C to stop).
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Entries delivered too often, moved aside with their origin.
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(DeadLettersCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCmd {
+    /// The dead letters, oldest first.
+    List {
+        /// At most this many (1..100000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Publish dead letters again to the stream they came from, and remove them.
+    Replay {
+        /// Dead-letter ids (as `list` shows them).
+        ids: Vec<String>,
+        /// Every dead letter.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Delete dead letters for good.
+    Purge {
+        /// Dead-letter ids (as `list` shows them).
+        ids: Vec<String>,
+        /// Every dead letter.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
     },
 }
 

@@ -2,7 +2,7 @@
 //! store-derived gauges refreshed when `/metrics` is scraped.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -31,6 +31,7 @@ pub struct Metrics {
     ingest_files: IntCounterVec,
     ingest_bytes: IntCounterVec,
     ingest_duration: HistogramVec,
+    slo_burn_rate: GaugeVec,
 }
 
 const BUCKETS: &[f64] = &[
@@ -153,8 +154,32 @@ impl Metrics {
                 )
                 .expect("valid metric name"),
             ),
+            slo_burn_rate: registered(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "fabric_slo_burn_rate",
+                        "Error-budget burn rate of each SLO over each window (1 spends the \
+                         budget exactly over the SLO's window).",
+                    ),
+                    &["slo", "window"],
+                )
+                .expect("valid metric name"),
+            ),
             jobs,
             registry: r,
+        }
+    }
+
+    /// Sets `fabric_slo_burn_rate` from a report.
+    pub fn set_slo(&self, report: &std::collections::BTreeMap<String, crate::slo::SloStatus>) {
+        self.slo_burn_rate.reset();
+        for (name, s) in report {
+            for (window, rate) in &s.burn_rates {
+                self.slo_burn_rate
+                    .with_label_values(&[name.as_str(), window.as_str()])
+                    .set(*rate);
+            }
         }
     }
 

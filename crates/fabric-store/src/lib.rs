@@ -13,6 +13,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod testing;
 mod types;
+mod windows;
 
 pub use alerts::{
     AlertPhase, AlertState, AlertStore, DeliveryAttempt, GroupFlush, JobSignals,
@@ -24,6 +25,7 @@ pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use types::*;
+pub use windows::FinishedWindow;
 
 /// A page size as SQL's `LIMIT`: at least 1, and saturating at `i64::MAX` (a `usize::MAX`
 /// cast with `as` would be `-1`, which SQLite reads as "no limit" and PostgreSQL refuses).
@@ -127,6 +129,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Jobs that succeeded at or after `since` (throughput).
     async fn succeeded_since(&self, since: i64) -> Result<u64>;
+
+    /// For each of `since` (epoch ms): the jobs that succeeded or were quarantined since
+    /// then, and per `slow_ms` threshold the successes that ended more than that long after
+    /// they were due; one scan of the recent jobs for all of them.
+    async fn finished_windows(&self, since: &[i64], slow_ms: &[i64])
+        -> Result<Vec<FinishedWindow>>;
 
     /// Cancels a pending, running or quarantined job.
     async fn cancel(&self, id: JobId, reason: &str, now: i64) -> Result<fabric_core::Job>;

@@ -2,8 +2,8 @@
 
 use fabric_bus::{BusBackend, BusConfig, BusError};
 
-fn field_of(config: BusConfig) -> &'static str {
-    match config.validate() {
+fn field_of(config: BusConfig) -> String {
+    match fabric_bus::validate(&config) {
         Err(BusError::Config { field, .. }) => field,
         other => panic!("expected a config error, got {other:?}"),
     }
@@ -12,7 +12,7 @@ fn field_of(config: BusConfig) -> &'static str {
 #[test]
 fn defaults_are_the_issues_and_valid() {
     let c = BusConfig::default();
-    c.validate().unwrap();
+    fabric_bus::validate(&c).unwrap();
     assert_eq!(c.backend, BusBackend::Inproc);
     assert_eq!(c.prefix, "fabric");
     assert_eq!(
@@ -45,11 +45,10 @@ fn each_bad_value_is_named() {
         ..d()
     });
     assert_eq!(e, "bus.backpressure_drop_threshold");
-    let msg = BusConfig {
+    let msg = fabric_bus::validate(&BusConfig {
         backpressure_drop_threshold: 10,
         ..d()
-    }
-    .validate()
+    })
     .unwrap_err()
     .to_string();
     assert!(
@@ -122,7 +121,7 @@ fn signing_needs_one_secret_and_a_plain_key_id() {
     assert_eq!(field_of(with(colon)), "bus.signing.key_id");
     // No secret anywhere: named when the secret is resolved.
     let none = SigningConfig::default();
-    match none.resolve_secret(None) {
+    match fabric_bus::resolve_secret(&none, None) {
         Err(BusError::Config { field, .. }) => assert_eq!(field, "bus.signing.secret"),
         other => panic!("{other:?}"),
     }
@@ -132,10 +131,13 @@ fn signing_needs_one_secret_and_a_plain_key_id() {
         ..SigningConfig::default()
     };
     assert_eq!(
-        inline.resolve_secret(Some("from-env".into())).unwrap(),
+        fabric_bus::resolve_secret(&inline, Some("from-env".into())).unwrap(),
         "from-env"
     );
-    assert_eq!(inline.resolve_secret(None).unwrap(), "from-config");
+    assert_eq!(
+        fabric_bus::resolve_secret(&inline, None).unwrap(),
+        "from-config"
+    );
     assert!(!format!("{:?}", with(inline)).contains("from-config"));
 }
 

@@ -209,6 +209,7 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| home.config_file()),
             config_named: ctx.global.config.is_some(),
             listen: None,
+            alerts: Some(alerts_view(store.clone())),
         };
         tokio::spawn(fabric_api::serve(listener, state, async move {
             let _ = api_stop_rx.await;
@@ -266,6 +267,21 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
     tracing::info!("fabric daemon stopped");
     lock.release();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The firing alerts as `/metrics/summary` shows them, read from the store (so every
+/// daemon of the fleet shows them, not only the leader that evaluates them).
+fn alerts_view(store: Arc<dyn fabric_store::Store>) -> fabric_api::AlertsView {
+    Arc::new(move || {
+        let store = store.clone();
+        Box::pin(async move {
+            let active = fabric_alerts::active_summary(&*store)
+                .await
+                .map_err(|e| fabric_engine::EngineError::Unavailable(e.to_string()))?;
+            serde_json::to_value(active)
+                .map_err(|e| fabric_engine::EngineError::Failed(e.to_string()))
+        })
+    })
 }
 
 /// The API token from `api.token` or `api.token_file`.

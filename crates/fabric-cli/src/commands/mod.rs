@@ -4,6 +4,7 @@ mod alerts;
 mod bench;
 mod bench_bus;
 mod bench_ingest;
+mod bus;
 mod checkpoint;
 mod config;
 mod corpus;
@@ -77,6 +78,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Telemetry(cmd) => telemetry::run(&ctx, cmd).await,
                     Command::Reports(cmd) => reports::run(&ctx, cmd).await,
                     Command::Alerts(cmd) => alerts::run(&ctx, cmd).await,
+                    Command::Bus(cmd) => bus::run(&ctx, cmd).await,
                     Command::Db(cmd) => db::run(&ctx, cmd).await,
                     Command::Health { verbose, one } => health::run(&ctx, verbose, one).await,
                     Command::Nodes(cmd) => nodes::run(&ctx, cmd).await,

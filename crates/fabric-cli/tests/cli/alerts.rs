@@ -70,7 +70,10 @@ fn write_config(h: &Home, text: &str) {
 #[test]
 fn the_daemon_fires_and_resolves_through_a_real_receiver() {
     let rx = Receiver::start();
-    let h = Home::new();
+    let listen = format!("127.0.0.1:{}", crate::free_port());
+    let h = Home::new()
+        .with("FABRIC__API__ENABLED", "true")
+        .with("FABRIC__API__LISTEN", &listen);
     write_config(
         &h,
         &format!(
@@ -125,6 +128,20 @@ fn the_daemon_fires_and_resolves_through_a_real_receiver() {
         rule("training_latency_high")["routes"],
         serde_json::json!(["log"])
     );
+    // /metrics/summary shows the firing alert.
+    let summary: Value = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::get(format!("http://{listen}/metrics/summary"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let active = &summary["alerts"]["queue_depth_high"];
+    assert_eq!(active["metric"], "queue_depth", "{summary}");
+    assert_eq!(active["value"], 3.0, "{summary}");
+    assert_eq!(active["routes"], serde_json::json!(["hook"]), "{summary}");
+    assert_eq!(active["since"], qd["since"], "{summary}");
     let fp = qd["fingerprint"].as_str().unwrap().to_string();
     let acked = h.json(&["alerts", "ack", &fp[..8], "--comment", "draining"]);
     assert_eq!(acked[0]["ack_comment"], "draining");

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod alerts;
+mod bus;
 mod daemons;
+mod deploy;
 mod docs;
 mod extractor;
 mod fleet;

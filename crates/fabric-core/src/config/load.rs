@@ -153,7 +153,14 @@ fn check_keys(doc: &mut Value, schema: &Value, path: &str, out: &mut Vec<ConfigP
             }
             Some(_) if full == "alerts.routes" => {
                 if let Some(Value::Mapping(routes)) = map.get_mut(name.as_str()) {
-                    check_routes(routes, &full, out);
+                    let schema =
+                        serde_yaml_ng::to_value(RouteConfig::default()).unwrap_or(Value::Null);
+                    check_entries(routes, &schema, &full, out);
+                }
+            }
+            Some(_) if full == "slo" => {
+                if let Some(Value::Mapping(slos)) = map.get_mut(name.as_str()) {
+                    check_entries(slos, &slo_schema(), &full, out);
                 }
             }
             Some(child) => {
@@ -182,6 +189,28 @@ fn check_keys(doc: &mut Value, schema: &Value, path: &str, out: &mut Vec<ConfigP
     }
 }
 
+/// The keys one SLO may have.
+fn slo_schema() -> Value {
+    let full = crate::slo::SloConfig {
+        indicator: crate::slo::Indicator::Latency,
+        objective: 0.99,
+        window: "3d".into(),
+        threshold_ms: Some(1),
+    };
+    serde_yaml_ng::to_value(full).unwrap_or(Value::Null)
+}
+
+/// Checks each entry of a map of named entries (`slo:`) against one schema.
+fn check_entries(entries: &mut Mapping, schema: &Value, path: &str, out: &mut Vec<ConfigProblem>) {
+    for (name, entry) in entries.iter_mut() {
+        let label = name
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| show(name));
+        check_keys(entry, schema, &join(path, &label), out);
+    }
+}
+
 /// Checks each policy of `retry_policies` against the policy schema.
 fn check_policies(policies: &mut Mapping, path: &str, out: &mut Vec<ConfigProblem>) {
     let schema = serde_yaml_ng::to_value(RetryPolicy::default()).unwrap_or(Value::Null);
@@ -200,18 +229,6 @@ fn check_policies(policies: &mut Mapping, path: &str, out: &mut Vec<ConfigProble
             }
         }
         check_keys(policy, &schema, &full, out);
-    }
-}
-
-/// Checks each route of `alerts.routes` against the route schema.
-fn check_routes(routes: &mut Mapping, path: &str, out: &mut Vec<ConfigProblem>) {
-    let schema = serde_yaml_ng::to_value(RouteConfig::default()).unwrap_or(Value::Null);
-    for (name, route) in routes.iter_mut() {
-        let label = name
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| show(name));
-        check_keys(route, &schema, &join(path, &label), out);
     }
 }
 
@@ -244,7 +261,8 @@ fn remove_at(doc: &mut Value, path: &serde_path_to_error::Path) -> bool {
     }
 }
 
-/// Applies `FABRIC__SECTION__KEY=value` overrides; values are read as YAML scalars.
+/// Applies `FABRIC__SECTION__KEY=value` overrides; values are read as YAML scalars. An
+/// override of `KEY` replaces a `KEY_file` beside it.
 fn apply_env<I, K, V>(doc: &mut Value, env: I, problems: &mut Vec<ConfigProblem>)
 where
     I: IntoIterator<Item = (K, V)>,
@@ -279,6 +297,9 @@ where
             };
             let key = Value::String(part.clone());
             if i + 1 == parts.len() {
+                // The environment wins over a file named for the same secret
+                // (`FABRIC__BUS__SIGNING__SECRET` over `bus.signing.secret_file`).
+                map.remove(format!("{part}_file").as_str());
                 map.insert(key, value.clone());
                 break;
             }

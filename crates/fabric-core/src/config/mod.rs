@@ -10,6 +10,7 @@ use crate::retry::RetryPolicy;
 
 mod alerts;
 mod alerts_validate;
+mod bus;
 mod load;
 mod redact;
 mod validate;
@@ -19,6 +20,8 @@ pub use alerts::{
     RateLimits, RouteConfig, RouteType, RuleConfig, Severity, SmtpTls, DEFAULT_RULES, LOG_ROUTE,
     PAGERDUTY_URL,
 };
+pub use bus::{BusBackend, BusConfig, Secret, SigningConfig, StreamNames};
+
 pub use redact::is_secret_key;
 pub use redact::{redact_conn_string, redact_url, MASK};
 pub use validate::{
@@ -45,7 +48,7 @@ pub const DEFAULT_SHELL_ENV_ALLOW: [&str; 7] =
     ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "TMPDIR"];
 
 /// The whole configuration file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub store: StoreConfig,
@@ -68,6 +71,35 @@ pub struct Config {
     pub node: NodeConfig,
     /// Alert rules, routes, silencing and delivery (see [`AlertsConfig`]).
     pub alerts: AlertsConfig,
+    /// The message bus (issue 14 §7).
+    pub bus: BusConfig,
+    /// Service-level objectives by name (default: `job_success` and `job_latency`); a file
+    /// that names `slo:` replaces the defaults.
+    pub slo: BTreeMap<String, crate::slo::SloConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            store: Default::default(),
+            api: Default::default(),
+            workers: Default::default(),
+            queue: Default::default(),
+            retry: Default::default(),
+            retry_policies: Default::default(),
+            quarantine: Default::default(),
+            telemetry: Default::default(),
+            reports: Default::default(),
+            security: Default::default(),
+            recovery: Default::default(),
+            logs: Default::default(),
+            backups: Default::default(),
+            node: Default::default(),
+            bus: Default::default(),
+            alerts: Default::default(),
+            slo: crate::slo::default_slos(),
+        }
+    }
 }
 
 /// Which store and where.
@@ -658,6 +690,82 @@ workers:
         .unwrap_err();
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["''", "workers.' '"], "{problems:?}");
+    }
+
+    #[test]
+    fn the_issues_bus_section_parses_and_is_checked() {
+        let y =
+            "bus:\n  backend: redis\n  url: \"redis://:pw@127.0.0.1:6379\"\n  prefix: \"fabric\"\n\
+                 \x20 emergency_threshold: 4000\n  backpressure_drop_threshold: 8000\n\
+                 \x20 max_stream_length: 100000\n  retry_idle_ms: 30000\n  retry_max_attempts: 5\n\
+                 \x20 signing: {secret_file: /path}\n";
+        let c = Config::from_yaml(y, NO_ENV).unwrap();
+        assert_eq!(c.bus.backend, BusBackend::Redis);
+        assert_eq!(c.bus.emergency_threshold, 4000);
+        let file = c.bus.signing.as_ref().and_then(|s| s.secret_file.clone());
+        assert_eq!(file, Some("/path".into()));
+        let shown = serde_yaml_ng::to_string(&c.display_value()).unwrap();
+        assert!(!shown.contains(":pw@"), "{shown}");
+
+        let c = Config::from_yaml(y, [("FABRIC__BUS__SIGNING__SECRET", "s3")]).unwrap();
+        let s = c.bus.signing.unwrap();
+        assert_eq!((s.secret, s.secret_file), (Some(Secret("s3".into())), None));
+
+        let e = Config::from_yaml(
+            "bus:\n  emergency_threshold: 10\n  backpressure_drop_threshold: 5\n  retry_idle_ms: 0\n",
+            NO_ENV,
+        )
+        .unwrap_err();
+        let lines: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("bus.backpressure_drop_threshold: ") && l.contains('5')),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("bus.retry_idle_ms: ")),
+            "{lines:?}"
+        );
+        let e = Config::from_yaml("bus:\n  backend: kafka\n", NO_ENV).unwrap_err();
+        assert!(
+            e[0].path == "bus.backend" && e[0].message.contains("kafka"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn slos_default_replace_and_are_checked() {
+        let c = Config::from_yaml("", NO_ENV).unwrap();
+        assert_eq!(
+            c.slo.keys().collect::<Vec<_>>(),
+            ["job_latency", "job_success"]
+        );
+        let y = "slo:\n  api_ok:\n    indicator: success\n    objective: 0.999\n    window: 30d\n";
+        let c = Config::from_yaml(y, NO_ENV).unwrap();
+        assert_eq!(c.slo.keys().collect::<Vec<_>>(), ["api_ok"]);
+        assert_eq!(c.slo["api_ok"].window_ms(), 30 * 86_400_000);
+        let y = "slo:\n  fast:\n    indicator: latency\n    objective: 95\n    colour: red\n";
+        let e = Config::from_yaml(y, NO_ENV).unwrap_err();
+        let lines: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("slo.fast.colour: unknown key")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("slo.fast.objective: 95")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("slo.fast.threshold_ms: is required")),
+            "{lines:?}"
+        );
     }
 
     proptest::proptest! {

@@ -207,6 +207,8 @@ pub(super) fn problems(cfg: &Config) -> Vec<ConfigProblem> {
     for (path, message) in cfg.alerts.problems() {
         p.push(&path, message);
     }
+    p.0.extend(cfg.bus.problems());
+    p.0.extend(crate::slo::problems(&cfg.slo));
     p.0
 }
 

@@ -1061,6 +1061,24 @@ impl Store for PostgresStore {
         Ok(n as u64)
     }
 
+    async fn finished_windows(
+        &self,
+        since: &[i64],
+        slow_ms: &[i64],
+    ) -> Result<Vec<crate::FinishedWindow>> {
+        if since.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(&crate::windows::sql(since, slow_ms), &[])
+            .await?;
+        let values = (0..row.len())
+            .map(|i| row.try_get::<_, i64>(i))
+            .collect::<std::result::Result<Vec<i64>, _>>()?;
+        Ok(crate::windows::windows(since, slow_ms, &values))
+    }
+
     async fn cancel(&self, id: JobId, reason: &str, now: i64) -> Result<Job> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;

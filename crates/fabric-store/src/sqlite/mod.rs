@@ -1020,6 +1020,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn finished_windows(
+        &self,
+        since: &[i64],
+        slow_ms: &[i64],
+    ) -> Result<Vec<crate::FinishedWindow>> {
+        if since.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (since, slow_ms) = (since.to_vec(), slow_ms.to_vec());
+        self.read(move |conn| {
+            let sql = crate::windows::sql(&since, &slow_ms);
+            let n = since.len() * (2 + slow_ms.len());
+            let row: Vec<i64> = conn.query_row(&sql, [], |r| (0..n).map(|i| r.get(i)).collect())?;
+            Ok(crate::windows::windows(&since, &slow_ms, &row))
+        })
+        .await
+    }
+
     async fn cancel(&self, id: JobId, reason: &str, now: i64) -> Result<Job> {
         let reason = reason.to_string();
         self.inner
