@@ -79,6 +79,10 @@ pub enum Command {
     /// Field reports: the daemons' append-only log of job outcomes and risk events.
     #[command(subcommand)]
     Reports(ReportsCmd),
+    /// Alerts: firing alerts, rules, delivery history, silences, acknowledgements, test
+    /// notifications.
+    #[command(subcommand)]
+    Alerts(AlertsCmd),
     /// The message bus: consumer groups, counters, streams, publishing, tailing, dead letters.
     #[command(subcommand)]
     Bus(BusCmd),
@@ -351,6 +355,68 @@ pub enum ReportsCmd {
         /// The newest this many (1..100000).
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCmd {
+    /// Pending and firing alerts: value, since, routes, and whether silenced, inhibited or
+    /// acknowledged.
+    List,
+    /// The rules in force (the defaults and the config's), with their firing alerts.
+    Rules,
+    /// Every delivery attempt and its outcome, newest first.
+    History {
+        /// Only attempts since: 30m, 24h, 7d or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this route's.
+        #[arg(long)]
+        route: Option<String>,
+        /// At most this many (1..100000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Silence alerts matching every --matcher (or --rule); without either, list the
+    /// silences in force.
+    Silence {
+        /// label=value or label!=value (repeatable), e.g. alertname=queue_depth_high.
+        #[arg(long = "matcher", value_name = "LABEL=VALUE")]
+        matchers: Vec<String>,
+        /// Shorthand for --matcher alertname=NAME.
+        #[arg(long)]
+        rule: Option<String>,
+        /// How long: 30m, 2h, 1d (1m..90d).
+        #[arg(long, default_value = "2h")]
+        duration: String,
+        /// Who silences (default: the user running the command).
+        #[arg(long)]
+        author: Option<String>,
+        /// Why.
+        #[arg(long, default_value = "")]
+        comment: String,
+        /// Listing: also the silences that are over.
+        #[arg(long)]
+        all: bool,
+    },
+    /// End a silence now.
+    Unsilence {
+        /// The silence's id (see `alerts silence`).
+        id: String,
+    },
+    /// Acknowledge a firing alert (no repeats until it resolves): a rule name (all its
+    /// alerts) or a fingerprint (or its first 6+ digits).
+    Ack {
+        alert: String,
+        /// Why, or what is being done.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Send a test notification through ROUTE now and report the outcome (exit 1 when it
+    /// failed).
+    Test {
+        /// A route of alerts.routes, or log.
+        route: String,
     },
 }
 

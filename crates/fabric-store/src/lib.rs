@@ -6,6 +6,7 @@
 //! it and none of them holds truth in memory. Every mutating call returns only once its write
 //! is durable in the backend's sense (SQLite: WAL commit).
 
+pub mod alerts;
 pub mod docs;
 mod error;
 pub mod postgres;
@@ -14,6 +15,11 @@ pub mod testing;
 mod types;
 mod windows;
 
+pub use alerts::{
+    AlertPhase, AlertState, AlertStore, DeliveryAttempt, GroupFlush, JobSignals,
+    NewDeliveryAttempt, NewNotification, NewSilence, Notification, NotifyStatus, QueueState,
+    Settle, Silence,
+};
 pub use docs::DocStore;
 pub use error::StoreError;
 pub use postgres::PostgresStore;
@@ -52,6 +58,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The documents of the ingestion layer and their search, kept in the same database.
     fn docs(&self) -> &dyn DocStore;
+
+    /// Alert state, silences, the notification queue and delivery history.
+    fn alerts(&self) -> &dyn AlertStore;
 
     /// Inserts jobs (validated by the caller); a job whose unique key already exists is not
     /// inserted and its existing id is returned with `created: false`. One call is one

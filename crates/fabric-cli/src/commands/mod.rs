@@ -1,5 +1,6 @@
 //! One module per command group; each parses its arguments and calls the Console.
 
+mod alerts;
 mod bench;
 mod bench_bus;
 mod bench_ingest;
@@ -76,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Sources(cmd) => sources::run(&ctx, cmd).await,
                     Command::Telemetry(cmd) => telemetry::run(&ctx, cmd).await,
                     Command::Reports(cmd) => reports::run(&ctx, cmd).await,
+                    Command::Alerts(cmd) => alerts::run(&ctx, cmd).await,
                     Command::Bus(cmd) => bus::run(&ctx, cmd).await,
                     Command::Db(cmd) => db::run(&ctx, cmd).await,
                     Command::Health { verbose, one } => health::run(&ctx, verbose, one).await,

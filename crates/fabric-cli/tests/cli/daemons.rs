@@ -126,6 +126,8 @@ fn downgrade_to_v3(path: &Path) {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.execute_batch(
         "DROP TABLE sources; DROP TABLE telemetry;
+         DROP TABLE alert_states; DROP TABLE alert_silences; DROP TABLE alert_notifications;
+         DROP TABLE alert_groups; DROP TABLE alert_deliveries;
          DROP TABLE doc_fts; DROP TABLE doc_links; DROP TABLE doc_chunks; DROP TABLE doc_tags;
          DROP TABLE documents;
          CREATE INDEX jobs_shard_ready ON jobs (shard, priority DESC, id) WHERE state = 'pending';
@@ -164,7 +166,7 @@ fn restore_migrates_an_older_backup_and_leaves_the_backup_untouched() {
         assert!(!with_suffix(&old, suffix).exists(), "{suffix} created");
     }
     assert_eq!(out["schema_from"], 3, "{out}");
-    assert_eq!(out["schema_to"], 9, "{out}");
+    assert_eq!(out["schema_to"], 10, "{out}");
     assert_eq!(out["jobs"], 2, "{out}");
     assert_eq!(h.job_count(), 2);
     assert_eq!(h.json(&["db", "check"])["ok"], true);
@@ -178,7 +180,7 @@ fn restore_migrates_an_older_backup_and_leaves_the_backup_untouched() {
         .unwrap()
         .clone();
     assert_eq!(
-        restore["reason"], "migrated from schema 3 to 9",
+        restore["reason"], "migrated from schema 3 to 10",
         "{restore}"
     );
 }

@@ -6,7 +6,7 @@
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::{Config, ConfigProblem, REMOVED_KEYS};
+use super::{Config, ConfigProblem, RouteConfig, REMOVED_KEYS};
 use crate::retry::{RetryPolicy, RetryPreset};
 
 /// Upper bound on deserialization passes: each pass removes one bad value.
@@ -149,6 +149,13 @@ fn check_keys(doc: &mut Value, schema: &Value, path: &str, out: &mut Vec<ConfigP
                     check_policies(policies, &full, out);
                 } else if let Some(v) = map.get_mut(name.as_str()) {
                     check_keys(v, child, &full, out);
+                }
+            }
+            Some(_) if full == "alerts.routes" => {
+                if let Some(Value::Mapping(routes)) = map.get_mut(name.as_str()) {
+                    let schema =
+                        serde_yaml_ng::to_value(RouteConfig::default()).unwrap_or(Value::Null);
+                    check_entries(routes, &schema, &full, out);
                 }
             }
             Some(_) if full == "slo" => {

@@ -8,11 +8,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::retry::RetryPolicy;
 
+mod alerts;
+mod alerts_validate;
 mod bus;
 mod load;
 mod redact;
 mod validate;
 
+pub use alerts::{
+    fmt_number, redact_route_url, AlertRule, AlertsConfig, Comparator, InhibitRule, RateLimit,
+    RateLimits, RouteConfig, RouteType, RuleConfig, Severity, SmtpTls, DEFAULT_RULES, LOG_ROUTE,
+    PAGERDUTY_URL,
+};
 pub use bus::{BusBackend, BusConfig, Secret, SigningConfig, StreamNames};
 
 pub use redact::is_secret_key;
@@ -62,6 +69,8 @@ pub struct Config {
     pub logs: LogsConfig,
     pub backups: BackupsConfig,
     pub node: NodeConfig,
+    /// Alert rules, routes, silencing and delivery (see [`AlertsConfig`]).
+    pub alerts: AlertsConfig,
     /// The message bus (issue 14 §7).
     pub bus: BusConfig,
     /// Service-level objectives by name (default: `job_success` and `job_latency`); a file
@@ -87,6 +96,7 @@ impl Default for Config {
             backups: Default::default(),
             node: Default::default(),
             bus: Default::default(),
+            alerts: Default::default(),
             slo: crate::slo::default_slos(),
         }
     }

@@ -2,6 +2,7 @@
 //! (tokio-postgres + deadpool), versioned migrations, claims in one CTE with
 //! `FOR UPDATE SKIP LOCKED`, completions fenced by owner + attempt.
 
+mod alerts;
 mod docs;
 mod sources;
 mod telemetry;
@@ -32,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0005_sources.sql"),
     include_str!("../../migrations/postgres/0006_telemetry.sql"),
     include_str!("../../migrations/postgres/0007_docs.sql"),
+    include_str!("../../migrations/postgres/0008_alerts.sql"),
 ];
 
 /// The claim: due pending jobs of the shards asked for, highest priority then oldest, locked
@@ -640,6 +642,10 @@ impl Store for PostgresStore {
     }
 
     fn docs(&self) -> &dyn crate::DocStore {
+        self
+    }
+
+    fn alerts(&self) -> &dyn crate::AlertStore {
         self
     }
 

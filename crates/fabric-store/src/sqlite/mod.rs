@@ -1,6 +1,7 @@
 //! The embedded SQLite backend: WAL mode, versioned migrations, one group-committing writer
 //! thread and a small pool of read connections.
 
+mod alerts;
 mod deferred;
 mod docs;
 mod inspect;
@@ -78,6 +79,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0007_telemetry.sql"),
     include_str!("../../migrations/sqlite/0008_docs.sql"),
     include_str!("../../migrations/sqlite/0009_fts_per_batch.sql"),
+    include_str!("../../migrations/sqlite/0010_alerts.sql"),
 ];
 
 /// The indexes of [`SqliteOptions::shard_index`]: pending jobs per shard, in place of the
@@ -622,6 +624,10 @@ impl Store for SqliteStore {
     }
 
     fn docs(&self) -> &dyn crate::DocStore {
+        self
+    }
+
+    fn alerts(&self) -> &dyn crate::AlertStore {
         self
     }
 

@@ -15,6 +15,10 @@ use fabric_store::{
 mod docs_cases;
 pub use docs_cases::*;
 
+#[path = "conformance_alerts.rs"]
+mod alerts_cases;
+pub use alerts_cases::*;
+
 fn ok() -> Outcome {
     Outcome::Succeeded { result: None }
 }
@@ -1171,7 +1175,13 @@ macro_rules! conformance_tests {
             docs_show_links_out_and_in,
             docs_stats_and_integrity,
             docs_compaction_merges_segments_until_the_index_is_compact,
-            docs_an_unfiltered_search_ranks_the_newest_window_a_filtered_one_all
+            docs_an_unfiltered_search_ranks_the_newest_window_a_filtered_one_all,
+            alerts_states_and_notifications_are_saved_together,
+            alerts_ack_records_who_and_unknown_is_not_found,
+            alerts_silences_add_list_and_expire,
+            alerts_queue_claims_once_and_settles,
+            alerts_history_filters_and_prunes,
+            alerts_job_signals_count_what_the_jobs_did
         );
         $crate::conformance_tests!(@arc $make,
             concurrent_claims_never_hand_out_a_job_twice,
