@@ -86,6 +86,16 @@ pub enum Command {
     /// The message bus: consumer groups, counters, streams, publishing, tailing, dead letters.
     #[command(subcommand)]
     Bus(BusCmd),
+    /// Drive breaching samples, then a clearing one, through the real alert rules and routes
+    /// (on a scratch store), and show the alert fire and clear and what each receiver got.
+    Drill {
+        /// Which alert to drill.
+        #[arg(value_enum)]
+        kind: DrillKind,
+        /// Build and show the messages, but send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Validate or show the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -418,6 +428,19 @@ pub enum AlertsCmd {
         /// A route of alerts.routes, or log.
         route: String,
     },
+}
+
+/// The alerts `fabric drill` can drive, by the metric they watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DrillKind {
+    /// queue_depth (rule queue_depth_high).
+    QueueDepth,
+    /// job_latency_ms (rule job_latency_high).
+    Latency,
+    /// retries (rule retry_high).
+    Retry,
+    /// quarantined (rule quarantine_spike).
+    Quarantine,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,6 +11,7 @@ mod corpus;
 mod daemon;
 mod db;
 mod docs;
+mod drill;
 mod health;
 mod jobs;
 mod nodes;
@@ -79,6 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Reports(cmd) => reports::run(&ctx, cmd).await,
                     Command::Alerts(cmd) => alerts::run(&ctx, cmd).await,
                     Command::Bus(cmd) => bus::run(&ctx, cmd).await,
+                    Command::Drill { kind, dry_run } => drill::run(&ctx, kind, dry_run).await,
                     Command::Db(cmd) => db::run(&ctx, cmd).await,
                     Command::Health { verbose, one } => health::run(&ctx, verbose, one).await,
                     Command::Nodes(cmd) => nodes::run(&ctx, cmd).await,

@@ -283,3 +283,71 @@ fn silences_acks_and_tests_validate_name_the_bad_value_and_are_audited() {
         assert!(!config.contains(secret), "{secret} shown:\n{config}");
     }
 }
+
+/// `fabric drill`: the default queue_depth_high rule fires and clears through the configured
+/// Slack route, the receiver gets both messages, and nothing lands in the home's store.
+#[test]
+fn a_drill_fires_and_clears_through_the_real_route() {
+    let rx = Receiver::start();
+    let h = Home::new();
+    write_config(
+        &h,
+        &format!(
+            "alerts:\n  routes:\n    chat: {{type: slack, url: \"{}\"}}\n",
+            rx.url
+        ),
+    );
+    let out = h.expect(0, &["drill", "queue-depth"]);
+    assert!(out.contains("FIRED queue_depth_high → chat"), "{out}");
+    assert!(out.contains("CLEARED queue_depth_high → chat"), "{out}");
+    assert!(out.contains("drill passed"), "{out}");
+    let texts: Vec<String> = rx
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[0].starts_with("[FIRING:1] queue_depth_high"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[1].starts_with("[RESOLVED:1] queue_depth_high") || texts[1].contains("RESOLVED"),
+        "{texts:?}"
+    );
+
+    let v = h.json(&["drill", "latency", "--dry-run"]);
+    assert_eq!(
+        (
+            v["fired"].as_bool(),
+            v["cleared"].as_bool(),
+            v["ok"].as_bool()
+        ),
+        (Some(true), Some(true), Some(true)),
+        "{v}"
+    );
+    assert_eq!(v["rules"], serde_json::json!(["job_latency_high"]));
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(
+        steps.len(),
+        4,
+        "three breaching samples and a clearing one: {v}"
+    );
+    assert_eq!(
+        rx.bodies.lock().unwrap().len(),
+        2,
+        "a dry run sends nothing"
+    );
+    // The drill used a scratch store: the home's alerts saw nothing.
+    assert_eq!(h.json(&["alerts", "history"]), serde_json::json!([]));
+
+    // A route that refuses: the drill says so and exits 1.
+    write_config(&h, "alerts:\n  delivery_max_attempts: 1\n  routes:\n    chat: {type: slack, url: \"http://127.0.0.1:9/nothing\"}\n");
+    let out = h.expect(1, &["drill", "retry"]);
+    assert!(out.contains("drill FAILED"), "{out}");
+    write_config(&h, "alerts:\n  disabled_rules: [quarantine_spike]\n");
+    let err = h.stderr(2, &["drill", "quarantine"]);
+    assert!(err.contains("no alert rule watches quarantined"), "{err}");
+}
