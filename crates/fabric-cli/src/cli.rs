@@ -86,6 +86,9 @@ pub enum Command {
     /// The message bus: consumer groups, counters, streams, publishing, tailing, dead letters.
     #[command(subcommand)]
     Bus(BusCmd),
+    /// Workloads that show Fabric's parts working together.
+    #[command(subcommand)]
+    Demo(DemoCmd),
     /// Drive breaching samples, then a clearing one, through the real alert rules and routes
     /// (on a scratch store), and show the alert fire and clear and what each receiver got.
     Drill {
@@ -428,6 +431,34 @@ pub enum AlertsCmd {
         /// A route of alerts.routes, or log.
         route: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCmd {
+    /// Esper's control loop: a training job streams telemetry over the bus, a risk engine
+    /// pauses training (conservative mode) and quarantines a blueprint, training_latency_high
+    /// fires and clears, field reports are written; in a demo home of its own.
+    ControlLoop {
+        /// The bus: inproc (default) or redis (at bus.url, under a fresh key prefix).
+        #[arg(long, value_enum, default_value = "inproc")]
+        bus: DemoBus,
+        /// Training epochs (6..1000; latency is high in epochs 3 to 5).
+        #[arg(long, default_value_t = 6)]
+        epochs: u32,
+        /// Time between epochs, in ms (0..60000).
+        #[arg(long, default_value_t = 300)]
+        epoch_ms: u64,
+        /// The demo home (default: a new directory under the system's temp directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The bus of `fabric demo control-loop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoBus {
+    Inproc,
+    Redis,
 }
 
 /// The alerts `fabric drill` can drive, by the metric they watch.

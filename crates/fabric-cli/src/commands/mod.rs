@@ -10,6 +10,7 @@ mod config;
 mod corpus;
 mod daemon;
 mod db;
+mod demo;
 mod docs;
 mod drill;
 mod health;
@@ -81,6 +82,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Alerts(cmd) => alerts::run(&ctx, cmd).await,
                     Command::Bus(cmd) => bus::run(&ctx, cmd).await,
                     Command::Drill { kind, dry_run } => drill::run(&ctx, kind, dry_run).await,
+                    Command::Demo(crate::cli::DemoCmd::ControlLoop {
+                        bus,
+                        epochs,
+                        epoch_ms,
+                        dir,
+                    }) => {
+                        let o = demo::Options {
+                            bus,
+                            epochs,
+                            epoch_ms,
+                            dir,
+                        };
+                        demo::control_loop(&ctx, o).await
+                    }
                     Command::Db(cmd) => db::run(&ctx, cmd).await,
                     Command::Health { verbose, one } => health::run(&ctx, verbose, one).await,
                     Command::Nodes(cmd) => nodes::run(&ctx, cmd).await,

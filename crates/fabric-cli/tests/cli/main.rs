@@ -13,6 +13,7 @@ use serde_json::Value;
 mod alerts;
 mod bus;
 mod daemons;
+mod demo;
 mod deploy;
 mod docs;
 mod extractor;
