@@ -305,6 +305,13 @@ async fn healthz(
 async fn metrics(State(s): State<ApiState>) -> Result<Response> {
     s.metrics.set_counts(&s.console.counts().await?);
     s.metrics.set_slo(&s.console.slo_report().await?);
+    if let Some(f) = &s.alerts {
+        let active = f().await?;
+        let names = active
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect::<Vec<_>>());
+        s.metrics.set_alerts_firing(names.unwrap_or_default());
+    }
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),

@@ -32,6 +32,7 @@ pub struct Metrics {
     ingest_bytes: IntCounterVec,
     ingest_duration: HistogramVec,
     slo_burn_rate: GaugeVec,
+    alerts_firing: IntGaugeVec,
 }
 
 const BUCKETS: &[f64] = &[
@@ -166,8 +167,27 @@ impl Metrics {
                 )
                 .expect("valid metric name"),
             ),
+            alerts_firing: registered(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "fabric_alerts_firing",
+                        "1 for each alert rule firing now (fabric alerts list).",
+                    ),
+                    &["alert"],
+                )
+                .expect("valid metric name"),
+            ),
             jobs,
             registry: r,
+        }
+    }
+
+    /// Sets `fabric_alerts_firing` to 1 for each of `firing` (rule names), dropping the rest.
+    pub fn set_alerts_firing<'a>(&self, firing: impl IntoIterator<Item = &'a str>) {
+        self.alerts_firing.reset();
+        for name in firing {
+            self.alerts_firing.with_label_values(&[name]).set(1);
         }
     }
 

@@ -142,6 +142,20 @@ fn the_daemon_fires_and_resolves_through_a_real_receiver() {
     assert_eq!(active["value"], 3.0, "{summary}");
     assert_eq!(active["routes"], serde_json::json!(["hook"]), "{summary}");
     assert_eq!(active["since"], qd["since"], "{summary}");
+    let metrics = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::get(format!("http://{listen}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "fabric_alerts_firing{alert=\"queue_depth_high\"} 1"),
+        "{metrics}"
+    );
     let fp = qd["fingerprint"].as_str().unwrap().to_string();
     let acked = h.json(&["alerts", "ack", &fp[..8], "--comment", "draining"]);
     assert_eq!(acked[0]["ack_comment"], "draining");
