@@ -783,6 +783,19 @@ pub enum BenchCmd {
     /// The message bus: publish and end-to-end rates (publish → read → ack) and the latency
     /// of a 1,000 msg/s trickle, on the in-process bus or on Redis (throw-away streams).
     Bus(BenchBusArgs),
+    /// Alert latency: the breaching sample that fires a rule → a real webhook receiver has
+    /// the notification, through the daemon's evaluator and delivery worker.
+    Alerts(BenchAlertsArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BenchAlertsArgs {
+    /// Rounds, each on a fresh store (1..1000).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// The rule's group_wait in ms (0..600000; Alertmanager's default is 30000).
+    #[arg(long, default_value_t = 2000)]
+    pub group_wait_ms: u64,
 }
 
 #[derive(Debug, Args, Clone)]

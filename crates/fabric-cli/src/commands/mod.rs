@@ -2,6 +2,7 @@
 
 mod alerts;
 mod bench;
+mod bench_alerts;
 mod bench_bus;
 mod bench_ingest;
 mod bus;
@@ -45,6 +46,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             what: Some(BenchCmd::Bus(args)),
             ..
         }) => bench_bus::run(global, args),
+        Command::Bench(BenchArgs {
+            what: Some(BenchCmd::Alerts(args)),
+            ..
+        }) => bench_alerts::run(global, args),
         Command::Bench(args) => bench::run(global, args),
         Command::Extractor {
             memory_bytes,
