@@ -9,6 +9,7 @@ mod inproc;
 mod metrics;
 mod redis_bus;
 mod redis_counters;
+mod redis_reply;
 mod signing;
 
 use std::collections::BTreeMap;
@@ -43,6 +44,22 @@ pub enum Lane {
 }
 
 impl Lane {
+    /// The lane's name, as the CLI, JSON and dead-letter entries spell it (`dead_letter`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Normal => "normal",
+            Lane::Emergency => "emergency",
+            Lane::Telemetry => "telemetry",
+            Lane::Policy => "policy",
+            Lane::DeadLetter => "dead_letter",
+        }
+    }
+
+    /// The lane named `name` (see [`Lane::as_str`]).
+    pub fn named(name: &str) -> Option<Lane> {
+        Lane::ALL.into_iter().find(|l| l.as_str() == name)
+    }
+
     /// Every lane, in a fixed order.
     pub const ALL: [Lane; 5] = [
         Lane::Normal,

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::streams::{StreamClaimReply, StreamId, StreamRangeReply, StreamReadReply};
+use redis::streams::{StreamClaimReply, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Client, Value};
 use tokio::sync::Mutex;
 
 use crate::metrics::{add, Counters};
 use crate::redis_counters::SharedCounters;
+use crate::redis_reply::{array, field, fields, int, text};
 use crate::{
     Bus, BusConfig, BusError, DeadLetter, Delivery, GroupInfo, Lane, Message, MetricsSnapshot,
     PublishOutcome, Reclaimed, StreamInfo,
@@ -80,68 +81,6 @@ impl std::fmt::Debug for RedisBus {
         f.debug_struct("RedisBus")
             .field("prefix", &self.config.prefix)
             .finish_non_exhaustive()
-    }
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::VerbatimString { text, .. } => Some(text.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-fn int(v: &Value) -> Option<u64> {
-    match v {
-        Value::Int(i) => u64::try_from(*i).ok(),
-        other => text(other)?.parse().ok(),
-    }
-}
-
-fn array(v: &Value) -> &[Value] {
-    match v {
-        Value::Array(items) | Value::Set(items) => items,
-        _ => &[],
-    }
-}
-
-/// A flat key/value array (RESP2) or a map (RESP3) as pairs.
-fn fields(v: &Value) -> Vec<(String, &Value)> {
-    match v {
-        Value::Map(pairs) => pairs
-            .iter()
-            .filter_map(|(k, v)| Some((text(k)?, v)))
-            .collect(),
-        other => array(other)
-            .chunks(2)
-            .filter_map(|kv| Some((text(kv.first()?)?, kv.get(1)?)))
-            .collect(),
-    }
-}
-
-fn field(entry: &StreamId, name: &str) -> Option<String> {
-    entry.map.get(name).and_then(text)
-}
-
-fn lane_named(name: &str) -> Lane {
-    match name {
-        "emergency" => Lane::Emergency,
-        "telemetry" => Lane::Telemetry,
-        "policy" => Lane::Policy,
-        "dead_letter" => Lane::DeadLetter,
-        _ => Lane::Normal,
-    }
-}
-
-fn lane_tag(lane: Lane) -> &'static str {
-    match lane {
-        Lane::Normal => "normal",
-        Lane::Emergency => "emergency",
-        Lane::Telemetry => "telemetry",
-        Lane::Policy => "policy",
-        Lane::DeadLetter => "dead_letter",
     }
 }
 
@@ -691,7 +630,7 @@ impl Bus for RedisBus {
                             .arg("p")
                             .arg(field(e, "p").unwrap_or_default())
                             .arg("lane")
-                            .arg(lane_tag(lane))
+                            .arg(lane.as_str())
                             .arg("id")
                             .arg(&id)
                             .arg("group")
@@ -727,7 +666,7 @@ impl Bus for RedisBus {
             .iter()
             .map(|e| DeadLetter {
                 id: e.id.clone(),
-                lane: lane_named(&field(e, "lane").unwrap_or_default()),
+                lane: Lane::named(&field(e, "lane").unwrap_or_default()).unwrap_or(Lane::Normal),
                 original_id: field(e, "id").unwrap_or_default(),
                 group: field(e, "group").unwrap_or_default(),
                 deliveries: field(e, "deliveries")

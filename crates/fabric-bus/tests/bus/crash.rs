@@ -84,6 +84,8 @@ async fn a_consumer_killed_with_9_has_its_entries_redelivered_then_dead_lettered
         "the dead consumer's entries stay pending"
     );
 
+    // Ids compared as sets (sorted as text on both sides).
+    sent.sort();
     // Nothing is reclaimed before the entries have been idle retry_idle_ms.
     let early = bus
         .reclaim(Lane::Normal, "g", "rescuer", 1000)

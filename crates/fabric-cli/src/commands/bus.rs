@@ -43,13 +43,9 @@ async fn open(ctx: &Ctx) -> anyhow::Result<Arc<dyn Bus>> {
 /// The lane `name` names: a lane (`normal`, `dead-letter`, …) or a configured stream name.
 fn lane_named(ctx: &Ctx, name: &str, allow_dead: bool) -> anyhow::Result<Lane> {
     let streams = &ctx.config.bus.streams;
-    let lane = match name.replace('-', "_").as_str() {
-        "normal" => Some(Lane::Normal),
-        "emergency" => Some(Lane::Emergency),
-        "telemetry" => Some(Lane::Telemetry),
-        "policy" => Some(Lane::Policy),
-        "dead_letter" => Some(Lane::DeadLetter),
-        _ => [
+    let lane = match Lane::named(&name.replace('-', "_")) {
+        Some(l) => Some(l),
+        None => [
             (Lane::Normal, &streams.normal),
             (Lane::Emergency, &streams.emergency),
             (Lane::Telemetry, &streams.telemetry),
@@ -72,16 +68,6 @@ fn lane_named(ctx: &Ctx, name: &str, allow_dead: bool) -> anyhow::Result<Lane> {
             if allow_dead { " or dead_letter" } else { "" }
         ))
         .into()),
-    }
-}
-
-fn lane_tag(lane: Lane) -> &'static str {
-    match lane {
-        Lane::Normal => "normal",
-        Lane::Emergency => "emergency",
-        Lane::Telemetry => "telemetry",
-        Lane::Policy => "policy",
-        Lane::DeadLetter => "dead_letter",
     }
 }
 
@@ -145,7 +131,7 @@ pub async fn run(ctx: &Ctx, cmd: BusCmd) -> anyhow::Result<ExitCode> {
                     let key = format!("{}:{}", ctx.config.bus.prefix, s.name);
                     if s.groups.is_empty() {
                         rows.push(vec![
-                            lane_tag(s.lane).into(),
+                            s.lane.as_str().into(),
                             key.clone(),
                             s.length.to_string(),
                             "-".into(),
@@ -155,7 +141,7 @@ pub async fn run(ctx: &Ctx, cmd: BusCmd) -> anyhow::Result<ExitCode> {
                     }
                     for (g, info) in &s.groups {
                         rows.push(vec![
-                            lane_tag(s.lane).into(),
+                            s.lane.as_str().into(),
                             key.clone(),
                             s.length.to_string(),
                             g.clone(),
@@ -229,13 +215,13 @@ async fn publish(
         "bus.publish",
         format!(
             "{} → {outcome}{}",
-            lane_tag(lane),
+            lane.as_str(),
             id.as_deref().map(|i| format!(" {i}")).unwrap_or_default()
         ),
     )
     .await?;
     let c = &ctx.config.bus;
-    let value = json!({"stream": lane_tag(lane), "outcome": outcome, "id": id});
+    let value = json!({"stream": lane.as_str(), "outcome": outcome, "id": id});
     print(ctx.global.format, &value, || match (outcome, &id) {
         ("dropped", _) => format!(
             "dropped: the normal stream holds at least bus.backpressure_drop_threshold ({}) \
@@ -247,7 +233,7 @@ async fn publish(
              bus.emergency_threshold ({}) entries",
             c.emergency_threshold
         ),
-        (_, Some(id)) => format!("published to {} as {id}", lane_tag(lane)),
+        (_, Some(id)) => format!("published to {} as {id}", lane.as_str()),
         (o, None) => o.to_string(),
     })?;
     Ok(if outcome == "dropped" {
@@ -265,7 +251,7 @@ fn show_entries(format: Format, entries: &[Delivery]) -> anyhow::Result<()> {
             for d in entries {
                 let payload = serde_json::from_str::<serde_json::Value>(&d.payload)
                     .unwrap_or_else(|_| json!(d.payload));
-                let line = json!({"stream": lane_tag(d.lane), "id": d.id, "payload": payload});
+                let line = json!({"stream": d.lane.as_str(), "id": d.id, "payload": payload});
                 text.push_str(&line.to_string());
                 text.push('\n');
             }
@@ -274,7 +260,7 @@ fn show_entries(format: Format, entries: &[Delivery]) -> anyhow::Result<()> {
         _ => {
             let text: String = entries
                 .iter()
-                .map(|d| format!("{}  {}  {}\n", lane_tag(d.lane), d.id, d.payload))
+                .map(|d| format!("{}  {}  {}\n", d.lane.as_str(), d.id, d.payload))
                 .collect();
             emit(&text)
         }
@@ -301,7 +287,7 @@ async fn tail(
                     Usage(format!(
                         "no consumer group {g:?} on the {} stream (`fabric bus streams` lists \
                          them; `fabric bus init --group {g}` creates it)",
-                        lane_tag(lane)
+                        lane.as_str()
                     ))
                 })?;
             Some(info.last_delivered.clone())
@@ -366,7 +352,7 @@ async fn dead_letters(ctx: &Ctx, bus: &dyn Bus, cmd: DeadLettersCmd) -> anyhow::
                     .map(|l| {
                         vec![
                             l.id.clone(),
-                            lane_tag(l.lane).into(),
+                            l.lane.as_str().into(),
                             l.original_id.clone(),
                             l.group.clone(),
                             l.deliveries.to_string(),
@@ -403,7 +389,7 @@ async fn dead_letters(ctx: &Ctx, bus: &dyn Bus, cmd: DeadLettersCmd) -> anyhow::
                     .map(|r| {
                         vec![
                             r.dead_letter_id.clone(),
-                            lane_tag(r.lane).into(),
+                            r.lane.as_str().into(),
                             r.outcome.into(),
                             r.id.clone().unwrap_or_else(|| "-".into()),
                         ]
