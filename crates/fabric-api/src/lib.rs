@@ -53,7 +53,18 @@ pub struct ApiState {
     pub config_named: bool,
     /// The address the API listens on; [`serve`] sets it (the `api` check probes it).
     pub listen: Option<String>,
+    /// The active alerts for `/metrics/summary`, as `{name: {metric, value, routes, since}}`,
+    /// from whoever evaluates them (none: `{}`).
+    pub alerts: Option<AlertsView>,
 }
+
+/// Reads the active alerts (see [`ApiState::alerts`]).
+pub type AlertsView = std::sync::Arc<
+    dyn Fn() -> std::pin::Pin<
+            Box<dyn Future<Output = std::result::Result<Value, EngineError>> + Send>,
+        > + Send
+        + Sync,
+>;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -65,6 +76,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/v1/ping", get(ping))
         .route("/metrics", get(metrics))
+        .route("/metrics/summary", get(metrics_summary))
         .route("/api/v1/status", get(status))
         .route("/api/v1/jobs", get(list_jobs).post(submit))
         .route("/api/v1/jobs/{id}", get(show_job))
@@ -292,11 +304,31 @@ async fn healthz(
 
 async fn metrics(State(s): State<ApiState>) -> Result<Response> {
     s.metrics.set_counts(&s.console.counts().await?);
+    s.metrics.set_slo(&s.console.slo_report().await?);
+    if let Some(f) = &s.alerts {
+        let active = f().await?;
+        let names = active
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect::<Vec<_>>());
+        s.metrics.set_alerts_firing(names.unwrap_or_default());
+    }
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),
     )
         .into_response())
+}
+
+/// `{"slo": {name: {total, violations, burn_rate, …}}, "alerts": {name: {metric, value,
+/// routes, since}}}` (RUNBOOK-MAP.md §C).
+async fn metrics_summary(State(s): State<ApiState>) -> Result<Json<Value>> {
+    let slo = s.console.slo_report().await?;
+    s.metrics.set_slo(&slo);
+    let alerts = match &s.alerts {
+        Some(f) => f().await.map_err(ApiError::from)?,
+        None => json!({}),
+    };
+    Ok(Json(json!({"slo": slo, "alerts": alerts})))
 }
 
 async fn status(State(s): State<ApiState>) -> Result<Json<Value>> {

@@ -455,6 +455,7 @@ impl Bus for InProcBus {
                         let info = GroupInfo {
                             pending: g.pending.len() as u64,
                             lag,
+                            last_delivered: id_of(g.next.saturating_sub(1)),
                         };
                         (name.clone(), info)
                     })
@@ -467,5 +468,48 @@ impl Bus for InProcBus {
                 }
             })
             .collect())
+    }
+
+    async fn entries(
+        &self,
+        lane: Lane,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<Delivery>, BusError> {
+        let after = after.map(seq_of).transpose()?;
+        let mut st = self.lock();
+        let s = stream(&mut st, lane);
+        let delivery = |e: &Entry| Delivery {
+            lane,
+            id: id_of(e.seq),
+            payload: e.payload.clone(),
+            deliveries: 0,
+        };
+        // By sequence number, not position: dead letters can be deleted from the middle.
+        Ok(match after {
+            Some(a) => s
+                .entries
+                .iter()
+                .filter(|e| e.seq > a)
+                .take(count)
+                .map(delivery)
+                .collect(),
+            None => {
+                let skip = s.entries.len().saturating_sub(count);
+                s.entries.iter().skip(skip).map(delivery).collect()
+            }
+        })
+    }
+
+    async fn delete_dead_letters(&self, ids: &[String]) -> Result<u64, BusError> {
+        let seqs = ids
+            .iter()
+            .map(|id| seq_of(id))
+            .collect::<Result<std::collections::BTreeSet<u64>, _>>()?;
+        let mut st = self.lock();
+        let s = stream(&mut st, Lane::DeadLetter);
+        let before = s.entries.len();
+        s.entries.retain(|e| !seqs.contains(&e.seq));
+        Ok((before - s.entries.len()) as u64)
     }
 }

@@ -151,6 +151,19 @@ impl Bus for LazyBus {
     async fn streams(&self) -> Result<Vec<StreamInfo>, BusError> {
         self.bus().await?.streams().await
     }
+
+    async fn entries(
+        &self,
+        lane: Lane,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<Delivery>, BusError> {
+        self.bus().await?.entries(lane, after, count).await
+    }
+
+    async fn delete_dead_letters(&self, ids: &[String]) -> Result<u64, BusError> {
+        self.bus().await?.delete_dead_letters(ids).await
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ mod inproc;
 mod lazy;
 mod metrics;
 mod redis_bus;
+mod redis_counters;
+mod redis_reply;
 mod signing;
 
 use std::collections::BTreeMap;
@@ -44,6 +46,22 @@ pub enum Lane {
 }
 
 impl Lane {
+    /// The lane's name, as the CLI, JSON and dead-letter entries spell it (`dead_letter`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Normal => "normal",
+            Lane::Emergency => "emergency",
+            Lane::Telemetry => "telemetry",
+            Lane::Policy => "policy",
+            Lane::DeadLetter => "dead_letter",
+        }
+    }
+
+    /// The lane named `name` (see [`Lane::as_str`]).
+    pub fn named(name: &str) -> Option<Lane> {
+        Lane::ALL.into_iter().find(|l| l.as_str() == name)
+    }
+
     /// Every lane, in a fixed order.
     pub const ALL: [Lane; 5] = [
         Lane::Normal,
@@ -152,6 +170,8 @@ pub struct GroupInfo {
     pub pending: u64,
     /// Entries not yet delivered to the group.
     pub lag: u64,
+    /// The id of the last entry delivered to the group (`0-0`: none yet).
+    pub last_delivered: String,
 }
 
 /// One stream, as `streams()` reports it.
@@ -237,6 +257,69 @@ pub trait Bus: Send + Sync {
 
     /// Length, and pending and lag per group, of every stream.
     async fn streams(&self) -> Result<Vec<StreamInfo>, BusError>;
+
+    /// Entries of `lane`, read without consuming them (`fabric bus tail`): with `after`, up
+    /// to `count` entries whose id follows it; without, the newest `count`; oldest first.
+    /// `deliveries` is 0: no group is involved.
+    async fn entries(
+        &self,
+        lane: Lane,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<Delivery>, BusError>;
+
+    /// Deletes dead-letter entries by id; returns how many there were.
+    async fn delete_dead_letters(&self, ids: &[String]) -> Result<u64, BusError>;
+}
+
+/// What replaying one dead letter did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replayed {
+    /// Its id in the dead-letter stream (deleted there unless `outcome` is `dropped`).
+    pub dead_letter_id: String,
+    /// The stream it went back to.
+    pub lane: Lane,
+    /// `normal`, `emergency`, `rerouted`, `dropped` or `appended` (telemetry, policy).
+    pub outcome: &'static str,
+    /// Its new id, unless dropped.
+    pub id: Option<String>,
+}
+
+/// Publishes each dead letter again to the stream it came from (normal through the
+/// thresholds, like any publish) and deletes it from the dead-letter stream; a letter whose
+/// publish is dropped stays there.
+pub async fn replay_dead_letters(
+    bus: &dyn Bus,
+    letters: &[DeadLetter],
+) -> Result<Vec<Replayed>, BusError> {
+    let mut out = Vec::with_capacity(letters.len());
+    for l in letters {
+        let (outcome, id) = match l.lane {
+            Lane::Normal | Lane::Emergency => {
+                let m = Message {
+                    payload: l.payload.clone(),
+                    emergency: l.lane == Lane::Emergency,
+                };
+                match bus.publish(m).await? {
+                    PublishOutcome::Normal(id) => ("normal", Some(id)),
+                    PublishOutcome::Emergency(id) => ("emergency", Some(id)),
+                    PublishOutcome::Rerouted(id) => ("rerouted", Some(id)),
+                    PublishOutcome::Dropped => ("dropped", None),
+                }
+            }
+            lane => ("appended", Some(bus.publish_to(lane, &l.payload).await?)),
+        };
+        if id.is_some() {
+            bus.delete_dead_letters(std::slice::from_ref(&l.id)).await?;
+        }
+        out.push(Replayed {
+            dead_letter_id: l.id.clone(),
+            lane: l.lane,
+            outcome,
+            id,
+        });
+    }
+    Ok(out)
 }
 
 /// Opens the configured backend after validating `config`; with `signing` set, wrapped in

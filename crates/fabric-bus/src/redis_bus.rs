@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::streams::{StreamClaimReply, StreamId, StreamRangeReply, StreamReadReply};
+use redis::streams::{StreamClaimReply, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Client, Value};
 use tokio::sync::Mutex;
 
 use crate::metrics::{add, Counters};
+use crate::redis_counters::SharedCounters;
+use crate::redis_reply::{array, field, fields, int, text};
 use crate::{
     Bus, BusConfig, BusError, DeadLetter, Delivery, GroupInfo, Lane, Message, MetricsSnapshot,
     PublishOutcome, Reclaimed, StreamInfo,
@@ -71,6 +73,7 @@ pub struct RedisBus {
     publish_many: redis::Script,
     readers: Mutex<HashMap<String, MultiplexedConnection>>,
     counters: Counters,
+    shared: SharedCounters,
 }
 
 impl std::fmt::Debug for RedisBus {
@@ -81,70 +84,14 @@ impl std::fmt::Debug for RedisBus {
     }
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::VerbatimString { text, .. } => Some(text.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
+/// One group on a stream.
+struct GroupRow {
+    name: String,
+    pending: u64,
+    /// None when Redis cannot tell.
+    lag: Option<u64>,
+    last_delivered: String,
 }
-
-fn int(v: &Value) -> Option<u64> {
-    match v {
-        Value::Int(i) => u64::try_from(*i).ok(),
-        other => text(other)?.parse().ok(),
-    }
-}
-
-fn array(v: &Value) -> &[Value] {
-    match v {
-        Value::Array(items) | Value::Set(items) => items,
-        _ => &[],
-    }
-}
-
-/// A flat key/value array (RESP2) or a map (RESP3) as pairs.
-fn fields(v: &Value) -> Vec<(String, &Value)> {
-    match v {
-        Value::Map(pairs) => pairs
-            .iter()
-            .filter_map(|(k, v)| Some((text(k)?, v)))
-            .collect(),
-        other => array(other)
-            .chunks(2)
-            .filter_map(|kv| Some((text(kv.first()?)?, kv.get(1)?)))
-            .collect(),
-    }
-}
-
-fn field(entry: &StreamId, name: &str) -> Option<String> {
-    entry.map.get(name).and_then(text)
-}
-
-fn lane_named(name: &str) -> Lane {
-    match name {
-        "emergency" => Lane::Emergency,
-        "telemetry" => Lane::Telemetry,
-        "policy" => Lane::Policy,
-        "dead_letter" => Lane::DeadLetter,
-        _ => Lane::Normal,
-    }
-}
-
-fn lane_tag(lane: Lane) -> &'static str {
-    match lane {
-        Lane::Normal => "normal",
-        Lane::Emergency => "emergency",
-        Lane::Telemetry => "telemetry",
-        Lane::Policy => "policy",
-        Lane::DeadLetter => "dead_letter",
-    }
-}
-
-/// Per group on a stream: name, pending, lag (None when Redis cannot tell).
-type Groups = Vec<(String, u64, Option<u64>)>;
 
 impl RedisBus {
     /// Connects to `config.url`; fails on an invalid config or an unreachable server.
@@ -160,6 +107,7 @@ impl RedisBus {
             .set_connection_timeout(Some(Duration::from_secs(2)));
         let conn = client.get_connection_manager_with_config(manager).await?;
         Ok(Self {
+            shared: SharedCounters::new(&config.prefix),
             config,
             client,
             conn,
@@ -170,10 +118,11 @@ impl RedisBus {
         })
     }
 
-    /// Deletes every stream of this bus (its groups and entries with it): for throw-away
-    /// buses (benchmarks).
+    /// Deletes every stream of this bus (its groups and entries with it) and its shared
+    /// counters: for throw-away buses (benchmarks, tests).
     pub async fn delete_streams(&self) -> Result<(), BusError> {
-        let keys: Vec<String> = Lane::ALL.into_iter().map(|l| self.key(l)).collect();
+        let mut keys: Vec<String> = Lane::ALL.into_iter().map(|l| self.key(l)).collect();
+        keys.push(self.shared.key().to_string());
         let _: i64 = redis::cmd("DEL")
             .arg(&keys)
             .query_async(&mut self.conn.clone())
@@ -194,7 +143,7 @@ impl RedisBus {
         Lane::ALL.into_iter().find(|l| self.key(*l) == key)
     }
 
-    async fn groups(&self, lane: Lane) -> Result<Groups, BusError> {
+    async fn groups(&self, lane: Lane) -> Result<Vec<GroupRow>, BusError> {
         let reply: Result<Value, _> = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(self.key(lane))
@@ -215,11 +164,14 @@ impl RedisBus {
             .map(|g| {
                 let f = fields(g);
                 let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
-                (
-                    get("name").and_then(text).unwrap_or_default(),
-                    get("pending").and_then(int).unwrap_or(0),
-                    get("lag").and_then(int),
-                )
+                GroupRow {
+                    name: get("name").and_then(text).unwrap_or_default(),
+                    pending: get("pending").and_then(int).unwrap_or(0),
+                    lag: get("lag").and_then(int),
+                    last_delivered: get("last-delivered-id")
+                        .and_then(text)
+                        .unwrap_or_else(|| "0-0".into()),
+                }
             })
             .collect())
     }
@@ -228,8 +180,8 @@ impl RedisBus {
     /// delivered (its lag); when Redis cannot tell a group's lag, trims nothing.
     async fn trim(&self, lane: Lane) -> Result<(), BusError> {
         let mut keep = self.config.max_stream_length;
-        for (_, _, lag) in self.groups(lane).await? {
-            match lag {
+        for g in self.groups(lane).await? {
+            match g.lag {
                 Some(lag) => keep = keep.max(lag),
                 None => return Ok(()),
             }
@@ -258,6 +210,7 @@ impl RedisBus {
         if length > max + slack {
             self.trim(lane).await?;
         }
+        self.shared.maybe_flush(&self.conn, &self.counters).await;
         Ok(())
     }
 
@@ -404,6 +357,7 @@ impl Bus for RedisBus {
         let outcome = match outcome.as_str() {
             "dropped" => {
                 add(&self.counters.publish_dropped, 1);
+                self.shared.maybe_flush(&self.conn, &self.counters).await;
                 return Ok(PublishOutcome::Dropped);
             }
             "rerouted" => {
@@ -495,6 +449,9 @@ impl Bus for RedisBus {
         if emergency {
             self.after_append(Lane::Emergency, elen).await?;
         }
+        if !normal && !emergency {
+            self.shared.maybe_flush(&self.conn, &self.counters).await;
+        }
         Ok(out)
     }
 
@@ -557,6 +514,7 @@ impl Bus for RedisBus {
             .query_async(&mut self.conn.clone())
             .await?;
         add(&self.counters.acked, n);
+        self.shared.maybe_flush(&self.conn, &self.counters).await;
         Ok(n)
     }
 
@@ -672,7 +630,7 @@ impl Bus for RedisBus {
                             .arg("p")
                             .arg(field(e, "p").unwrap_or_default())
                             .arg("lane")
-                            .arg(lane_tag(lane))
+                            .arg(lane.as_str())
                             .arg("id")
                             .arg(&id)
                             .arg("group")
@@ -708,7 +666,7 @@ impl Bus for RedisBus {
             .iter()
             .map(|e| DeadLetter {
                 id: e.id.clone(),
-                lane: lane_named(&field(e, "lane").unwrap_or_default()),
+                lane: Lane::named(&field(e, "lane").unwrap_or_default()).unwrap_or(Lane::Normal),
                 original_id: field(e, "id").unwrap_or_default(),
                 group: field(e, "group").unwrap_or_default(),
                 deliveries: field(e, "deliveries")
@@ -722,7 +680,13 @@ impl Bus for RedisBus {
     async fn metrics_snapshot(&self) -> Result<MetricsSnapshot, BusError> {
         let normal = self.xlen(Lane::Normal).await?;
         let emergency = self.xlen(Lane::Emergency).await?;
-        Ok(self.counters.snapshot(normal, emergency))
+        let hash = self.shared.flush(&self.conn, &self.counters).await?;
+        Ok(SharedCounters::snapshot(
+            hash,
+            &self.counters,
+            normal,
+            emergency,
+        ))
     }
 
     async fn streams(&self) -> Result<Vec<StreamInfo>, BusError> {
@@ -733,10 +697,14 @@ impl Bus for RedisBus {
                 .groups(lane)
                 .await?
                 .into_iter()
-                .map(|(name, pending, lag)| {
-                    // Unknown lag (entries deleted mid-stream): report the upper bound.
-                    let lag = lag.unwrap_or(length);
-                    (name, GroupInfo { pending, lag })
+                .map(|g| {
+                    let info = GroupInfo {
+                        pending: g.pending,
+                        // Unknown lag (entries deleted mid-stream): report the upper bound.
+                        lag: g.lag.unwrap_or(length),
+                        last_delivered: g.last_delivered,
+                    };
+                    (g.name, info)
                 })
                 .collect();
             out.push(StreamInfo {
@@ -747,5 +715,59 @@ impl Bus for RedisBus {
             });
         }
         Ok(out)
+    }
+
+    async fn entries(
+        &self,
+        lane: Lane,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<Delivery>, BusError> {
+        let mut conn = self.conn.clone();
+        let range: StreamRangeReply = match after {
+            Some(id) => {
+                redis::cmd("XRANGE")
+                    .arg(self.key(lane))
+                    .arg(format!("({id}"))
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(&mut conn)
+                    .await?
+            }
+            None => {
+                let mut r: StreamRangeReply = redis::cmd("XREVRANGE")
+                    .arg(self.key(lane))
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(&mut conn)
+                    .await?;
+                r.ids.reverse();
+                r
+            }
+        };
+        Ok(range
+            .ids
+            .iter()
+            .map(|e| Delivery {
+                lane,
+                id: e.id.clone(),
+                payload: field(e, "p").unwrap_or_default(),
+                deliveries: 0,
+            })
+            .collect())
+    }
+
+    async fn delete_dead_letters(&self, ids: &[String]) -> Result<u64, BusError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(redis::cmd("XDEL")
+            .arg(self.key(Lane::DeadLetter))
+            .arg(ids)
+            .query_async(&mut self.conn.clone())
+            .await?)
     }
 }

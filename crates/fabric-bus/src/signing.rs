@@ -169,6 +169,18 @@ impl SignedBus {
         }
     }
 
+    /// Replaces a sealed payload by its content if it verifies at its own timestamp (for
+    /// reading old entries); anything else is left as stored.
+    fn unseal_any_age(&self, payload: &mut String) {
+        let ts = payload
+            .split(':')
+            .nth(2)
+            .and_then(|t| t.parse::<i64>().ok());
+        if let Some(p) = ts.and_then(|ts| self.signer.open_at(payload, ts).ok()) {
+            *payload = p;
+        }
+    }
+
     /// Verifies deliveries; acknowledges and counts the rejected ones.
     async fn verify(&self, group: &str, got: Vec<Delivery>) -> Result<Vec<Delivery>, BusError> {
         let now = now_ms();
@@ -263,13 +275,27 @@ impl Bus for SignedBus {
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, BusError> {
         let mut letters = self.inner.dead_letters(limit).await?;
         for l in &mut letters {
-            let mut parts = l.payload.splitn(5, ':');
-            let ts = parts.nth(2).and_then(|t| t.parse::<i64>().ok());
-            if let Some(p) = ts.and_then(|ts| self.signer.open_at(&l.payload, ts).ok()) {
-                l.payload = p;
-            }
+            self.unseal_any_age(&mut l.payload);
         }
         Ok(letters)
+    }
+
+    /// Entries with their payloads unsealed where they verify (at any age).
+    async fn entries(
+        &self,
+        lane: Lane,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<Delivery>, BusError> {
+        let mut got = self.inner.entries(lane, after, count).await?;
+        for d in &mut got {
+            self.unseal_any_age(&mut d.payload);
+        }
+        Ok(got)
+    }
+
+    async fn delete_dead_letters(&self, ids: &[String]) -> Result<u64, BusError> {
+        self.inner.delete_dead_letters(ids).await
     }
 
     async fn metrics_snapshot(&self) -> Result<MetricsSnapshot, BusError> {

@@ -79,6 +79,26 @@ pub enum Command {
     /// Field reports: the daemons' append-only log of job outcomes and risk events.
     #[command(subcommand)]
     Reports(ReportsCmd),
+    /// Alerts: firing alerts, rules, delivery history, silences, acknowledgements, test
+    /// notifications.
+    #[command(subcommand)]
+    Alerts(AlertsCmd),
+    /// The message bus: consumer groups, counters, streams, publishing, tailing, dead letters.
+    #[command(subcommand)]
+    Bus(BusCmd),
+    /// Workloads that show Fabric's parts working together.
+    #[command(subcommand)]
+    Demo(DemoCmd),
+    /// Drive breaching samples, then a clearing one, through the real alert rules and routes
+    /// (on a scratch store), and show the alert fire and clear and what each receiver got.
+    Drill {
+        /// Which alert to drill.
+        #[arg(value_enum)]
+        kind: DrillKind,
+        /// Build and show the messages, but send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Validate or show the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -352,6 +372,182 @@ pub enum ReportsCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AlertsCmd {
+    /// Pending and firing alerts: value, since, routes, and whether silenced, inhibited or
+    /// acknowledged.
+    List,
+    /// The rules in force (the defaults and the config's), with their firing alerts.
+    Rules,
+    /// Every delivery attempt and its outcome, newest first.
+    History {
+        /// Only attempts since: 30m, 24h, 7d or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this route's.
+        #[arg(long)]
+        route: Option<String>,
+        /// At most this many (1..100000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Silence alerts matching every --matcher (or --rule); without either, list the
+    /// silences in force.
+    Silence {
+        /// label=value or label!=value (repeatable), e.g. alertname=queue_depth_high.
+        #[arg(long = "matcher", value_name = "LABEL=VALUE")]
+        matchers: Vec<String>,
+        /// Shorthand for --matcher alertname=NAME.
+        #[arg(long)]
+        rule: Option<String>,
+        /// How long: 30m, 2h, 1d (1m..90d).
+        #[arg(long, default_value = "2h")]
+        duration: String,
+        /// Who silences (default: the user running the command).
+        #[arg(long)]
+        author: Option<String>,
+        /// Why.
+        #[arg(long, default_value = "")]
+        comment: String,
+        /// Listing: also the silences that are over.
+        #[arg(long)]
+        all: bool,
+    },
+    /// End a silence now.
+    Unsilence {
+        /// The silence's id (see `alerts silence`).
+        id: String,
+    },
+    /// Acknowledge a firing alert (no repeats until it resolves): a rule name (all its
+    /// alerts) or a fingerprint (or its first 6+ digits).
+    Ack {
+        alert: String,
+        /// Why, or what is being done.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Send a test notification through ROUTE now and report the outcome (exit 1 when it
+    /// failed).
+    Test {
+        /// A route of alerts.routes, or log.
+        route: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCmd {
+    /// Esper's control loop: a training job streams telemetry over the bus, a risk engine
+    /// pauses training (conservative mode) and quarantines a blueprint, training_latency_high
+    /// fires and clears, field reports are written; in a demo home of its own.
+    ControlLoop {
+        /// The bus: inproc (default) or redis (at bus.url, under a fresh key prefix).
+        #[arg(long, value_enum, default_value = "inproc")]
+        bus: DemoBus,
+        /// Training epochs (6..1000; latency is high in epochs 3 to 5).
+        #[arg(long, default_value_t = 6)]
+        epochs: u32,
+        /// Time between epochs, in ms (0..60000).
+        #[arg(long, default_value_t = 300)]
+        epoch_ms: u64,
+        /// The demo home (default: a new directory under the system's temp directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The bus of `fabric demo control-loop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoBus {
+    Inproc,
+    Redis,
+}
+
+/// The alerts `fabric drill` can drive, by the metric they watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DrillKind {
+    /// queue_depth (rule queue_depth_high).
+    QueueDepth,
+    /// job_latency_ms (rule job_latency_high).
+    Latency,
+    /// retries (rule retry_high).
+    Retry,
+    /// quarantined (rule quarantine_spike).
+    Quarantine,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BusCmd {
+    /// Create a consumer group on every stream (idempotent; a new group starts at each
+    /// stream's beginning).
+    Init {
+        /// The group (default: `fabric`, the daemon's).
+        #[arg(long, default_value = "fabric")]
+        group: String,
+    },
+    /// The bus counters (publish_total, publish_rerouted, publish_dropped, queue depths, …).
+    Snapshot,
+    /// Every stream: its length, and per consumer group the pending entries and the lag.
+    Streams,
+    /// Publish one message. To normal it goes through the thresholds (rerouted or dropped
+    /// when normal is deep); `--emergency` (or `--stream emergency`) skips them.
+    Publish {
+        /// normal, emergency, telemetry or policy (or a configured stream name).
+        #[arg(long, default_value = "normal")]
+        stream: String,
+        /// The message: a JSON document.
+        #[arg(long)]
+        payload: String,
+        /// Flag the message as an emergency: it goes to the emergency stream at once.
+        #[arg(long)]
+        emergency: bool,
+    },
+    /// Entries of a stream, read without consuming them: the newest, or with --group those
+    /// not yet delivered to that group; -f keeps printing new ones.
+    Tail {
+        /// normal, emergency, telemetry, policy or dead_letter (or a configured name).
+        #[arg(long, default_value = "normal")]
+        stream: String,
+        /// Show the entries this consumer group has yet to be delivered.
+        #[arg(long)]
+        group: Option<String>,
+        /// At most this many (1..100000).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Keep printing entries as they are published (Ctrl-C to stop).
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Entries delivered too often, moved aside with their origin.
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(DeadLettersCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCmd {
+    /// The dead letters, oldest first.
+    List {
+        /// At most this many (1..100000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Publish dead letters again to the stream they came from, and remove them.
+    Replay {
+        /// Dead-letter ids (as `list` shows them).
+        ids: Vec<String>,
+        /// Every dead letter.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Delete dead letters for good.
+    Purge {
+        /// Dead-letter ids (as `list` shows them).
+        ids: Vec<String>,
+        /// Every dead letter.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TelemetryCmd {
     /// Ingest jobs, files and bytes by outcome, and the throughput.
     Summary(TelemetryWindow),
@@ -592,6 +788,19 @@ pub enum BenchCmd {
     /// The message bus: publish and end-to-end rates (publish → read → ack) and the latency
     /// of a 1,000 msg/s trickle, on the in-process bus or on Redis (throw-away streams).
     Bus(BenchBusArgs),
+    /// Alert latency: the breaching sample that fires a rule → a real webhook receiver has
+    /// the notification, through the daemon's evaluator and delivery worker.
+    Alerts(BenchAlertsArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BenchAlertsArgs {
+    /// Rounds, each on a fresh store (1..1000).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// The rule's group_wait in ms (0..600000; Alertmanager's default is 30000).
+    #[arg(long, default_value_t = 2000)]
+    pub group_wait_ms: u64,
 }
 
 #[derive(Debug, Args, Clone)]

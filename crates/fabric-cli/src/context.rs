@@ -24,6 +24,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     if let Some(se) = e.downcast_ref::<fabric_sim::SimError>() {
         return if se.is_usage() { 2 } else { 1 };
     }
+    if let Some(ae) = e.downcast_ref::<fabric_alerts::AlertsError>() {
+        return if ae.is_usage() { 2 } else { 1 };
+    }
     if let Some(ee) = e.downcast_ref::<EngineError>() {
         return if ee.is_usage() { 2 } else { 1 };
     }

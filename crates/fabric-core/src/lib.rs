@@ -1,5 +1,5 @@
 //! Fabric's domain model and pure policy: jobs and their legal transitions, retry and
-//! quarantine rules, shards and routing, clocks, configuration, the documents of ingestion. No
+//! quarantine rules, shards and routing, clocks, configuration, the documents of ingestion, SLO arithmetic. No
 //! I/O and no async runtime live here.
 
 pub mod clock;
@@ -12,6 +12,7 @@ pub mod quarantine;
 pub mod retry;
 pub mod routing;
 pub mod shard;
+pub mod slo;
 pub mod source;
 pub mod time;
 

@@ -137,6 +137,17 @@ impl Console {
         self.clock.now_ms()
     }
 
+    /// Records an operator action taken outside the Console's own methods (on the bus, for
+    /// example) in the audit log, like every other.
+    pub async fn audit_action(
+        &self,
+        action: &str,
+        target: String,
+        reason: Option<String>,
+    ) -> Result<()> {
+        self.audit(action, target, reason).await
+    }
+
     pub(crate) async fn audit(
         &self,
         action: &str,

@@ -18,6 +18,7 @@ pub mod reports;
 pub mod retention;
 pub mod runtime;
 pub mod schedules;
+pub mod slo;
 pub mod sources;
 pub mod telemetry;
 

@@ -2,8 +2,8 @@
 //! store-derived gauges refreshed when `/metrics` is scraped.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use fabric_store::StateCounts;
@@ -49,6 +49,8 @@ pub struct Metrics {
     ingest_files: IntCounterVec,
     ingest_bytes: IntCounterVec,
     ingest_duration: HistogramVec,
+    slo_burn_rate: GaugeVec,
+    alerts_firing: IntGaugeVec,
 }
 
 const BUCKETS: &[f64] = &[
@@ -226,8 +228,51 @@ impl Metrics {
                 )
                 .expect("valid metric name"),
             ),
+            slo_burn_rate: registered(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "fabric_slo_burn_rate",
+                        "Error-budget burn rate of each SLO over each window (1 spends the \
+                         budget exactly over the SLO's window).",
+                    ),
+                    &["slo", "window"],
+                )
+                .expect("valid metric name"),
+            ),
+            alerts_firing: registered(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "fabric_alerts_firing",
+                        "1 for each alert rule firing now (fabric alerts list).",
+                    ),
+                    &["alert"],
+                )
+                .expect("valid metric name"),
+            ),
             jobs,
             registry: r,
+        }
+    }
+
+    /// Sets `fabric_alerts_firing` to 1 for each of `firing` (rule names), dropping the rest.
+    pub fn set_alerts_firing<'a>(&self, firing: impl IntoIterator<Item = &'a str>) {
+        self.alerts_firing.reset();
+        for name in firing {
+            self.alerts_firing.with_label_values(&[name]).set(1);
+        }
+    }
+
+    /// Sets `fabric_slo_burn_rate` from a report.
+    pub fn set_slo(&self, report: &std::collections::BTreeMap<String, crate::slo::SloStatus>) {
+        self.slo_burn_rate.reset();
+        for (name, s) in report {
+            for (window, rate) in &s.burn_rates {
+                self.slo_burn_rate
+                    .with_label_values(&[name.as_str(), window.as_str()])
+                    .set(*rate);
+            }
         }
     }
 

@@ -6,6 +6,7 @@
 //! it and none of them holds truth in memory. Every mutating call returns only once its write
 //! is durable in the backend's sense (SQLite: WAL commit).
 
+pub mod alerts;
 pub mod docs;
 mod error;
 pub mod outbox;
@@ -13,13 +14,20 @@ pub mod postgres;
 pub mod sqlite;
 pub mod testing;
 mod types;
+mod windows;
 
+pub use alerts::{
+    AlertPhase, AlertState, AlertStore, DeliveryAttempt, GroupFlush, JobSignals,
+    NewDeliveryAttempt, NewNotification, NewSilence, Notification, NotifyStatus, QueueState,
+    Settle, Silence,
+};
 pub use docs::DocStore;
 pub use error::StoreError;
 pub use outbox::OutboxStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use types::*;
+pub use windows::FinishedWindow;
 
 /// A page size as SQL's `LIMIT`: at least 1, and saturating at `i64::MAX` (a `usize::MAX`
 /// cast with `as` would be `-1`, which SQLite reads as "no limit" and PostgreSQL refuses).
@@ -52,6 +60,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The documents of the ingestion layer and their search, kept in the same database.
     fn docs(&self) -> &dyn DocStore;
+
+    /// Alert state, silences, the notification queue and delivery history.
+    fn alerts(&self) -> &dyn AlertStore;
 
     /// The outbox of messages bound for the bus, kept in the same database (job lifecycle
     /// events commit with their change).
@@ -124,6 +135,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Jobs that succeeded at or after `since` (throughput).
     async fn succeeded_since(&self, since: i64) -> Result<u64>;
+
+    /// For each of `since` (epoch ms): the jobs that succeeded or were quarantined since
+    /// then, and per `slow_ms` threshold the successes that ended more than that long after
+    /// they were due; one scan of the recent jobs for all of them.
+    async fn finished_windows(&self, since: &[i64], slow_ms: &[i64])
+        -> Result<Vec<FinishedWindow>>;
 
     /// Cancels a pending, running or quarantined job.
     async fn cancel(&self, id: JobId, reason: &str, now: i64) -> Result<fabric_core::Job>;

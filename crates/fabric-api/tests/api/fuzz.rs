@@ -314,6 +314,7 @@ async fn app() -> App {
         config_file: dir.path().join("fabric.yaml"),
         config_named: false,
         listen: None,
+        alerts: None,
     };
     let router = fabric_api::router(state);
     // Job 1 exists (pending) so cancel and retry reach the Console with a real job.

@@ -51,6 +51,7 @@ async fn server_with(token: Option<&str>, config: Config, file: Option<&str>) ->
         config_file: dir.path().join("fabric.yaml"),
         config_named: false,
         listen: None,
+        alerts: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -512,4 +513,86 @@ async fn docs_search_and_show() {
     let (code, body) = s.get("/api/v1/docs/stats").await;
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(body["documents"], 2);
+}
+
+/// `/metrics/summary` and `fabric_slo_burn_rate`: the SLOs measured on the store's jobs.
+#[tokio::test]
+async fn metrics_summary_measures_the_slos() {
+    use fabric_core::quarantine::QuarantineReason;
+    use fabric_store::{ClaimRequest, Completion, Outcome};
+    let s = server(None).await;
+    let now = fabric_core::Clock::now_ms(&RealClock);
+    let jobs: Vec<fabric_core::NewJob> =
+        (0..10).map(|_| fabric_core::NewJob::new("noop")).collect();
+    s.store.submit(jobs, now - 120_000).await.unwrap();
+    let claimed = s
+        .store
+        .claim(ClaimRequest {
+            owner: "w".into(),
+            limit: 10,
+            lease_ms: 600_000,
+            now: now - 120_000,
+            ..ClaimRequest::default()
+        })
+        .await
+        .unwrap();
+    // 9 succeed (one of them 90 s after it was due: slower than job_latency's 60 s), 1 is
+    // quarantined.
+    let done: Vec<Completion> = claimed
+        .iter()
+        .enumerate()
+        .map(|(i, j)| Completion {
+            id: j.id,
+            attempt: j.attempt,
+            owner: "w".into(),
+            started_at: now - 120_000,
+            finished_at: if i == 1 { now - 30_000 } else { now - 110_000 },
+            outcome: if i == 0 {
+                Outcome::Quarantine {
+                    reason: QuarantineReason::PermissionDenied,
+                    error: "denied".into(),
+                    failure: "permanent".into(),
+                }
+            } else {
+                Outcome::Succeeded { result: None }
+            },
+        })
+        .collect();
+    s.store.complete(done).await.unwrap();
+    let (code, body) = s.get("/metrics/summary").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let ok = &body["slo"]["job_success"];
+    assert_eq!(
+        (ok["total"].as_u64(), ok["violations"].as_u64()),
+        (Some(10), Some(1)),
+        "{body}"
+    );
+    // 10 % errors against a 1 % budget: a burn rate of 10 over the window.
+    assert!(
+        (ok["burn_rate"].as_f64().unwrap() - 10.0).abs() < 1e-9,
+        "{body}"
+    );
+    let lat = &body["slo"]["job_latency"];
+    assert_eq!(
+        (lat["total"].as_u64(), lat["violations"].as_u64()),
+        (Some(9), Some(1)),
+        "{body}"
+    );
+    assert!(ok["burn_rates"]["5m"].as_f64().unwrap() > 9.0, "{body}");
+    assert_eq!(body["alerts"], json!({}));
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("fabric_slo_burn_rate{slo=\"job_success\",window=\"1h\"}"))
+        .unwrap_or_else(|| panic!("no burn rate in {text}"));
+    let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((value - 10.0).abs() < 1e-9, "{line}");
 }

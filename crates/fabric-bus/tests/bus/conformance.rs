@@ -549,6 +549,76 @@ pub async fn a_large_limit_trims_within_one_percent(o: &Opener) {
 }
 
 /// One `#[tokio::test]` per conformance case, on the backend `$backend`.
+/// `fabric bus tail`: entries read without consuming them, the newest or those after an id.
+pub async fn entries_are_read_without_consuming_them(o: &Opener) {
+    let bus = o.open(BusConfig::default()).await;
+    bus.init("g").await.unwrap();
+    let mut published = Vec::new();
+    for i in 0..5 {
+        let id = bus.publish(Message::normal(format!("m{i}"))).await.unwrap();
+        published.push(id.id().unwrap().to_string());
+    }
+    let newest = bus.entries(Lane::Normal, None, 2).await.unwrap();
+    assert_eq!(ids(&newest), published[3..].to_vec());
+    assert_eq!(newest[0].payload, "m3");
+    let after = bus
+        .entries(Lane::Normal, Some(&published[1]), 2)
+        .await
+        .unwrap();
+    assert_eq!(ids(&after), published[2..4].to_vec());
+    let s = &bus.streams().await.unwrap()[0];
+    assert_eq!(
+        (s.groups["g"].lag, s.groups["g"].pending),
+        (5, 0),
+        "nothing consumed"
+    );
+    let got = bus.read("g", "c", 2, NO_WAIT).await.unwrap();
+    let s = &bus.streams().await.unwrap()[0];
+    assert_eq!(s.groups["g"].last_delivered, got[1].id);
+}
+
+/// `fabric bus dead-letters replay|purge`.
+pub async fn dead_letters_are_replayed_to_their_stream_and_purged(o: &Opener) {
+    let bus = o
+        .open(BusConfig {
+            retry_idle_ms: 20,
+            retry_max_attempts: 1,
+            ..BusConfig::default()
+        })
+        .await;
+    bus.init("g").await.unwrap();
+    for p in ["a", "b"] {
+        bus.publish(Message::normal(p)).await.unwrap();
+    }
+    let got = bus.read("g", "crashed", 2, NO_WAIT).await.unwrap();
+    assert_eq!(got.len(), 2);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let r = bus.reclaim(Lane::Normal, "g", "rescuer", 10).await.unwrap();
+    assert_eq!(r.dead_lettered, 2);
+    let letters = bus.dead_letters(10).await.unwrap();
+    let replayed = fabric_bus::replay_dead_letters(bus.as_ref(), &letters[..1])
+        .await
+        .unwrap();
+    assert_eq!(
+        (replayed[0].lane, replayed[0].outcome),
+        (Lane::Normal, "normal")
+    );
+    let again = bus.read("g", "c", 10, NO_WAIT).await.unwrap();
+    assert_eq!(
+        again.iter().map(|d| d.payload.as_str()).collect::<Vec<_>>(),
+        ["a"]
+    );
+    let left = bus.dead_letters(10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].payload, "b");
+    let purged = bus
+        .delete_dead_letters(&[left[0].id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert!(bus.dead_letters(10).await.unwrap().is_empty());
+}
+
 macro_rules! conformance_tests {
     ($backend:expr) => {
         conformance_tests!(@cases $backend;
@@ -569,7 +639,9 @@ macro_rules! conformance_tests {
             snapshot_counters_match,
             concurrent_publishes_respect_the_threshold_exactly,
             signed_bus_rejects_unsigned_forged_and_stale_messages,
-            a_large_limit_trims_within_one_percent
+            a_large_limit_trims_within_one_percent,
+            entries_are_read_without_consuming_them,
+            dead_letters_are_replayed_to_their_stream_and_purged
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {

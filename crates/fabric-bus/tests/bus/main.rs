@@ -12,6 +12,7 @@ use fabric_bus::{Bus, BusBackend, BusConfig};
 #[macro_use]
 mod conformance;
 mod config;
+mod crash;
 
 /// Opens buses of one backend under a key prefix of its own; a Redis opener deletes every
 /// key under its prefix when dropped (SCAN + DEL), whether the test passed or not.
@@ -108,6 +109,7 @@ mod redis_streams {
         bus.publish(fabric_bus::Message::normal("{}"))
             .await
             .unwrap();
+        bus.metrics_snapshot().await.unwrap();
         let mut conn = redis::Client::open(url.as_str())
             .unwrap()
             .get_connection()
@@ -123,6 +125,7 @@ mod redis_streams {
         assert_eq!(
             found,
             [
+                format!("{prefix}:counters"),
                 format!("{prefix}:fabric.emergency"),
                 format!("{prefix}:fabric.normal"),
                 format!("{prefix}:fabric.policy"),
@@ -131,5 +134,50 @@ mod redis_streams {
         );
         drop(opener);
         assert!(keys(&mut conn).is_empty());
+    }
+
+    /// Counters are the fleet's: what one process published and consumed shows in another's
+    /// snapshot (`fabric bus snapshot` runs in a process of its own).
+    #[tokio::test]
+    async fn counters_are_shared_by_every_process_on_the_prefix() {
+        let opener = super::Opener::new(fabric_bus::BusBackend::Redis);
+        let config = fabric_bus::BusConfig {
+            emergency_threshold: 2,
+            backpressure_drop_threshold: 3,
+            ..Default::default()
+        };
+        let a = opener.open(config.clone()).await;
+        let b = opener.open(config).await;
+        a.init("g").await.unwrap();
+        for _ in 0..4 {
+            a.publish(fabric_bus::Message::normal("{}")).await.unwrap();
+        }
+        let got = b
+            .read("g", "c", 10, std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        let normal: Vec<String> = got
+            .iter()
+            .filter(|d| d.lane == fabric_bus::Lane::Normal)
+            .map(|d| d.id.clone())
+            .collect();
+        b.ack("g", fabric_bus::Lane::Normal, &normal).await.unwrap();
+        a.metrics_snapshot().await.unwrap();
+        let m = b.metrics_snapshot().await.unwrap();
+        assert_eq!(
+            [
+                m.get("publish_total"),
+                m.get("publish_rerouted"),
+                m.get("publish_dropped"),
+                m.get("consumed"),
+                m.get("acked"),
+                m.get("queue_depth_max"),
+            ],
+            [4, 2, 0, 4, 2, 2],
+            "{m:?}"
+        );
+        // A second snapshot adds nothing twice.
+        a.metrics_snapshot().await.unwrap();
+        assert_eq!(b.metrics_snapshot().await.unwrap().get("publish_total"), 4);
     }
 }

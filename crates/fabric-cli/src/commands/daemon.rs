@@ -192,6 +192,17 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
         metrics.clone(),
         options,
     );
+    // Alerts: evaluated and delivered while this daemon leads the fleet.
+    let alerts = config.alerts.enabled.then(|| {
+        let m = metrics.clone();
+        fabric_alerts::AlertsRuntime::start(
+            store.clone(),
+            Arc::new(config.alerts.clone()),
+            clock.clone(),
+            format!("{}:alerts", engine.owner()),
+            Arc::new(move || m.leader.get() == 1),
+        )
+    });
     let console = Console::new(store.clone(), registry, config.clone(), clock, "daemon")
         .with_sources_file(home.sources_file())
         .with_engine(engine.waker(), metrics.clone());
@@ -210,6 +221,7 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| home.config_file()),
             config_named: ctx.global.config.is_some(),
             listen: None,
+            alerts: Some(alerts_view(store.clone())),
         };
         tokio::spawn(fabric_api::serve(listener, state, async move {
             let _ = api_stop_rx.await;
@@ -246,6 +258,10 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
         "stopping: no new claims, waiting for in-flight jobs"
     );
     let abandoned = engine.shutdown_within(timeout).await;
+    if let Some(alerts) = alerts {
+        // A send under way ends within its route's timeout; a stuck one is not waited for.
+        let _ = tokio::time::timeout(Duration::from_secs(10), alerts.shutdown()).await;
+    }
     let _ = api_stop.send(());
     if let Some(api) = api {
         let _ = tokio::time::timeout(Duration::from_secs(5), api).await;
@@ -263,6 +279,21 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
     tracing::info!("fabric daemon stopped");
     lock.release();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The firing alerts as `/metrics/summary` shows them, read from the store (so every
+/// daemon of the fleet shows them, not only the leader that evaluates them).
+fn alerts_view(store: Arc<dyn fabric_store::Store>) -> fabric_api::AlertsView {
+    Arc::new(move || {
+        let store = store.clone();
+        Box::pin(async move {
+            let active = fabric_alerts::active_summary(&*store)
+                .await
+                .map_err(|e| fabric_engine::EngineError::Unavailable(e.to_string()))?;
+            serde_json::to_value(active)
+                .map_err(|e| fabric_engine::EngineError::Failed(e.to_string()))
+        })
+    })
 }
 
 /// The API token from `api.token` or `api.token_file`.

@@ -1,15 +1,20 @@
 //! One module per command group; each parses its arguments and calls the Console.
 
+mod alerts;
 mod bench;
+mod bench_alerts;
 mod bench_bus;
 mod bench_events;
 mod bench_ingest;
+mod bus;
 mod checkpoint;
 mod config;
 mod corpus;
 mod daemon;
 mod db;
+mod demo;
 mod docs;
+mod drill;
 mod health;
 mod jobs;
 mod nodes;
@@ -42,6 +47,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             what: Some(BenchCmd::Bus(args)),
             ..
         }) => bench_bus::run(global, args),
+        Command::Bench(BenchArgs {
+            what: Some(BenchCmd::Alerts(args)),
+            ..
+        }) => bench_alerts::run(global, args),
         Command::Bench(args) => bench::run(global, args),
         Command::Extractor {
             memory_bytes,
@@ -76,6 +85,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Sources(cmd) => sources::run(&ctx, cmd).await,
                     Command::Telemetry(cmd) => telemetry::run(&ctx, cmd).await,
                     Command::Reports(cmd) => reports::run(&ctx, cmd).await,
+                    Command::Alerts(cmd) => alerts::run(&ctx, cmd).await,
+                    Command::Bus(cmd) => bus::run(&ctx, cmd).await,
+                    Command::Drill { kind, dry_run } => drill::run(&ctx, kind, dry_run).await,
+                    Command::Demo(crate::cli::DemoCmd::ControlLoop {
+                        bus,
+                        epochs,
+                        epoch_ms,
+                        dir,
+                    }) => {
+                        let o = demo::Options {
+                            bus,
+                            epochs,
+                            epoch_ms,
+                            dir,
+                        };
+                        demo::control_loop(&ctx, o).await
+                    }
                     Command::Db(cmd) => db::run(&ctx, cmd).await,
                     Command::Health { verbose, one } => health::run(&ctx, verbose, one).await,
                     Command::Nodes(cmd) => nodes::run(&ctx, cmd).await,

@@ -126,6 +126,8 @@ fn downgrade_to_v3(path: &Path) {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.execute_batch(
         "DROP TABLE sources; DROP TABLE telemetry; DROP TABLE outbox;
+         DROP TABLE alert_states; DROP TABLE alert_silences; DROP TABLE alert_notifications;
+         DROP TABLE alert_groups; DROP TABLE alert_deliveries;
          DROP TABLE doc_fts; DROP TABLE doc_links; DROP TABLE doc_chunks; DROP TABLE doc_tags;
          DROP TABLE documents;
          CREATE INDEX jobs_shard_ready ON jobs (shard, priority DESC, id) WHERE state = 'pending';

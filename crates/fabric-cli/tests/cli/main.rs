@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod alerts;
+mod bus;
 mod daemons;
+mod demo;
+mod deploy;
 mod docs;
 mod extractor;
 mod fleet;

@@ -6,7 +6,7 @@
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::{Config, ConfigProblem, REMOVED_KEYS};
+use super::{Config, ConfigProblem, RouteConfig, REMOVED_KEYS};
 use crate::retry::{RetryPolicy, RetryPreset};
 
 /// Upper bound on deserialization passes: each pass removes one bad value.
@@ -151,6 +151,18 @@ fn check_keys(doc: &mut Value, schema: &Value, path: &str, out: &mut Vec<ConfigP
                     check_keys(v, child, &full, out);
                 }
             }
+            Some(_) if full == "alerts.routes" => {
+                if let Some(Value::Mapping(routes)) = map.get_mut(name.as_str()) {
+                    let schema =
+                        serde_yaml_ng::to_value(RouteConfig::default()).unwrap_or(Value::Null);
+                    check_entries(routes, &schema, &full, out);
+                }
+            }
+            Some(_) if full == "slo" => {
+                if let Some(Value::Mapping(slos)) = map.get_mut(name.as_str()) {
+                    check_entries(slos, &slo_schema(), &full, out);
+                }
+            }
             Some(child) => {
                 if let Some(v) = map.get_mut(name.as_str()) {
                     check_keys(v, child, &full, out);
@@ -174,6 +186,28 @@ fn check_keys(doc: &mut Value, schema: &Value, path: &str, out: &mut Vec<ConfigP
                 }
             }
         }
+    }
+}
+
+/// The keys one SLO may have.
+fn slo_schema() -> Value {
+    let full = crate::slo::SloConfig {
+        indicator: crate::slo::Indicator::Latency,
+        objective: 0.99,
+        window: "3d".into(),
+        threshold_ms: Some(1),
+    };
+    serde_yaml_ng::to_value(full).unwrap_or(Value::Null)
+}
+
+/// Checks each entry of a map of named entries (`slo:`) against one schema.
+fn check_entries(entries: &mut Mapping, schema: &Value, path: &str, out: &mut Vec<ConfigProblem>) {
+    for (name, entry) in entries.iter_mut() {
+        let label = name
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| show(name));
+        check_keys(entry, schema, &join(path, &label), out);
     }
 }
 

@@ -8,11 +8,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::retry::RetryPolicy;
 
+mod alerts;
+mod alerts_validate;
 mod bus;
 mod load;
 mod redact;
 mod validate;
 
+pub use alerts::{
+    fmt_number, redact_route_url, AlertRule, AlertsConfig, Comparator, InhibitRule, RateLimit,
+    RateLimits, RouteConfig, RouteType, RuleConfig, Severity, SmtpTls, DEFAULT_RULES, LOG_ROUTE,
+    PAGERDUTY_URL,
+};
 pub use bus::{BusBackend, BusConfig, Secret, SigningConfig, StreamNames};
 
 pub use redact::is_secret_key;
@@ -41,7 +48,7 @@ pub const DEFAULT_SHELL_ENV_ALLOW: [&str; 7] =
     ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "TMPDIR"];
 
 /// The whole configuration file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub store: StoreConfig,
@@ -62,8 +69,37 @@ pub struct Config {
     pub logs: LogsConfig,
     pub backups: BackupsConfig,
     pub node: NodeConfig,
+    /// Alert rules, routes, silencing and delivery (see [`AlertsConfig`]).
+    pub alerts: AlertsConfig,
     /// The message bus (issue 14 §7).
     pub bus: BusConfig,
+    /// Service-level objectives by name (default: `job_success` and `job_latency`); a file
+    /// that names `slo:` replaces the defaults.
+    pub slo: BTreeMap<String, crate::slo::SloConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            store: Default::default(),
+            api: Default::default(),
+            workers: Default::default(),
+            queue: Default::default(),
+            retry: Default::default(),
+            retry_policies: Default::default(),
+            quarantine: Default::default(),
+            telemetry: Default::default(),
+            reports: Default::default(),
+            security: Default::default(),
+            recovery: Default::default(),
+            logs: Default::default(),
+            backups: Default::default(),
+            node: Default::default(),
+            bus: Default::default(),
+            alerts: Default::default(),
+            slo: crate::slo::default_slos(),
+        }
+    }
 }
 
 /// Which store and where.
@@ -695,6 +731,40 @@ workers:
         assert!(
             e[0].path == "bus.backend" && e[0].message.contains("kafka"),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn slos_default_replace_and_are_checked() {
+        let c = Config::from_yaml("", NO_ENV).unwrap();
+        assert_eq!(
+            c.slo.keys().collect::<Vec<_>>(),
+            ["job_latency", "job_success"]
+        );
+        let y = "slo:\n  api_ok:\n    indicator: success\n    objective: 0.999\n    window: 30d\n";
+        let c = Config::from_yaml(y, NO_ENV).unwrap();
+        assert_eq!(c.slo.keys().collect::<Vec<_>>(), ["api_ok"]);
+        assert_eq!(c.slo["api_ok"].window_ms(), 30 * 86_400_000);
+        let y = "slo:\n  fast:\n    indicator: latency\n    objective: 95\n    colour: red\n";
+        let e = Config::from_yaml(y, NO_ENV).unwrap_err();
+        let lines: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("slo.fast.colour: unknown key")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("slo.fast.objective: 95")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("slo.fast.threshold_ms: is required")),
+            "{lines:?}"
         );
     }
 

@@ -9,8 +9,9 @@ use super::Config;
 pub const MASK: &str = "********";
 
 /// Words that make a key a secret wherever it appears (`api.token`, `…password`, `…secret`).
-const SECRET_WORDS: [&str; 6] = [
+const SECRET_WORDS: [&str; 7] = [
     "token",
+    "routing_key",
     "password",
     "passwd",
     "secret",
@@ -159,7 +160,8 @@ fn mask_value(v: &mut Value) {
 }
 
 impl Config {
-    /// A copy with the known secrets (`store.url`'s password, `api.token`) masked.
+    /// A copy with the known secrets (`store.url`'s password, `api.token`, the alert routes'
+    /// keys, secrets, passwords and URL credentials) masked.
     pub fn redacted(&self) -> Config {
         let mut c = self.clone();
         if let Some(url) = &c.store.url {
@@ -168,6 +170,7 @@ impl Config {
         if c.api.token.is_some() {
             c.api.token = Some(MASK.into());
         }
+        c.alerts = c.alerts.redacted();
         c
     }
 

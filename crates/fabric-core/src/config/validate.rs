@@ -204,7 +204,11 @@ pub(super) fn problems(cfg: &Config) -> Vec<ConfigProblem> {
         p.range("node.timeout_ms", n.timeout_ms, 0, 3_600_000);
     }
     p.range("node.leader_lease_ms", n.leader_lease_ms, 300, 3_600_000);
+    for (path, message) in cfg.alerts.problems() {
+        p.push(&path, message);
+    }
     p.0.extend(cfg.bus.problems());
+    p.0.extend(crate::slo::problems(&cfg.slo));
     p.0
 }
 

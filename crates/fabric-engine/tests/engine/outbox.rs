@@ -98,6 +98,17 @@ impl Bus for Switched {
     async fn streams(&self) -> Result<Vec<StreamInfo>, BusError> {
         self.inner.streams().await
     }
+    async fn entries(
+        &self,
+        lane: Lane,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<Delivery>, BusError> {
+        self.inner.entries(lane, after, count).await
+    }
+    async fn delete_dead_letters(&self, ids: &[String]) -> Result<u64, BusError> {
+        self.inner.delete_dead_letters(ids).await
+    }
 }
 
 fn switched(down: bool) -> Arc<Switched> {

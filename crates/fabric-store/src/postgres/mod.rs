@@ -2,6 +2,7 @@
 //! (tokio-postgres + deadpool), versioned migrations, claims in one CTE with
 //! `FOR UPDATE SKIP LOCKED`, completions fenced by owner + attempt.
 
+mod alerts;
 mod docs;
 mod outbox;
 mod sources;
@@ -33,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0005_sources.sql"),
     include_str!("../../migrations/postgres/0006_telemetry.sql"),
     include_str!("../../migrations/postgres/0007_docs.sql"),
+    include_str!("../../migrations/postgres/0008_alerts.sql"),
     include_str!("../../migrations/postgres/0009_outbox.sql"),
 ];
 
@@ -645,6 +647,10 @@ impl Store for PostgresStore {
         self
     }
 
+    fn alerts(&self) -> &dyn crate::AlertStore {
+        self
+    }
+
     fn outbox(&self) -> &dyn crate::OutboxStore {
         self
     }
@@ -1059,6 +1065,24 @@ impl Store for PostgresStore {
             .await?
             .try_get(0)?;
         Ok(n as u64)
+    }
+
+    async fn finished_windows(
+        &self,
+        since: &[i64],
+        slow_ms: &[i64],
+    ) -> Result<Vec<crate::FinishedWindow>> {
+        if since.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(&crate::windows::sql(since, slow_ms), &[])
+            .await?;
+        let values = (0..row.len())
+            .map(|i| row.try_get::<_, i64>(i))
+            .collect::<std::result::Result<Vec<i64>, _>>()?;
+        Ok(crate::windows::windows(since, slow_ms, &values))
     }
 
     async fn cancel(&self, id: JobId, reason: &str, now: i64) -> Result<Job> {

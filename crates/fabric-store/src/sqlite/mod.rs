@@ -1,6 +1,7 @@
 //! The embedded SQLite backend: WAL mode, versioned migrations, one group-committing writer
 //! thread and a small pool of read connections.
 
+mod alerts;
 mod deferred;
 mod docs;
 mod inspect;
@@ -80,6 +81,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0007_telemetry.sql"),
     include_str!("../../migrations/sqlite/0008_docs.sql"),
     include_str!("../../migrations/sqlite/0009_fts_per_batch.sql"),
+    include_str!("../../migrations/sqlite/0010_alerts.sql"),
     include_str!("../../migrations/sqlite/0011_outbox.sql"),
 ];
 
@@ -640,6 +642,10 @@ impl Store for SqliteStore {
         self
     }
 
+    fn alerts(&self) -> &dyn crate::AlertStore {
+        self
+    }
+
     fn outbox(&self) -> &dyn crate::OutboxStore {
         self
     }
@@ -1045,6 +1051,24 @@ impl Store for SqliteStore {
                     "SELECT count(*) FROM jobs WHERE state = 'succeeded' AND finished_at >= ?1",
                 )?
                 .query_row([since], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn finished_windows(
+        &self,
+        since: &[i64],
+        slow_ms: &[i64],
+    ) -> Result<Vec<crate::FinishedWindow>> {
+        if since.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (since, slow_ms) = (since.to_vec(), slow_ms.to_vec());
+        self.read(move |conn| {
+            let sql = crate::windows::sql(&since, &slow_ms);
+            let n = since.len() * (2 + slow_ms.len());
+            let row: Vec<i64> = conn.query_row(&sql, [], |r| (0..n).map(|i| r.get(i)).collect())?;
+            Ok(crate::windows::windows(&since, &slow_ms, &row))
         })
         .await
     }

@@ -18,6 +18,10 @@ pub use docs_cases::*;
 mod outbox_cases;
 pub use outbox_cases::*;
 
+#[path = "conformance_alerts.rs"]
+mod alerts_cases;
+pub use alerts_cases::*;
+
 fn ok() -> Outcome {
     Outcome::Succeeded { result: None }
 }
@@ -1097,6 +1101,44 @@ pub async fn telemetry_sums_per_source_and_outcome_and_prunes(s: &dyn Store) {
     );
 }
 
+/// SLO and alert counts: finished jobs over several windows in one call.
+pub async fn finished_jobs_are_counted_over_windows(s: &dyn Store) {
+    s.submit(vec![NewJob::new("noop"); 4], T0).await.unwrap();
+    let jobs = s.claim(claim_req("w", 4, T0)).await.unwrap();
+    let at = |j: &fabric_core::Job, finished_at: i64, outcome: Outcome| Completion {
+        finished_at,
+        ..done(j, "w", outcome)
+    };
+    let quarantined = Outcome::Quarantine {
+        reason: QuarantineReason::PermissionDenied,
+        error: "denied".into(),
+        failure: "permanent".into(),
+    };
+    s.complete(vec![
+        at(&jobs[0], T0 + 10, ok()),
+        at(&jobs[1], T0 + 5_000, ok()),
+        at(&jobs[2], T0 + 100, quarantined),
+    ])
+    .await
+    .unwrap();
+    let w = s
+        .finished_windows(&[T0, T0 + 50], &[100, 10_000])
+        .await
+        .unwrap();
+    let got: Vec<(i64, u64, u64, Vec<u64>)> = w
+        .into_iter()
+        .map(|w| (w.since, w.succeeded, w.quarantined, w.slow))
+        .collect();
+    assert_eq!(
+        got,
+        [(T0, 2, 1, vec![1, 0]), (T0 + 50, 1, 1, vec![1, 0])],
+        "the running job counts nowhere"
+    );
+    assert!(s.finished_windows(&[], &[1]).await.unwrap().is_empty());
+    let none = s.finished_windows(&[T0 + 10_000], &[]).await.unwrap();
+    assert_eq!((none[0].succeeded, none[0].quarantined), (0, 0));
+}
+
 /// One `#[tokio::test]` per conformance case for the backend that `$make` opens. `$make`
 /// is an async fn returning `Some((Arc<dyn Store>, guard))`, the guard cleaning up when
 /// dropped, or `None` when the backend is not available here (the case says so and passes).
@@ -1105,6 +1147,7 @@ macro_rules! conformance_tests {
     ($make:path) => {
         $crate::conformance_tests!(@ref $make,
             submit_assigns_ids_and_unique_keys_are_idempotent,
+            finished_jobs_are_counted_over_windows,
             claim_takes_highest_priority_then_oldest_and_skips_future,
             claim_respects_limit_and_shards,
             one_shard_claims_mix_with_every_other_call,
@@ -1136,6 +1179,12 @@ macro_rules! conformance_tests {
             docs_stats_and_integrity,
             docs_compaction_merges_segments_until_the_index_is_compact,
             docs_an_unfiltered_search_ranks_the_newest_window_a_filtered_one_all,
+            alerts_states_and_notifications_are_saved_together,
+            alerts_ack_records_who_and_unknown_is_not_found,
+            alerts_silences_add_list_and_expire,
+            alerts_queue_claims_once_and_settles,
+            alerts_history_filters_and_prunes,
+            alerts_job_signals_count_what_the_jobs_did,
             outbox_captures_each_change_with_its_write_in_order_only_while_on,
             outbox_writes_big_batches_in_messages_of_at_most_a_thousand,
             outbox_captures_rescues_and_nothing_of_a_refused_change,
