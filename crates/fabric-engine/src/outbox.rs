@@ -182,7 +182,9 @@ async fn run(shared: Arc<Shared>, opts: OutboxOptions, stop: CancellationToken) 
                     }
                 }
                 Err(e) => {
-                    shared.metrics.bus_up.set(0);
+                    if matches!(e, PassError::Bus(_)) {
+                        shared.metrics.bus_up.set(0);
+                    }
                     shared.metrics.outbox_errors.inc();
                     if !failing {
                         failing = true;
@@ -280,20 +282,42 @@ async fn prune(shared: &Shared, store: &dyn Store, retention: Duration) {
 /// One look at the outbox: sends up to a batch in sequence order, deletes what the bus
 /// took. Rows the bus refused stay; so do all when the bus fails (some of them may have
 /// been taken: they are sent again, at least once).
-async fn pass(shared: &Shared, opts: &OutboxOptions) -> Result<Pass, fabric_bus::BusError> {
+/// Why a pass sent nothing: the bus, or the store (the outbox unreadable).
+#[derive(Debug)]
+enum PassError {
+    Bus(fabric_bus::BusError),
+    Store(fabric_store::StoreError),
+}
+
+impl std::fmt::Display for PassError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bus(e) => e.fmt(f),
+            Self::Store(e) => write!(f, "reading the outbox: {e}"),
+        }
+    }
+}
+
+impl From<fabric_bus::BusError> for PassError {
+    fn from(e: fabric_bus::BusError) -> Self {
+        Self::Bus(e)
+    }
+}
+
+impl From<fabric_store::StoreError> for PassError {
+    fn from(e: fabric_store::StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+async fn pass(shared: &Shared, opts: &OutboxOptions) -> Result<Pass, PassError> {
     let conservative = shared
         .governance
         .lock()
         .map(|g| g.conservative)
         .unwrap_or(false);
     let outbox = shared.store.outbox();
-    let rows = match outbox.outbox_peek(opts.batch, conservative).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "outbox: cannot read");
-            return Ok(Pass::Empty);
-        }
-    };
+    let rows = outbox.outbox_peek(opts.batch, conservative).await?;
     if rows.is_empty() {
         return Ok(Pass::Empty);
     }
