@@ -67,6 +67,23 @@ impl Stream {
         self.entries.len() as u64
     }
 
+    /// The backlog the thresholds weigh: what the slowest group has yet to acknowledge (its
+    /// pending entries and those not yet delivered to it); the whole length without groups.
+    fn depth(&self) -> u64 {
+        let Some(last) = self.entries.back().map(|e| e.seq) else {
+            return 0;
+        };
+        let first = self.entries.front().map_or(last, |e| e.seq);
+        self.groups
+            .values()
+            .map(|g| {
+                let undelivered = (last + 1).saturating_sub(g.next.max(first));
+                undelivered + g.pending.len() as u64
+            })
+            .max()
+            .unwrap_or(self.len())
+    }
+
     fn append(&mut self, payload: String, origin: Option<Origin>, max_len: u64) -> String {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -158,7 +175,7 @@ impl InProcBus {
         let max = self.config.max_stream_length;
         let id = stream(st, lane).append(payload, origin, max);
         if lane == Lane::Normal {
-            self.counters.saw_depth(stream(st, lane).len());
+            self.counters.saw_depth(stream(st, lane).depth());
         }
         id
     }
@@ -266,7 +283,7 @@ impl Bus for InProcBus {
         add(&self.counters.publish_total, 1);
         let outcome = {
             let mut st = self.lock();
-            let before = stream(&mut st, Lane::Normal).len();
+            let before = stream(&mut st, Lane::Normal).depth();
             self.counters.saw_depth(before);
             if message.emergency {
                 PublishOutcome::Emergency(self.append(
@@ -436,8 +453,8 @@ impl Bus for InProcBus {
 
     async fn metrics_snapshot(&self) -> Result<MetricsSnapshot, BusError> {
         let mut st = self.lock();
-        let normal = stream(&mut st, Lane::Normal).len();
-        let emergency = stream(&mut st, Lane::Emergency).len();
+        let normal = stream(&mut st, Lane::Normal).depth();
+        let emergency = stream(&mut st, Lane::Emergency).depth();
         Ok(self.counters.snapshot(normal, emergency))
     }
 

@@ -21,9 +21,27 @@ use crate::{
 };
 
 /// KEYS: normal, emergency. ARGV: emergency flag, drop threshold, emergency threshold,
-/// payload. Returns {outcome, id, length of normal before the add}.
+/// payload. Returns {outcome, id, normal's depth before the add, the target's length}.
 const PUBLISH: &str = r"
-local before = redis.call('XLEN', KEYS[1])
+-- The backlog the thresholds weigh: what the slowest group has yet to acknowledge (pending
+-- plus lag); the whole length when there is no group or Redis cannot tell a lag.
+local function depth(key)
+  local len = redis.call('XLEN', key)
+  if len == 0 then return 0 end
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', key)
+  if not ok or #groups == 0 then return len end
+  local worst = 0
+  for _, g in ipairs(groups) do
+    local pending, lag = 0, false
+    for j = 1, #g, 2 do
+      if g[j] == 'pending' then pending = g[j + 1] elseif g[j] == 'lag' then lag = g[j + 1] end
+    end
+    if not lag then return len end
+    if pending + lag > worst then worst = pending + lag end
+  end
+  return worst
+end
+local before = depth(KEYS[1])
 local target, outcome
 if ARGV[1] == '1' then target, outcome = KEYS[2], 'emergency'
 elseif before >= tonumber(ARGV[2]) then return {'dropped', '', before, 0}
@@ -33,12 +51,53 @@ local id = redis.call('XADD', target, '*', 'p', ARGV[4])
 return {outcome, id, before, redis.call('XLEN', target)}
 ";
 
+/// The depth of one stream (KEYS[1]), as the thresholds weigh it.
+const DEPTH: &str = r"
+-- The backlog the thresholds weigh: what the slowest group has yet to acknowledge (pending
+-- plus lag); the whole length when there is no group or Redis cannot tell a lag.
+local function depth(key)
+  local len = redis.call('XLEN', key)
+  if len == 0 then return 0 end
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', key)
+  if not ok or #groups == 0 then return len end
+  local worst = 0
+  for _, g in ipairs(groups) do
+    local pending, lag = 0, false
+    for j = 1, #g, 2 do
+      if g[j] == 'pending' then pending = g[j + 1] elseif g[j] == 'lag' then lag = g[j + 1] end
+    end
+    if not lag then return len end
+    if pending + lag > worst then worst = pending + lag end
+  end
+  return worst
+end
+return depth(KEYS[1])
+";
+
 /// [`PUBLISH`] for many messages (ARGV: drop threshold, emergency threshold, then a flag and
 /// a payload per message), each decided on the normal length its predecessors left; returns
 /// outcome, id and the length before, per message, then normal's and emergency's lengths.
 const PUBLISH_MANY: &str = r"
+-- The backlog the thresholds weigh: what the slowest group has yet to acknowledge (pending
+-- plus lag); the whole length when there is no group or Redis cannot tell a lag.
+local function depth(key)
+  local len = redis.call('XLEN', key)
+  if len == 0 then return 0 end
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', key)
+  if not ok or #groups == 0 then return len end
+  local worst = 0
+  for _, g in ipairs(groups) do
+    local pending, lag = 0, false
+    for j = 1, #g, 2 do
+      if g[j] == 'pending' then pending = g[j + 1] elseif g[j] == 'lag' then lag = g[j + 1] end
+    end
+    if not lag then return len end
+    if pending + lag > worst then worst = pending + lag end
+  end
+  return worst
+end
 local drop, emerg = tonumber(ARGV[1]), tonumber(ARGV[2])
-local nlen = redis.call('XLEN', KEYS[1])
+local nlen = depth(KEYS[1])
 local out = {}
 for i = 3, #ARGV, 2 do
   local before, target, outcome = nlen, nil, nil
@@ -55,7 +114,7 @@ for i = 3, #ARGV, 2 do
   out[#out + 1] = id
   out[#out + 1] = before
 end
-out[#out + 1] = nlen
+out[#out + 1] = redis.call('XLEN', KEYS[1])
 out[#out + 1] = redis.call('XLEN', KEYS[2])
 return out
 ";
@@ -71,6 +130,7 @@ pub struct RedisBus {
     conn: ConnectionManager,
     publish: redis::Script,
     publish_many: redis::Script,
+    depth: redis::Script,
     readers: Mutex<HashMap<String, MultiplexedConnection>>,
     counters: Counters,
     shared: SharedCounters,
@@ -113,6 +173,7 @@ impl RedisBus {
             conn,
             publish: redis::Script::new(PUBLISH),
             publish_many: redis::Script::new(PUBLISH_MANY),
+            depth: redis::Script::new(DEPTH),
             readers: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         })
@@ -308,6 +369,15 @@ impl RedisBus {
         Ok(c)
     }
 
+    /// What the slowest group of `lane` has yet to acknowledge (the length without groups).
+    async fn depth(&self, lane: Lane) -> Result<u64, BusError> {
+        Ok(self
+            .depth
+            .key(self.key(lane))
+            .invoke_async(&mut self.conn.clone())
+            .await?)
+    }
+
     async fn xlen(&self, lane: Lane) -> Result<u64, BusError> {
         Ok(redis::cmd("XLEN")
             .arg(self.key(lane))
@@ -366,7 +436,7 @@ impl Bus for RedisBus {
             }
             "emergency" => PublishOutcome::Emergency(id),
             "normal" => {
-                self.counters.saw_depth(length);
+                self.counters.saw_depth(before + 1);
                 PublishOutcome::Normal(id)
             }
             other => {
@@ -678,8 +748,8 @@ impl Bus for RedisBus {
     }
 
     async fn metrics_snapshot(&self) -> Result<MetricsSnapshot, BusError> {
-        let normal = self.xlen(Lane::Normal).await?;
-        let emergency = self.xlen(Lane::Emergency).await?;
+        let normal = self.depth(Lane::Normal).await?;
+        let emergency = self.depth(Lane::Emergency).await?;
         let hash = self.shared.flush(&self.conn, &self.counters).await?;
         Ok(SharedCounters::snapshot(
             hash,

@@ -424,7 +424,8 @@ pub async fn snapshot_counters_match(o: &Opener) {
         ("publish_dropped", 1),
         ("queue_depth_max", 3),
         ("queue_depth_normal", 3),
-        ("queue_depth_emergency", 3),
+        // Three entries, one acknowledged: the depth is what is left to acknowledge.
+        ("queue_depth_emergency", 2),
         ("consumed", 4),
         ("acked", 1),
         ("reclaimed", 0),
@@ -548,6 +549,62 @@ pub async fn a_large_limit_trims_within_one_percent(o: &Opener) {
     assert!((10_000..=10_200).contains(&length), "{length}");
 }
 
+/// The thresholds weigh the backlog, not the history: once the consumers have acknowledged
+/// what they read, normal takes publishes again although its length (kept up to
+/// `max_stream_length`) is past the thresholds.
+pub async fn thresholds_weigh_what_the_slowest_group_has_not_acknowledged(o: &Opener) {
+    let bus = o.open(thresholds(2, 3)).await;
+    bus.init("g").await.unwrap();
+    let outcomes = |v: &[PublishOutcome]| -> Vec<&'static str> {
+        v.iter()
+            .map(|p| match p {
+                PublishOutcome::Normal(_) => "normal",
+                PublishOutcome::Rerouted(_) => "rerouted",
+                PublishOutcome::Emergency(_) => "emergency",
+                PublishOutcome::Dropped => "dropped",
+            })
+            .collect()
+    };
+    let mut first = Vec::new();
+    for _ in 0..3 {
+        first.push(bus.publish(Message::normal("a")).await.unwrap());
+    }
+    assert_eq!(outcomes(&first), ["normal", "normal", "rerouted"]);
+    // Read but not acknowledged: still the backlog.
+    let got = bus.read("g", "c", 10, NO_WAIT).await.unwrap();
+    assert_eq!(got.len(), 3);
+    let held = bus.publish(Message::normal("b")).await.unwrap();
+    assert!(matches!(held, PublishOutcome::Rerouted(_)), "{held:?}");
+    for lane in [Lane::Normal, Lane::Emergency] {
+        let ids: Vec<String> = got
+            .iter()
+            .filter(|d| d.lane == lane)
+            .map(|d| d.id.clone())
+            .collect();
+        bus.ack("g", lane, &ids).await.unwrap();
+    }
+    // The rerouted "b" is the only entry left to acknowledge, and it is on emergency.
+    let s = &bus.streams().await.unwrap()[0];
+    assert_eq!(s.length, 2, "normal keeps its history");
+    assert_eq!(
+        bus.metrics_snapshot()
+            .await
+            .unwrap()
+            .get("queue_depth_normal"),
+        0
+    );
+    let mut again = Vec::new();
+    for _ in 0..3 {
+        again.push(bus.publish(Message::normal("c")).await.unwrap());
+    }
+    assert_eq!(outcomes(&again), ["normal", "normal", "rerouted"]);
+    let many = bus
+        .publish_many(vec![Message::normal("d"), Message::normal("e")])
+        .await
+        .unwrap();
+    assert_eq!(outcomes(&many), ["rerouted", "rerouted"]);
+}
+
 /// One `#[tokio::test]` per conformance case, on the backend `$backend`.
 /// `fabric bus tail`: entries read without consuming them, the newest or those after an id.
 pub async fn entries_are_read_without_consuming_them(o: &Opener) {
@@ -641,7 +698,8 @@ macro_rules! conformance_tests {
             signed_bus_rejects_unsigned_forged_and_stale_messages,
             a_large_limit_trims_within_one_percent,
             entries_are_read_without_consuming_them,
-            dead_letters_are_replayed_to_their_stream_and_purged
+            dead_letters_are_replayed_to_their_stream_and_purged,
+            thresholds_weigh_what_the_slowest_group_has_not_acknowledged
         );
     };
     (@cases $backend:expr; $($case:ident),* $(,)?) => {
