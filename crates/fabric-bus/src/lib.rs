@@ -198,7 +198,8 @@ pub trait Bus: Send + Sync {
     async fn init(&self, group: &str) -> Result<(), BusError>;
 
     /// Publishes to normal or emergency: emergency-flagged → emergency without depth check;
-    /// else normal's length before the add ≥ `backpressure_drop_threshold` → dropped; else
+    /// else normal's depth before the add (what its slowest group has yet to acknowledge;
+    /// its length without groups) ≥ `backpressure_drop_threshold` → dropped; else
     /// ≥ `emergency_threshold` → rerouted to emergency; else normal.
     async fn publish(&self, message: Message) -> Result<PublishOutcome, BusError>;
 
