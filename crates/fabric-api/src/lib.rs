@@ -56,6 +56,8 @@ pub struct ApiState {
     /// The active alerts for `/metrics/summary`, as `{name: {metric, value, routes, since}}`,
     /// from whoever evaluates them (none: `{}`).
     pub alerts: Option<AlertsView>,
+    /// The daemon's bus: its depths and counters are exported on `/metrics`.
+    pub bus: Option<std::sync::Arc<dyn fabric_bus::Bus>>,
 }
 
 /// Reads the active alerts (see [`ApiState::alerts`]).
@@ -305,6 +307,17 @@ async fn healthz(
 async fn metrics(State(s): State<ApiState>) -> Result<Response> {
     s.metrics.set_counts(&s.console.counts().await?);
     s.metrics.set_slo(&s.console.slo_report().await?);
+    if let Some(bus) = &s.bus {
+        // A bus that is away (Redis down) leaves the last figures; fabric_bus_up says so.
+        let snap = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            bus.metrics_snapshot(),
+        )
+        .await;
+        if let Ok(Ok(snap)) = snap {
+            s.metrics.set_bus(&snap);
+        }
+    }
     if let Some(f) = &s.alerts {
         let active = f().await?;
         let names = active

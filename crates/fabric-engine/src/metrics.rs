@@ -51,6 +51,10 @@ pub struct Metrics {
     ingest_duration: HistogramVec,
     slo_burn_rate: GaugeVec,
     alerts_firing: IntGaugeVec,
+    bus_depth: IntGaugeVec,
+    bus_counts: IntCounterVec,
+    /// The bus counters last exported, to turn snapshots into counter increments.
+    bus_seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
 const BUCKETS: &[f64] = &[
@@ -251,8 +255,61 @@ impl Metrics {
                 )
                 .expect("valid metric name"),
             ),
+            bus_depth: registered(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "fabric_bus_queue_depth",
+                        "Backlog of a bus stream: what its slowest consumer group has yet to \
+                         acknowledge (the length without groups).",
+                    ),
+                    &["lane"],
+                )
+                .expect("valid metric name"),
+            ),
+            bus_counts: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "fabric_bus_messages_total",
+                        "Bus counters by event (published, rerouted, dropped, consumed, acked, \
+                         reclaimed, dead_lettered, lost, rejected); on Redis the whole bus's.",
+                    ),
+                    &["event"],
+                )
+                .expect("valid metric name"),
+            ),
+            bus_seen: Default::default(),
             jobs,
             registry: r,
+        }
+    }
+
+    /// Exports a bus snapshot: the depths as gauges, the counters as counter increments.
+    pub fn set_bus(&self, snapshot: &fabric_bus::MetricsSnapshot) {
+        self.bus_depth
+            .with_label_values(&["normal"])
+            .set(snapshot.get("queue_depth_normal") as i64);
+        self.bus_depth
+            .with_label_values(&["emergency"])
+            .set(snapshot.get("queue_depth_emergency") as i64);
+        let mut seen = self.bus_seen.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, event) in [
+            ("publish_total", "published"),
+            ("publish_rerouted", "rerouted"),
+            ("publish_dropped", "dropped"),
+            ("consumed", "consumed"),
+            ("acked", "acked"),
+            ("reclaimed", "reclaimed"),
+            ("dead_lettered", "dead_lettered"),
+            ("lost", "lost"),
+            ("rejected", "rejected"),
+        ] {
+            let now = snapshot.get(key);
+            let before = seen.insert(key.to_string(), now).unwrap_or(0);
+            // A smaller value means the counters started again (a flushed Redis).
+            let add = if now >= before { now - before } else { now };
+            self.bus_counts.with_label_values(&[event]).inc_by(add);
         }
     }
 

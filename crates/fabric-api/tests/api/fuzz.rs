@@ -315,6 +315,7 @@ async fn app() -> App {
         config_named: false,
         listen: None,
         alerts: None,
+        bus: None,
     };
     let router = fabric_api::router(state);
     // Job 1 exists (pending) so cancel and retry reach the Console with a real job.

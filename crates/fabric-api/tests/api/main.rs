@@ -52,6 +52,7 @@ async fn server_with(token: Option<&str>, config: Config, file: Option<&str>) ->
         config_named: false,
         listen: None,
         alerts: None,
+        bus: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

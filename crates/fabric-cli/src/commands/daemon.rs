@@ -222,6 +222,7 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
             config_named: ctx.global.config.is_some(),
             listen: None,
             alerts: Some(alerts_view(store.clone())),
+            bus: Some(bus.clone()),
         };
         tokio::spawn(fabric_api::serve(listener, state, async move {
             let _ = api_stop_rx.await;

@@ -195,6 +195,21 @@ fn a_real_prometheus_scrapes_the_daemon_and_answers_fabric_queries() {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        // The daemon exports its bus (in-process here) for the dashboard's bus panels.
+        let text = http
+            .get(format!("http://{listen}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for line in [
+            "fabric_bus_queue_depth{lane=\"normal\"} ",
+            "fabric_bus_messages_total{event=\"published\"} ",
+        ] {
+            assert!(text.contains(line), "no {line} in {text}");
+        }
         // A fabric_ query and a recording rule return this daemon's figures.
         loop {
             assert!(
