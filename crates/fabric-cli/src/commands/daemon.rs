@@ -203,6 +203,16 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
             Arc::new(move || m.leader.get() == 1),
         )
     });
+    // Samples other producers publish on the bus's telemetry stream go to the same rules.
+    let feed = alerts.as_ref().map(|a| {
+        let m = metrics.clone();
+        super::telemetry_feed::start(
+            bus.clone(),
+            a.engine(),
+            format!("{}:feed", engine.owner()),
+            Arc::new(move || m.leader.get() == 1),
+        )
+    });
     let console = Console::new(store.clone(), registry, config.clone(), clock, "daemon")
         .with_sources_file(home.sources_file())
         .with_engine(engine.waker(), metrics.clone());
@@ -259,6 +269,9 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
         "stopping: no new claims, waiting for in-flight jobs"
     );
     let abandoned = engine.shutdown_within(timeout).await;
+    if let Some(feed) = feed {
+        feed.abort();
+    }
     if let Some(alerts) = alerts {
         // A send under way ends within its route's timeout; a stuck one is not waited for.
         let _ = tokio::time::timeout(Duration::from_secs(10), alerts.shutdown()).await;

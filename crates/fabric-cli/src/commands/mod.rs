@@ -25,6 +25,7 @@ mod shards;
 mod sources;
 mod status;
 mod telemetry;
+mod telemetry_feed;
 mod trigger_wait;
 
 use std::process::ExitCode;

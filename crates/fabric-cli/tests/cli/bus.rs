@@ -244,3 +244,55 @@ fn bad_input_is_named_and_the_inproc_bus_is_explained() {
     let err = b.home.stderr(2, &["bus", "tail", "--limit", "0"]);
     assert!(err.contains("--limit 0"), "{err}");
 }
+
+/// Samples published on the bus's telemetry stream reach the daemon's alert rules:
+/// `training_latency_high` fires after three over 18 ms.
+#[test]
+fn telemetry_samples_on_the_bus_feed_the_daemons_alert_rules() {
+    let b = BusHome::new(4000, 8000);
+    let h = &b.home;
+    h.expect(0, &["start"]);
+    for v in [25, 26, 27] {
+        let payload = format!("{{\"metric\":\"training_latency_ms\",\"value\":{v}}}");
+        h.json(&[
+            "bus",
+            "publish",
+            "--stream",
+            "telemetry",
+            "--payload",
+            &payload,
+        ]);
+    }
+    // Fabric's own samples share the stream and are left to the store's collector.
+    h.json(&[
+        "bus",
+        "publish",
+        "--stream",
+        "telemetry",
+        "--payload",
+        "{\"queue_depth\":1}",
+    ]);
+    h.wait_within(
+        "training_latency_high fires",
+        std::time::Duration::from_secs(60),
+        || {
+            h.json(&["alerts", "list"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["rule"] == "training_latency_high" && a["phase"] == "firing")
+        },
+    );
+    let streams = h.json(&["bus", "streams"]);
+    let telemetry = streams
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["lane"] == "telemetry")
+        .unwrap();
+    assert_eq!(
+        telemetry["groups"]["fabric-alerts"]["pending"], 0,
+        "{streams}"
+    );
+    h.expect(0, &["stop"]);
+}
