@@ -24,6 +24,16 @@ pub enum TransitionKind {
     Cleared,
 }
 
+impl TransitionKind {
+    /// `FIRED` or `CLEARED`, as the drill and the demo print it.
+    pub fn shout(self) -> &'static str {
+        match self {
+            Self::Fired => "FIRED",
+            Self::Cleared => "CLEARED",
+        }
+    }
+}
+
 /// An alert that fired or cleared, and which notifications that queued.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Transition {

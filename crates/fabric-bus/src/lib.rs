@@ -113,6 +113,16 @@ pub enum PublishOutcome {
 }
 
 impl PublishOutcome {
+    /// `normal`, `emergency`, `rerouted` or `dropped`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Normal(_) => "normal",
+            Self::Emergency(_) => "emergency",
+            Self::Rerouted(_) => "rerouted",
+            Self::Dropped => "dropped",
+        }
+    }
+
     /// The id the message was stored under, unless dropped.
     pub fn id(&self) -> Option<&str> {
         match self {
@@ -301,12 +311,8 @@ pub async fn replay_dead_letters(
                     payload: l.payload.clone(),
                     emergency: l.lane == Lane::Emergency,
                 };
-                match bus.publish(m).await? {
-                    PublishOutcome::Normal(id) => ("normal", Some(id)),
-                    PublishOutcome::Emergency(id) => ("emergency", Some(id)),
-                    PublishOutcome::Rerouted(id) => ("rerouted", Some(id)),
-                    PublishOutcome::Dropped => ("dropped", None),
-                }
+                let out = bus.publish(m).await?;
+                (out.as_str(), out.id().map(str::to_string))
             }
             lane => ("appended", Some(bus.publish_to(lane, &l.payload).await?)),
         };

@@ -20,9 +20,10 @@ use crate::{
     PublishOutcome, Reclaimed, StreamInfo,
 };
 
-/// KEYS: normal, emergency. ARGV: emergency flag, drop threshold, emergency threshold,
-/// payload. Returns {outcome, id, normal's depth before the add, the target's length}.
-const PUBLISH: &str = r"
+/// A Lua function `depth(key)`: the backlog the thresholds weigh, for the scripts below.
+macro_rules! depth_lua {
+    () => {
+        r"
 -- The backlog the thresholds weigh: what the slowest group has yet to acknowledge (pending
 -- plus lag); the whole length when there is no group or Redis cannot tell a lag.
 local function depth(key)
@@ -41,61 +42,20 @@ local function depth(key)
   end
   return worst
 end
-local before = depth(KEYS[1])
-local target, outcome
-if ARGV[1] == '1' then target, outcome = KEYS[2], 'emergency'
-elseif before >= tonumber(ARGV[2]) then return {'dropped', '', before, 0}
-elseif before >= tonumber(ARGV[3]) then target, outcome = KEYS[2], 'rerouted'
-else target, outcome = KEYS[1], 'normal' end
-local id = redis.call('XADD', target, '*', 'p', ARGV[4])
-return {outcome, id, before, redis.call('XLEN', target)}
-";
+    "
+    };
+}
 
 /// The depth of one stream (KEYS[1]), as the thresholds weigh it.
-const DEPTH: &str = r"
--- The backlog the thresholds weigh: what the slowest group has yet to acknowledge (pending
--- plus lag); the whole length when there is no group or Redis cannot tell a lag.
-local function depth(key)
-  local len = redis.call('XLEN', key)
-  if len == 0 then return 0 end
-  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', key)
-  if not ok or #groups == 0 then return len end
-  local worst = 0
-  for _, g in ipairs(groups) do
-    local pending, lag = 0, false
-    for j = 1, #g, 2 do
-      if g[j] == 'pending' then pending = g[j + 1] elseif g[j] == 'lag' then lag = g[j + 1] end
-    end
-    if not lag then return len end
-    if pending + lag > worst then worst = pending + lag end
-  end
-  return worst
-end
-return depth(KEYS[1])
-";
+const DEPTH: &str = concat!(depth_lua!(), "return depth(KEYS[1])\n");
 
-/// [`PUBLISH`] for many messages (ARGV: drop threshold, emergency threshold, then a flag and
-/// a payload per message), each decided on the normal length its predecessors left; returns
-/// outcome, id and the length before, per message, then normal's and emergency's lengths.
-const PUBLISH_MANY: &str = r"
--- The backlog the thresholds weigh: what the slowest group has yet to acknowledge (pending
--- plus lag); the whole length when there is no group or Redis cannot tell a lag.
-local function depth(key)
-  local len = redis.call('XLEN', key)
-  if len == 0 then return 0 end
-  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', key)
-  if not ok or #groups == 0 then return len end
-  local worst = 0
-  for _, g in ipairs(groups) do
-    local pending, lag = 0, false
-    for j = 1, #g, 2 do
-      if g[j] == 'pending' then pending = g[j + 1] elseif g[j] == 'lag' then lag = g[j + 1] end
-    end
-    if not lag then return len end
-    if pending + lag > worst then worst = pending + lag end
-  end
-  return worst
-end
+/// Publishes messages in order (KEYS: normal, emergency; ARGV: drop threshold, emergency
+/// threshold, then a flag and a payload per message), each decided on the depth of normal its
+/// predecessors left; returns outcome, id and the depth before, per message, then normal's
+/// and emergency's lengths. A single publish is a batch of one.
+const PUBLISH_MANY: &str = concat!(
+    depth_lua!(),
+    r"
 local drop, emerg = tonumber(ARGV[1]), tonumber(ARGV[2])
 local nlen = depth(KEYS[1])
 local out = {}
@@ -117,7 +77,8 @@ end
 out[#out + 1] = redis.call('XLEN', KEYS[1])
 out[#out + 1] = redis.call('XLEN', KEYS[2])
 return out
-";
+"
+);
 
 /// Below this `max_stream_length`, trims are exact: `MAXLEN ~` removes whole radix-tree
 /// nodes (100 entries by default), so a small limit would never trim at all.
@@ -128,7 +89,6 @@ pub struct RedisBus {
     config: BusConfig,
     client: Client,
     conn: ConnectionManager,
-    publish: redis::Script,
     publish_many: redis::Script,
     depth: redis::Script,
     readers: Mutex<HashMap<String, MultiplexedConnection>>,
@@ -171,7 +131,6 @@ impl RedisBus {
             config,
             client,
             conn,
-            publish: redis::Script::new(PUBLISH),
             publish_many: redis::Script::new(PUBLISH_MANY),
             depth: redis::Script::new(DEPTH),
             readers: Mutex::new(HashMap::new()),
@@ -412,47 +371,11 @@ impl Bus for RedisBus {
     }
 
     async fn publish(&self, message: Message) -> Result<PublishOutcome, BusError> {
-        add(&self.counters.publish_total, 1);
-        let (outcome, id, before, length): (String, String, u64, u64) = self
-            .publish
-            .key(self.key(Lane::Normal))
-            .key(self.key(Lane::Emergency))
-            .arg(if message.emergency { "1" } else { "0" })
-            .arg(self.config.backpressure_drop_threshold)
-            .arg(self.config.emergency_threshold)
-            .arg(message.payload)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        self.counters.saw_depth(before);
-        let outcome = match outcome.as_str() {
-            "dropped" => {
-                add(&self.counters.publish_dropped, 1);
-                self.shared.maybe_flush(&self.conn, &self.counters).await;
-                return Ok(PublishOutcome::Dropped);
-            }
-            "rerouted" => {
-                add(&self.counters.publish_rerouted, 1);
-                PublishOutcome::Rerouted(id)
-            }
-            "emergency" => PublishOutcome::Emergency(id),
-            "normal" => {
-                self.counters.saw_depth(before + 1);
-                PublishOutcome::Normal(id)
-            }
-            other => {
-                return Err(BusError::Reply {
-                    command: "publish script",
-                    detail: format!("outcome {other:?}"),
-                })
-            }
-        };
-        let lane = if matches!(outcome, PublishOutcome::Normal(_)) {
-            Lane::Normal
-        } else {
-            Lane::Emergency
-        };
-        self.after_append(lane, length).await?;
-        Ok(outcome)
+        let mut out = self.publish_many(vec![message]).await?;
+        out.pop().ok_or_else(|| BusError::Reply {
+            command: "publish script",
+            detail: "no outcome".into(),
+        })
     }
 
     async fn publish_many(&self, messages: Vec<Message>) -> Result<Vec<PublishOutcome>, BusError> {
@@ -537,9 +460,6 @@ impl Bus for RedisBus {
             .arg(self.key(lane))
             .query_async(&mut self.conn.clone())
             .await?;
-        if lane == Lane::Normal {
-            self.counters.saw_depth(length);
-        }
         self.after_append(lane, length).await?;
         Ok(id)
     }

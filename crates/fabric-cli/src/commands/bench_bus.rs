@@ -235,13 +235,7 @@ async fn emergency(bus: Arc<dyn Bus>, backlog: usize, batch: usize) -> anyhow::R
             anyhow::Ok(lat)
         })
     };
-    let period = Duration::from_micros(1_000_000 / TRICKLE_RATE);
-    let start = tokio::time::Instant::now();
-    for i in 0..TRICKLE {
-        tokio::time::sleep_until(start + period * i as u32).await;
-        let sent = t0.elapsed().as_secs_f64() * 1000.0;
-        bus.publish(Message::emergency(format!("{sent}"))).await?;
-    }
+    trickle(bus.as_ref(), t0, true).await?;
     let out = tokio::time::timeout(Duration::from_secs(60), consumer).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     out.map_err(|_| anyhow::anyhow!("emergency messages not all read within 60 s"))??
@@ -302,6 +296,23 @@ async fn throughput(bus: &dyn Bus, args: &BenchBusArgs, quiet: bool) -> anyhow::
     Ok((p?, c?))
 }
 
+/// Publishes `TRICKLE` messages at `TRICKLE_RATE`, each carrying its send time (ms since
+/// `t0`).
+async fn trickle(bus: &dyn Bus, t0: Instant, emergency: bool) -> anyhow::Result<()> {
+    let period = Duration::from_micros(1_000_000 / TRICKLE_RATE);
+    let start = tokio::time::Instant::now();
+    for i in 0..TRICKLE {
+        tokio::time::sleep_until(start + period * i as u32).await;
+        let sent = format!("{}", t0.elapsed().as_secs_f64() * 1000.0);
+        bus.publish(Message {
+            payload: sent,
+            emergency,
+        })
+        .await?;
+    }
+    Ok(())
+}
+
 /// Milliseconds from publish to read of each message of a 1,000 msg/s trickle.
 async fn latency(bus: Arc<dyn Bus>) -> anyhow::Result<Vec<f64>> {
     let t0 = Instant::now();
@@ -326,12 +337,6 @@ async fn latency(bus: Arc<dyn Bus>) -> anyhow::Result<Vec<f64>> {
             anyhow::Ok(lat)
         })
     };
-    let period = Duration::from_micros(1_000_000 / TRICKLE_RATE);
-    let start = tokio::time::Instant::now();
-    for i in 0..TRICKLE {
-        tokio::time::sleep_until(start + period * i as u32).await;
-        let sent = t0.elapsed().as_secs_f64() * 1000.0;
-        bus.publish(Message::normal(format!("{sent}"))).await?;
-    }
+    trickle(bus.as_ref(), t0, false).await?;
     consumer.await?
 }

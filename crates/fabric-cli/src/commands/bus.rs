@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use fabric_bus::{Bus, BusBackend, DeadLetter, Delivery, Lane, Message, PublishOutcome};
+use fabric_bus::{Bus, BusBackend, DeadLetter, Delivery, Lane, Message};
 use serde_json::json;
 
 use crate::cli::{BusCmd, DeadLettersCmd, Format};
@@ -195,12 +195,8 @@ async fn publish(
                 payload,
                 emergency: emergency || lane == Lane::Emergency,
             };
-            match bus.publish(m).await? {
-                PublishOutcome::Normal(id) => ("normal", Some(id)),
-                PublishOutcome::Emergency(id) => ("emergency", Some(id)),
-                PublishOutcome::Rerouted(id) => ("rerouted", Some(id)),
-                PublishOutcome::Dropped => ("dropped", None),
-            }
+            let out = bus.publish(m).await?;
+            (out.as_str(), out.id().map(str::to_string))
         }
         _ if emergency => {
             return Err(Usage(format!(

@@ -43,17 +43,49 @@ impl DrillKind {
     }
 }
 
-/// A value that breaches `rule`, and one that does not.
+/// A value that breaches `rule`, and one that does not: half and one and a half times a
+/// positive threshold (a count or a ratio stays positive), one off another; `> 0` clears at 0.
 fn values(rule: &AlertRule) -> (f64, f64) {
     let t = rule.threshold;
-    let step = (t.abs() * 0.5).max(1.0);
-    let (breach, clear) = match rule.comparator {
-        Comparator::Gt | Comparator::Ge => (t + step, (t - step).max(0.0).min(t - 1.0)),
-        Comparator::Lt | Comparator::Le => ((t - step).max(0.0).min(t - 1.0), t + step),
-        Comparator::Eq => (t, t + 1.0),
-        Comparator::Ne => (t + 1.0, t),
+    let (below, above) = if t > 0.0 {
+        (t / 2.0, t * 1.5)
+    } else {
+        (t - 1.0, t + 1.0)
     };
-    (breach, clear)
+    match rule.comparator {
+        Comparator::Gt => (above, if t > 0.0 { below } else { t }),
+        Comparator::Ge => (above, below),
+        Comparator::Lt | Comparator::Le => (below, above),
+        Comparator::Eq => (t, above),
+        Comparator::Ne => (above, t),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drill_values_breach_then_clear_every_default_rule() {
+        for rule in fabric_core::config::AlertsConfig::default().effective_rules() {
+            let (breach, clear) = values(&rule);
+            assert!(
+                rule.comparator.breaches(breach, rule.threshold),
+                "{}",
+                rule.name
+            );
+            assert!(
+                !rule.comparator.breaches(clear, rule.threshold),
+                "{}",
+                rule.name
+            );
+            assert!(
+                breach >= 0.0 && clear >= 0.0,
+                "{}: {breach} {clear}",
+                rule.name
+            );
+        }
+    }
 }
 
 /// One sample of the drill and what it did.
@@ -136,10 +168,7 @@ pub async fn run(ctx: &Ctx, kind: DrillKind, dry_run: bool) -> anyhow::Result<Ex
                 }
             );
             for t in &transitions {
-                let verb = match t.kind {
-                    TransitionKind::Fired => "FIRED",
-                    TransitionKind::Cleared => "CLEARED",
-                };
+                let verb = t.kind.shout();
                 text.push_str(&format!(
                     "  {verb} {} → {}{}\n",
                     t.rule,

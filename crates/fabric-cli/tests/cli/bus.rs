@@ -3,6 +3,16 @@
 
 use super::Home;
 
+/// The stream of `lane` in the JSON of `fabric bus streams`.
+pub(crate) fn stream<'a>(streams: &'a serde_json::Value, lane: &str) -> &'a serde_json::Value {
+    streams
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["lane"] == lane)
+        .unwrap_or_else(|| panic!("no {lane} stream in {streams}"))
+}
+
 /// A home whose bus is the test Redis under a fresh prefix; the prefix's keys are deleted
 /// when dropped.
 struct BusHome {
@@ -107,12 +117,7 @@ fn publish_reroutes_and_the_snapshot_and_streams_show_it() {
         assert_eq!(snap[key], want, "{key} in {snap}");
     }
     let streams = h.json(&["bus", "streams"]);
-    let normal = streams
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["lane"] == "normal")
-        .unwrap();
+    let normal = stream(&streams, "normal");
     assert_eq!(normal["length"], 2);
     assert_eq!(normal["groups"]["fabric"]["lag"], 2);
     assert_eq!(normal["groups"]["fabric"]["pending"], 0);
@@ -284,12 +289,7 @@ fn telemetry_samples_on_the_bus_feed_the_daemons_alert_rules() {
         },
     );
     let streams = h.json(&["bus", "streams"]);
-    let telemetry = streams
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["lane"] == "telemetry")
-        .unwrap();
+    let telemetry = stream(&streams, "telemetry");
     assert_eq!(
         telemetry["groups"]["fabric-alerts"]["pending"], 0,
         "{streams}"

@@ -125,12 +125,7 @@ fn the_control_loop_runs_on_redis_and_its_streams_stay_for_the_checks() {
         check_run(&v, &dir);
         // The demo home's config names the run's streams: `fabric bus` there sees them.
         let streams = in_home(&dir, &["bus", "streams"]);
-        let telemetry = streams
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["lane"] == "telemetry")
-            .unwrap();
+        let telemetry = crate::bus::stream(&streams, "telemetry");
         assert_eq!(telemetry["length"], 7, "6 epochs and the end: {streams}");
         assert_eq!(
             telemetry["groups"]["tamiyo"]["pending"], 0,

@@ -211,25 +211,21 @@ fn check_entries(entries: &mut Mapping, schema: &Value, path: &str, out: &mut Ve
     }
 }
 
-/// Checks each policy of `retry_policies` against the policy schema.
+/// Checks each policy of `retry_policies` against the policy schema; a policy named like a
+/// preset gets that preset when it names none.
 fn check_policies(policies: &mut Mapping, path: &str, out: &mut Vec<ConfigProblem>) {
-    let schema = serde_yaml_ng::to_value(RetryPolicy::default()).unwrap_or(Value::Null);
+    let key = Value::String("preset".into());
     for (name, policy) in policies.iter_mut() {
-        let label = name
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| show(name));
-        let full = join(path, &label);
         if let (Some(preset), Value::Mapping(m)) =
             (name.as_str().and_then(RetryPreset::named), &mut *policy)
         {
-            let key = Value::String("preset".into());
             if !m.contains_key(&key) {
-                m.insert(key, Value::String(preset.as_str().into()));
+                m.insert(key.clone(), Value::String(preset.as_str().into()));
             }
         }
-        check_keys(policy, &schema, &full, out);
     }
+    let schema = serde_yaml_ng::to_value(RetryPolicy::default()).unwrap_or(Value::Null);
+    check_entries(policies, &schema, path, out);
 }
 
 /// Removes the value at `path`; false when there is nothing to remove (the whole document).

@@ -342,10 +342,7 @@ fn print_epoch(
         e.seeds_active
     ))?;
     for t in transitions {
-        let verb = match t.kind {
-            TransitionKind::Fired => "FIRED",
-            TransitionKind::Cleared => "CLEARED",
-        };
+        let verb = t.kind.shout();
         say.line(format!(
             "  alert {verb} {} (value {}) → {}",
             t.rule,
