@@ -67,6 +67,9 @@ pub enum Command {
     /// Submit, list, inspect, cancel and retry jobs.
     #[command(subcommand)]
     Jobs(JobsCmd),
+    /// Batches of jobs with dependencies: submit, show, list, retry, cancel.
+    #[command(subcommand)]
+    Batch(crate::commands::batch::BatchCmd),
     /// Jobs that failed for good: list, inspect, retry, purge.
     #[command(subcommand)]
     Quarantine(QuarantineCmd),

@@ -30,17 +30,25 @@ pub enum JobState {
     Quarantined,
     /// Cancelled by an operator (final).
     Cancelled,
+    /// An item of a batch waiting for the items it depends on to succeed; released to
+    /// `pending` by the completion of its last dependency, never claimed before.
+    Waiting,
+    /// An item of a batch that cannot run because an item it depends on was quarantined or
+    /// cancelled (reason `dependency_failure`); `batch retry` unblocks it.
+    Blocked,
 }
 
 impl JobState {
     /// Every state, in lifecycle order.
-    pub const ALL: [JobState; 6] = [
+    pub const ALL: [JobState; 8] = [
         JobState::Pending,
         JobState::Running,
         JobState::Succeeded,
         JobState::Failed,
         JobState::Quarantined,
         JobState::Cancelled,
+        JobState::Waiting,
+        JobState::Blocked,
     ];
 
     /// The lowercase name used in the store, the CLI and JSON.
@@ -52,6 +60,8 @@ impl JobState {
             JobState::Failed => "failed",
             JobState::Quarantined => "quarantined",
             JobState::Cancelled => "cancelled",
+            JobState::Waiting => "waiting",
+            JobState::Blocked => "blocked",
         }
     }
 
@@ -65,7 +75,7 @@ impl JobState {
                 CoreError::invalid(
                     "status",
                     format!(
-                        "'{s}' is not a job state (one of pending, running, succeeded, failed, quarantined, cancelled)"
+                        "'{s}' is not a job state (one of pending, running, succeeded, failed, quarantined, cancelled, waiting, blocked)"
                     ),
                 )
             })
@@ -94,6 +104,12 @@ impl JobState {
                 | (Failed, Cancelled)
                 | (Quarantined, Pending) // operator retry only
                 | (Quarantined, Cancelled)
+                | (Waiting, Pending) // the last dependency succeeded
+                | (Waiting, Blocked) // a dependency failed
+                | (Waiting, Cancelled)
+                | (Blocked, Pending) // batch retry
+                | (Blocked, Waiting) // batch retry, dependencies still to run
+                | (Blocked, Cancelled)
         )
     }
 
@@ -326,6 +342,9 @@ pub struct Job {
     pub cancel_reason: Option<String>,
     /// What the handler returned on success (e.g. a command's exit code and output tail).
     pub result: Option<serde_json::Value>,
+    /// The batch the job is an item of, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<i64>,
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! quarantine rules, shards and routing, clocks, configuration, the documents of ingestion, SLO arithmetic. No
 //! I/O and no async runtime live here.
 
+pub mod batch;
 pub mod clock;
 pub mod config;
 pub mod doc;

@@ -171,7 +171,7 @@ impl Console {
 
     /// A job's `max_attempts` as it will be stored: [`NewJob::POLICY_ATTEMPTS`] becomes the
     /// `max_attempts` of its retry policy (its source's, else its kind's, else `retry`).
-    fn with_policy_attempts(&self, mut job: NewJob) -> NewJob {
+    pub(crate) fn with_policy_attempts(&self, mut job: NewJob) -> NewJob {
         if job.max_attempts == NewJob::POLICY_ATTEMPTS {
             job.max_attempts = self
                 .config
@@ -248,6 +248,24 @@ impl Console {
         };
         self.audit("jobs.submit", target, None).await?;
         Ok(out)
+    }
+
+    /// Counts `n` enqueued jobs and wakes the local engine.
+    pub(crate) fn submitted(&self, n: u64) {
+        if let Some(m) = &self.metrics {
+            m.enqueued.inc_by(n);
+        }
+        if let Some(w) = &self.waker {
+            w.wake();
+        }
+    }
+
+    /// Stops the attempt of job `id` if the local engine runs it (elsewhere: the store's
+    /// notification or the CLI's signal, and the next lease heartbeat).
+    pub(crate) fn stop_attempt(&self, id: JobId) {
+        if let Some(w) = &self.waker {
+            w.cancelled(id);
+        }
     }
 
     /// Jobs matching `filter`, newest first.

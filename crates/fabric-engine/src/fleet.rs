@@ -221,6 +221,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             }
             reassign_silent_nodes(&shared, &opts, &mut handled).await;
             crate::schedules::run_due(&shared, now).await;
+            crate::batches::finish_due(&shared, now).await;
             compact_index(&*store).await;
             if last_prune.is_none_or(|t| t.elapsed() >= opts.prune_every) {
                 last_prune = Some(Instant::now());

@@ -64,6 +64,14 @@ impl StoreError {
         }
     }
 
+    /// A missing batch.
+    pub fn batch_not_found(id: i64) -> Self {
+        StoreError::NotFound {
+            what: "batch",
+            id: id.to_string(),
+        }
+    }
+
     /// A missing job.
     pub fn job_not_found(id: i64) -> Self {
         StoreError::NotFound {

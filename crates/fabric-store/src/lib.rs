@@ -7,6 +7,7 @@
 //! is durable in the backend's sense (SQLite: WAL commit).
 
 pub mod alerts;
+pub mod batch;
 pub mod docs;
 mod error;
 pub mod outbox;
@@ -20,6 +21,10 @@ pub use alerts::{
     AlertPhase, AlertState, AlertStore, DeliveryAttempt, GroupFlush, JobSignals,
     NewDeliveryAttempt, NewNotification, NewSilence, Notification, NotifyStatus, QueueState,
     Settle, Silence,
+};
+pub use batch::{
+    BatchCancelled, BatchDetail, BatchItemRecord, BatchRecord, BatchRetried, BatchStore,
+    FinishedBatch, NewBatch, NewBatchItem,
 };
 pub use docs::DocStore;
 pub use error::StoreError;
@@ -67,6 +72,9 @@ pub trait Store: Send + Sync + 'static {
     /// The outbox of messages bound for the bus, kept in the same database (job lifecycle
     /// events commit with their change).
     fn outbox(&self) -> &dyn OutboxStore;
+
+    /// Batches and the dependencies of their items.
+    fn batches(&self) -> &dyn BatchStore;
 
     /// Inserts jobs (validated by the caller); a job whose unique key already exists is not
     /// inserted and its existing id is returned with `created: false`. One call is one

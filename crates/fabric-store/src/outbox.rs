@@ -153,6 +153,8 @@ pub fn event_name(from: Option<JobState>, to: JobState) -> Option<&'static str> 
         (Some(_), JobState::Failed) => "job.failed",
         (Some(_), JobState::Quarantined) => "job.quarantined",
         (Some(_), JobState::Cancelled) => "job.cancelled",
+        (Some(_), JobState::Waiting) => "job.waiting",
+        (Some(_), JobState::Blocked) => "job.blocked",
     })
 }
 

@@ -193,6 +193,10 @@ pub struct StateCounts {
     pub failed: u64,
     pub quarantined: u64,
     pub cancelled: u64,
+    /// Batch items waiting for their dependencies.
+    pub waiting: u64,
+    /// Batch items blocked by a failed dependency.
+    pub blocked: u64,
 }
 
 impl StateCounts {
@@ -210,6 +214,8 @@ impl StateCounts {
             JobState::Failed => self.failed,
             JobState::Quarantined => self.quarantined,
             JobState::Cancelled => self.cancelled,
+            JobState::Waiting => self.waiting,
+            JobState::Blocked => self.blocked,
         }
     }
 
@@ -221,6 +227,8 @@ impl StateCounts {
             JobState::Failed => &mut self.failed,
             JobState::Quarantined => &mut self.quarantined,
             JobState::Cancelled => &mut self.cancelled,
+            JobState::Waiting => &mut self.waiting,
+            JobState::Blocked => &mut self.blocked,
         }
     }
 

@@ -1,6 +1,7 @@
 //! One module per command group; each parses its arguments and calls the Console.
 
 mod alerts;
+pub mod batch;
 mod bench;
 mod bench_alerts;
 mod bench_bus;
@@ -82,6 +83,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 match command {
                     Command::Status { verbose } => status::run(&ctx, verbose).await,
                     Command::Jobs(cmd) => jobs::run(&ctx, cmd).await,
+                    Command::Batch(cmd) => batch::run(&ctx, cmd).await,
                     Command::Quarantine(cmd) => quarantine::run(&ctx, cmd).await,
                     Command::Sources(cmd) => sources::run(&ctx, cmd).await,
                     Command::Telemetry(cmd) => telemetry::run(&ctx, cmd).await,

@@ -263,8 +263,8 @@ pub async fn run(ctx: &Ctx, verbose: bool) -> anyhow::Result<ExitCode> {
             (
                 "queue",
                 format!(
-                    "pending {}, running {}, succeeded {}, failed {}, quarantined {}, cancelled {}",
-                    q.pending, q.running, q.succeeded, q.failed, q.quarantined, q.cancelled
+                    "pending {}, running {}, succeeded {}, failed {}, quarantined {}, cancelled {}, waiting {}, blocked {}",
+                    q.pending, q.running, q.succeeded, q.failed, q.quarantined, q.cancelled, q.waiting, q.blocked
                 ),
             ),
             (

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod alerts;
+mod batch;
 mod bus;
 mod daemons;
 mod demo;

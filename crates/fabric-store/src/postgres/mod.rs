@@ -3,6 +3,7 @@
 //! `FOR UPDATE SKIP LOCKED`, completions fenced by owner + attempt.
 
 mod alerts;
+mod batches;
 mod docs;
 mod outbox;
 mod sources;
@@ -36,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0007_docs.sql"),
     include_str!("../../migrations/postgres/0008_alerts.sql"),
     include_str!("../../migrations/postgres/0009_outbox.sql"),
+    include_str!("../../migrations/postgres/0010_batches.sql"),
 ];
 
 /// The claim: due pending jobs of the shards asked for, highest priority then oldest, locked
@@ -69,7 +71,7 @@ const CANCEL_MARK: &str = ":cancel:";
 
 const JOB_COLS: &str = "id, kind, shard, payload, priority, state, attempt, max_attempts, run_at, \
      lease_owner, lease_expires_at, unique_key, source, created_at, updated_at, started_at, \
-     finished_at, last_error, cancel_reason, result";
+     finished_at, last_error, cancel_reason, result, batch_id";
 
 /// The PostgreSQL store. Clones share the pool.
 #[derive(Clone)]
@@ -323,6 +325,7 @@ fn row_to_job(r: &Row) -> Result<Job> {
         last_error: r.try_get(17)?,
         cancel_reason: r.try_get(18)?,
         result: r.try_get(19)?,
+        batch_id: r.try_get(20)?,
     })
 }
 
@@ -452,7 +455,7 @@ async fn get_job_for_update<C: GenericClient>(c: &C, id: JobId) -> Result<Job> {
     row_to_job(&row)
 }
 
-/// A quarantine record with its job: `JOB_COLS` (0..=19), then the quarantine columns.
+/// A quarantine record with its job: `JOB_COLS` (0..=20), then the quarantine columns.
 fn quarantine_select() -> String {
     format!(
         "SELECT {JOB_COLS}, reason, error, failure, attempts, quarantined_at, retries, notes
@@ -462,8 +465,8 @@ fn quarantine_select() -> String {
 
 fn row_to_entry(r: &Row) -> Result<QuarantineEntry> {
     let job = row_to_job(r)?;
-    let reason: String = r.try_get(20)?;
-    let notes: serde_json::Value = r.try_get(26)?;
+    let reason: String = r.try_get(21)?;
+    let notes: serde_json::Value = r.try_get(27)?;
     Ok(QuarantineEntry {
         id: job.id,
         kind: job.kind,
@@ -472,11 +475,11 @@ fn row_to_entry(r: &Row) -> Result<QuarantineEntry> {
         payload: job.payload,
         state: job.state,
         reason: QuarantineReason::parse(&reason)?,
-        error: r.try_get(21)?,
-        failure: r.try_get(22)?,
-        attempts: r.try_get::<_, i32>(23)? as u32,
-        quarantined_at: r.try_get(24)?,
-        retries: r.try_get::<_, i32>(25)? as u32,
+        error: r.try_get(22)?,
+        failure: r.try_get(23)?,
+        attempts: r.try_get::<_, i32>(24)? as u32,
+        quarantined_at: r.try_get(25)?,
+        retries: r.try_get::<_, i32>(26)? as u32,
         notes: serde_json::from_value(notes).map_err(backend)?,
     })
 }
@@ -610,19 +613,36 @@ async fn fenced_update<C: GenericClient>(
         results.push(result);
     }
     // One fenced statement for the whole batch: a row applies only while its job is still
-    // `running` under that attempt and owner.
+    // `running` under that attempt and owner. The same statement releases the dependents of
+    // the batch items it succeeds (atomic with the success: no dependent is ever stranded).
     let stmt = c
         .prepare_cached(
-            "UPDATE jobs j SET state = u.state, run_at = coalesce(u.run_at, j.run_at),
-                 last_error = coalesce(u.err, j.last_error), result = u.res,
-                 finished_at = CASE WHEN u.state = 'failed' THEN j.finished_at ELSE u.fin END,
-                 updated_at = u.fin, lease_owner = NULL, lease_expires_at = NULL
-             FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[],
-                         $6::bigint[], $7::text[], $8::jsonb[])
-                  AS u(id, attempt, owner, fin, state, run_at, err, res)
-             WHERE j.id = u.id AND j.state = 'running' AND j.attempt = u.attempt
-               AND j.lease_owner = u.owner
-             RETURNING j.id, u.attempt, u.owner",
+            "WITH done AS (
+                 UPDATE jobs j SET state = u.state, run_at = coalesce(u.run_at, j.run_at),
+                     last_error = coalesce(u.err, j.last_error), result = u.res,
+                     finished_at = CASE WHEN u.state = 'failed' THEN j.finished_at ELSE u.fin END,
+                     updated_at = u.fin, lease_owner = NULL, lease_expires_at = NULL
+                 FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[],
+                             $6::bigint[], $7::text[], $8::jsonb[])
+                      AS u(id, attempt, owner, fin, state, run_at, err, res)
+                 WHERE j.id = u.id AND j.state = 'running' AND j.attempt = u.attempt
+                   AND j.lease_owner = u.owner
+                 RETURNING j.id, u.attempt, u.owner, u.state, u.fin, j.batch_id),
+             freed AS (
+                 SELECT d.job_id, count(*) AS n, max(done.fin) AS fin
+                 FROM done JOIN job_deps d ON d.depends_on = done.id
+                 WHERE done.state = 'succeeded' AND done.batch_id IS NOT NULL
+                 GROUP BY d.job_id),
+             released AS (
+                 UPDATE jobs w SET deps_remaining = w.deps_remaining - freed.n,
+                     state = CASE WHEN w.deps_remaining <= freed.n THEN 'pending'
+                                  ELSE w.state END,
+                     run_at = CASE WHEN w.deps_remaining <= freed.n
+                                   THEN greatest(w.run_at, freed.fin) ELSE w.run_at END,
+                     updated_at = freed.fin
+                 FROM freed WHERE w.id = freed.job_id AND w.state = 'waiting'
+                 RETURNING w.id)
+             SELECT id, attempt, owner FROM done",
         )
         .await?;
     c.query(
@@ -652,6 +672,10 @@ impl Store for PostgresStore {
     }
 
     fn outbox(&self) -> &dyn crate::OutboxStore {
+        self
+    }
+
+    fn batches(&self) -> &dyn crate::BatchStore {
         self
     }
 
@@ -796,6 +820,7 @@ impl Store for PostgresStore {
                 } => {
                     add_error(&tx, c, error, failure).await?;
                     quarantine_job(&tx, c.id, *reason, error, failure, c.finished_at).await?;
+                    batches::block_dependents(&tx, c.id, "quarantined", c.finished_at).await?;
                 }
             }
         }
@@ -870,6 +895,7 @@ impl Store for PostgresStore {
                 now,
             )
             .await?;
+            batches::block_dependents(&tx, *id, "quarantined", now).await?;
         }
         let reset: Vec<JobId> = tx
             .query(
@@ -1097,6 +1123,7 @@ impl Store for PostgresStore {
             &[&id, &reason, &now],
         )
         .await?;
+        batches::block_dependents(&tx, id, "cancelled", now).await?;
         if job.state == JobState::Running {
             // Delivered at commit: the daemon running the attempt stops it at once.
             let payload = format!("{}{CANCEL_MARK}{id}", self.schema);

@@ -2,6 +2,7 @@
 //! thread and a small pool of read connections.
 
 mod alerts;
+mod batches;
 mod deferred;
 mod docs;
 mod inspect;
@@ -83,6 +84,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0009_fts_per_batch.sql"),
     include_str!("../../migrations/sqlite/0010_alerts.sql"),
     include_str!("../../migrations/sqlite/0011_outbox.sql"),
+    include_str!("../../migrations/sqlite/0012_batches.sql"),
 ];
 
 /// The indexes of [`SqliteOptions::shard_index`]: pending jobs per shard, in place of the
@@ -96,7 +98,7 @@ const SHARD_INDEX: &str = "CREATE INDEX IF NOT EXISTS jobs_shard_ready
 /// Columns of `jobs` in the order [`row_to_job`] reads them.
 const JOB_COLS: &str = "id, kind, shard, payload, priority, state, attempt, max_attempts, run_at, \
      lease_owner, lease_expires_at, unique_key, source, created_at, updated_at, started_at, \
-     finished_at, last_error, cancel_reason, result";
+     finished_at, last_error, cancel_reason, result, batch_id";
 
 /// How the SQLite file is opened.
 #[derive(Debug, Clone, Default)]
@@ -403,6 +405,7 @@ fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
             .map(|t| serde_json::from_str(&t))
             .transpose()
             .map_err(|e| conversion(19, e))?,
+        batch_id: r.get(20)?,
     })
 }
 
@@ -417,7 +420,7 @@ fn get_job(conn: &Connection, id: JobId) -> Result<Job> {
         .ok_or_else(|| StoreError::job_not_found(id))
 }
 
-/// A quarantine record with its job: `JOB_COLS` (0..=19), then the quarantine columns.
+/// A quarantine record with its job: `JOB_COLS` (0..=20), then the quarantine columns.
 fn quarantine_select() -> String {
     format!(
         "SELECT {JOB_COLS}, reason, error, failure, attempts, quarantined_at, retries, notes
@@ -427,8 +430,8 @@ fn quarantine_select() -> String {
 
 fn row_to_entry(r: &Row<'_>) -> Result<QuarantineEntry> {
     let job = row_to_job(r)?;
-    let reason: String = r.get(20)?;
-    let notes: String = r.get(26)?;
+    let reason: String = r.get(21)?;
+    let notes: String = r.get(27)?;
     Ok(QuarantineEntry {
         id: job.id,
         kind: job.kind,
@@ -437,11 +440,11 @@ fn row_to_entry(r: &Row<'_>) -> Result<QuarantineEntry> {
         payload: job.payload,
         state: job.state,
         reason: QuarantineReason::parse(&reason)?,
-        error: r.get(21)?,
-        failure: r.get(22)?,
-        attempts: r.get(23)?,
-        quarantined_at: r.get(24)?,
-        retries: r.get(25)?,
+        error: r.get(22)?,
+        failure: r.get(23)?,
+        attempts: r.get(24)?,
+        quarantined_at: r.get(25)?,
+        retries: r.get(26)?,
         notes: serde_json::from_str(&notes).map_err(|e| StoreError::Backend(e.to_string()))?,
     })
 }
@@ -612,7 +615,9 @@ fn finish(
                 at: c.finished_at,
             });
             match &c.outcome {
-                Outcome::Succeeded { .. } => {}
+                Outcome::Succeeded { .. } => {
+                    batches::release_dependents(conn, c.id, c.finished_at)?
+                }
                 Outcome::Retry { error, failure, .. } => add_error(conn, c, error, failure)?,
                 Outcome::Quarantine {
                     reason,
@@ -621,6 +626,7 @@ fn finish(
                 } => {
                     add_error(conn, c, error, failure)?;
                     quarantine_job(conn, c.id, *reason, error, failure, c.finished_at)?;
+                    batches::block_dependents(conn, c.id, "quarantined", c.finished_at)?;
                 }
             }
             report.applied += 1;
@@ -630,6 +636,45 @@ fn finish(
     }
     outbox::record(conn, &changes)?;
     Ok(report)
+}
+
+/// Inserts `jobs` as `pending` (a job whose unique key exists is not inserted: its id comes
+/// back with `created: false`) and records their events.
+fn insert_jobs(conn: &Connection, jobs: &[NewJob], now: i64) -> Result<Vec<Submitted>> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO jobs (kind, shard, payload, priority, state, max_attempts, run_at,
+             unique_key, source, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9, ?9)
+         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING",
+    )?;
+    let mut out = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        let payload = j.payload.to_string();
+        let n = insert.execute(params![
+            j.kind,
+            j.shard,
+            payload,
+            j.priority.0,
+            j.max_attempts,
+            j.run_at.unwrap_or(now),
+            j.unique_key,
+            j.source,
+            now
+        ])?;
+        if n == 1 {
+            out.push(Submitted {
+                id: conn.last_insert_rowid(),
+                created: true,
+            });
+        } else {
+            let id: JobId = conn
+                .prepare_cached("SELECT id FROM jobs WHERE unique_key = ?1")?
+                .query_row([&j.unique_key], |r| r.get(0))?;
+            out.push(Submitted { id, created: false });
+        }
+    }
+    outbox::record_submitted(conn, jobs, &out, now)?;
+    Ok(out)
 }
 
 #[async_trait]
@@ -650,45 +695,14 @@ impl Store for SqliteStore {
         self
     }
 
+    fn batches(&self) -> &dyn crate::BatchStore {
+        self
+    }
+
     async fn submit(&self, jobs: Vec<NewJob>, now: i64) -> Result<Vec<Submitted>> {
         self.inner
             .writer
-            .write_bulk(move |conn| {
-                let mut insert = conn.prepare_cached(
-                    "INSERT INTO jobs (kind, shard, payload, priority, state, max_attempts, run_at,
-                         unique_key, source, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9, ?9)
-                     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING",
-                )?;
-                let mut out = Vec::with_capacity(jobs.len());
-                for j in &jobs {
-                    let payload = j.payload.to_string();
-                    let n = insert.execute(params![
-                        j.kind,
-                        j.shard,
-                        payload,
-                        j.priority.0,
-                        j.max_attempts,
-                        j.run_at.unwrap_or(now),
-                        j.unique_key,
-                        j.source,
-                        now
-                    ])?;
-                    if n == 1 {
-                        out.push(Submitted {
-                            id: conn.last_insert_rowid(),
-                            created: true,
-                        });
-                    } else {
-                        let id: JobId = conn
-                            .prepare_cached("SELECT id FROM jobs WHERE unique_key = ?1")?
-                            .query_row([&j.unique_key], |r| r.get(0))?;
-                        out.push(Submitted { id, created: false });
-                    }
-                }
-                outbox::record_submitted(conn, &jobs, &out, now)?;
-                Ok(out)
-            })
+            .write_bulk(move |conn| insert_jobs(conn, &jobs, now))
             .await
     }
 
@@ -827,6 +841,7 @@ impl Store for SqliteStore {
                         "lease_expired",
                         now,
                     )?;
+                    batches::block_dependents(conn, *id, "quarantined", now)?;
                 }
                 let reset: Vec<JobId> = conn
                     .prepare(&format!(
@@ -1085,6 +1100,7 @@ impl Store for SqliteStore {
                      WHERE id = ?1",
                 )?
                 .execute(params![id, reason, now])?;
+                batches::block_dependents(conn, id, "cancelled", now)?;
                 outbox::record(
                     conn,
                     &[outbox::Change {

@@ -7,8 +7,9 @@
 //! Stored body: `{"k": [[kind, shard], …], "e": [[job_id, attempt, ms_before, code, x, y],
 //! …]}` where `ms_before` is the event's time before the message's `at`, `code` one letter
 //! (`s` submitted, `o` succeeded, `f` failed, `q` quarantined, `c` cancelled, `r`
-//! requeued), and `x`, `y`: for `s` the index of its kind and shard in `k`; for `f` and `q`
-//! null and the error; for `c` the state before and the reason; for `r` the state before.
+//! requeued, `w` waiting, `b` blocked), and `x`, `y`: for `s` the index of its kind and
+//! shard in `k`; for `f` and `q` null and the error; for `c` the state before and the
+//! reason; for `r`, `w` and `b` the state before.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -47,6 +48,8 @@ fn code_of(to: JobState) -> u8 {
         JobState::Failed => b'f',
         JobState::Quarantined => b'q',
         JobState::Cancelled => b'c',
+        JobState::Waiting => b'w',
+        JobState::Blocked => b'b',
     }
 }
 
@@ -89,7 +92,7 @@ impl<'a> Lane<'a> {
             at,
             code,
             kind: None,
-            from: matches!(code, b'c' | b'r').then(|| from.as_str()),
+            from: matches!(code, b'c' | b'r' | b'w' | b'b').then(|| from.as_str()),
             detail: detail.map(outbox::cut),
         });
     }
@@ -192,6 +195,8 @@ pub(super) fn expand(body: &str, at: i64) -> Result<String> {
             "q" => ("job.quarantined", Some("running")),
             "c" => ("job.cancelled", None),
             "r" => ("job.requeued", None),
+            "w" => ("job.waiting", None),
+            "b" => ("job.blocked", None),
             other => return Err(bad(&format!("event code {other:?}"))),
         };
         let (kind, shard, from) = match x {

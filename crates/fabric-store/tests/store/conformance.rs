@@ -18,6 +18,10 @@ pub use docs_cases::*;
 mod outbox_cases;
 pub use outbox_cases::*;
 
+#[path = "conformance_batches.rs"]
+mod batches_cases;
+pub use batches_cases::*;
+
 #[path = "conformance_alerts.rs"]
 mod alerts_cases;
 pub use alerts_cases::*;
@@ -1188,7 +1192,11 @@ macro_rules! conformance_tests {
             outbox_captures_each_change_with_its_write_in_order_only_while_on,
             outbox_writes_big_batches_in_messages_of_at_most_a_thousand,
             outbox_captures_rescues_and_nothing_of_a_refused_change,
-            outbox_appends_prunes_and_counts
+            outbox_appends_prunes_and_counts,
+            batches_release_dependents_only_when_all_their_dependencies_succeeded,
+            batches_block_dependents_of_a_failure_and_retry_unblocks_them,
+            batches_cancel_every_unfinished_item_and_refuse_an_ended_batch,
+            batches_of_thousands_submit_in_one_write
         );
         $crate::conformance_tests!(@arc $make,
             concurrent_claims_never_hand_out_a_job_twice,

@@ -1,0 +1,28 @@
+-- Fabric schema v12 (SQLite): batches (the forge's write-ahead log: every item is written in
+-- one transaction before any runs) and the dependencies between their items. An item waits
+-- in state 'waiting' with the count of dependencies still to succeed; the completion that
+-- succeeds its last dependency moves it to 'pending' in the same transaction.
+CREATE TABLE batches (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT,
+    state           TEXT    NOT NULL,
+    items           INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    finished_at     INTEGER,
+    on_complete     TEXT,
+    callback_job_id INTEGER,
+    cancel_reason   TEXT,
+    generation      INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX batches_open ON batches (id) WHERE state = 'running';
+ALTER TABLE jobs ADD COLUMN batch_id INTEGER;
+ALTER TABLE jobs ADD COLUMN batch_key TEXT;
+ALTER TABLE jobs ADD COLUMN deps_remaining INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_batch ON jobs (batch_id, state) WHERE batch_id IS NOT NULL;
+CREATE TABLE job_deps (
+    depends_on INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    job_id     INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    PRIMARY KEY (depends_on, job_id)
+) WITHOUT ROWID;
+CREATE INDEX job_deps_job ON job_deps (job_id);
