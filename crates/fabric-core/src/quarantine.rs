@@ -103,6 +103,11 @@ pub struct Failure {
     pub status: Option<u16>,
     /// Set by a handler that knows retrying cannot help.
     pub permanent: bool,
+    /// When the failed service said to retry (an HTTP `Retry-After`), in milliseconds: used
+    /// instead of the policy's backoff while attempts remain (see
+    /// [`RetryDecision::with_retry_after`](crate::retry::RetryDecision::with_retry_after)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl Failure {
@@ -113,7 +118,14 @@ impl Failure {
             kind: None,
             status: None,
             permanent: false,
+            retry_after_ms: None,
         }
+    }
+
+    /// The same failure, asking for the next attempt after `delay` (an HTTP `Retry-After`).
+    pub fn retry_after(mut self, delay: std::time::Duration) -> Self {
+        self.retry_after_ms = Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+        self
     }
 
     /// A failure of a known kind.
@@ -310,6 +322,14 @@ mod tests {
             FailureType::Transient
         );
         assert_eq!(Failure::msg("boom").failure_type(), FailureType::Unknown);
+        let later = Failure::msg("x").retry_after(std::time::Duration::from_secs(7));
+        assert_eq!(later.retry_after_ms, Some(7_000));
+        assert_eq!(Failure::msg("x").retry_after_ms, None);
+        // Stored failures from before the field still read.
+        let old: Failure =
+            serde_json::from_str(r#"{"message":"m","kind":null,"status":null,"permanent":false}"#)
+                .unwrap();
+        assert_eq!(old, Failure::msg("m"));
         assert_eq!(
             Failure {
                 permanent: true,

@@ -171,6 +171,24 @@ pub enum RetryDecision {
     Quarantine,
 }
 
+/// Longest retry delay a failure may ask for ([`RetryDecision::with_retry_after`]): one day.
+pub const MAX_RETRY_AFTER_MS: u64 = 86_400_000;
+
+impl RetryDecision {
+    /// A retry waits `retry_after_ms` (the failed service's `Retry-After`, at most
+    /// [`MAX_RETRY_AFTER_MS`]) instead of the policy's backoff; a quarantine stays one, as the
+    /// attempts (or the policy) are what decide whether to retry at all.
+    pub fn with_retry_after(self, retry_after_ms: Option<u64>) -> Self {
+        match (self, retry_after_ms) {
+            (RetryDecision::RetryAfterMs(_), Some(ms)) => {
+                // ≤ one day, so it fits an i64.
+                RetryDecision::RetryAfterMs(ms.min(MAX_RETRY_AFTER_MS) as i64)
+            }
+            (decision, _) => decision,
+        }
+    }
+}
+
 impl RetryPolicy {
     /// Local files: 3 attempts, 30 s base, 300 s cap.
     pub fn local_files() -> Self {
@@ -417,6 +435,29 @@ mod tests {
         p.strategy = RetryStrategy::Fixed;
         assert_eq!(p.raw_delay_seconds(FailureType::Transient, 4), 30.0);
         assert_eq!(p.raw_delay_seconds(FailureType::RateLimited, 4), 60.0);
+    }
+
+    #[test]
+    fn a_retry_after_replaces_the_backoff_while_attempts_remain() {
+        let p = RetryPolicy::local_files();
+        let retry = p.decide(FailureType::RateLimited, 1, 3, 0.0);
+        assert_eq!(retry, RetryDecision::RetryAfterMs(60_000));
+        assert_eq!(retry.with_retry_after(None), retry);
+        assert_eq!(
+            retry.with_retry_after(Some(5_000)),
+            RetryDecision::RetryAfterMs(5_000)
+        );
+        assert_eq!(
+            retry.with_retry_after(Some(u64::MAX)),
+            RetryDecision::RetryAfterMs(MAX_RETRY_AFTER_MS as i64),
+            "capped at a day"
+        );
+        let last = p.decide(FailureType::RateLimited, 3, 3, 0.0);
+        assert_eq!(
+            last.with_retry_after(Some(5_000)),
+            RetryDecision::Quarantine,
+            "no attempts left"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Job handlers: the [`Handler`] trait, the registry that maps a job kind to its handler, and
-//! the built-in kinds `noop`, `sleep`, `shell` and `record`.
+//! the built-in kinds `noop`, `sleep`, `shell`, `record` and `http` (in [`crate::http_job`]).
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// Bytes of command output kept with a job.
-const OUTPUT_TAIL: usize = 2048;
+pub(crate) const OUTPUT_TAIL: usize = 2048;
 
 /// Longest accepted `ms` of a `sleep` or `record` payload: 30 days.
 const MAX_SLEEP_MS: u64 = MAX_JOB_TIMEOUT_SECONDS * 1000;
@@ -54,6 +54,7 @@ impl Registry {
         r.register("sleep", Sleep);
         r.register("shell", Shell::default());
         r.register("record", Record);
+        r.register("http", crate::http_job::Http::default());
         r
     }
 
@@ -95,7 +96,7 @@ impl Handler for Noop {
     }
 }
 
-fn field_u64(payload: &Value, key: &str, required: bool) -> Result<Option<u64>, String> {
+pub(crate) fn field_u64(payload: &Value, key: &str, required: bool) -> Result<Option<u64>, String> {
     if !payload.is_object() {
         return Err(format!(
             "payload must be a JSON object, got {}",
@@ -115,7 +116,7 @@ fn field_u64(payload: &Value, key: &str, required: bool) -> Result<Option<u64>, 
 }
 
 /// Like [`field_u64`], within `lo..=hi`.
-fn field_in(
+pub(crate) fn field_in(
     payload: &Value,
     key: &str,
     required: bool,
@@ -131,7 +132,7 @@ fn field_in(
 }
 
 /// A value as an error quotes it, cut to 80 characters.
-fn short(v: &Value) -> String {
+pub(crate) fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.chars().count() > 80 {
         format!("{}…", s.chars().take(80).collect::<String>())
@@ -488,6 +489,10 @@ mod tests {
                         Just("timeout_s".to_string()),
                         Just("ms".to_string()),
                         Just("path".to_string()),
+                        Just("url".to_string()),
+                        Just("method".to_string()),
+                        Just("headers".to_string()),
+                        Just("expect_status".to_string()),
                         "\\PC{0,6}"
                     ],
                     inner,

@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod handlers;
 pub mod health;
 pub mod home;
+pub mod http_job;
 pub mod logfile;
 pub mod metrics;
 pub mod outbox;

@@ -640,7 +640,11 @@ fn decide(shared: &Shared, job: &Job, failure: &Failure, now: i64) -> Outcome {
         Some(ErrorKind::Killed) => "killed".to_string(),
         _ => ftype.as_str().to_string(),
     };
-    match policy.decide(ftype, job.attempt, job.max_attempts, jitter) {
+    // A service's `Retry-After` (carried by the failure) wins over the policy's backoff.
+    match policy
+        .decide(ftype, job.attempt, job.max_attempts, jitter)
+        .with_retry_after(failure.retry_after_ms)
+    {
         RetryDecision::RetryAfterMs(ms) => Outcome::Retry {
             run_at: now.saturating_add(ms),
             error,

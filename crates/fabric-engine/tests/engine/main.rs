@@ -1,5 +1,6 @@
 //! Engine integration tests on a real SQLite store: execution, failures and their retry and
-//! quarantine paths, heartbeats, wake-ups and graceful stop.
+//! quarantine paths, heartbeats, wake-ups and graceful stop; the `http` kind against a real
+//! server.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -17,6 +18,7 @@ use fabric_store::{sqlite::SqliteOptions, SqliteStore, Store};
 use serde_json::{json, Value};
 
 mod fleet;
+mod http;
 mod outbox;
 
 struct Rig {
