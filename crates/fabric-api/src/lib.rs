@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use fabric_core::quarantine::QuarantineReason;
 use fabric_core::{CoreError, JobState, NewJob};
+use fabric_engine::batches::{BatchInput, OnComplete};
 use fabric_engine::console::{Check, Health};
 use fabric_engine::{Console, EngineError, Metrics};
 use fabric_store::{JobFilter, QuarantineFilter};
@@ -84,6 +85,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/jobs/{id}", get(show_job))
         .route("/api/v1/jobs/{id}/cancel", post(cancel))
         .route("/api/v1/jobs/{id}/retry", post(retry))
+        .route("/api/v1/batches", get(list_batches).post(submit_batch))
+        .route("/api/v1/batches/{id}", get(show_batch))
+        .route("/api/v1/batches/{id}/retry", post(retry_batch))
+        .route("/api/v1/batches/{id}/cancel", post(cancel_batch))
         .route("/api/v1/quarantine", get(list_quarantine))
         .route("/api/v1/quarantine/stats", get(quarantine_stats))
         .route("/api/v1/quarantine/purge", post(purge))
@@ -451,6 +456,98 @@ async fn submit(State(s): State<ApiState>, Body(body): Body) -> Result<Response>
             Ok((StatusCode::CREATED, Json(json!({"ids": ids}))).into_response())
         }
     }
+}
+
+/// `POST /api/v1/batches`: `{"items": [...], "name"?, "on_complete"?: {"kind", "payload"?}}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    items: Vec<Value>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    on_complete: Option<OnCompleteBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnCompleteBody {
+    kind: String,
+    #[serde(default)]
+    payload: Option<Value>,
+}
+
+async fn submit_batch(State(s): State<ApiState>, Body(body): Body) -> Result<Response> {
+    let b: BatchBody = parse_json(&body)?;
+    let on_complete = b.on_complete.map(|c| OnComplete {
+        kind: c.kind,
+        payload: c.payload.unwrap_or_else(|| json!({})),
+    });
+    let out = s
+        .console
+        .as_actor("api")
+        .submit_batch(BatchInput::Items(b.items), b.name, on_complete)
+        .await?;
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+fn batch_id(raw: &str) -> Result<i64> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::bad("id", format!("'{raw}' is not a batch id")))
+}
+
+async fn show_batch(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Response> {
+    Ok(Json(s.console.batch(batch_id(&id)?).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchListQuery {
+    state: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+async fn list_batches(
+    State(s): State<ApiState>,
+    ApiQuery(q): ApiQuery<BatchListQuery>,
+) -> Result<Response> {
+    let state = q
+        .state
+        .as_deref()
+        .map(fabric_core::batch::BatchState::parse)
+        .transpose()
+        .map_err(EngineError::from)?;
+    Ok(Json(s.console.batches(state, q.limit).await?).into_response())
+}
+
+async fn retry_batch(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Response> {
+    let out = s
+        .console
+        .as_actor("api")
+        .retry_batch(batch_id(&id)?)
+        .await?;
+    Ok(Json(out).into_response())
+}
+
+async fn cancel_batch(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Result<Response> {
+    let b: CancelBody = optional_body(&body)?;
+    let out = s
+        .console
+        .as_actor("api")
+        .cancel_batch(batch_id(&id)?, &b.reason.unwrap_or_default())
+        .await?;
+    Ok(Json(out).into_response())
 }
 
 fn job_id(raw: &str) -> Result<i64> {

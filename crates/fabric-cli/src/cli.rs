@@ -794,6 +794,9 @@ pub enum BenchCmd {
     /// Alert latency: the breaching sample that fires a rule → a real webhook receiver has
     /// the notification, through the daemon's evaluator and delivery worker.
     Alerts(BenchAlertsArgs),
+    /// Batches: submit N items with dependencies (a chain every --chain items) and drain
+    /// them, against the same items without dependencies.
+    Batch(crate::commands::bench_batch::BenchBatchArgs),
 }
 
 #[derive(Debug, Args, Clone)]

@@ -70,8 +70,21 @@ impl BatchPlan {
     }
 }
 
-fn at_line(line: usize, message: impl Into<String>) -> CoreError {
-    CoreError::invalid(format!("line {line}"), message)
+/// How an error names an item's place: a file's 1-based line, or an index into a JSON
+/// list of items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Line,
+    Index,
+}
+
+impl Place {
+    fn name(self, pos: usize) -> String {
+        match self {
+            Place::Line => format!("line {pos}"),
+            Place::Index => format!("items[{pos}]"),
+        }
+    }
 }
 
 /// Parses a batch file (JSON lines, one item each; blank lines are skipped) and checks it:
@@ -79,27 +92,55 @@ fn at_line(line: usize, message: impl Into<String>) -> CoreError {
 /// what is wrong with it.
 pub fn parse_batch(
     text: &str,
+    check_job: impl FnMut(&NewJob) -> Result<(), String>,
+) -> Result<BatchPlan, CoreError> {
+    let entries = text
+        .lines()
+        .enumerate()
+        .filter(|(_, t)| !t.trim().is_empty())
+        .map(|(i, t)| {
+            (
+                i + 1,
+                serde_json::from_str::<ItemLine>(t.trim()).map_err(|e| e.to_string()),
+            )
+        });
+    plan(Place::Line, entries, check_job)
+}
+
+/// [`parse_batch`] for items given as a JSON list (the API's `items`): each error names the
+/// item's index, `items[3]`.
+pub fn parse_batch_items(
+    items: Vec<serde_json::Value>,
+    check_job: impl FnMut(&NewJob) -> Result<(), String>,
+) -> Result<BatchPlan, CoreError> {
+    let entries = items.into_iter().enumerate().map(|(i, v)| {
+        (
+            i,
+            serde_json::from_value::<ItemLine>(v).map_err(|e| e.to_string()),
+        )
+    });
+    plan(Place::Index, entries, check_job)
+}
+
+fn plan(
+    place: Place,
+    entries: impl Iterator<Item = (usize, Result<ItemLine, String>)>,
     mut check_job: impl FnMut(&NewJob) -> Result<(), String>,
 ) -> Result<BatchPlan, CoreError> {
+    let at_line = |pos: usize, message: String| CoreError::invalid(place.name(pos), message);
     let mut items = Vec::new();
     let mut keys: HashMap<String, usize> = HashMap::new();
     let mut raw_deps: Vec<Vec<String>> = Vec::new();
-    for (i, text) in text.lines().enumerate() {
-        let line = i + 1;
-        let text = text.trim();
-        if text.is_empty() {
-            continue;
-        }
+    for (line, item) in entries {
         if items.len() >= MAX_BATCH_ITEMS {
             return Err(at_line(
                 line,
                 format!("a batch holds at most {MAX_BATCH_ITEMS} items"),
             ));
         }
-        let item: ItemLine = serde_json::from_str(text)
-            .map_err(|e| at_line(line, format!("not a batch item: {e}")))?;
+        let item = item.map_err(|e| at_line(line, format!("not a batch item: {e}")))?;
         if item.key.is_empty() || item.key.len() > 256 {
-            return Err(at_line(line, "key must be 1..256 bytes"));
+            return Err(at_line(line, "key must be 1..256 bytes".into()));
         }
         if let Some(first) = keys.insert(item.key.clone(), items.len()) {
             let first_line: usize = items.get(first).map(|it: &BatchItem| it.line).unwrap_or(0);
@@ -146,7 +187,7 @@ pub fn parse_batch(
         });
     }
     if items.is_empty() {
-        return Err(CoreError::invalid("batch", "the file holds no items"));
+        return Err(CoreError::invalid("batch", "it holds no items"));
     }
     for (i, deps) in raw_deps.into_iter().enumerate() {
         let mut resolved = Vec::with_capacity(deps.len());
@@ -442,7 +483,7 @@ mod tests {
             err("{\"key\":\"a\",\"kind\":\"noop\",\"max_attempts\":0}"),
             "invalid line 1: invalid max_attempts: 0 is out of range 1..100"
         );
-        assert_eq!(err(""), "invalid batch: the file holds no items");
+        assert_eq!(err(""), "invalid batch: it holds no items");
         let bad = parse_batch("{\"key\":\"a\",\"kind\":\"sleep\"}", |j| {
             Err(format!("payload of {} is bad", j.kind))
         })

@@ -3,7 +3,7 @@
 //! retry, cancel; and the leader's step that ends finished batches and enqueues their
 //! callbacks.
 
-use fabric_core::batch::{critical_path, parse_batch, BatchId, BatchState};
+use fabric_core::batch::{critical_path, parse_batch, parse_batch_items, BatchId, BatchState};
 use fabric_core::NewJob;
 use fabric_store::{
     BatchDetail, BatchItemRecord, BatchRecord, BatchRetried, NewBatch, NewBatchItem,
@@ -105,6 +105,14 @@ impl BatchView {
     }
 }
 
+/// A batch's items as given: a JSON-lines file (errors name the line) or a JSON list (the
+/// API's `items`; errors name the index).
+#[derive(Debug, Clone)]
+pub enum BatchInput<'a> {
+    Lines(&'a str),
+    Items(Vec<serde_json::Value>),
+}
+
 /// The callback a batch runs when it ends: a kind and an object payload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OnComplete {
@@ -113,11 +121,11 @@ pub struct OnComplete {
 }
 
 impl Console {
-    /// Checks batch file `text` and writes the batch in one durable transaction; nothing is
-    /// written when any line is bad (the error names it).
+    /// Checks the batch and writes it in one durable transaction; nothing is written when
+    /// any item is bad (the error names its line or index).
     pub async fn submit_batch(
         &self,
-        text: &str,
+        input: BatchInput<'_>,
         name: Option<String>,
         on_complete: Option<OnComplete>,
     ) -> Result<BatchSubmitted> {
@@ -126,7 +134,11 @@ impl Console {
                 return Err(EngineError::invalid("name", "must be 1..200 bytes"));
             }
         }
-        let plan = parse_batch(text, |job| self.validate(job).map_err(|e| e.to_string()))?;
+        let check = |job: &NewJob| self.validate(job).map_err(|e| e.to_string());
+        let plan = match input {
+            BatchInput::Lines(text) => parse_batch(text, check)?,
+            BatchInput::Items(items) => parse_batch_items(items, check)?,
+        };
         let on_complete = on_complete.map(|c| self.callback(c)).transpose()?;
         let dependencies = plan.edges();
         let items: Vec<NewBatchItem> = plan

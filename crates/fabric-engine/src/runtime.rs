@@ -703,6 +703,10 @@ async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completi
         };
         // Their events (if captured) wait in the outbox: the publisher may send them now.
         shared.outbox_wake.notify_one();
+        // Batch items these successes released may be claimed now, not at the next poll.
+        if report.released > 0 {
+            shared.wake.notify_one();
+        }
         if let Some(log) = &shared.field_log {
             log.send(crate::reports::of_completions(
                 &shared.options.node_id,

@@ -71,6 +71,9 @@ pub struct CompleteReport {
     pub applied: u64,
     /// Completions rejected because the attempt had been rescued, cancelled or finished.
     pub late: u64,
+    /// Waiting batch items whose dependency count these successes lowered (some are now
+    /// `pending`: a dispatcher that found nothing to claim should look again).
+    pub released: u64,
 }
 
 /// One telemetry sample: what one ingest job (or scan) of a source did.

@@ -238,6 +238,59 @@ async fn submit_with_the_token_then_list_show_cancel() {
 }
 
 #[tokio::test]
+async fn batches_are_submitted_shown_listed_and_cancelled_over_http() {
+    let s = server(Some("s3cret")).await;
+    let batch = json!({
+        "name": "nightly",
+        "items": [
+            {"key": "a", "kind": "noop"},
+            {"key": "b", "kind": "noop", "depends_on": ["a"]},
+        ],
+        "on_complete": {"kind": "noop"},
+    })
+    .to_string();
+    let r = s.post_raw("/api/v1/batches", None, batch.clone()).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (code, body) = s.post("/api/v1/batches", Some("s3cret"), batch).await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    assert_eq!(body["items"], 2);
+    assert_eq!(body["dependencies"], 1);
+    let id = body["id"].as_i64().unwrap();
+    let (code, shown) = s.get(&format!("/api/v1/batches/{id}")).await;
+    assert_eq!(code, StatusCode::OK, "{shown}");
+    assert_eq!(shown["name"], "nightly");
+    assert_eq!(shown["state"], "running");
+    assert_eq!(shown["on_complete"], "noop");
+    assert_eq!(shown["items"][1]["state"], "waiting");
+    assert_eq!(shown["items"][1]["depends_on"], json!(["a"]));
+    let (_, list) = s.get("/api/v1/batches?state=running").await;
+    assert_eq!(list[0]["id"], id);
+    let (code, body) = s.get("/api/v1/batches?state=done").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    // A bad item names its index; nothing is written.
+    let bad = json!({"items": [{"key": "a", "kind": "noop"}, {"key": "b", "kind": "noop", "depends_on": ["zz"]}]});
+    let (code, body) = s
+        .post("/api/v1/batches", Some("s3cret"), bad.to_string())
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("items[1]"),
+        "{body}"
+    );
+    let (code, body) = s.get("/api/v1/batches/999").await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+    let path = format!("/api/v1/batches/{id}/cancel");
+    let (code, body) = s
+        .post(&path, Some("s3cret"), json!({"reason": "test"}).to_string())
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["cancelled"], 2);
+    let (_, shown) = s.get(&format!("/api/v1/batches/{id}")).await;
+    assert_eq!(shown["state"], "cancelled");
+    assert_eq!(s.jobs().await, 3, "two items and the callback");
+}
+
+#[tokio::test]
 async fn wrong_or_missing_token_is_401_and_changes_nothing() {
     let s = server(Some("s3cret")).await;
     let job = json!({"kind": "noop"}).to_string();

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use fabric_core::batch::BatchState;
-use fabric_engine::batches::OnComplete;
+use fabric_engine::batches::{BatchInput, OnComplete};
 use serde_json::json;
 
 use crate::context::{Ctx, Usage};
@@ -84,7 +84,7 @@ pub async fn run(ctx: &Ctx, cmd: BatchCmd) -> anyhow::Result<ExitCode> {
             let out = ctx
                 .console()
                 .await?
-                .submit_batch(&text, name, on_complete)
+                .submit_batch(BatchInput::Lines(&text), name, on_complete)
                 .await?;
             ctx.nudge_daemon();
             print(f, &out, || out.id.to_string())?;

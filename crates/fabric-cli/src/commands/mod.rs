@@ -4,6 +4,7 @@ mod alerts;
 pub mod batch;
 mod bench;
 mod bench_alerts;
+pub mod bench_batch;
 mod bench_bus;
 mod bench_events;
 mod bench_ingest;
@@ -53,6 +54,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             what: Some(BenchCmd::Alerts(args)),
             ..
         }) => bench_alerts::run(global, args),
+        Command::Bench(BenchArgs {
+            what: Some(BenchCmd::Batch(args)),
+            ..
+        }) => bench_batch::run(global, args),
         Command::Bench(args) => bench::run(global, args),
         Command::Extractor {
             memory_bytes,

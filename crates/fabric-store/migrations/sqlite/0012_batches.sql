@@ -19,7 +19,7 @@ CREATE INDEX batches_open ON batches (id) WHERE state = 'running';
 ALTER TABLE jobs ADD COLUMN batch_id INTEGER;
 ALTER TABLE jobs ADD COLUMN batch_key TEXT;
 ALTER TABLE jobs ADD COLUMN deps_remaining INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX jobs_batch ON jobs (batch_id, state) WHERE batch_id IS NOT NULL;
+CREATE INDEX jobs_batch ON jobs (batch_id) WHERE batch_id IS NOT NULL;
 CREATE TABLE job_deps (
     depends_on INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     job_id     INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,

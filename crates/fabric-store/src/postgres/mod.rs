@@ -588,7 +588,7 @@ async fn insert_plain<C: GenericClient>(
 async fn fenced_update<C: GenericClient>(
     c: &C,
     batch: &[Completion],
-) -> Result<std::collections::HashSet<(i64, i32, String)>> {
+) -> Result<(std::collections::HashSet<(i64, i32, String)>, u64)> {
     let ids: Vec<i64> = batch.iter().map(|d| d.id).collect();
     let attempts: Vec<i32> = batch.iter().map(|d| d.attempt as i32).collect();
     let owners: Vec<&str> = batch.iter().map(|d| d.owner.as_str()).collect();
@@ -642,19 +642,26 @@ async fn fenced_update<C: GenericClient>(
                      updated_at = freed.fin
                  FROM freed WHERE w.id = freed.job_id AND w.state = 'waiting'
                  RETURNING w.id)
-             SELECT id, attempt, owner FROM done",
+             SELECT id, attempt, owner, (SELECT count(*) FROM released) FROM done",
         )
         .await?;
-    c.query(
-        &stmt,
-        &[
-            &ids, &attempts, &owners, &finished, &states, &run_ats, &errors, &results,
-        ],
-    )
-    .await?
-    .iter()
-    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-    .collect::<Result<_>>()
+    let rows = c
+        .query(
+            &stmt,
+            &[
+                &ids, &attempts, &owners, &finished, &states, &run_ats, &errors, &results,
+            ],
+        )
+        .await?;
+    let released = match rows.first() {
+        Some(r) => r.try_get::<_, i64>(3)? as u64,
+        None => 0,
+    };
+    let applied = rows
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<Result<_>>()?;
+    Ok((applied, released))
 }
 
 #[async_trait]
@@ -794,16 +801,20 @@ impl Store for PostgresStore {
             .all(|c| matches!(c.outcome, Outcome::Succeeded { .. }))
         {
             // Successes touch only the jobs table: one statement, atomic on its own.
-            let applied = fenced_update(&client, &batch).await?;
+            let (applied, released) = fenced_update(&client, &batch).await?;
             let applied_n = applied.len() as u64;
             return Ok(CompleteReport {
                 applied: applied_n,
                 late: batch.len() as u64 - applied_n,
+                released,
             });
         }
         let tx = client.transaction().await?;
-        let applied = fenced_update(&tx, &batch).await?;
-        let mut report = CompleteReport::default();
+        let (applied, released) = fenced_update(&tx, &batch).await?;
+        let mut report = CompleteReport {
+            released,
+            ..CompleteReport::default()
+        };
         for c in &batch {
             if !applied.contains(&(c.id, c.attempt as i32, c.owner.clone())) {
                 report.late += 1;

@@ -17,19 +17,31 @@ use crate::{
     FinishedBatch, NewBatch, Result, StateCounts, StoreError,
 };
 
-/// Releases the dependents of job `id`, which just succeeded: each waiting dependent counts
-/// one dependency less, and the one whose count reaches zero becomes `pending`. One index
-/// probe when `id` has no dependents.
-pub(super) fn release_dependents(conn: &Connection, id: JobId, now: i64) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE jobs SET deps_remaining = deps_remaining - 1,
-             state = CASE WHEN deps_remaining <= 1 THEN 'pending' ELSE state END,
-             run_at = CASE WHEN deps_remaining <= 1 THEN max(run_at, ?2) ELSE run_at END,
+/// Whether any job has dependents (a write that finds none skips the per-job releases).
+pub(super) fn any_dependencies(conn: &Connection) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM job_deps)")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Releases the dependents of the jobs `ids`, which just succeeded: each waiting dependent
+/// counts its dependencies among them less, and one whose count reaches zero becomes
+/// `pending`. One statement for a whole write of completions.
+pub(super) fn release_dependents(conn: &Connection, ids: &[JobId], now: i64) -> Result<u64> {
+    let ids = serde_json::to_string(ids).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let n = conn.prepare_cached(
+        "UPDATE jobs SET deps_remaining = jobs.deps_remaining - r.n,
+             state = CASE WHEN jobs.deps_remaining <= r.n THEN 'pending' ELSE jobs.state END,
+             run_at = CASE WHEN jobs.deps_remaining <= r.n THEN max(jobs.run_at, ?2)
+                           ELSE jobs.run_at END,
              updated_at = ?2
-         WHERE id IN (SELECT job_id FROM job_deps WHERE depends_on = ?1) AND state = 'waiting'",
+         FROM (SELECT d.job_id AS id, count(*) AS n
+               FROM json_each(?1) AS e JOIN job_deps AS d ON d.depends_on = e.value
+               GROUP BY d.job_id) AS r
+         WHERE jobs.id = r.id AND jobs.state = 'waiting'",
     )?
-    .execute(params![id, now])?;
-    Ok(())
+    .execute(params![ids, now])?;
+    Ok(n as u64)
 }
 
 /// Blocks every waiting item that depends, directly or not, on job `id`, which was just

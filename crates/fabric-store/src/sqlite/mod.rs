@@ -563,6 +563,11 @@ fn finish(
              updated_at = ?4, lease_owner = NULL, lease_expires_at = NULL
          WHERE id = ?1 AND state = 'running' AND attempt = ?2 AND lease_owner = ?3",
     )?;
+    // Whether any job has dependents at all: one probe a write, not one a completion.
+    let deps = batches::any_dependencies(conn)?;
+    // Successes whose dependents are released, all in one statement after the loop.
+    let mut succeeded = Vec::new();
+    let mut released_at = i64::MIN;
     let mut claimed = match claims {
         Some(_) => Some(conn.prepare_cached(deferred::FINISH_CLAIMED)?),
         None => None,
@@ -616,7 +621,10 @@ fn finish(
             });
             match &c.outcome {
                 Outcome::Succeeded { .. } => {
-                    batches::release_dependents(conn, c.id, c.finished_at)?
+                    if deps {
+                        succeeded.push(c.id);
+                        released_at = released_at.max(c.finished_at);
+                    }
                 }
                 Outcome::Retry { error, failure, .. } => add_error(conn, c, error, failure)?,
                 Outcome::Quarantine {
@@ -626,13 +634,18 @@ fn finish(
                 } => {
                     add_error(conn, c, error, failure)?;
                     quarantine_job(conn, c.id, *reason, error, failure, c.finished_at)?;
-                    batches::block_dependents(conn, c.id, "quarantined", c.finished_at)?;
+                    if deps {
+                        batches::block_dependents(conn, c.id, "quarantined", c.finished_at)?;
+                    }
                 }
             }
             report.applied += 1;
         } else {
             report.late += 1;
         }
+    }
+    if !succeeded.is_empty() {
+        report.released = batches::release_dependents(conn, &succeeded, released_at)?;
     }
     outbox::record(conn, &changes)?;
     Ok(report)
