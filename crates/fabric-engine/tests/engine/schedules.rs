@@ -74,12 +74,13 @@ async fn fired(store: &dyn Store, name: &str) -> BTreeMap<i64, usize> {
         .await
         .unwrap();
     for j in jobs {
-        if let Some(due) = j
+        let due = j
             .unique_key
             .as_deref()
-            .and_then(|k| k.strip_prefix(&prefix))
-        {
-            *out.entry(due.parse::<i64>().unwrap()).or_default() += 1;
+            .and_then(|k| k.strip_prefix(&prefix));
+        // `<due>`; a trigger's `manual:<now>` is not a due time.
+        if let Some(due) = due.and_then(|d| d.split(':').next()?.parse::<i64>().ok()) {
+            *out.entry(due).or_default() += 1;
         }
     }
     out
