@@ -70,6 +70,9 @@ pub enum Command {
     /// Batches of jobs with dependencies: submit, show, list, retry, cancel.
     #[command(subcommand)]
     Batch(crate::commands::batch::BatchCmd),
+    /// Cron schedules: add, list, show, pause, resume, remove, trigger.
+    #[command(subcommand)]
+    Schedules(crate::commands::schedules::SchedulesCmd),
     /// Jobs that failed for good: list, inspect, retry, purge.
     #[command(subcommand)]
     Quarantine(QuarantineCmd),

@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod clock;
 pub mod config;
+pub mod cron_schedule;
 pub mod doc;
 pub mod error;
 pub mod job;

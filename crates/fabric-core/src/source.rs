@@ -93,12 +93,7 @@ impl Schedule {
                  5 or 6 fields ({fields} given)"
             )));
         }
-        croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Optional)
-            .build()
-            .parse(t)
-            .map(|c| Schedule::Cron(Box::new(c)))
-            .map_err(|e| bad(format!("'{t}' is not a valid cron expression: {e}")))
+        crate::cron_schedule::parse_cron("schedule", t).map(|c| Schedule::Cron(Box::new(c)))
     }
 
     /// The first due time strictly after `after` (epoch ms); `None` when there is none (a

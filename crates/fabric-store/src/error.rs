@@ -64,6 +64,14 @@ impl StoreError {
         }
     }
 
+    /// A missing cron schedule.
+    pub fn schedule_not_found(name: &str) -> Self {
+        StoreError::NotFound {
+            what: "schedule",
+            id: name.to_string(),
+        }
+    }
+
     /// A missing batch.
     pub fn batch_not_found(id: i64) -> Self {
         StoreError::NotFound {

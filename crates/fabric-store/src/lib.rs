@@ -12,6 +12,7 @@ pub mod docs;
 mod error;
 pub mod outbox;
 pub mod postgres;
+pub mod schedule;
 pub mod sqlite;
 pub mod testing;
 mod types;
@@ -30,6 +31,7 @@ pub use docs::DocStore;
 pub use error::StoreError;
 pub use outbox::OutboxStore;
 pub use postgres::PostgresStore;
+pub use schedule::{NewSchedule, ScheduleFired, ScheduleFiring, ScheduleRecord, ScheduleStore};
 pub use sqlite::SqliteStore;
 pub use types::*;
 pub use windows::FinishedWindow;
@@ -75,6 +77,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Batches and the dependencies of their items.
     fn batches(&self) -> &dyn BatchStore;
+
+    /// Cron schedules and their firing.
+    fn schedules(&self) -> &dyn ScheduleStore;
 
     /// Inserts jobs (validated by the caller); a job whose unique key already exists is not
     /// inserted and its existing id is returned with `created: false`. One call is one

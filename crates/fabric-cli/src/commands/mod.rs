@@ -23,6 +23,7 @@ mod nodes;
 mod quarantine;
 mod reports;
 mod run;
+pub mod schedules;
 mod shards;
 mod sources;
 mod status;
@@ -89,6 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Status { verbose } => status::run(&ctx, verbose).await,
                     Command::Jobs(cmd) => jobs::run(&ctx, cmd).await,
                     Command::Batch(cmd) => batch::run(&ctx, cmd).await,
+                    Command::Schedules(cmd) => schedules::run(&ctx, cmd).await,
                     Command::Quarantine(cmd) => quarantine::run(&ctx, cmd).await,
                     Command::Sources(cmd) => sources::run(&ctx, cmd).await,
                     Command::Telemetry(cmd) => telemetry::run(&ctx, cmd).await,

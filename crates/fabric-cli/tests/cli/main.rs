@@ -25,6 +25,7 @@ mod poison;
 mod reports;
 mod retention;
 mod run;
+mod schedules;
 mod sources;
 
 struct Home {

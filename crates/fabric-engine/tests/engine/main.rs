@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 mod fleet;
 mod http;
 mod outbox;
+mod schedules;
 
 struct Rig {
     _dir: tempfile::TempDir,

@@ -6,6 +6,7 @@ mod alerts;
 mod batches;
 mod docs;
 mod outbox;
+mod schedules;
 mod sources;
 mod telemetry;
 
@@ -38,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0008_alerts.sql"),
     include_str!("../../migrations/postgres/0009_outbox.sql"),
     include_str!("../../migrations/postgres/0010_batches.sql"),
+    include_str!("../../migrations/postgres/0011_schedules.sql"),
 ];
 
 /// The claim: due pending jobs of the shards asked for, highest priority then oldest, locked
@@ -683,6 +685,10 @@ impl Store for PostgresStore {
     }
 
     fn batches(&self) -> &dyn crate::BatchStore {
+        self
+    }
+
+    fn schedules(&self) -> &dyn crate::ScheduleStore {
         self
     }
 

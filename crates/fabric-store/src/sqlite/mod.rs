@@ -8,6 +8,7 @@ mod docs;
 mod inspect;
 mod outbox;
 mod outbox_codec;
+mod schedules;
 mod sources;
 mod telemetry;
 mod writer;
@@ -85,6 +86,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0010_alerts.sql"),
     include_str!("../../migrations/sqlite/0011_outbox.sql"),
     include_str!("../../migrations/sqlite/0012_batches.sql"),
+    include_str!("../../migrations/sqlite/0013_schedules.sql"),
 ];
 
 /// The indexes of [`SqliteOptions::shard_index`]: pending jobs per shard, in place of the
@@ -709,6 +711,10 @@ impl Store for SqliteStore {
     }
 
     fn batches(&self) -> &dyn crate::BatchStore {
+        self
+    }
+
+    fn schedules(&self) -> &dyn crate::ScheduleStore {
         self
     }
 

@@ -22,6 +22,10 @@ pub use outbox_cases::*;
 mod batches_cases;
 pub use batches_cases::*;
 
+#[path = "conformance_schedules.rs"]
+mod schedules_cases;
+pub use schedules_cases::*;
+
 #[path = "conformance_alerts.rs"]
 mod alerts_cases;
 pub use alerts_cases::*;
@@ -1196,12 +1200,17 @@ macro_rules! conformance_tests {
             batches_release_dependents_only_when_all_their_dependencies_succeeded,
             batches_block_dependents_of_a_failure_and_retry_unblocks_them,
             batches_cancel_every_unfinished_item_and_refuse_an_ended_batch,
-            batches_of_thousands_submit_in_one_write
+            batches_of_thousands_submit_in_one_write,
+            schedules_are_added_once_listed_paused_resumed_and_removed,
+            schedules_fire_one_job_per_due_time_and_move_forward,
+            schedules_with_overlap_skip_skip_while_the_previous_run_is_going,
+            schedules_trigger_enqueues_a_run_now
         );
         $crate::conformance_tests!(@arc $make,
             concurrent_claims_never_hand_out_a_job_twice,
             concurrent_submitters_all_land,
-            concurrent_lease_takers_get_one_winner
+            concurrent_lease_takers_get_one_winner,
+            schedules_concurrent_leaders_fire_a_due_time_once
         );
     };
     (@ref $make:path, $($case:ident),*) => {

@@ -1,7 +1,7 @@
-//! Schedules, run by the maintenance leader: a source whose schedule is due gets a `scan`
-//! job, exactly once per due time across the fleet (the job's unique key is the source and
-//! the due time, so a leader that overlaps another, or retries after a crash, enqueues
-//! nothing twice). A paused source is not scheduled.
+//! Source schedules: a source whose schedule is due gets a `scan` job, exactly once per due
+//! time across the fleet (the job's unique key is the source and the due time, so a leader
+//! that overlaps another, or retries after a crash, enqueues nothing twice). A paused source
+//! is not scheduled.
 
 use fabric_core::source::Schedule;
 use fabric_core::NewJob;
