@@ -325,20 +325,15 @@ impl std::fmt::Display for BatchState {
     }
 }
 
-/// The critical path of a batch: the chain of dependencies whose run times add up to the
-/// longest, with that sum. `duration[i]` is how long item `i` ran (0 when it has not run);
-/// `depends_on[i]` are the items it waits for. The graph must be acyclic.
-pub fn critical_path(duration: &[i64], depends_on: &[Vec<usize>]) -> (i64, Vec<usize>) {
-    let n = duration.len();
-    // Kahn's order from the roots, then a longest-path relaxation along it.
+/// Kahn's order of items `0..n` (each after everything it depends on; dependencies out of
+/// range are ignored, and items on a cycle are left out).
+fn topological_order(n: usize, depends_on: &[Vec<usize>]) -> Vec<usize> {
     let mut indegree = vec![0usize; n];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, deps) in depends_on.iter().enumerate().take(n) {
-        for &d in deps {
-            if d < n {
-                indegree[i] += 1;
-                dependents[d].push(i);
-            }
+        for &d in deps.iter().filter(|&&d| d < n) {
+            indegree[i] += 1;
+            dependents[d].push(i);
         }
     }
     let mut order: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
@@ -353,6 +348,16 @@ pub fn critical_path(duration: &[i64], depends_on: &[Vec<usize>]) -> (i64, Vec<u
             }
         }
     }
+    order
+}
+
+/// The critical path of a batch: the chain of dependencies whose run times add up to the
+/// longest, with that sum. `duration[i]` is how long item `i` ran (0 when it has not run);
+/// `depends_on[i]` are the items it waits for. The graph must be acyclic.
+pub fn critical_path(duration: &[i64], depends_on: &[Vec<usize>]) -> (i64, Vec<usize>) {
+    let n = duration.len();
+    // A longest-path relaxation along a topological order.
+    let order = topological_order(n, depends_on);
     let mut best = vec![0i64; n];
     let mut via: Vec<Option<usize>> = vec![None; n];
     for &i in &order {
@@ -389,26 +394,7 @@ pub fn retry_states(
 ) -> Vec<Option<(crate::JobState, u32)>> {
     use crate::JobState;
     let n = states.len();
-    let mut indegree = vec![0usize; n];
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, deps) in depends_on.iter().enumerate().take(n) {
-        for &d in deps.iter().filter(|&&d| d < n) {
-            indegree[i] += 1;
-            dependents[d].push(i);
-        }
-    }
-    let mut order: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
-    let mut head = 0;
-    while head < order.len() {
-        let i = order[head];
-        head += 1;
-        for &j in &dependents[i] {
-            indegree[j] -= 1;
-            if indegree[j] == 0 {
-                order.push(j);
-            }
-        }
-    }
+    let order = topological_order(n, depends_on);
     let mut now: Vec<JobState> = states.to_vec();
     let mut out = vec![None; n];
     for &i in &order {

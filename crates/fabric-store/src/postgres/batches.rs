@@ -117,35 +117,7 @@ async fn enqueue_callback<C: GenericClient>(
     let name: Option<String> = row.try_get(1)?;
     let generation: i32 = row.try_get(2)?;
     let job = callback_job(base, id, name.as_deref(), state, counts, generation.into());
-    let inserted = c
-        .query_opt(
-            "INSERT INTO jobs (kind, shard, payload, priority, state, max_attempts, run_at,
-                 unique_key, source, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $6, $6)
-             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-             RETURNING id",
-            &[
-                &job.kind,
-                &job.shard,
-                &job.payload,
-                &job.priority.0,
-                &(job.max_attempts as i32),
-                &now,
-                &job.unique_key,
-                &job.source,
-            ],
-        )
-        .await?;
-    let job_id: JobId = match inserted {
-        Some(r) => r.try_get(0)?,
-        None => c
-            .query_one(
-                "SELECT id FROM jobs WHERE unique_key = $1",
-                &[&job.unique_key],
-            )
-            .await?
-            .try_get(0)?,
-    };
+    let job_id = super::insert_unique(c, &job, now).await?.id;
     c.execute(
         "UPDATE batches SET callback_job_id = $2 WHERE id = $1",
         &[&id, &job_id],

@@ -584,6 +584,55 @@ async fn insert_plain<C: GenericClient>(
     Ok(ids)
 }
 
+/// Inserts `job` unless its unique key exists; returns its id and whether it is new.
+pub(super) async fn insert_unique<C: GenericClient>(
+    c: &C,
+    j: &NewJob,
+    now: i64,
+) -> Result<Submitted> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO jobs (kind, shard, payload, priority, state, max_attempts, run_at,
+                 unique_key, source, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $9)
+             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+             RETURNING id",
+        )
+        .await?;
+    let row = c
+        .query_opt(
+            &stmt,
+            &[
+                &j.kind,
+                &j.shard,
+                &j.payload,
+                &j.priority.0,
+                &(j.max_attempts as i32),
+                &j.run_at.unwrap_or(now),
+                &j.unique_key,
+                &j.source,
+                &now,
+            ],
+        )
+        .await?;
+    Ok(match row {
+        Some(r) => Submitted {
+            id: r.try_get(0)?,
+            created: true,
+        },
+        None => Submitted {
+            id: c
+                .query_one(
+                    "SELECT id FROM jobs WHERE unique_key = $1",
+                    &[&j.unique_key],
+                )
+                .await?
+                .try_get(0)?,
+            created: false,
+        },
+    })
+}
+
 /// The fenced update of a completion batch, in one statement: a row applies only while its
 /// job is still `running` under that attempt and owner. Returns the (id, attempt, owner)
 /// applied.
@@ -720,42 +769,7 @@ impl Store for PostgresStore {
             .enumerate()
             .filter(|(_, j)| j.unique_key.is_some())
         {
-            let row = tx
-                .query_opt(
-                    "INSERT INTO jobs (kind, shard, payload, priority, state, max_attempts, run_at,
-                         unique_key, source, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $9)
-                     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-                     RETURNING id",
-                    &[
-                        &j.kind,
-                        &j.shard,
-                        &j.payload,
-                        &j.priority.0,
-                        &(j.max_attempts as i32),
-                        &j.run_at.unwrap_or(now),
-                        &j.unique_key,
-                        &j.source,
-                        &now,
-                    ],
-                )
-                .await?;
-            out[i] = Some(match row {
-                Some(r) => Submitted {
-                    id: r.try_get(0)?,
-                    created: true,
-                },
-                None => Submitted {
-                    id: tx
-                        .query_one(
-                            "SELECT id FROM jobs WHERE unique_key = $1",
-                            &[&j.unique_key],
-                        )
-                        .await?
-                        .try_get(0)?,
-                    created: false,
-                },
-            });
+            out[i] = Some(insert_unique(&tx, j, now).await?);
         }
         tx.commit().await?;
         drop(client);

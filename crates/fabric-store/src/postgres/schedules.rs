@@ -6,10 +6,10 @@
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use fabric_core::cron_schedule::{manual_key, CatchUp, Overlap, ScheduleDef};
-use fabric_core::{NewJob, Priority};
+use fabric_core::Priority;
 use tokio_postgres::Row;
 
-use super::PostgresStore;
+use super::{insert_unique, PostgresStore};
 use crate::schedule::{due_job, job_of, overlaps};
 use crate::{
     NewSchedule, Result, ScheduleFired, ScheduleFiring, ScheduleRecord, ScheduleStore, StoreError,
@@ -67,51 +67,6 @@ async fn get_or_404<C: GenericClient>(c: &C, name: &str, lock: bool) -> Result<S
     get(c, name, lock)
         .await?
         .ok_or_else(|| StoreError::schedule_not_found(name))
-}
-
-/// Inserts `job` unless its unique key exists; returns its id and whether it is new.
-async fn insert_unique<C: GenericClient>(c: &C, j: &NewJob, now: i64) -> Result<Submitted> {
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO jobs (kind, shard, payload, priority, state, max_attempts, run_at,
-                 unique_key, source, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $9)
-             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-             RETURNING id",
-        )
-        .await?;
-    let row = c
-        .query_opt(
-            &stmt,
-            &[
-                &j.kind,
-                &j.shard,
-                &j.payload,
-                &j.priority.0,
-                &(j.max_attempts as i32),
-                &j.run_at.unwrap_or(now),
-                &j.unique_key,
-                &j.source,
-                &now,
-            ],
-        )
-        .await?;
-    Ok(match row {
-        Some(r) => Submitted {
-            id: r.try_get(0)?,
-            created: true,
-        },
-        None => Submitted {
-            id: c
-                .query_one(
-                    "SELECT id FROM jobs WHERE unique_key = $1",
-                    &[&j.unique_key],
-                )
-                .await?
-                .try_get(0)?,
-            created: false,
-        },
-    })
 }
 
 async fn job_state<C: GenericClient>(c: &C, id: Option<i64>) -> Result<Option<String>> {

@@ -29,8 +29,9 @@ pub(super) fn any_dependencies(conn: &Connection) -> Result<bool> {
 /// `pending`. One statement for a whole write of completions.
 pub(super) fn release_dependents(conn: &Connection, ids: &[JobId], now: i64) -> Result<u64> {
     let ids = serde_json::to_string(ids).map_err(|e| StoreError::Backend(e.to_string()))?;
-    let n = conn.prepare_cached(
-        "UPDATE jobs SET deps_remaining = jobs.deps_remaining - r.n,
+    let n = conn
+        .prepare_cached(
+            "UPDATE jobs SET deps_remaining = jobs.deps_remaining - r.n,
              state = CASE WHEN jobs.deps_remaining <= r.n THEN 'pending' ELSE jobs.state END,
              run_at = CASE WHEN jobs.deps_remaining <= r.n THEN max(jobs.run_at, ?2)
                            ELSE jobs.run_at END,
@@ -39,8 +40,8 @@ pub(super) fn release_dependents(conn: &Connection, ids: &[JobId], now: i64) -> 
                FROM json_each(?1) AS e JOIN job_deps AS d ON d.depends_on = e.value
                GROUP BY d.job_id) AS r
          WHERE jobs.id = r.id AND jobs.state = 'waiting'",
-    )?
-    .execute(params![ids, now])?;
+        )?
+        .execute(params![ids, now])?;
     Ok(n as u64)
 }
 
