@@ -192,10 +192,15 @@ impl Console {
         };
         job.validate()?;
         let Some(handler) = self.registry.get(&job.kind) else {
+            if self.config.workers.external_kinds.contains(&job.kind) {
+                // Served by external workers: the payload is theirs to judge.
+                return Ok(());
+            }
             return Err(EngineError::invalid(
                 "kind",
                 format!(
-                    "unknown handler kind '{}' (known: {})",
+                    "unknown handler kind '{}' (known: {}; a kind external workers serve is \
+                     declared in workers.external_kinds)",
                     job.kind,
                     self.registry.kinds().join(", ")
                 ),

@@ -457,6 +457,9 @@ async fn dispatcher(
             shards: opts.shards.clone(),
             exclude_shards: governance.paused_shards,
             min_priority: governance.conservative.then_some(Priority::HIGH.0),
+            kinds: Vec::new(),
+            // Jobs of the kinds external workers serve wait for them.
+            exclude_kinds: opts.config.workers.external_kinds.clone(),
             limit,
             lease_ms: duration_ms(opts.lease),
             now: shared.clock.now_ms(),

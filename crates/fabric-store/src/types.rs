@@ -26,6 +26,11 @@ pub struct ClaimRequest {
     pub exclude_shards: Vec<String>,
     /// Only jobs of at least this priority (conservative mode).
     pub min_priority: Option<i32>,
+    /// Only jobs of these kinds; empty = every kind.
+    pub kinds: Vec<String>,
+    /// Never jobs of these kinds (the daemon's own workers skip the kinds external workers
+    /// serve).
+    pub exclude_kinds: Vec<String>,
     /// At most this many jobs.
     pub limit: usize,
     /// Lease length.

@@ -17,6 +17,7 @@ mod daemons;
 mod demo;
 mod deploy;
 mod docs;
+mod external;
 mod extractor;
 mod fleet;
 mod mailgit;

@@ -178,6 +178,10 @@ pub struct WorkersConfig {
     /// Variables of the daemon's environment a `shell` job sees (default
     /// [`DEFAULT_SHELL_ENV_ALLOW`]); its payload's `env` adds more. Nothing else is passed.
     pub shell_env_allow: Vec<String>,
+    /// Job kinds served by external workers over the API (no built-in handler): jobs of
+    /// these kinds are accepted at submit and wait for an external worker; the daemon's own
+    /// workers never claim them.
+    pub external_kinds: Vec<String>,
 }
 
 /// min(cores, 8).
@@ -197,6 +201,7 @@ impl Default for WorkersConfig {
             shutdown_timeout_seconds: 30,
             job_timeout_seconds: 3600,
             shell_env_allow: DEFAULT_SHELL_ENV_ALLOW.map(String::from).to_vec(),
+            external_kinds: Vec::new(),
         }
     }
 }

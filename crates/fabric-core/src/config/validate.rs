@@ -132,6 +132,14 @@ pub(super) fn problems(cfg: &Config) -> Vec<ConfigProblem> {
             );
         }
     }
+    for (i, kind) in w.external_kinds.iter().enumerate() {
+        if let Err(e) = crate::job::validate_name("kind", kind) {
+            let crate::CoreError::InvalidInput { message, .. } = e else {
+                continue;
+            };
+            p.push(&format!("workers.external_kinds[{i}]"), message);
+        }
+    }
 
     if !cfg.queue.wal_mode {
         p.push(

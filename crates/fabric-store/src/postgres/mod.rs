@@ -52,6 +52,8 @@ static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                            AND ($5::text[] IS NULL OR shard = ANY($5))
                            AND ($6::text[] IS NULL OR shard <> ALL($6))
                            AND ($7::int IS NULL OR priority >= $7)
+                           AND ($8::text[] IS NULL OR kind = ANY($8))
+                           AND ($9::text[] IS NULL OR kind <> ALL($9))
                          ORDER BY priority DESC, id LIMIT $4
                          FOR UPDATE SKIP LOCKED)
                      UPDATE jobs j SET state = 'running', attempt = j.attempt + 1,
@@ -791,6 +793,9 @@ impl Store for PostgresStore {
         let shards: Option<Vec<String>> = (!req.shards.is_empty()).then(|| req.shards.clone());
         let except: Option<Vec<String>> =
             (!req.exclude_shards.is_empty()).then(|| req.exclude_shards.clone());
+        let kinds: Option<Vec<String>> = (!req.kinds.is_empty()).then(|| req.kinds.clone());
+        let not_kinds: Option<Vec<String>> =
+            (!req.exclude_kinds.is_empty()).then(|| req.exclude_kinds.clone());
         let stmt = client.prepare_cached(&CLAIM_SQL).await?;
         let rows = client
             .query(
@@ -803,6 +808,8 @@ impl Store for PostgresStore {
                     &shards,
                     &except,
                     &req.min_priority,
+                    &kinds,
+                    &not_kinds,
                 ],
             )
             .await?;

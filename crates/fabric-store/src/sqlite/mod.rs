@@ -58,6 +58,8 @@ fn claim_any(index: &str) -> String {
                AND (?5 IS NULL OR shard IN (SELECT value FROM json_each(?5)))
                AND (?6 IS NULL OR shard NOT IN (SELECT value FROM json_each(?6)))
                AND (?7 IS NULL OR priority >= ?7)
+               AND (?8 IS NULL OR kind IN (SELECT value FROM json_each(?8)))
+               AND (?9 IS NULL OR kind NOT IN (SELECT value FROM json_each(?9)))
              ORDER BY priority DESC, id LIMIT +?4)
          RETURNING {JOB_COLS}"
     )
@@ -731,7 +733,11 @@ impl Store for SqliteStore {
         }
         let by_shard = self.inner.by_shard;
         // One shard's queue over the per-shard index: no optional filters.
-        let fast = by_shard && req.shards.len() == 1 && req.exclude_shards.is_empty();
+        let fast = by_shard
+            && req.shards.len() == 1
+            && req.exclude_shards.is_empty()
+            && req.kinds.is_empty()
+            && req.exclude_kinds.is_empty();
         if fast {
             let held = self
                 .inner
@@ -751,6 +757,7 @@ impl Store for SqliteStore {
                 } else {
                     (json_list(&req.shards)?, json_list(&req.exclude_shards)?)
                 };
+                let (kinds, not_kinds) = (json_list(&req.kinds)?, json_list(&req.exclude_kinds)?);
                 let floor = req.min_priority.unwrap_or(i32::MIN);
                 let (sql, args): (&str, Vec<&dyn rusqlite::ToSql>) = if fast {
                     let shard = &req.shards[0];
@@ -771,6 +778,8 @@ impl Store for SqliteStore {
                         &only,
                         &except,
                         &req.min_priority,
+                        &kinds,
+                        &not_kinds,
                     ];
                     (sql, args)
                 };

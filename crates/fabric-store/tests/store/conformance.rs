@@ -18,6 +18,9 @@ pub use docs_cases::*;
 mod outbox_cases;
 pub use outbox_cases::*;
 
+#[path = "conformance_claims.rs"]
+mod claims_cases;
+pub use claims_cases::*;
 #[path = "conformance_batches.rs"]
 mod batches_cases;
 pub use batches_cases::*;
@@ -1197,6 +1200,7 @@ macro_rules! conformance_tests {
             outbox_writes_big_batches_in_messages_of_at_most_a_thousand,
             outbox_captures_rescues_and_nothing_of_a_refused_change,
             outbox_appends_prunes_and_counts,
+            claim_filters_by_kind,
             batches_release_dependents_only_when_all_their_dependencies_succeeded,
             batches_block_dependents_of_a_failure_and_retry_unblocks_them,
             batches_cancel_every_unfinished_item_and_refuse_an_ended_batch,
