@@ -18,9 +18,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fabric_core::quarantine::QuarantineReason;
+use fabric_core::retry::FailureType;
 use fabric_core::{CoreError, JobState, NewJob};
 use fabric_engine::batches::{BatchInput, OnComplete};
 use fabric_engine::console::{Check, Health};
+use fabric_engine::external::ExternalClaim;
 use fabric_engine::{Console, EngineError, Metrics};
 use fabric_store::{JobFilter, QuarantineFilter};
 use serde::de::DeserializeOwned;
@@ -85,6 +87,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/jobs/{id}", get(show_job))
         .route("/api/v1/jobs/{id}/cancel", post(cancel))
         .route("/api/v1/jobs/{id}/retry", post(retry))
+        .route("/api/v1/workers/claim", post(worker_claim))
+        .route("/api/v1/workers/heartbeat", post(worker_heartbeat))
+        .route("/api/v1/workers/complete", post(worker_complete))
+        .route("/api/v1/workers/fail", post(worker_fail))
         .route("/api/v1/batches", get(list_batches).post(submit_batch))
         .route("/api/v1/batches/{id}", get(show_batch))
         .route("/api/v1/batches/{id}/retry", post(retry_batch))
@@ -456,6 +462,108 @@ async fn submit(State(s): State<ApiState>, Body(body): Body) -> Result<Response>
             Ok((StatusCode::CREATED, Json(json!({"ids": ids}))).into_response())
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimBody {
+    worker: String,
+    kinds: Vec<String>,
+    #[serde(default = "one")]
+    max: usize,
+    #[serde(default)]
+    lease_seconds: Option<u64>,
+    #[serde(default)]
+    wait_seconds: u64,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// `POST /api/v1/workers/claim`: jobs of the worker's kinds, each with its lease token; waits
+/// up to `wait_seconds` for work when there is none.
+async fn worker_claim(State(s): State<ApiState>, Body(body): Body) -> Result<Response> {
+    let b: ClaimBody = parse_json(&body)?;
+    let jobs = s
+        .console
+        .external_claim(ExternalClaim {
+            worker: b.worker,
+            kinds: b.kinds,
+            max: b.max,
+            lease_seconds: b.lease_seconds,
+            wait_seconds: b.wait_seconds,
+        })
+        .await?;
+    Ok(Json(json!({ "jobs": jobs })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeartbeatBody {
+    id: i64,
+    token: String,
+    #[serde(default)]
+    lease_seconds: Option<u64>,
+}
+
+async fn worker_heartbeat(State(s): State<ApiState>, Body(body): Body) -> Result<Response> {
+    let b: HeartbeatBody = parse_json(&body)?;
+    let until = s
+        .console
+        .external_heartbeat(b.id, &b.token, b.lease_seconds)
+        .await?;
+    Ok(Json(json!({"id": b.id, "lease_expires_at": until})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteBody {
+    id: i64,
+    token: String,
+    #[serde(default)]
+    result: Option<Value>,
+}
+
+async fn worker_complete(State(s): State<ApiState>, Body(body): Body) -> Result<Response> {
+    let b: CompleteBody = parse_json(&body)?;
+    s.console
+        .as_actor("api")
+        .external_complete(b.id, &b.token, b.result)
+        .await?;
+    Ok(Json(json!({"id": b.id, "state": "succeeded"})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailBody {
+    id: i64,
+    token: String,
+    error: String,
+    #[serde(default = "transient")]
+    failure_type: FailureType,
+    #[serde(default)]
+    retry_after_seconds: Option<u64>,
+}
+
+fn transient() -> FailureType {
+    FailureType::Transient
+}
+
+async fn worker_fail(State(s): State<ApiState>, Body(body): Body) -> Result<Response> {
+    let b: FailBody = parse_json(&body)?;
+    let state = s
+        .console
+        .as_actor("api")
+        .external_fail(
+            b.id,
+            &b.token,
+            &b.error,
+            b.failure_type,
+            b.retry_after_seconds.map(std::time::Duration::from_secs),
+        )
+        .await?;
+    Ok(Json(json!({"id": b.id, "state": state})).into_response())
 }
 
 /// `POST /api/v1/batches`: `{"items": [...], "name"?, "on_complete"?: {"kind", "payload"?}}`.

@@ -265,6 +265,22 @@ impl Console {
         }
     }
 
+    /// Resolves at the next enqueue the local engine hears of after this call (never
+    /// without an engine).
+    pub(crate) fn waiter(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let rx = self.waker.as_ref().map(|w| w.enqueues());
+        async move {
+            match rx {
+                Some(mut rx) => {
+                    if rx.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        }
+    }
+
     /// Stops the attempt of job `id` if the local engine runs it (elsewhere: the store's
     /// notification or the CLI's signal, and the next lease heartbeat).
     pub(crate) fn stop_attempt(&self, id: JobId) {

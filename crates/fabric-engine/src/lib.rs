@@ -7,6 +7,7 @@ pub mod batches;
 pub mod console;
 pub mod docs;
 mod error;
+pub mod external;
 pub mod fleet;
 pub mod handlers;
 pub mod health;

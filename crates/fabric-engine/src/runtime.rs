@@ -92,6 +92,9 @@ pub(crate) struct Shared {
     pub(crate) options: EngineOptions,
     owner: String,
     pub(crate) wake: Notify,
+    /// Counts enqueues, for waiters other than the dispatcher (external workers'
+    /// long-polling claims): a receiver taken before a claim sees any enqueue after it.
+    pub(crate) enqueued: watch::Sender<u64>,
     /// Jobs claimed and not yet finished, running or waiting for a slot.
     in_flight: Mutex<HashMap<JobId, InFlight>>,
     /// Asks the heartbeat task for a lease check now: a job of this engine may have been
@@ -181,6 +184,14 @@ impl Waker {
     /// Tells idle workers that new work may be due.
     pub fn wake(&self) {
         self.0.wake.notify_one();
+        self.0.enqueued.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver that changes at every later enqueue this engine hears of (its own API's
+    /// and CLI's, other processes' where the store tells); for waiters other than the
+    /// dispatcher.
+    pub fn enqueues(&self) -> watch::Receiver<u64> {
+        self.0.enqueued.subscribe()
     }
 
     /// Checks at once whether this engine still holds the leases of the jobs it runs, and
@@ -224,6 +235,7 @@ impl Engine {
             metrics,
             owner,
             wake: Notify::new(),
+            enqueued: watch::Sender::new(0),
             in_flight: Mutex::new(HashMap::new()),
             check_leases: Notify::new(),
             home: std::env::var("HOME").ok(),
@@ -251,7 +263,10 @@ impl Engine {
             .listen(Box::new(move |event| match weak.upgrade() {
                 Some(s) => {
                     match event {
-                        StoreEvent::Inserted => s.wake.notify_one(),
+                        StoreEvent::Inserted => {
+                            s.wake.notify_one();
+                            s.enqueued.send_modify(|n| *n += 1);
+                        }
                         StoreEvent::Cancelled(id) => {
                             cancelled(&s, id);
                         }
@@ -624,13 +639,25 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 
 /// Applies the retry policy of the job's source (or kind) to a failed attempt.
 fn decide(shared: &Shared, job: &Job, failure: &Failure, now: i64) -> Outcome {
-    let config = &shared.options.config;
+    decide_with(
+        &shared.options.config,
+        shared.home.as_deref(),
+        job,
+        failure,
+        now,
+    )
+}
+
+/// [`decide`] with the configuration and home given (an external worker's failure).
+pub(crate) fn decide_with(
+    config: &fabric_core::config::Config,
+    home: Option<&str>,
+    job: &Job,
+    failure: &Failure,
+    now: i64,
+) -> Outcome {
     let error = if config.security.path_redaction {
-        redact_paths(
-            &failure.message,
-            shared.home.as_deref(),
-            &config.security.redact_roots,
-        )
+        redact_paths(&failure.message, home, &config.security.redact_roots)
     } else {
         failure.message.clone()
     };

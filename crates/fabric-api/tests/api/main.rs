@@ -291,6 +291,103 @@ async fn batches_are_submitted_shown_listed_and_cancelled_over_http() {
 }
 
 #[tokio::test]
+async fn external_workers_claim_heartbeat_complete_and_fail_fenced_by_their_token() {
+    let mut config = Config::default();
+    config.workers.external_kinds = vec!["ocr".into()];
+    let s = server_with(Some("s3cret"), config, None).await;
+    let t = Some("s3cret");
+    let submit = |n: i64| json!({"kind": "ocr", "payload": {"page": n}}).to_string();
+    let (code, body) = s.post("/api/v1/jobs", t, submit(1)).await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    let claim = |worker: &str, lease: u64| {
+        json!({"worker": worker, "kinds": ["ocr"], "max": 10, "lease_seconds": lease}).to_string()
+    };
+    let (code, _) = s.post("/api/v1/workers/claim", None, claim("a", 1)).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let (code, body) = s.post("/api/v1/workers/claim", t, claim("a", 1)).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let jobs = body["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["id"], id);
+    assert_eq!(jobs[0]["payload"]["page"], 1);
+    assert_eq!(jobs[0]["attempt"], 1);
+    let stale = jobs[0]["token"].as_str().unwrap().to_string();
+    let beat = |token: &str| json!({"id": id, "token": token, "lease_seconds": 1}).to_string();
+    let (code, body) = s.post("/api/v1/workers/heartbeat", t, beat(&stale)).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+
+    // The worker goes silent: its lease lapses and the rescuer hands the job back.
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let now = fabric_core::Clock::now_ms(&RealClock);
+    assert_eq!(s.store.rescue(now, None).await.unwrap().reset, vec![id]);
+    let (code, body) = s.post("/api/v1/workers/heartbeat", t, beat(&stale)).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    let done =
+        |token: &str| json!({"id": id, "token": token, "result": {"text": "hi"}}).to_string();
+    let (code, _) = s.post("/api/v1/workers/complete", t, done(&stale)).await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    let (_, job) = s.get(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(
+        job["state"], "pending",
+        "a stale completion changes nothing"
+    );
+
+    let (_, body) = s.post("/api/v1/workers/claim", t, claim("b", 30)).await;
+    let fresh = body["jobs"][0]["token"].as_str().unwrap().to_string();
+    assert_eq!(body["jobs"][0]["attempt"], 2);
+    let (code, _) = s.post("/api/v1/workers/complete", t, done(&stale)).await;
+    assert_eq!(code, StatusCode::CONFLICT, "the old attempt is fenced out");
+    let (code, body) = s.post("/api/v1/workers/complete", t, done(&fresh)).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (_, job) = s.get(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(job["state"], "succeeded");
+    assert_eq!(job["result"]["text"], "hi");
+
+    // Failures go through the retry policy: transient waits for a retry, permanent is
+    // quarantined at once.
+    for (kind, state) in [("transient", "failed"), ("permanent", "quarantined")] {
+        let (_, body) = s.post("/api/v1/jobs", t, submit(2)).await;
+        let job = body["id"].as_i64().unwrap();
+        let (_, body) = s.post("/api/v1/workers/claim", t, claim("c", 30)).await;
+        let token = body["jobs"][0]["token"].as_str().unwrap().to_string();
+        let fail =
+            json!({"id": job, "token": token, "error": "scanner jammed", "failure_type": kind});
+        let (code, body) = s.post("/api/v1/workers/fail", t, fail.to_string()).await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        assert_eq!(body["state"], state);
+        let (_, shown) = s.get(&format!("/api/v1/jobs/{job}")).await;
+        assert_eq!(shown["state"], state);
+        assert_eq!(shown["last_error"], "scanner jammed");
+    }
+
+    // Nothing due: a claim that may wait returns empty once its wait is over.
+    let wait = json!({"worker": "d", "kinds": ["ocr"], "wait_seconds": 1}).to_string();
+    let (code, body) = s.post("/api/v1/workers/claim", t, wait).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["jobs"], json!([]));
+    // Bad input names the field.
+    let (code, body) = s
+        .post(
+            "/api/v1/workers/claim",
+            t,
+            json!({"worker": "d", "kinds": []}).to_string(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("kinds"), "{body}");
+    let (code, body) = s
+        .post(
+            "/api/v1/workers/complete",
+            t,
+            json!({"id": id, "token": "forged"}).to_string(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
+}
+
+#[tokio::test]
 async fn wrong_or_missing_token_is_401_and_changes_nothing() {
     let s = server(Some("s3cret")).await;
     let job = json!({"kind": "noop"}).to_string();

@@ -42,3 +42,66 @@ fn an_external_kind_must_be_a_kind_name() {
     let err = h.stderr(2, &["config", "validate"]);
     assert!(err.contains("workers.external_kinds[0]"), "{err}");
 }
+
+/// `examples/python_worker.py` against this daemon as worker `name`.
+fn python_worker(h: &Home, url: &str, name: &str) -> std::process::Child {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python_worker.py");
+    std::process::Command::new("python3")
+        .arg(script)
+        .args(["--url", url, "--worker", name, "--kinds", "pyrecord"])
+        .args(["--lease-seconds", "2", "--wait-seconds", "5"])
+        .env("FABRIC_TOKEN", "s3cret")
+        .current_dir(h.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs")
+}
+
+#[test]
+fn a_python_worker_killed_mid_job_loses_the_job_to_another_worker() {
+    let listen = format!("127.0.0.1:{}", crate::free_port());
+    let url = format!("http://{listen}");
+    let h = Home::new()
+        .with("FABRIC__API__ENABLED", "true")
+        .with("FABRIC__API__LISTEN", &listen)
+        .with("FABRIC__API__TOKEN", "s3cret")
+        .with("FABRIC__WORKERS__LEASE_SECONDS", "3")
+        .with("FABRIC__WORKERS__EXTERNAL_KINDS", "[pyrecord]");
+    let log = h.path().join("effects.log");
+    // The Python worker's `pyrecord` writes a line at the start and one at the end.
+    let payload = serde_json::json!({"path": log, "ms": 4000}).to_string();
+    let id = h.json(&[
+        "jobs",
+        "submit",
+        "--kind",
+        "pyrecord",
+        "--payload",
+        &payload,
+    ])["id"]
+        .as_i64()
+        .unwrap();
+    h.expect(0, &["start"]);
+    let mut a = python_worker(&h, &url, "py-a");
+    let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+    h.wait_until("worker a started the job", || lines().contains("start"));
+    a.kill().unwrap(); // SIGKILL
+    a.wait().unwrap();
+    let mut b = python_worker(&h, &url, "py-b");
+    h.wait_until("the job succeeded", || {
+        h.json(&["jobs", "show", &id.to_string()])["state"] == "succeeded"
+    });
+    b.kill().unwrap();
+    b.wait().unwrap();
+    h.expect(0, &["stop"]);
+    let job = h.json(&["jobs", "show", &id.to_string()]);
+    assert_eq!(job["attempt"], 2, "rescued once: {job}");
+    assert_eq!(job["result"]["worker"], "py-b");
+    let text = lines();
+    assert!(text.contains(&format!("start {id} 1 py-a")), "{text}");
+    assert!(text.contains(&format!("{id} 2 py-b\n")), "{text}");
+    assert!(
+        !text.contains(&format!("\n{id} 1 py-a")),
+        "a never finished: {text}"
+    );
+}

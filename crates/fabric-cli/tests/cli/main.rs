@@ -361,7 +361,7 @@ fn db_check_backup_restore() {
     h.stderr(2, &["db", "restore", "/nonexistent/backup.db"]);
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
