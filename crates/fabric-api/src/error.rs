@@ -17,8 +17,11 @@ pub enum ApiError {
     #[error("a valid bearer token is required (Authorization: Bearer <api.token>)")]
     Unauthorized,
     /// Mutating calls are disabled because no token is configured.
-    #[error("mutating API calls are disabled: set api.token or api.token_file")]
+    #[error("mutating API calls are disabled: set api.token, api.token_file or api.tokens")]
     Forbidden,
+    /// The token is valid but its role does not allow this call.
+    #[error("a token of role '{role}' may not make this call")]
+    NotAllowed { role: &'static str },
     /// The request body is larger than `api.max_body_bytes`.
     #[error("request body is larger than {limit} bytes (api.max_body_bytes)")]
     TooLarge { limit: usize },
@@ -48,7 +51,7 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::NotAllowed { .. } => StatusCode::FORBIDDEN,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Engine(EngineError::InvalidInput { .. }) => StatusCode::BAD_REQUEST,
             ApiError::Engine(EngineError::NotFound { .. }) => StatusCode::NOT_FOUND,

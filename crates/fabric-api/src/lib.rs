@@ -17,6 +17,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use fabric_core::config::TokenRole;
 use fabric_core::quarantine::QuarantineReason;
 use fabric_core::retry::FailureType;
 use fabric_core::{CoreError, JobState, NewJob};
@@ -44,8 +45,11 @@ pub struct ApiState {
     pub console: Console,
     /// The daemon's metrics: read for `/metrics`, `/healthz` and status.
     pub metrics: Metrics,
-    /// Bearer token for mutating calls; `None` disables them.
+    /// The admin bearer token (`api.token`); with neither it nor `tokens`, mutating calls
+    /// are refused.
     pub token: Option<String>,
+    /// Named tokens with roles (`api.tokens`, their secrets read).
+    pub tokens: Vec<Credential>,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
     /// `$FABRIC_HOME`, for the disk check.
@@ -61,6 +65,14 @@ pub struct ApiState {
     pub alerts: Option<AlertsView>,
     /// The daemon's bus: its depths and counters are exported on `/metrics`.
     pub bus: Option<std::sync::Arc<dyn fabric_bus::Bus>>,
+}
+
+/// A named bearer token and what it may do.
+#[derive(Clone)]
+pub struct Credential {
+    pub name: String,
+    pub secret: String,
+    pub role: TokenRole,
 }
 
 /// Reads the active alerts (see [`ApiState::alerts`]).
@@ -195,22 +207,43 @@ async fn no_route(uri: Uri) -> ApiError {
     .into()
 }
 
-/// Lets reads through; a mutating call needs the configured bearer token.
+/// Lets reads through; a mutating call needs a configured bearer token whose role allows it:
+/// `admin` everything, `worker` the external-worker calls only, `read` nothing.
 async fn authorize(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     if req.method() == Method::GET || req.method() == Method::HEAD {
         return next.run(req).await;
     }
-    let Some(token) = &state.token else {
+    if state.token.is_none() && state.tokens.is_empty() {
         return ApiError::Forbidden.into_response();
-    };
+    }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer);
-    match given {
-        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => next.run(req).await,
-        _ => ApiError::Unauthorized.into_response(),
+    let Some(given) = given else {
+        return ApiError::Unauthorized.into_response();
+    };
+    let admin = state
+        .token
+        .as_deref()
+        .filter(|t| constant_time_eq(given.as_bytes(), t.as_bytes()))
+        .map(|_| TokenRole::Admin);
+    let named = state
+        .tokens
+        .iter()
+        .find(|c| constant_time_eq(given.as_bytes(), c.secret.as_bytes()))
+        .map(|c| c.role);
+    let (allowed, role) = match admin.or(named) {
+        None => return ApiError::Unauthorized.into_response(),
+        Some(TokenRole::Admin) => (true, "admin"),
+        Some(TokenRole::Worker) => (req.uri().path().starts_with("/api/v1/workers/"), "worker"),
+        Some(TokenRole::Read) => (false, "read"),
+    };
+    if allowed {
+        next.run(req).await
+    } else {
+        ApiError::NotAllowed { role }.into_response()
     }
 }
 

@@ -309,6 +309,7 @@ async fn app() -> App {
         console,
         metrics: Metrics::new(),
         token: Some(TOKEN.into()),
+        tokens: Vec::new(),
         max_body_bytes: 64 * 1024,
         home: dir.path().to_path_buf(),
         config_file: dir.path().join("fabric.yaml"),

@@ -35,6 +35,16 @@ async fn server_with(token: Option<&str>, config: Config, file: Option<&str>) ->
     }
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path().join("q.db"), SqliteOptions::default()).unwrap());
+    let tokens = config
+        .api
+        .tokens
+        .iter()
+        .map(|t| fabric_api::Credential {
+            name: t.name.clone(),
+            secret: t.token.clone().unwrap_or_default(),
+            role: t.role,
+        })
+        .collect();
     let console = Console::new(
         store.clone(),
         Registry::builtin(),
@@ -46,6 +56,7 @@ async fn server_with(token: Option<&str>, config: Config, file: Option<&str>) ->
         console,
         metrics: Metrics::new(),
         token: token.map(String::from),
+        tokens,
         max_body_bytes: 64 * 1024,
         home: dir.path().to_path_buf(),
         config_file: dir.path().join("fabric.yaml"),
@@ -385,6 +396,58 @@ async fn external_workers_claim_heartbeat_complete_and_fail_fenced_by_their_toke
         .await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
+}
+
+#[tokio::test]
+async fn named_tokens_do_what_their_role_allows() {
+    use fabric_core::config::{ApiToken, TokenRole};
+    let mut config = Config::default();
+    config.workers.external_kinds = vec!["ocr".into()];
+    let named = |name: &str, secret: &str, role| ApiToken {
+        name: name.into(),
+        token: Some(secret.into()),
+        token_file: None,
+        role,
+    };
+    config.api.tokens = vec![
+        named("py", "w0rker", TokenRole::Worker),
+        named("grafana", "r3ader", TokenRole::Read),
+        named("ops", "4dmin", TokenRole::Admin),
+    ];
+    // No `api.token`: the named tokens alone enable mutating calls.
+    let s = server_with(None, config, None).await;
+    let job = json!({"kind": "ocr"}).to_string();
+    let claim = json!({"worker": "py-1", "kinds": ["ocr"]}).to_string();
+    let (code, body) = s.post("/api/v1/jobs", Some("w0rker"), job.clone()).await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "a worker token may not submit");
+    assert!(
+        body["error"].as_str().unwrap().contains("role 'worker'"),
+        "{body}"
+    );
+    let (code, _) = s.post("/api/v1/jobs", Some("r3ader"), job.clone()).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let (code, _) = s
+        .post("/api/v1/workers/claim", Some("r3ader"), claim.clone())
+        .await;
+    assert_eq!(
+        code,
+        StatusCode::FORBIDDEN,
+        "only worker or admin tokens claim"
+    );
+    assert_eq!(s.jobs().await, 0);
+    let (code, _) = s.post("/api/v1/jobs", Some("4dmin"), job).await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, body) = s
+        .post("/api/v1/workers/claim", Some("w0rker"), claim.clone())
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["jobs"].as_array().unwrap().len(), 1);
+    let (code, _) = s
+        .post("/api/v1/workers/claim", Some("4dmin"), claim.clone())
+        .await;
+    assert_eq!(code, StatusCode::OK, "admin may claim too");
+    let (code, _) = s.post("/api/v1/workers/claim", Some("nobody"), claim).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

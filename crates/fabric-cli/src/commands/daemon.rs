@@ -180,6 +180,7 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
         None
     };
     let token = api_token(&config)?;
+    let tokens = api_tokens(&config)?;
     std::fs::write(&marker, std::process::id().to_string())
         .with_context(|| format!("cannot write {}", marker.display()))?;
 
@@ -222,6 +223,7 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
             console: console.clone(),
             metrics: metrics.clone(),
             token,
+            tokens,
             max_body_bytes: config.api.max_body_bytes,
             home: home.root().to_path_buf(),
             config_file: ctx
@@ -308,6 +310,32 @@ fn alerts_view(store: Arc<dyn fabric_store::Store>) -> fabric_api::AlertsView {
                 .map_err(|e| fabric_engine::EngineError::Failed(e.to_string()))
         })
     })
+}
+
+/// The named API tokens of `api.tokens`, each secret read from its `token_file` if need be.
+fn api_tokens(config: &fabric_core::config::Config) -> anyhow::Result<Vec<fabric_api::Credential>> {
+    let mut out = Vec::with_capacity(config.api.tokens.len());
+    for (i, t) in config.api.tokens.iter().enumerate() {
+        let secret = match (&t.token, &t.token_file) {
+            (Some(s), _) => s.clone(),
+            (None, Some(p)) => {
+                let s = std::fs::read_to_string(p)
+                    .with_context(|| format!("api.tokens[{i}].token_file: cannot read {p}"))?;
+                let s = s.trim().to_string();
+                if s.is_empty() {
+                    bail!("api.tokens[{i}].token_file: {p} is empty");
+                }
+                s
+            }
+            (None, None) => bail!("api.tokens[{i}]: token or token_file is required"),
+        };
+        out.push(fabric_api::Credential {
+            name: t.name.clone(),
+            secret,
+            role: t.role,
+        });
+    }
+    Ok(out)
 }
 
 /// The API token from `api.token` or `api.token_file`.

@@ -147,6 +147,35 @@ pub struct ApiConfig {
     pub token_file: Option<String>,
     /// Largest accepted request body in bytes (default 2 MiB).
     pub max_body_bytes: usize,
+    /// Named tokens with roles (secrets); `token` above is an admin token too.
+    pub tokens: Vec<ApiToken>,
+}
+
+/// What a bearer token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenRole {
+    /// Everything.
+    Admin,
+    /// Reads only (reads need no token; a `read` token may not change anything).
+    Read,
+    /// The external-worker calls (`/api/v1/workers/…`) only.
+    Worker,
+}
+
+/// One named API token: `{name, token | token_file, role}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// Who uses it (recorded as the actor of what it does).
+    pub name: String,
+    /// The secret itself.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A file holding the secret.
+    #[serde(default)]
+    pub token_file: Option<String>,
+    pub role: TokenRole,
 }
 
 impl Default for ApiConfig {
@@ -157,6 +186,7 @@ impl Default for ApiConfig {
             token: None,
             token_file: None,
             max_body_bytes: 2 << 20,
+            tokens: Vec::new(),
         }
     }
 }

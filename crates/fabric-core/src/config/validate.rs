@@ -79,6 +79,27 @@ pub(super) fn problems(cfg: &Config) -> Vec<ConfigProblem> {
     }
 
     let api = &cfg.api;
+    let mut names = std::collections::HashSet::new();
+    for (i, t) in api.tokens.iter().enumerate() {
+        let at = |k: &str| format!("api.tokens[{i}].{k}");
+        if let Err(crate::CoreError::InvalidInput { message, .. }) =
+            crate::job::validate_name("name", &t.name)
+        {
+            p.push(&at("name"), message);
+        } else if !names.insert(t.name.as_str()) {
+            p.push(
+                &at("name"),
+                format!("'{}' is used by another token", t.name),
+            );
+        }
+        match (&t.token, &t.token_file) {
+            (Some(_), Some(_)) => p.push(&at("token"), "set token or token_file, not both".into()),
+            (None, None) => p.push(&at("token"), "is required (or token_file)".into()),
+            (Some(tok), None) if tok.trim().is_empty() => p.push(&at("token"), "is empty".into()),
+            (None, Some(f)) if f.trim().is_empty() => p.push(&at("token_file"), "is empty".into()),
+            _ => {}
+        }
+    }
     if api.listen.parse::<std::net::SocketAddr>().is_err() {
         p.push(
             "api.listen",
