@@ -15,6 +15,9 @@ use serde::Serialize;
 use crate::console::Result;
 use crate::{Console, EngineError};
 
+/// Node ids of external workers start with this, then the worker's name.
+pub const NODE_PREFIX: &str = "ext-";
+
 /// Most jobs one claim returns.
 pub const MAX_CLAIM: usize = 1000;
 /// Longest lease an external worker may ask for, in seconds.
@@ -128,6 +131,7 @@ impl Console {
                 .await?;
             let now = tokio::time::Instant::now();
             if !jobs.is_empty() || now >= deadline {
+                self.seen(&req, jobs.len()).await?;
                 return Ok(jobs.into_iter().map(|j| leased(&owner, j)).collect());
             }
             let nap = (deadline - now).min(poll);
@@ -136,6 +140,40 @@ impl Console {
                 _ = tokio::time::sleep(nap) => {}
             }
         }
+    }
+
+    /// Records the worker as a node (`ext-<worker>`, shard `external`, its kinds as
+    /// specialties), so `nodes list` and `status` show it and when it was last seen.
+    async fn seen(&self, req: &ExternalClaim, load: usize) -> Result<()> {
+        let now = self.now();
+        self.store()
+            .register_node(fabric_core::Node {
+                id: format!("{NODE_PREFIX}{}", req.worker),
+                shard: "external".into(),
+                capacity: req.max as u32,
+                specialties: req.kinds.clone(),
+                health: fabric_core::NodeHealth::Healthy,
+                draining: false,
+                load: load as u32,
+                heartbeat_at: now,
+                started_at: now,
+                stopped_at: None,
+                host: String::new(),
+                pid: 0,
+                version: "external worker".into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// External workers seen (the nodes [`Console::external_claim`] records), by name.
+    pub async fn external_workers(&self) -> Result<Vec<crate::console::NodeView>> {
+        Ok(self
+            .nodes()
+            .await?
+            .into_iter()
+            .filter(|n| n.node.id.starts_with(NODE_PREFIX) && n.node.shard == "external")
+            .collect())
     }
 
     /// Extends the lease of job `id` by `lease_seconds` (default the daemon's); returns the

@@ -31,9 +31,22 @@ struct Status {
     paused_shards: Vec<String>,
     /// Every ingestion source with its state and last scan.
     sources: Vec<SourceStatus>,
+    /// External workers seen over the API, with their kinds and last claim.
+    external_workers: Vec<ExternalWorker>,
     /// With `--verbose`: the detail of workers, shards and throughput.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     detail: Option<Detail>,
+}
+
+/// An external worker as `status` shows it.
+#[derive(Serialize)]
+struct ExternalWorker {
+    worker: String,
+    kinds: Vec<String>,
+    /// Milliseconds since its last claim.
+    seen_ms_ago: i64,
+    /// `healthy` while it claims within `node.timeout_ms`, else `offline`.
+    health: fabric_core::NodeHealth,
 }
 
 /// A source as `status` shows it.
@@ -229,6 +242,17 @@ pub async fn run(ctx: &Ctx, verbose: bool) -> anyhow::Result<ExitCode> {
                 quarantined: r.quarantined,
             })
             .collect(),
+        external_workers: console
+            .external_workers()
+            .await?
+            .into_iter()
+            .map(|n| ExternalWorker {
+                worker: n.node.id[fabric_engine::external::NODE_PREFIX.len()..].to_string(),
+                kinds: n.node.specialties,
+                seen_ms_ago: n.heartbeat_age_ms,
+                health: n.effective_health,
+            })
+            .collect(),
         detail,
     };
     print(ctx.global.format, &s, || {
@@ -291,6 +315,26 @@ pub async fn run(ctx: &Ctx, verbose: bool) -> anyhow::Result<ExitCode> {
                     "none".into()
                 } else {
                     s.paused_shards.join(", ")
+                },
+            ),
+            (
+                "external workers",
+                if s.external_workers.is_empty() {
+                    "none".into()
+                } else {
+                    s.external_workers
+                        .iter()
+                        .map(|w| {
+                            format!(
+                                "{} ({}; {}, seen {:.1} s ago)",
+                                w.worker,
+                                w.kinds.join(", "),
+                                w.health.as_str(),
+                                w.seen_ms_ago as f64 / 1000.0
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 },
             ),
             (

@@ -93,6 +93,25 @@ fn a_python_worker_killed_mid_job_loses_the_job_to_another_worker() {
     });
     b.kill().unwrap();
     b.wait().unwrap();
+    // Both workers were seen, as nodes of their own with the kinds they serve.
+    let nodes = h.json(&["nodes", "list"]);
+    let ext = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "ext-py-b")
+        .unwrap_or_else(|| panic!("no ext-py-b in {nodes}"));
+    assert_eq!(ext["specialties"], serde_json::json!(["pyrecord"]));
+    assert_eq!(ext["shard"], "external");
+    let status = h.json(&["status"]);
+    let mut seen: Vec<&str> = status["external_workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["worker"].as_str().unwrap())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, vec!["py-a", "py-b"], "{status}");
     h.expect(0, &["stop"]);
     let job = h.json(&["jobs", "show", &id.to_string()]);
     assert_eq!(job["attempt"], 2, "rescued once: {job}");
