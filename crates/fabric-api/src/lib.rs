@@ -561,7 +561,6 @@ struct CompleteBody {
 async fn worker_complete(State(s): State<ApiState>, Body(body): Body) -> Result<Response> {
     let b: CompleteBody = parse_json(&body)?;
     s.console
-        .as_actor("api")
         .external_complete(b.id, &b.token, b.result)
         .await?;
     Ok(Json(json!({"id": b.id, "state": "succeeded"})).into_response())

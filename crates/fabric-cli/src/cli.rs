@@ -800,6 +800,9 @@ pub enum BenchCmd {
     /// Batches: submit N items with dependencies (a chain every --chain items) and drain
     /// them, against the same items without dependencies.
     Batch(crate::commands::bench_batch::BenchBatchArgs),
+    /// External workers over HTTP: W workers claim --batch jobs at a time from a real API
+    /// server and complete each with its own call.
+    Workers(crate::commands::bench_workers::BenchWorkersArgs),
 }
 
 #[derive(Debug, Args, Clone)]

@@ -203,16 +203,35 @@ impl Console {
         Ok(until)
     }
 
-    /// Completes job `id` with `result`.
+    /// Completes job `id` with `result`: one fenced write, no read first (the store's fence
+    /// on owner and attempt is the check).
     pub async fn external_complete(
         &self,
         id: JobId,
         token: &str,
         result: Option<serde_json::Value>,
     ) -> Result<()> {
-        self.external_finish(id, token, |_, _| Outcome::Succeeded { result })
-            .await
-            .map(|_| ())
+        let (owner, attempt) = parse_token(token)?;
+        let now = self.now();
+        let report = self
+            .store()
+            .complete(vec![Completion {
+                id,
+                attempt,
+                owner: owner.to_string(),
+                // Kept only with a failed attempt's error; a success does not write it.
+                started_at: now,
+                finished_at: now,
+                outcome: Outcome::Succeeded { result },
+            }])
+            .await?;
+        if report.applied == 0 {
+            return Err(lost(id));
+        }
+        if report.released > 0 {
+            self.submitted(0);
+        }
+        Ok(())
     }
 
     /// Fails the attempt of job `id`: the retry policy decides between a retry (`failed`)

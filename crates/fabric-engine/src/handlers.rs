@@ -42,7 +42,8 @@ pub trait Handler: Send + Sync + 'static {
 /// Handlers by job kind.
 #[derive(Clone, Default)]
 pub struct Registry {
-    handlers: BTreeMap<String, Arc<dyn Handler>>,
+    /// Shared by clones (every Console clone, one per API request, holds the registry).
+    handlers: Arc<BTreeMap<String, Arc<dyn Handler>>>,
 }
 
 impl Registry {
@@ -72,7 +73,7 @@ impl Registry {
 
     /// Adds or replaces the handler of `kind`.
     pub fn register(&mut self, kind: &str, handler: impl Handler) {
-        self.handlers.insert(kind.to_string(), Arc::new(handler));
+        Arc::make_mut(&mut self.handlers).insert(kind.to_string(), Arc::new(handler));
     }
 
     /// The handler of `kind`.

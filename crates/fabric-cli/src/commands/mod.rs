@@ -8,6 +8,7 @@ pub mod bench_batch;
 mod bench_bus;
 mod bench_events;
 mod bench_ingest;
+pub mod bench_workers;
 mod bus;
 mod checkpoint;
 mod config;
@@ -59,6 +60,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             what: Some(BenchCmd::Batch(args)),
             ..
         }) => bench_batch::run(global, args),
+        Command::Bench(BenchArgs {
+            what: Some(BenchCmd::Workers(args)),
+            ..
+        }) => bench_workers::run(global, args),
         Command::Bench(args) => bench::run(global, args),
         Command::Extractor {
             memory_bytes,
