@@ -124,3 +124,36 @@ fn a_python_worker_killed_mid_job_loses_the_job_to_another_worker() {
         "a never finished: {text}"
     );
 }
+
+#[test]
+fn a_waiting_claim_is_woken_by_an_enqueue() {
+    // With an hour-long poll, only the enqueue's wake-up can end the claim's 30 s wait; the
+    // client gives up after 15 s, so without the wake-up it gets nothing.
+    let listen = format!("127.0.0.1:{}", crate::free_port());
+    let h = Home::new()
+        .with("FABRIC__API__ENABLED", "true")
+        .with("FABRIC__API__LISTEN", &listen)
+        .with("FABRIC__API__TOKEN", "s3cret")
+        .with("FABRIC__WORKERS__POLL_INTERVAL_MS", "3600000")
+        .with("FABRIC__WORKERS__EXTERNAL_KINDS", "[ocr]");
+    h.expect(0, &["start"]);
+    let claim = format!(
+        "import json, urllib.request\n\
+         req = urllib.request.Request('http://{listen}/api/v1/workers/claim',\n\
+             data=json.dumps({{'worker': 'w', 'kinds': ['ocr'], 'wait_seconds': 30}}).encode(),\n\
+             headers={{'Authorization': 'Bearer s3cret', 'Content-Type': 'application/json'}})\n\
+         print(urllib.request.urlopen(req, timeout=15).read().decode())\n"
+    );
+    let waiter = std::process::Command::new("python3")
+        .args(["-c", &claim])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let the claim find nothing and start waiting.
+    std::thread::sleep(std::time::Duration::from_millis(1_000));
+    let id = h.json(&["jobs", "submit", "--kind", "ocr"])["id"].clone();
+    let out = waiter.wait_with_output().unwrap();
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["jobs"][0]["id"], id, "{got}");
+    h.expect(0, &["stop"]);
+}
