@@ -558,7 +558,33 @@ struct CompleteBody {
     result: Option<Value>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteManyBody {
+    jobs: Vec<CompleteBody>,
+}
+
+/// `POST /api/v1/workers/complete`: one job (`{id, token, result}`: 409 when its lease is
+/// lost), or many in one write (`{"jobs": [...]}`: the ids completed and the ids whose lease
+/// was lost).
 async fn worker_complete(State(s): State<ApiState>, Body(body): Body) -> Result<Response> {
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad("body", e.to_string()))?;
+    if value.get("jobs").is_some() {
+        let b: CompleteManyBody = parse_json(&body)?;
+        let ids: Vec<i64> = b.jobs.iter().map(|j| j.id).collect();
+        let done = s
+            .console
+            .external_complete_many(
+                b.jobs
+                    .into_iter()
+                    .map(|j| (j.id, j.token, j.result))
+                    .collect(),
+            )
+            .await?;
+        let lost: Vec<i64> = ids.into_iter().filter(|id| !done.contains(id)).collect();
+        return Ok(Json(json!({"completed": done, "lost": lost})).into_response());
+    }
     let b: CompleteBody = parse_json(&body)?;
     s.console
         .external_complete(b.id, &b.token, b.result)

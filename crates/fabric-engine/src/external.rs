@@ -211,11 +211,40 @@ impl Console {
         token: &str,
         result: Option<serde_json::Value>,
     ) -> Result<()> {
-        let (owner, attempt) = parse_token(token)?;
+        let done = self
+            .external_complete_many(vec![(id, token.to_string(), result)])
+            .await?;
+        if done.is_empty() {
+            return Err(lost(id));
+        }
+        Ok(())
+    }
+
+    /// Completes many jobs in one write; returns the ids whose completion applied (the
+    /// others' leases were lost: nothing changed for them).
+    pub async fn external_complete_many(
+        &self,
+        jobs: Vec<(JobId, String, Option<serde_json::Value>)>,
+    ) -> Result<Vec<JobId>> {
+        if jobs.len() > MAX_CLAIM {
+            return Err(EngineError::invalid(
+                "jobs",
+                format!(
+                    "{} completions in one call; at most {MAX_CLAIM}",
+                    jobs.len()
+                ),
+            ));
+        }
         let now = self.now();
-        let report = self
-            .store()
-            .complete(vec![Completion {
+        let mut batch = Vec::with_capacity(jobs.len());
+        for (i, (id, token, result)) in jobs.into_iter().enumerate() {
+            let (owner, attempt) = parse_token(&token).map_err(|e| match e {
+                EngineError::InvalidInput { message, .. } => {
+                    EngineError::invalid(format!("jobs[{i}].token"), message)
+                }
+                other => other,
+            })?;
+            batch.push(Completion {
                 id,
                 attempt,
                 owner: owner.to_string(),
@@ -223,15 +252,13 @@ impl Console {
                 started_at: now,
                 finished_at: now,
                 outcome: Outcome::Succeeded { result },
-            }])
-            .await?;
-        if report.applied == 0 {
-            return Err(lost(id));
+            });
         }
+        let report = self.store().complete(batch).await?;
         if report.released > 0 {
             self.submitted(0);
         }
-        Ok(())
+        Ok(report.applied_ids)
     }
 
     /// Fails the attempt of job `id`: the retry policy decides between a retry (`failed`)

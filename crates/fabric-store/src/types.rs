@@ -79,6 +79,8 @@ pub struct CompleteReport {
     /// Waiting batch items whose dependency count these successes lowered (some are now
     /// `pending`: a dispatcher that found nothing to claim should look again).
     pub released: u64,
+    /// The jobs whose completion applied, in the order given.
+    pub applied_ids: Vec<JobId>,
 }
 
 /// One telemetry sample: what one ingest job (or scan) of a source did.

@@ -372,6 +372,29 @@ async fn external_workers_claim_heartbeat_complete_and_fail_fenced_by_their_toke
         assert_eq!(shown["last_error"], "scanner jammed");
     }
 
+    // Many completions in one write: each applies or is reported lost on its own.
+    for n in 0..2 {
+        s.post("/api/v1/jobs", t, submit(10 + n)).await;
+    }
+    let (_, body) = s.post("/api/v1/workers/claim", t, claim("e", 30)).await;
+    let got = body["jobs"].as_array().unwrap().clone();
+    assert_eq!(got.len(), 2);
+    let many = json!({"jobs": [
+        {"id": got[0]["id"], "token": got[0]["token"], "result": {"n": 0}},
+        {"id": got[1]["id"], "token": stale},
+    ]});
+    let (code, body) = s
+        .post("/api/v1/workers/complete", t, many.to_string())
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["completed"], json!([got[0]["id"]]));
+    assert_eq!(body["lost"], json!([got[1]["id"]]));
+    let (_, shown) = s.get(&format!("/api/v1/jobs/{}", got[1]["id"])).await;
+    assert_eq!(
+        shown["state"], "running",
+        "a lost completion changes nothing"
+    );
+
     // Nothing due: a claim that may wait returns empty once its wait is over.
     let wait = json!({"worker": "d", "kinds": ["ocr"], "wait_seconds": 1}).to_string();
     let (code, body) = s.post("/api/v1/workers/claim", t, wait).await;

@@ -1,8 +1,9 @@
 //! `fabric bench workers`: external-worker throughput over HTTP. A real API server (the
 //! daemon's router, on 127.0.0.1) over a fresh store holds N jobs of an external kind; W
 //! workers, each with its own keep-alive HTTP client, claim up to `--batch` jobs at a time
-//! and complete each one with its own call, as `examples/python_worker.py` does. The rate is
-//! from the first claim to the last completion.
+//! and complete each one with its own call, as `examples/python_worker.py` does (or, with
+//! `--ack batch`, all the jobs of a claim in one call). The rate is from the first claim to the
+//! last completion.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -36,6 +37,10 @@ pub struct BenchWorkersArgs {
     /// Jobs per claim (1..1000).
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
+    /// How workers acknowledge: `each` (one complete call per job) or `batch` (one call for
+    /// all the jobs of a claim, `{"jobs": [...]}`).
+    #[arg(long, default_value = "each", value_parser = ["each", "batch"])]
+    pub ack: String,
     /// Store to measure: sqlite (a temporary file) or postgres (a temporary schema in the
     /// database of store.url / FABRIC__STORE__URL, dropped at the end).
     #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
@@ -47,6 +52,7 @@ struct Report {
     jobs: usize,
     workers: usize,
     batch: usize,
+    ack: String,
     /// Claim calls made.
     claims: u64,
     seconds: f64,
@@ -75,6 +81,7 @@ pub fn run(global: Global, args: BenchWorkersArgs) -> anyhow::Result<ExitCode> {
             ("jobs", report.jobs.to_string()),
             ("workers", report.workers.to_string()),
             ("batch", report.batch.to_string()),
+            ("ack", report.ack.clone()),
             ("claims", report.claims.to_string()),
             ("seconds", format!("{:.3}", report.seconds)),
             ("rate", format!("{:.0} jobs/s", report.rate)),
@@ -125,7 +132,10 @@ async fn bench(args: &BenchWorkersArgs, target: &mut Target) -> anyhow::Result<R
     for w in 0..args.workers {
         let base = base.clone();
         let batch = args.batch;
-        tasks.push(tokio::spawn(async move { worker(&base, w, batch).await }));
+        let each = args.ack == "each";
+        tasks.push(tokio::spawn(
+            async move { worker(&base, w, batch, each).await },
+        ));
     }
     let (mut done, mut claims) = (0u64, 0u64);
     for task in tasks {
@@ -143,6 +153,7 @@ async fn bench(args: &BenchWorkersArgs, target: &mut Target) -> anyhow::Result<R
         jobs: args.jobs,
         workers: args.workers,
         batch: args.batch,
+        ack: args.ack.clone(),
         claims,
         seconds,
         rate: done as f64 / seconds,
@@ -152,7 +163,7 @@ async fn bench(args: &BenchWorkersArgs, target: &mut Target) -> anyhow::Result<R
 
 /// One worker: claims until a claim finds nothing, completing each job; returns the jobs it
 /// completed and the claims it made.
-async fn worker(base: &str, w: usize, batch: usize) -> anyhow::Result<(u64, u64)> {
+async fn worker(base: &str, w: usize, batch: usize, each: bool) -> anyhow::Result<(u64, u64)> {
     let http = reqwest::Client::new();
     let post = |path: &str, body: Value| {
         http.post(format!("{base}{path}"))
@@ -172,6 +183,19 @@ async fn worker(base: &str, w: usize, batch: usize) -> anyhow::Result<(u64, u64)
         let jobs = got["jobs"].as_array().cloned().unwrap_or_default();
         if jobs.is_empty() {
             return Ok((done, claims));
+        }
+        if !each {
+            let acks: Vec<Value> = jobs
+                .iter()
+                .map(|j| json!({"id": j["id"], "token": j["token"]}))
+                .collect();
+            let got: Value = post("/api/v1/workers/complete", json!({ "jobs": acks }))
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            done += got["completed"].as_array().map_or(0, |c| c.len() as u64);
+            continue;
         }
         for job in jobs {
             let body = json!({"id": job["id"], "token": job["token"]});

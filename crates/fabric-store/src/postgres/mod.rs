@@ -830,10 +830,16 @@ impl Store for PostgresStore {
             // Successes touch only the jobs table: one statement, atomic on its own.
             let (applied, released) = fenced_update(&client, &batch).await?;
             let applied_n = applied.len() as u64;
+            let applied_ids = batch
+                .iter()
+                .filter(|c| applied.contains(&(c.id, c.attempt as i32, c.owner.clone())))
+                .map(|c| c.id)
+                .collect();
             return Ok(CompleteReport {
                 applied: applied_n,
                 late: batch.len() as u64 - applied_n,
                 released,
+                applied_ids,
             });
         }
         let tx = client.transaction().await?;
@@ -848,6 +854,7 @@ impl Store for PostgresStore {
                 continue;
             }
             report.applied += 1;
+            report.applied_ids.push(c.id);
             match &c.outcome {
                 Outcome::Succeeded { .. } => {}
                 Outcome::Retry { error, failure, .. } => add_error(&tx, c, error, failure).await?,

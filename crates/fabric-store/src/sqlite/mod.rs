@@ -644,6 +644,7 @@ fn finish(
                 }
             }
             report.applied += 1;
+            report.applied_ids.push(c.id);
         } else {
             report.late += 1;
         }
