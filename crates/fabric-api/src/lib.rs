@@ -658,10 +658,7 @@ async fn submit_batch(State(s): State<ApiState>, Body(body): Body) -> Result<Res
 }
 
 fn batch_id(raw: &str) -> Result<i64> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| ApiError::bad("id", format!("'{raw}' is not a batch id")))
+    positive_id(raw, "batch")
 }
 
 async fn show_batch(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Response> {
@@ -672,12 +669,7 @@ async fn show_batch(State(s): State<ApiState>, Path(id): Path<String>) -> Result
 #[serde(deny_unknown_fields)]
 struct BatchListQuery {
     state: Option<String>,
-    #[serde(default = "default_limit")]
-    limit: usize,
-}
-
-fn default_limit() -> usize {
-    50
+    limit: Option<usize>,
 }
 
 async fn list_batches(
@@ -690,7 +682,7 @@ async fn list_batches(
         .map(fabric_core::batch::BatchState::parse)
         .transpose()
         .map_err(EngineError::from)?;
-    Ok(Json(s.console.batches(state, q.limit).await?).into_response())
+    Ok(Json(s.console.batches(state, limit(q.limit)?).await?).into_response())
 }
 
 async fn retry_batch(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Response> {
@@ -717,10 +709,15 @@ async fn cancel_batch(
 }
 
 fn job_id(raw: &str) -> Result<i64> {
+    positive_id(raw, "job")
+}
+
+/// A path's id of a `what` (job, batch): a positive integer.
+fn positive_id(raw: &str, what: &str) -> Result<i64> {
     raw.parse::<i64>()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or_else(|| ApiError::bad("id", format!("'{raw}' is not a job id")))
+        .ok_or_else(|| ApiError::bad("id", format!("'{raw}' is not a {what} id")))
 }
 
 async fn show_job(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Response> {

@@ -156,11 +156,21 @@ pub fn load_config(home: &FabricHome, global: &Global) -> anyhow::Result<Config>
 
 /// Parses a job id argument.
 pub fn parse_id(s: &str) -> anyhow::Result<i64> {
+    parse_id_of(s, "job")
+}
+
+/// Parses the id of a `what` (job, batch): a positive integer.
+pub fn parse_id_of(s: &str, what: &str) -> anyhow::Result<i64> {
     s.trim()
         .parse::<i64>()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or_else(|| Usage(format!("invalid job id '{s}': expected a positive integer")).into())
+        .ok_or_else(|| {
+            Usage(format!(
+                "invalid {what} id '{s}': expected a positive integer"
+            ))
+            .into()
+        })
 }
 
 /// Parses `--since`.

@@ -108,6 +108,10 @@ pub struct Failure {
     /// [`RetryDecision::with_retry_after`](crate::retry::RetryDecision::with_retry_after)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// The failure type its reporter declared (an external worker's `failure_type`): wins
+    /// over every classification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared: Option<FailureType>,
 }
 
 impl Failure {
@@ -119,6 +123,7 @@ impl Failure {
             status: None,
             permanent: false,
             retry_after_ms: None,
+            declared: None,
         }
     }
 
@@ -200,6 +205,9 @@ impl Failure {
 
     /// The failure type that decides retrying.
     pub fn failure_type(&self) -> FailureType {
+        if let Some(t) = self.declared {
+            return t;
+        }
         if self.permanent {
             return FailureType::Permanent;
         }

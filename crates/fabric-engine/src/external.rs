@@ -96,15 +96,7 @@ impl Console {
                 format!("{} is out of range 1..{MAX_CLAIM}", req.max),
             ));
         }
-        let lease_seconds = req
-            .lease_seconds
-            .unwrap_or(self.config().workers.lease_seconds);
-        if lease_seconds == 0 || lease_seconds > MAX_LEASE_SECONDS {
-            return Err(EngineError::invalid(
-                "lease_seconds",
-                format!("{lease_seconds} is out of range 1..{MAX_LEASE_SECONDS}"),
-            ));
-        }
+        let lease_ms = self.lease_ms(req.lease_seconds)?;
         if req.wait_seconds > MAX_WAIT_SECONDS {
             return Err(EngineError::invalid(
                 "wait_seconds",
@@ -124,7 +116,7 @@ impl Console {
                     owner: owner.clone(),
                     kinds: req.kinds.clone(),
                     limit: req.max,
-                    lease_ms: (lease_seconds * 1000) as i64,
+                    lease_ms,
                     now: self.now(),
                     ..ClaimRequest::default()
                 })
@@ -140,6 +132,18 @@ impl Console {
                 _ = tokio::time::sleep(nap) => {}
             }
         }
+    }
+
+    /// A lease of `seconds` (default `workers.lease_seconds`), checked, in ms.
+    fn lease_ms(&self, seconds: Option<u64>) -> Result<i64> {
+        let secs = seconds.unwrap_or(self.config().workers.lease_seconds);
+        if secs == 0 || secs > MAX_LEASE_SECONDS {
+            return Err(EngineError::invalid(
+                "lease_seconds",
+                format!("{secs} is out of range 1..{MAX_LEASE_SECONDS}"),
+            ));
+        }
+        Ok((secs * 1000) as i64)
     }
 
     /// Records the worker as a node (`ext-<worker>`, shard `external`, its kinds as
@@ -185,14 +189,7 @@ impl Console {
         lease_seconds: Option<u64>,
     ) -> Result<i64> {
         let (owner, attempt) = parse_token(token)?;
-        let secs = lease_seconds.unwrap_or(self.config().workers.lease_seconds);
-        if secs == 0 || secs > MAX_LEASE_SECONDS {
-            return Err(EngineError::invalid(
-                "lease_seconds",
-                format!("{secs} is out of range 1..{MAX_LEASE_SECONDS}"),
-            ));
-        }
-        let until = self.now() + (secs * 1000) as i64;
+        let until = self.now() + self.lease_ms(lease_seconds)?;
         let gone = self
             .store()
             .heartbeat(owner, vec![(id, attempt)], until)
@@ -271,34 +268,8 @@ impl Console {
         failure_type: FailureType,
         retry_after: Option<Duration>,
     ) -> Result<JobState> {
-        let mut failure = Failure::msg(error);
-        failure.permanent = failure_type == FailureType::Permanent;
-        if failure_type == FailureType::RateLimited {
-            failure.status = Some(429);
-        }
-        if let Some(after) = retry_after {
-            failure = failure.retry_after(after);
-        }
-        let config = self.config().clone();
-        let outcome = self
-            .external_finish(id, token, move |job, now| {
-                crate::runtime::decide_with(&config, None, job, &failure, now)
-            })
-            .await?;
-        Ok(match outcome {
-            Outcome::Succeeded { .. } => JobState::Succeeded,
-            Outcome::Retry { .. } => JobState::Failed,
-            Outcome::Quarantine { .. } => JobState::Quarantined,
-        })
-    }
-
-    async fn external_finish(
-        &self,
-        id: JobId,
-        token: &str,
-        outcome: impl FnOnce(&Job, i64) -> Outcome,
-    ) -> Result<Outcome> {
         let (owner, attempt) = parse_token(token)?;
+        // The policy needs the job (kind, source, attempts); the write below is fenced anyway.
         let job = self.store().job(id).await?.job;
         if job.state != JobState::Running
             || job.attempt != attempt
@@ -306,8 +277,17 @@ impl Console {
         {
             return Err(lost(id));
         }
+        let mut failure = Failure::msg(error);
+        failure.declared = Some(failure_type);
+        if let Some(after) = retry_after {
+            failure = failure.retry_after(after);
+        }
         let now = self.now();
-        let outcome = outcome(&job, now);
+        let outcome = crate::runtime::decide_with(self.config(), None, &job, &failure, now);
+        let state = match outcome {
+            Outcome::Quarantine { .. } => JobState::Quarantined,
+            _ => JobState::Failed,
+        };
         let report = self
             .store()
             .complete(vec![Completion {
@@ -316,15 +296,13 @@ impl Console {
                 owner: owner.to_string(),
                 started_at: job.started_at.unwrap_or(now),
                 finished_at: now,
-                outcome: outcome.clone(),
+                outcome,
             }])
             .await?;
         if report.applied == 0 {
             return Err(lost(id));
         }
-        // Dependents released, or a retry due: the daemon's workers may look again.
-        self.submitted(0);
-        Ok(outcome)
+        Ok(state)
     }
 }
 

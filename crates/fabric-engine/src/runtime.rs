@@ -180,11 +180,17 @@ const FLEET_STOP_WAIT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Waker(Arc<Shared>);
 
+/// New work may be due: wakes the dispatcher (one permit: a burst costs one claim) and every
+/// other waiter (external workers' long-polling claims).
+fn work_due(shared: &Shared) {
+    shared.wake.notify_one();
+    shared.enqueued.send_modify(|n| *n += 1);
+}
+
 impl Waker {
     /// Tells idle workers that new work may be due.
     pub fn wake(&self) {
-        self.0.wake.notify_one();
-        self.0.enqueued.send_modify(|n| *n += 1);
+        work_due(&self.0);
     }
 
     /// A receiver that changes at every later enqueue this engine hears of (its own API's
@@ -263,10 +269,7 @@ impl Engine {
             .listen(Box::new(move |event| match weak.upgrade() {
                 Some(s) => {
                     match event {
-                        StoreEvent::Inserted => {
-                            s.wake.notify_one();
-                            s.enqueued.send_modify(|n| *n += 1);
-                        }
+                        StoreEvent::Inserted => work_due(&s),
                         StoreEvent::Cancelled(id) => {
                             cancelled(&s, id);
                         }
@@ -733,9 +736,10 @@ async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completi
         };
         // Their events (if captured) wait in the outbox: the publisher may send them now.
         shared.outbox_wake.notify_one();
-        // Batch items these successes released may be claimed now, not at the next poll.
+        // Batch items these successes released may be claimed now, not at the next poll
+        // (by this engine's workers, or an external worker waiting in a claim).
         if report.released > 0 {
-            shared.wake.notify_one();
+            work_due(&shared);
         }
         if let Some(log) = &shared.field_log {
             log.send(crate::reports::of_completions(

@@ -278,6 +278,8 @@ async fn batches_are_submitted_shown_listed_and_cancelled_over_http() {
     assert_eq!(list[0]["id"], id);
     let (code, body) = s.get("/api/v1/batches?state=done").await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    let (code, body) = s.get("/api/v1/batches?limit=0").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "a page of none: {body}");
     // A bad item names its index; nothing is written.
     let bad = json!({"items": [{"key": "a", "kind": "noop"}, {"key": "b", "kind": "noop", "depends_on": ["zz"]}]});
     let (code, body) = s
@@ -370,6 +372,8 @@ async fn external_workers_claim_heartbeat_complete_and_fail_fenced_by_their_toke
         let (_, shown) = s.get(&format!("/api/v1/jobs/{job}")).await;
         assert_eq!(shown["state"], state);
         assert_eq!(shown["last_error"], "scanner jammed");
+        // The worker's failure type is the one recorded, whatever the message says.
+        assert_eq!(shown["errors"][0]["failure"], kind, "{shown}");
     }
 
     // Many completions in one write: each applies or is reported lost on its own.

@@ -8,7 +8,7 @@ use fabric_core::batch::BatchState;
 use fabric_engine::batches::{BatchInput, OnComplete};
 use serde_json::json;
 
-use crate::context::{Ctx, Usage};
+use crate::context::{parse_id_of, Ctx, Usage};
 use crate::output::{pairs, print, short, table, time};
 
 #[derive(Debug, Subcommand)]
@@ -49,16 +49,7 @@ pub enum BatchCmd {
 }
 
 fn parse_batch_id(s: &str) -> anyhow::Result<i64> {
-    s.trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| {
-            Usage(format!(
-                "invalid batch id '{s}': expected a positive integer"
-            ))
-            .into()
-        })
+    parse_id_of(s, "batch")
 }
 
 pub async fn run(ctx: &Ctx, cmd: BatchCmd) -> anyhow::Result<ExitCode> {
