@@ -83,11 +83,20 @@ async fn batch_row<C: GenericClient>(c: &C, r: &tokio_postgres::Row) -> Result<B
     })
 }
 
-async fn get_batch<C: GenericClient>(c: &C, id: BatchId, lock: bool) -> Result<BatchRecord> {
-    let sql = format!(
-        "SELECT {BATCH_COLS} FROM batches WHERE id = $1{}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
+/// The state of batch `id` alone, its row locked (no item counts: what retry and cancel
+/// check).
+async fn lock_batch_state<C: GenericClient>(c: &C, id: BatchId) -> Result<BatchState> {
+    match c
+        .query_opt("SELECT state FROM batches WHERE id = $1 FOR UPDATE", &[&id])
+        .await?
+    {
+        Some(r) => Ok(BatchState::parse(&r.try_get::<_, String>(0)?)?),
+        None => Err(StoreError::batch_not_found(id)),
+    }
+}
+
+async fn get_batch<C: GenericClient>(c: &C, id: BatchId) -> Result<BatchRecord> {
+    let sql = format!("SELECT {BATCH_COLS} FROM batches WHERE id = $1");
     match c.query_opt(&sql, &[&id]).await? {
         Some(r) => batch_row(c, &r).await,
         None => Err(StoreError::batch_not_found(id)),
@@ -274,7 +283,7 @@ impl BatchStore for PostgresStore {
 
     async fn batch(&self, id: BatchId) -> Result<BatchDetail> {
         let client = self.pool.get().await?;
-        let batch = get_batch(&client, id, false).await?;
+        let batch = get_batch(&client, id).await?;
         let mut items = Vec::new();
         let mut key_of: HashMap<JobId, usize> = HashMap::new();
         for r in client
@@ -345,8 +354,8 @@ impl BatchStore for PostgresStore {
     async fn retry_batch(&self, id: BatchId, now: i64) -> Result<BatchRetried> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let batch = get_batch(&tx, id, true).await?;
-        if batch.state == BatchState::Cancelled {
+        let state = lock_batch_state(&tx, id).await?;
+        if state == BatchState::Cancelled {
             return Err(fabric_core::CoreError::invalid(
                 "batch",
                 format!("batch {id} was cancelled; a cancelled batch is not retried"),
@@ -410,13 +419,13 @@ impl BatchStore for PostgresStore {
     async fn cancel_batch(&self, id: BatchId, reason: &str, now: i64) -> Result<BatchCancelled> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let batch = get_batch(&tx, id, true).await?;
-        if batch.state != BatchState::Running {
+        let state = lock_batch_state(&tx, id).await?;
+        if state != BatchState::Running {
             return Err(fabric_core::CoreError::invalid(
                 "batch",
                 format!(
                     "batch {id} has ended ({}); only a running batch is cancelled",
-                    batch.state
+                    state
                 ),
             )
             .into());

@@ -100,6 +100,17 @@ fn batch_row(conn: &Connection, r: &rusqlite::Row<'_>) -> Result<BatchRecord> {
     })
 }
 
+/// The state of batch `id` alone (no item counts: what retry and cancel check).
+fn batch_state(conn: &Connection, id: BatchId) -> Result<BatchState> {
+    let state: Option<String> = conn
+        .prepare_cached("SELECT state FROM batches WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    Ok(BatchState::parse(
+        &state.ok_or_else(|| StoreError::batch_not_found(id))?,
+    )?)
+}
+
 fn get_batch(conn: &Connection, id: BatchId) -> Result<BatchRecord> {
     let mut stmt =
         conn.prepare_cached(&format!("SELECT {BATCH_COLS} FROM batches WHERE id = ?1"))?;
@@ -277,8 +288,8 @@ impl BatchStore for SqliteStore {
         self.inner
             .writer
             .write(move |conn| {
-                let batch = get_batch(conn, id)?;
-                if batch.state == BatchState::Cancelled {
+                let state = batch_state(conn, id)?;
+                if state == BatchState::Cancelled {
                     return Err(fabric_core::CoreError::invalid(
                         "batch",
                         format!("batch {id} was cancelled; a cancelled batch is not retried"),
@@ -375,13 +386,13 @@ impl BatchStore for SqliteStore {
         self.inner
             .writer
             .write(move |conn| {
-                let batch = get_batch(conn, id)?;
-                if batch.state != BatchState::Running {
+                let state = batch_state(conn, id)?;
+                if state != BatchState::Running {
                     return Err(fabric_core::CoreError::invalid(
                         "batch",
                         format!(
                             "batch {id} has ended ({}); only a running batch is cancelled",
-                            batch.state
+                            state
                         ),
                     )
                     .into());
