@@ -349,6 +349,13 @@ async fn conservative_mode_holds_the_normal_lane_and_lets_emergencies_through() 
     assert_eq!(evs.len(), 1, "{messages:?}");
     assert_eq!(evs[0].0, Lane::Emergency);
     assert_eq!(evs[0].2["event"], "job.quarantined");
+    // The publisher deletes what it sent after the bus took it: wait for that delete.
+    for _ in 0..200 {
+        if outbox_events(&*r.store).await <= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(outbox_events(&*r.store).await, 1, "job.submitted waits");
 
     r.store.put_setting("conservative", "off").await.unwrap();
