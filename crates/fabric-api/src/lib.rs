@@ -21,6 +21,7 @@ use fabric_core::config::TokenRole;
 use fabric_core::quarantine::QuarantineReason;
 use fabric_core::retry::FailureType;
 use fabric_core::{CoreError, JobState, NewJob};
+use fabric_engine::access::role_name;
 use fabric_engine::batches::{BatchInput, OnComplete};
 use fabric_engine::console::{Check, Health};
 use fabric_engine::external::ExternalClaim;
@@ -31,6 +32,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub use error::ApiError;
+pub use fabric_engine::access::{Access, Credential, Principal};
 
 /// Largest page a listing returns.
 const MAX_LIMIT: usize = 1000;
@@ -45,11 +47,8 @@ pub struct ApiState {
     pub console: Console,
     /// The daemon's metrics: read for `/metrics`, `/healthz` and status.
     pub metrics: Metrics,
-    /// The admin bearer token (`api.token`); with neither it nor `tokens`, mutating calls
-    /// are refused.
-    pub token: Option<String>,
-    /// Named tokens with roles (`api.tokens`, their secrets read).
-    pub tokens: Vec<Credential>,
+    /// The bearer tokens (`api.token`, `api.tokens`); with none, mutating calls are refused.
+    pub access: Access,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
     /// `$FABRIC_HOME`, for the disk check.
@@ -65,14 +64,6 @@ pub struct ApiState {
     pub alerts: Option<AlertsView>,
     /// The daemon's bus: its depths and counters are exported on `/metrics`.
     pub bus: Option<std::sync::Arc<dyn fabric_bus::Bus>>,
-}
-
-/// A named bearer token and what it may do.
-#[derive(Clone)]
-pub struct Credential {
-    pub name: String,
-    pub secret: String,
-    pub role: TokenRole,
 }
 
 /// Reads the active alerts (see [`ApiState::alerts`]).
@@ -118,7 +109,19 @@ pub fn router(state: ApiState) -> Router {
         .fallback(no_route)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+        .with_state(state.clone())
+        .nest("/ui", fabric_console::router(ui_state(&state)))
+}
+
+/// What the web console under `/ui` is given: the same Console, metrics, tokens and bus.
+fn ui_state(s: &ApiState) -> fabric_console::UiState {
+    fabric_console::UiState::new(fabric_console::UiDeps {
+        console: s.console.clone(),
+        metrics: s.metrics.clone(),
+        access: s.access.clone(),
+        bus: s.bus.clone(),
+        max_body_bytes: s.max_body_bytes,
+    })
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` completes, then lets in-flight requests
@@ -130,21 +133,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let mut state = state;
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, mutations = state.token.is_some(), "api listening");
+        tracing::info!(%addr, mutations = state.access.configured(), "api listening");
         state.listen = Some(addr.to_string());
     }
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-/// Compares without an early exit, so the time taken does not reveal a matching prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
-    }
-    diff == 0
 }
 
 /// The credentials of an `Authorization: Bearer <token>` value (the scheme is case-insensitive,
@@ -208,12 +202,13 @@ async fn no_route(uri: Uri) -> ApiError {
 }
 
 /// Lets reads through; a mutating call needs a configured bearer token whose role allows it:
-/// `admin` everything, `worker` the external-worker calls only, `read` nothing.
-async fn authorize(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+/// `admin` everything, `worker` the external-worker calls only, `read` nothing. The caller is
+/// passed on to the handler (see [`Acting`]).
+async fn authorize(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
     if req.method() == Method::GET || req.method() == Method::HEAD {
         return next.run(req).await;
     }
-    if state.token.is_none() && state.tokens.is_empty() {
+    if !state.access.configured() {
         return ApiError::Forbidden.into_response();
     }
     let given = req
@@ -221,29 +216,38 @@ async fn authorize(State(state): State<ApiState>, req: Request, next: Next) -> R
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer);
-    let Some(given) = given else {
+    let Some(principal) = given.and_then(|g| state.access.resolve(g)) else {
         return ApiError::Unauthorized.into_response();
     };
-    let admin = state
-        .token
-        .as_deref()
-        .filter(|t| constant_time_eq(given.as_bytes(), t.as_bytes()))
-        .map(|_| TokenRole::Admin);
-    let named = state
-        .tokens
-        .iter()
-        .find(|c| constant_time_eq(given.as_bytes(), c.secret.as_bytes()))
-        .map(|c| c.role);
-    let (allowed, role) = match admin.or(named) {
-        None => return ApiError::Unauthorized.into_response(),
-        Some(TokenRole::Admin) => (true, "admin"),
-        Some(TokenRole::Worker) => (req.uri().path().starts_with("/api/v1/workers/"), "worker"),
-        Some(TokenRole::Read) => (false, "read"),
+    let allowed = match principal.role {
+        TokenRole::Admin => true,
+        TokenRole::Worker => req.uri().path().starts_with("/api/v1/workers/"),
+        TokenRole::Read => false,
     };
     if allowed {
+        req.extensions_mut().insert(principal);
         next.run(req).await
     } else {
-        ApiError::NotAllowed { role }.into_response()
+        ApiError::NotAllowed {
+            role: role_name(principal.role),
+        }
+        .into_response()
+    }
+}
+
+/// The Console acting as the caller: the name of its token (`api` for `api.token`), recorded
+/// in the audit log.
+struct Acting(Console);
+
+impl FromRequestParts<ApiState> for Acting {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self> {
+        let name = parts
+            .extensions
+            .get::<Principal>()
+            .map_or("api", |p| p.name.as_str());
+        Ok(Acting(state.console.as_actor(name)))
     }
 }
 
@@ -443,6 +447,7 @@ async fn list_jobs(
         kind: q.kind,
         since: since(&s.console, q.since.as_deref())?,
         limit: limit(q.limit)?,
+        ..JobFilter::default()
     };
     Ok(Json(s.console.jobs(filter).await?))
 }
@@ -474,8 +479,7 @@ impl SubmitBody {
     }
 }
 
-async fn submit(State(s): State<ApiState>, Body(body): Body) -> Result<Response> {
-    let console = s.console.as_actor("api");
+async fn submit(Acting(console): Acting, Body(body): Body) -> Result<Response> {
     match SubmitBody::parse(&body)? {
         SubmitBody::One(job) => {
             let out = console.submit(job).await?;
@@ -608,11 +612,9 @@ fn transient() -> FailureType {
     FailureType::Transient
 }
 
-async fn worker_fail(State(s): State<ApiState>, Body(body): Body) -> Result<Response> {
+async fn worker_fail(Acting(console): Acting, Body(body): Body) -> Result<Response> {
     let b: FailBody = parse_json(&body)?;
-    let state = s
-        .console
-        .as_actor("api")
+    let state = console
         .external_fail(
             b.id,
             &b.token,
@@ -643,15 +645,13 @@ struct OnCompleteBody {
     payload: Option<Value>,
 }
 
-async fn submit_batch(State(s): State<ApiState>, Body(body): Body) -> Result<Response> {
+async fn submit_batch(Acting(console): Acting, Body(body): Body) -> Result<Response> {
     let b: BatchBody = parse_json(&body)?;
     let on_complete = b.on_complete.map(|c| OnComplete {
         kind: c.kind,
         payload: c.payload.unwrap_or_else(|| json!({})),
     });
-    let out = s
-        .console
-        .as_actor("api")
+    let out = console
         .submit_batch(BatchInput::Items(b.items), b.name, on_complete)
         .await?;
     Ok((StatusCode::CREATED, Json(out)).into_response())
@@ -685,24 +685,18 @@ async fn list_batches(
     Ok(Json(s.console.batches(state, limit(q.limit)?).await?).into_response())
 }
 
-async fn retry_batch(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Response> {
-    let out = s
-        .console
-        .as_actor("api")
-        .retry_batch(batch_id(&id)?)
-        .await?;
+async fn retry_batch(Acting(console): Acting, Path(id): Path<String>) -> Result<Response> {
+    let out = console.retry_batch(batch_id(&id)?).await?;
     Ok(Json(out).into_response())
 }
 
 async fn cancel_batch(
-    State(s): State<ApiState>,
+    Acting(console): Acting,
     Path(id): Path<String>,
     Body(body): Body,
 ) -> Result<Response> {
     let b: CancelBody = optional_body(&body)?;
-    let out = s
-        .console
-        .as_actor("api")
+    let out = console
         .cancel_batch(batch_id(&id)?, &b.reason.unwrap_or_default())
         .await?;
     Ok(Json(out).into_response())
@@ -758,17 +752,13 @@ struct CancelBody {
 }
 
 async fn cancel(
-    State(s): State<ApiState>,
+    Acting(console): Acting,
     Path(id): Path<String>,
     Body(body): Body,
 ) -> Result<Response> {
     let b: CancelBody = optional_body(&body)?;
     let reason = b.reason.unwrap_or_default();
-    let job = s
-        .console
-        .as_actor("api")
-        .cancel(job_id(&id)?, &reason)
-        .await?;
+    let job = console.cancel(job_id(&id)?, &reason).await?;
     Ok(Json(job).into_response())
 }
 
@@ -779,17 +769,17 @@ struct NoteBody {
 }
 
 async fn retry(
-    State(s): State<ApiState>,
+    Acting(console): Acting,
     Path(id): Path<String>,
     Body(body): Body,
 ) -> Result<Response> {
-    retry_job(&s, &id, &body, false).await
+    retry_job(&console, &id, &body, false).await
 }
 
 /// `POST /api/v1/jobs/{id}/retry` and `POST /api/v1/quarantine/{id}/retry`.
-async fn retry_job(s: &ApiState, id: &str, body: &[u8], quarantine: bool) -> Result<Response> {
+async fn retry_job(console: &Console, id: &str, body: &[u8], quarantine: bool) -> Result<Response> {
     let b: NoteBody = optional_body(body)?;
-    let (id, console) = (job_id(id)?, s.console.as_actor("api"));
+    let id = job_id(id)?;
     let job = if quarantine {
         console.quarantine_retry(id, b.note.as_deref()).await?
     } else {
@@ -866,11 +856,11 @@ async fn show_quarantine(State(s): State<ApiState>, Path(id): Path<String>) -> R
 }
 
 async fn quarantine_retry(
-    State(s): State<ApiState>,
+    Acting(console): Acting,
     Path(id): Path<String>,
     Body(body): Body,
 ) -> Result<Response> {
-    retry_job(&s, &id, &body, true).await
+    retry_job(&console, &id, &body, true).await
 }
 
 #[derive(Deserialize, Default)]
@@ -882,7 +872,7 @@ struct PurgeBody {
     dry_run: bool,
 }
 
-async fn purge(State(s): State<ApiState>, Body(body): Body) -> Result<Response> {
+async fn purge(Acting(console): Acting, Body(body): Body) -> Result<Response> {
     let b: PurgeBody = optional_body(&body)?;
     let days = b
         .older_than_days
@@ -892,26 +882,13 @@ async fn purge(State(s): State<ApiState>, Body(body): Body) -> Result<Response> 
         .as_deref()
         .map(QuarantineReason::parse)
         .transpose()?;
-    let ids = s
-        .console
-        .as_actor("api")
-        .quarantine_purge(days, reason, b.dry_run)
-        .await?;
+    let ids = console.quarantine_purge(days, reason, b.dry_run).await?;
     Ok(Json(json!({"ids": ids, "dry_run": b.dry_run})).into_response())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{bearer, constant_time_eq, SubmitBody};
-
-    #[test]
-    fn token_comparison_needs_an_exact_match() {
-        assert!(constant_time_eq(b"s3cret", b"s3cret"));
-        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
-        assert!(!constant_time_eq(b"s3cret", b"s3cret-longer"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(!constant_time_eq(b"x", b""));
-    }
+    use super::{bearer, SubmitBody};
 
     #[test]
     fn bearer_scheme_is_case_insensitive_and_required() {

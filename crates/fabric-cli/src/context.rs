@@ -120,6 +120,11 @@ pub fn registry(
     metrics: fabric_engine::Metrics,
 ) -> Registry {
     let mut r = Registry::for_config(config);
+    fabric_engine::bulk::register(
+        &mut r,
+        store.clone(),
+        Arc::new(fabric_core::clock::RealClock),
+    );
     fabric_ingest::handlers::register(
         &mut r,
         store,

@@ -122,6 +122,11 @@ impl Console {
         c
     }
 
+    /// Who this console acts as (the audit log's actor).
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
     /// The store behind this console.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -130,6 +135,17 @@ impl Console {
     /// The effective configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The effective configuration, shared (for services beside the Console, such as
+    /// alerting).
+    pub fn config_shared(&self) -> Arc<Config> {
+        self.config.clone()
+    }
+
+    /// The clock this console reads.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 
     /// Now, by this console's clock.

@@ -3,7 +3,9 @@
 //! layer through which every operator action (CLI or HTTP) is validated, applied and audited,
 //! and the outbox publisher that sends job lifecycle events and telemetry to the bus.
 
+pub mod access;
 pub mod batches;
+pub mod bulk;
 pub mod console;
 pub mod docs;
 mod error;

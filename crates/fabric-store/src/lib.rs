@@ -118,6 +118,10 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs matching `filter`, newest first.
     async fn jobs(&self, filter: JobFilter) -> Result<Vec<fabric_core::Job>>;
 
+    /// How many jobs match `filter`, whatever its `before` and `limit` (a console's "all N
+    /// matching").
+    async fn count_jobs(&self, filter: JobFilter) -> Result<u64>;
+
     /// Pending jobs with an id above `after_id`, lowest id first, at most `limit`, without
     /// their payloads: walks a queue of millions (a checkpoint) at a fraction of the cost of
     /// [`Store::jobs`].
@@ -176,6 +180,10 @@ pub trait Store: Send + Sync + 'static {
         reason: Option<fabric_core::quarantine::QuarantineReason>,
         dry_run: bool,
     ) -> Result<Vec<JobId>>;
+
+    /// Deletes those of `ids` that are finished (succeeded, cancelled or quarantined), with
+    /// their history; returns the ids deleted, lowest first. Others are left alone.
+    async fn purge_jobs(&self, ids: Vec<JobId>) -> Result<Vec<JobId>>;
 
     /// Totals by reason.
     async fn quarantine_stats(&self) -> Result<QuarantineStats>;

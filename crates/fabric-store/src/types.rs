@@ -180,6 +180,12 @@ pub struct JobFilter {
     pub kind: Option<String>,
     /// Only jobs updated at or after (epoch ms).
     pub since: Option<i64>,
+    /// Only jobs updated before (epoch ms).
+    pub until: Option<i64>,
+    /// Only jobs whose last error contains this text (case-insensitive for ASCII).
+    pub error: Option<String>,
+    /// Keyset page: only jobs with an id below this one (the list is newest first).
+    pub before: Option<JobId>,
     pub limit: usize,
 }
 

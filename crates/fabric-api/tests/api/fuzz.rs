@@ -308,8 +308,7 @@ async fn app() -> App {
     let state = ApiState {
         console,
         metrics: Metrics::new(),
-        token: Some(TOKEN.into()),
-        tokens: Vec::new(),
+        access: fabric_api::Access::new(Some(TOKEN.into()), Vec::new()),
         max_body_bytes: 64 * 1024,
         home: dir.path().to_path_buf(),
         config_file: dir.path().join("fabric.yaml"),

@@ -55,8 +55,7 @@ async fn server_with(token: Option<&str>, config: Config, file: Option<&str>) ->
     let state = ApiState {
         console,
         metrics: Metrics::new(),
-        token: token.map(String::from),
-        tokens,
+        access: fabric_api::Access::new(token.map(String::from), tokens),
         max_body_bytes: 64 * 1024,
         home: dir.path().to_path_buf(),
         config_file: dir.path().join("fabric.yaml"),

@@ -111,8 +111,7 @@ async fn bench(args: &BenchWorkersArgs, target: &mut Target) -> anyhow::Result<R
     let state = fabric_api::ApiState {
         console,
         metrics: Metrics::new(),
-        token: Some(TOKEN.into()),
-        tokens: Vec::new(),
+        access: fabric_api::Access::new(Some(TOKEN.into()), Vec::new()),
         max_body_bytes: 2 << 20,
         home: dir.path().to_path_buf(),
         config_file: dir.path().join("fabric.yaml"),

@@ -222,8 +222,7 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
         let state = fabric_api::ApiState {
             console: console.clone(),
             metrics: metrics.clone(),
-            token,
-            tokens,
+            access: fabric_api::Access::new(token, tokens),
             max_body_bytes: config.api.max_body_bytes,
             home: home.root().to_path_buf(),
             config_file: ctx

@@ -87,6 +87,7 @@ pub async fn run(ctx: &Ctx, cmd: JobsCmd) -> anyhow::Result<ExitCode> {
                     kind,
                     since,
                     limit,
+                    ..JobFilter::default()
                 })
                 .await?;
             print(f, &jobs, || {

@@ -13,6 +13,7 @@ use serde_json::Value;
 mod alerts;
 mod batch;
 mod bus;
+mod console_ui;
 mod daemons;
 mod demo;
 mod deploy;

@@ -306,6 +306,56 @@ impl PostgresStore {
     }
 }
 
+/// The parameters of a job listing's `WHERE` ([`JobWhere::SQL`], `$1`–`$9`).
+struct JobWhere<'a> {
+    state: Option<&'static str>,
+    filter: &'a JobFilter,
+    failed: bool,
+    error: Option<&'a str>,
+    before: Option<JobId>,
+}
+
+impl<'a> JobWhere<'a> {
+    /// `failed` lists the jobs that failed an attempt in the window (`since`, `until`),
+    /// whatever became of them since: the daily check of failures.
+    const SQL: &'static str =
+        "($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR shard = $2)
+        AND ($3::text IS NULL OR source = $3) AND ($4::text IS NULL OR kind = $4)
+        AND ($5::bigint IS NULL OR $7 OR updated_at >= $5)
+        AND ($6::bigint IS NULL OR $7 OR updated_at < $6)
+        AND (NOT $7 OR EXISTS (SELECT 1 FROM job_errors e WHERE e.job_id = jobs.id
+             AND ($5::bigint IS NULL OR e.finished_at >= $5)
+             AND ($6::bigint IS NULL OR e.finished_at < $6)))
+        AND ($8::text IS NULL OR position(lower($8) in lower(last_error)) > 0)
+        AND ($9::bigint IS NULL OR id < $9)";
+
+    /// `before` (the keyset page) only when `page`.
+    fn new(filter: &'a JobFilter, page: bool) -> Self {
+        let failed = filter.state == Some(JobState::Failed);
+        Self {
+            state: filter.state.filter(|_| !failed).map(|s| s.as_str()),
+            filter,
+            failed,
+            error: filter.error.as_deref().filter(|e| !e.is_empty()),
+            before: filter.before.filter(|_| page),
+        }
+    }
+
+    fn args(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        vec![
+            &self.state,
+            &self.filter.shard,
+            &self.filter.source,
+            &self.filter.kind,
+            &self.filter.since,
+            &self.filter.until,
+            &self.failed,
+            &self.error,
+            &self.before,
+        ]
+    }
+}
+
 fn row_to_job(r: &Row) -> Result<Job> {
     let state: String = r.try_get(5)?;
     Ok(Job {
@@ -1000,33 +1050,32 @@ impl Store for PostgresStore {
 
     async fn jobs(&self, filter: JobFilter) -> Result<Vec<Job>> {
         let client = self.pool.get().await?;
-        // `failed` lists the jobs that failed an attempt (in the window, with `since`),
-        // whatever became of them since: the daily check of failures.
-        let failed = filter.state == Some(JobState::Failed);
-        let state = filter.state.filter(|_| !failed).map(|s| s.as_str());
+        let params = JobWhere::new(&filter, true);
+        let limit = crate::sql_limit(filter.limit);
+        let mut args = params.args();
+        args.push(&limit);
         let rows = client
             .query(
                 &format!(
-                    "SELECT {JOB_COLS} FROM jobs
-                     WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR shard = $2)
-                       AND ($3::text IS NULL OR source = $3) AND ($4::text IS NULL OR kind = $4)
-                       AND ($5::bigint IS NULL OR $7 OR updated_at >= $5)
-                       AND (NOT $7 OR EXISTS (SELECT 1 FROM job_errors e WHERE e.job_id = jobs.id
-                            AND ($5::bigint IS NULL OR e.finished_at >= $5)))
-                     ORDER BY id DESC LIMIT $6"
+                    "SELECT {JOB_COLS} FROM jobs WHERE {} ORDER BY id DESC LIMIT $10",
+                    JobWhere::SQL
                 ),
-                &[
-                    &state,
-                    &filter.shard,
-                    &filter.source,
-                    &filter.kind,
-                    &filter.since,
-                    &(crate::sql_limit(filter.limit)),
-                    &failed,
-                ],
+                &args,
             )
             .await?;
         rows.iter().map(row_to_job).collect()
+    }
+
+    async fn count_jobs(&self, filter: JobFilter) -> Result<u64> {
+        let client = self.pool.get().await?;
+        let params = JobWhere::new(&filter, false);
+        let row = client
+            .query_one(
+                &format!("SELECT count(*) FROM jobs WHERE {}", JobWhere::SQL),
+                &params.args(),
+            )
+            .await?;
+        Ok(row.try_get::<_, i64>(0)? as u64)
     }
 
     async fn pending_keys(&self, after_id: JobId, limit: usize) -> Result<Vec<PendingKey>> {
@@ -1282,6 +1331,22 @@ impl Store for PostgresStore {
             .collect::<std::result::Result<_, _>>()?;
         ids.sort();
         Ok(ids)
+    }
+
+    async fn purge_jobs(&self, ids: Vec<JobId>) -> Result<Vec<JobId>> {
+        let client = self.pool.get().await?;
+        let mut gone: Vec<JobId> = client
+            .query(
+                "DELETE FROM jobs WHERE id = ANY($1)
+                   AND state IN ('succeeded', 'cancelled', 'quarantined') RETURNING id",
+                &[&ids],
+            )
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+        gone.sort_unstable();
+        Ok(gone)
     }
 
     async fn quarantine_stats(&self) -> Result<QuarantineStats> {

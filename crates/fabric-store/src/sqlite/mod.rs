@@ -381,6 +381,63 @@ fn restrict_permissions(path: &Path) {
     }
 }
 
+/// `SELECT {cols} FROM jobs WHERE …` for `filter`, with its arguments; `before` (the keyset
+/// page) only when `page`.
+fn job_filter_sql(
+    filter: &JobFilter,
+    cols: &str,
+    page: bool,
+) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = format!("SELECT {cols} FROM jobs WHERE 1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut add = |clause: &str, v: rusqlite::types::Value| {
+        args.push(v);
+        sql.push_str(&format!(" AND {clause}?{}", args.len()));
+    };
+    // `failed` lists the jobs that failed an attempt (in the window, with `since`), whatever
+    // became of them since: the daily check of failures.
+    let failed = filter.state == Some(JobState::Failed);
+    if let Some(s) = filter.state.filter(|_| !failed) {
+        add("state = ", s.as_str().to_string().into());
+    }
+    if let Some(s) = &filter.shard {
+        add("shard = ", s.clone().into());
+    }
+    if let Some(s) = &filter.source {
+        add("source = ", s.clone().into());
+    }
+    if let Some(s) = &filter.kind {
+        add("kind = ", s.clone().into());
+    }
+    if let Some(t) = filter.since.filter(|_| !failed) {
+        add("updated_at >= ", t.into());
+    }
+    if let Some(t) = filter.until.filter(|_| !failed) {
+        add("updated_at < ", t.into());
+    }
+    if let Some(b) = filter.before.filter(|_| page) {
+        add("id < ", b.into());
+    }
+    if let Some(e) = filter.error.as_ref().filter(|e| !e.is_empty()) {
+        args.push(e.clone().into());
+        sql.push_str(&format!(
+            " AND instr(lower(last_error), lower(?{})) > 0",
+            args.len()
+        ));
+    }
+    if failed {
+        args.push(filter.since.unwrap_or(i64::MIN).into());
+        args.push(filter.until.unwrap_or(i64::MAX).into());
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM job_errors e WHERE e.job_id = jobs.id
+                 AND e.finished_at >= ?{} AND e.finished_at < ?{})",
+            args.len() - 1,
+            args.len()
+        ));
+    }
+    (sql, args)
+}
+
 fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
     let payload: String = r.get(3)?;
     let state: String = r.get(5)?;
@@ -940,39 +997,7 @@ impl Store for SqliteStore {
 
     async fn jobs(&self, filter: JobFilter) -> Result<Vec<Job>> {
         self.read(move |conn| {
-            let mut sql = format!("SELECT {JOB_COLS} FROM jobs WHERE 1 = 1");
-            let mut args: Vec<rusqlite::types::Value> = Vec::new();
-            let mut add = |clause: &str, v: rusqlite::types::Value| {
-                args.push(v);
-                sql.push_str(&format!(" AND {clause} ?{}", args.len()));
-            };
-            // `failed` lists the jobs that failed an attempt (in the window, with `since`),
-            // whatever became of them since: the daily check of failures.
-            let failed = filter.state == Some(JobState::Failed);
-            if let Some(s) = filter.state.filter(|_| !failed) {
-                add("state =", s.as_str().to_string().into());
-            }
-
-            if let Some(s) = &filter.shard {
-                add("shard =", s.clone().into());
-            }
-            if let Some(s) = &filter.source {
-                add("source =", s.clone().into());
-            }
-            if let Some(s) = &filter.kind {
-                add("kind =", s.clone().into());
-            }
-            if let Some(t) = filter.since.filter(|_| !failed) {
-                add("updated_at >=", t.into());
-            }
-            if failed {
-                args.push(filter.since.unwrap_or(i64::MIN).into());
-                sql.push_str(&format!(
-                    " AND EXISTS (SELECT 1 FROM job_errors e
-                         WHERE e.job_id = jobs.id AND e.finished_at >= ?{})",
-                    args.len()
-                ));
-            }
+            let (mut sql, args) = job_filter_sql(&filter, JOB_COLS, true);
             sql.push_str(&format!(
                 " ORDER BY id DESC LIMIT {}",
                 crate::sql_limit(filter.limit)
@@ -982,6 +1007,14 @@ impl Store for SqliteStore {
                 .query_map(rusqlite::params_from_iter(args), row_to_job)?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(jobs)
+        })
+        .await
+    }
+
+    async fn count_jobs(&self, filter: JobFilter) -> Result<u64> {
+        self.read(move |conn| {
+            let (sql, args) = job_filter_sql(&filter, "count(*)", false);
+            Ok(conn.query_row(&sql, rusqlite::params_from_iter(args), |r| r.get(0))?)
         })
         .await
     }
@@ -1252,6 +1285,26 @@ impl Store for SqliteStore {
                     }
                 }
                 Ok(ids)
+            })
+            .await
+    }
+
+    async fn purge_jobs(&self, ids: Vec<JobId>) -> Result<Vec<JobId>> {
+        self.inner
+            .writer
+            .write(move |conn| {
+                let mut del = conn.prepare_cached(
+                    "DELETE FROM jobs WHERE id = ?1
+                       AND state IN ('succeeded', 'cancelled', 'quarantined')",
+                )?;
+                let mut gone = Vec::new();
+                for id in ids {
+                    if del.execute([id])? == 1 {
+                        gone.push(id);
+                    }
+                }
+                gone.sort_unstable();
+                Ok(gone)
             })
             .await
     }

@@ -33,6 +33,10 @@ pub use schedules_cases::*;
 mod alerts_cases;
 pub use alerts_cases::*;
 
+#[path = "conformance_listing.rs"]
+mod listing_cases;
+pub use listing_cases::*;
+
 fn ok() -> Outcome {
     Outcome::Succeeded { result: None }
 }
@@ -1171,6 +1175,8 @@ macro_rules! conformance_tests {
             quarantine_keeps_payload_and_retry_brings_it_back,
             illegal_moves_are_errors_and_change_nothing,
             listing_filters_and_counts,
+            listing_pages_by_keyset_and_filters_by_error_text_and_time,
+            purge_jobs_deletes_only_finished_ones,
             purge_removes_only_old_quarantine_and_dry_run_nothing,
             audit_and_recovery_reports_round_trip,
             retention_prunes_old_audit_and_all_but_the_newest_recovery_reports,

@@ -1,0 +1,126 @@
+//! Conformance cases of the console's job listing: the error-text filter, the time range,
+//! keyset pages of a fixed size, and the count of every match ("all N matching").
+
+use fabric_core::NewJob;
+use fabric_store::{ClaimRequest, Completion, JobFilter, Outcome, Store};
+
+const T0: i64 = 1_800_000_000_000;
+
+fn filter() -> JobFilter {
+    JobFilter {
+        limit: 100,
+        ..JobFilter::default()
+    }
+}
+
+pub async fn listing_pages_by_keyset_and_filters_by_error_text_and_time(s: &dyn Store) {
+    s.submit((0..7).map(|_| NewJob::new("noop")).collect(), T0)
+        .await
+        .unwrap();
+    // Two attempts fail at T0 + 10 with different errors.
+    let jobs = s
+        .claim(ClaimRequest {
+            owner: "w".into(),
+            limit: 2,
+            lease_ms: 60_000,
+            now: T0,
+            ..ClaimRequest::default()
+        })
+        .await
+        .unwrap();
+    let errors = ["Connection REFUSED by peer", "disk full"];
+    let done: Vec<Completion> = jobs
+        .iter()
+        .zip(errors)
+        .map(|(j, e)| Completion {
+            id: j.id,
+            owner: "w".into(),
+            attempt: j.attempt,
+            outcome: Outcome::Retry {
+                run_at: T0 + 60_000,
+                error: e.into(),
+                failure: "transient".into(),
+            },
+            started_at: T0,
+            finished_at: T0 + 10,
+        })
+        .collect();
+    assert_eq!(s.complete(done).await.unwrap().applied, 2);
+
+    let refused = JobFilter {
+        error: Some("connection refused".into()),
+        ..filter()
+    };
+    let hits = s.jobs(refused.clone()).await.unwrap();
+    assert_eq!(hits.len(), 1, "the error filter ignores ASCII case");
+    assert_eq!(hits[0].id, jobs[0].id);
+    assert_eq!(s.count_jobs(refused).await.unwrap(), 1);
+    let quoted = JobFilter {
+        error: Some("%".into()),
+        ..filter()
+    };
+    assert_eq!(
+        s.count_jobs(quoted).await.unwrap(),
+        0,
+        "% is text, not a pattern"
+    );
+
+    // The time range is half-open: updated at or after `since`, before `until`.
+    let window = |since, until| JobFilter {
+        since: Some(since),
+        until: Some(until),
+        ..filter()
+    };
+    assert_eq!(s.count_jobs(window(T0, T0 + 10)).await.unwrap(), 5);
+    assert_eq!(s.count_jobs(window(T0 + 10, T0 + 11)).await.unwrap(), 2);
+
+    // Pages of 3, newest first, each below the last id of the one before; the count ignores
+    // the page.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s
+            .jobs(JobFilter {
+                before,
+                limit: 3,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        before = page.last().map(|j| j.id);
+        seen.extend(page.into_iter().map(|j| j.id));
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(seen, sorted, "newest first, no job twice");
+    assert_eq!(seen.len(), 7);
+    let paged = JobFilter {
+        before: Some(seen[2]),
+        limit: 1,
+        ..JobFilter::default()
+    };
+    assert_eq!(s.count_jobs(paged).await.unwrap(), 7);
+}
+
+pub async fn purge_jobs_deletes_only_finished_ones(s: &dyn Store) {
+    let ids: Vec<i64> = s
+        .submit((0..3).map(|_| NewJob::new("noop")).collect(), T0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|x| x.id)
+        .collect();
+    s.cancel(ids[0], "not needed", T0 + 1).await.unwrap();
+    let gone = s.purge_jobs(vec![ids[2], ids[0], 999_999]).await.unwrap();
+    assert_eq!(
+        gone,
+        vec![ids[0]],
+        "a pending job and an unknown id are left alone"
+    );
+    assert!(s.job(ids[0]).await.is_err());
+    assert_eq!(s.count_jobs(filter()).await.unwrap(), 2);
+}
