@@ -48,6 +48,18 @@ for page in "/ui" "/ui/jobs" "/ui/jobs?state=quarantined" "/ui/jobs?kind=shell&s
     done | sort -n | awk -v p="$page" '{t[NR]=$1; s=$2} END {printf "%-40s p50 %6.1f ms  p95 %6.1f ms  %7d B\n", p, t[int(NR*0.5)]*1000, t[int(NR*0.95)]*1000, s}'
 done
 
+PID=$(cat "$FABRIC_HOME"/run/*.pid 2>/dev/null | head -1 || pgrep -f "$FABRIC.*daemon" | head -1)
+cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+TICK=$(getconf CLK_TCK)
+SECS="${SECS:-60}"
+echo "== daemon CPU over ${SECS} s: no dashboard, then ten idle dashboards"
+a=$(cpu); sleep $SECS; b=$(cpu)
+echo "no dashboard:        $(echo "scale=3; ($b - $a) * 100 / $TICK / $SECS" | bc) % of a core"
+for i in $(seq 10); do curl -s -N "${H[@]}" "$BASE/ui/events" >/dev/null & done
+sleep 2
+a=$(cpu); sleep $SECS; b=$(cpu)
+echo "ten idle dashboards: $(echo "scale=3; ($b - $a) * 100 / $TICK / $SECS" | bc) % of a core"
+kill $(jobs -p) 2>/dev/null || true
 echo "== bulk retry of every quarantined job ($RETRY)"
 CSRF=$(curl -s "${H[@]}" "$BASE/ui/jobs" | grep -o 'name="csrf-token" content="[0-9a-f]*"' | grep -o '[0-9a-f]\{64\}')
 t0=$(date +%s.%N)
@@ -58,17 +70,3 @@ t1=$(date +%s.%N)
 curl -s "${H[@]}" "$LOC" | grep -o 'id="bulk-\(matched\|done\|skipped\)">[0-9]*' | tr '\n' ' '; echo
 echo "bulk retry took $(echo "$t1 - $t0" | bc) s (submit to the bulk job's end, polled every 0.1 s)"
 
-PID=$(cat "$FABRIC_HOME"/run/*.pid 2>/dev/null | head -1 || pgrep -f "$FABRIC.*daemon" | head -1)
-cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
-TICK=$(getconf CLK_TCK)
-SECS=60
-echo "== daemon CPU over ${SECS} s: no dashboard, then ten idle dashboards"
-# Let the retried jobs settle (they are due in 2099: nothing runs).
-sleep 5
-a=$(cpu); sleep $SECS; b=$(cpu)
-echo "no dashboard:        $(echo "scale=3; ($b - $a) * 100 / $TICK / $SECS" | bc) % of a core"
-for i in $(seq 10); do curl -s -N "${H[@]}" "$BASE/ui/events" >/dev/null & done
-sleep 2
-a=$(cpu); sleep $SECS; b=$(cpu)
-echo "ten idle dashboards: $(echo "scale=3; ($b - $a) * 100 / $TICK / $SECS" | bc) % of a core"
-kill $(jobs -p) 2>/dev/null || true

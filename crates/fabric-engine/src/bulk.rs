@@ -144,6 +144,9 @@ pub struct BulkPayload {
     pub reason: Option<String>,
     /// Who asked (the audit log's actor of the submit).
     pub actor: String,
+    /// Jobs that matched when it was submitted.
+    #[serde(default)]
+    pub matched: u64,
 }
 
 /// How far a bulk job has got; kept in the store after each step.
@@ -199,6 +202,7 @@ impl Console {
             filter: filter.clone(),
             reason: reason.clone(),
             actor: self.actor().to_string(),
+            matched,
         };
         let mut job = NewJob::new(KIND);
         job.payload =
@@ -207,11 +211,6 @@ impl Console {
         job.max_attempts = 3;
         let out = self.submit(job).await?;
         if out.created {
-            let progress = BulkProgress {
-                matched,
-                ..BulkProgress::default()
-            };
-            save_progress(&**self.store(), out.id, &progress).await?;
             self.audit(
                 &format!("jobs.bulk-{}", action.as_str()),
                 format!("{} ({matched} matching; job {})", filter.describe(), out.id),
@@ -233,7 +232,8 @@ impl Console {
         }
         let payload: BulkPayload = serde_json::from_value(job.payload.clone())
             .map_err(|e| EngineError::Failed(format!("bulk job {id}: {e}")))?;
-        let progress = load_progress(&**self.store(), id).await?;
+        let mut progress = load_progress(&**self.store(), id).await?;
+        progress.matched = payload.matched;
         Ok(BulkView {
             job,
             action: payload.action,

@@ -341,6 +341,11 @@ fn bulk_cancel_by_filter_acts_on_every_match_once() {
             && b.text("#bulk-state").contains("succeeded")
             && b.text("#bulk-done") == "120"
     });
+    assert_eq!(
+        b.text("#bulk-matched"),
+        "120",
+        "the count when it was submitted"
+    );
     let first = b.url();
     b.screenshot("02-bulk-cancel");
     // The same form sent again (back, click again) is the same request: no second job.
