@@ -21,7 +21,7 @@ use fabric_core::config::TokenRole;
 use fabric_core::quarantine::QuarantineReason;
 use fabric_core::retry::FailureType;
 use fabric_core::{CoreError, JobState, NewJob};
-use fabric_engine::access::role_name;
+use fabric_engine::access::{bearer, role_name};
 use fabric_engine::batches::{BatchInput, OnComplete};
 use fabric_engine::console::{Check, Health};
 use fabric_engine::external::ExternalClaim;
@@ -139,15 +139,6 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-/// The credentials of an `Authorization: Bearer <token>` value (the scheme is case-insensitive,
-/// RFC 7235).
-fn bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim_start())
 }
 
 /// A JSON body's raw bytes; a body over the limit or one that cannot be read is an [`ApiError`]
@@ -888,15 +879,7 @@ async fn purge(Acting(console): Acting, Body(body): Body) -> Result<Response> {
 
 #[cfg(test)]
 mod tests {
-    use super::{bearer, SubmitBody};
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive_and_required() {
-        assert_eq!(bearer("Bearer abc"), Some("abc"));
-        assert_eq!(bearer("bearer abc"), Some("abc"));
-        assert_eq!(bearer("Basic abc"), None);
-        assert_eq!(bearer("abc"), None);
-    }
+    use super::SubmitBody;
 
     #[test]
     fn submit_body_is_one_job_or_a_batch_with_precise_errors() {

@@ -12,7 +12,7 @@
   function refresh() {
     if (busy) { again = true; return; }
     busy = true;
-    fetch(window.location.href, { credentials: "same-origin", headers: { "X-Fabric-Live": "1" } })
+    fetch(window.location.href, { credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : null; })
       .then(function (html) {
         if (!html) return;
@@ -22,7 +22,6 @@
           if (!fresh || fresh.innerHTML === el.innerHTML || inUse(el)) return;
           el.innerHTML = fresh.innerHTML;
         });
-        document.body.setAttribute("data-refreshed", String(Date.now()));
       })
       .catch(function () {})
       .then(function () {

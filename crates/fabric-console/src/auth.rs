@@ -141,11 +141,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim_start())
+    fabric_engine::access::bearer(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
 }
 
 impl FromRequestParts<UiState> for Viewer {

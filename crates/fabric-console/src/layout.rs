@@ -21,8 +21,9 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/audit", "Audit"),
 ];
 
-/// A full console page. `live` makes the page follow the server's change events: the parts
-/// marked `data-live` are refreshed in place.
+/// A full console page with the navigation, who is signed in, the read-only banner and the
+/// banner of `msg`. The parts of `body` marked `data-live` follow the server's change events
+/// (see `assets/app.js`).
 pub(crate) fn page(
     viewer: &Viewer,
     title: &str,
@@ -115,12 +116,26 @@ pub(crate) fn button(
     }
 }
 
-/// Epoch ms as `2026-12-02 17:40:01Z`.
-pub(crate) fn ts(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
-        .unwrap_or_else(|| ms.to_string())
+/// Pause (with a reason) or resume what `base` names (`/ui/shards/mars`), coming back to
+/// `back`; the pause button's id is `pause-<name>`.
+pub(crate) fn pause_toggle(viewer: &Viewer, base: &str, paused: bool, back: &str) -> Markup {
+    let name = base.rsplit('/').next().unwrap_or(base);
+    html! {
+        @if paused {
+            (button(viewer, &format!("{base}/resume"), "Resume", back, ""))
+        } @else {
+            form.inline method="post" action={(base) "/pause"} {
+                (csrf(viewer))
+                input type="hidden" name="back" value=(back);
+                input name="reason" placeholder="reason" size="10";
+                button type="submit" id={"pause-" (name)} disabled[!viewer.can_act()] { "Pause" }
+            }
+        }
+    }
 }
+
+/// Epoch ms as RFC 3339 UTC, as the CLI prints times.
+pub(crate) use fabric_core::time::format_ms as ts;
 
 pub(crate) fn ts_opt(ms: Option<i64>) -> String {
     ms.map(ts).unwrap_or_default()

@@ -71,32 +71,32 @@ pub(crate) fn ensure_started(state: &UiState) {
 }
 
 async fn sample(weak: Weak<Inner>) {
+    // (succeeded, failed attempts) of this daemon so far.
+    let totals = |inner: &Inner| {
+        let m = &inner.deps.metrics;
+        (m.completed.get(), m.failed.get() + m.quarantined.get())
+    };
+    let Some(mut last) = weak.upgrade().map(|i| totals(&i)) else {
+        return;
+    };
+    let checks_per_point = SAMPLE_EVERY.as_secs() / CHECK_EVERY.as_secs();
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = (0u64, 0u64);
-    let mut since_point = Duration::ZERO;
-    let mut first = true;
-    loop {
+    tick.tick().await;
+    for n in 1u64.. {
         tick.tick().await;
         let Some(inner) = weak.upgrade() else { return };
-        let m = &inner.deps.metrics;
-        let completed = m.completed.get();
-        let failed = m.failed.get() + m.quarantined.get();
-        since_point += CHECK_EVERY;
-        if first || since_point >= SAMPLE_EVERY {
-            since_point = Duration::ZERO;
-            if !first {
-                let mut ring = inner.live.ring.lock().unwrap_or_else(|e| e.into_inner());
-                if ring.len() == RING {
-                    ring.pop_front();
-                }
-                ring.push_back(Point {
-                    completed: completed.saturating_sub(last.0),
-                    failed: failed.saturating_sub(last.1),
-                });
+        if n % checks_per_point == 0 {
+            let now = totals(&inner);
+            let mut ring = inner.live.ring.lock().unwrap_or_else(|e| e.into_inner());
+            if ring.len() == RING {
+                ring.pop_front();
             }
-            last = (completed, failed);
-            first = false;
+            ring.push_back(Point {
+                completed: now.0.saturating_sub(last.0),
+                failed: now.1.saturating_sub(last.1),
+            });
+            last = now;
         }
         if inner.live.stamp.receiver_count() == 0 {
             continue;

@@ -74,14 +74,22 @@ impl Access {
         let named = self
             .tokens
             .iter()
-            .filter(|c| constant_time_eq(given.as_bytes(), c.secret.as_bytes()))
+            .find(|c| constant_time_eq(given.as_bytes(), c.secret.as_bytes()))
             .map(|c| Principal {
                 name: c.name.clone(),
                 role: c.role,
-            })
-            .next_back();
+            });
         admin.or(named)
     }
+}
+
+/// The credentials of an `Authorization: Bearer <token>` value (the scheme is
+/// case-insensitive, RFC 7235).
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
 }
 
 /// Compares without an early exit, so the time taken does not reveal a matching prefix.
@@ -104,6 +112,14 @@ mod tests {
         assert!(!constant_time_eq(b"s3cret", b"s3cret-longer"));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(!constant_time_eq(b"x", b""));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_required() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("abc"), None);
     }
 
     #[test]

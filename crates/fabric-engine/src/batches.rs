@@ -224,7 +224,7 @@ impl Console {
     pub async fn retry_batch(&self, id: BatchId) -> Result<BatchRetried> {
         let out = self.store().batches().retry_batch(id, self.now()).await?;
         if out.requeued + out.unblocked > 0 {
-            self.submitted(0);
+            self.work_due();
         }
         self.audit(
             "batch.retry",
@@ -273,7 +273,7 @@ pub(crate) async fn finish_due(shared: &Shared, now: i64) {
                 tracing::info!(batch = b.id, state = %b.state, callback = ?b.callback_job_id, "batch ended");
             }
             if done.iter().any(|b| b.callback_job_id.is_some()) {
-                shared.wake.notify_one();
+                crate::runtime::work_due(shared);
             }
         }
         Err(e) => tracing::warn!(error = %e, "batches: cannot end finished batches"),

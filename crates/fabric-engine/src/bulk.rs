@@ -149,19 +149,25 @@ pub struct BulkPayload {
     pub matched: u64,
 }
 
-/// How far a bulk job has got; kept in the store after each step.
+/// How far a bulk job has got: kept in the store (a setting) after each page while it runs,
+/// then as the job's result.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BulkProgress {
-    /// Jobs that matched the filter when the action was submitted.
-    pub matched: u64,
     /// Jobs read so far.
     pub seen: u64,
     /// Jobs changed.
     pub done: u64,
+    /// The last id read: a retried attempt goes on below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<JobId>,
+}
+
+impl BulkProgress {
     /// Jobs read but not changed: the action does not apply to their state (a running job is
     /// not purged), or they changed meanwhile.
-    pub skipped: u64,
-    pub finished: bool,
+    pub fn skipped(&self) -> u64 {
+        self.seen.saturating_sub(self.done)
+    }
 }
 
 /// A bulk job as the console shows it.
@@ -170,6 +176,8 @@ pub struct BulkView {
     pub job: Job,
     pub action: BulkAction,
     pub filter: BulkFilter,
+    /// Jobs that matched the filter when the action was submitted.
+    pub matched: u64,
     pub progress: BulkProgress,
 }
 
@@ -193,10 +201,7 @@ impl Console {
                 "must be 1 to 128 characters",
             ));
         }
-        let matched = self
-            .store()
-            .count_jobs(filter.to_job_filter(None, 0))
-            .await?;
+        let matched = self.count_jobs(filter.to_job_filter(None, 0)).await?;
         let payload = BulkPayload {
             action,
             filter: filter.clone(),
@@ -232,12 +237,16 @@ impl Console {
         }
         let payload: BulkPayload = serde_json::from_value(job.payload.clone())
             .map_err(|e| EngineError::Failed(format!("bulk job {id}: {e}")))?;
-        let mut progress = load_progress(&**self.store(), id).await?;
-        progress.matched = payload.matched;
+        // Its result once it has ended, else what its last page saved.
+        let progress = match job.result.clone().map(serde_json::from_value) {
+            Some(Ok(p)) => p,
+            _ => load_progress(&**self.store(), id).await?,
+        };
         Ok(BulkView {
             job,
             action: payload.action,
             filter: payload.filter,
+            matched: payload.matched,
             progress,
         })
     }
@@ -312,19 +321,10 @@ impl Handler for BulkHandler {
         let mut progress = load_progress(&*self.store, job.id)
             .await
             .map_err(store_err)?;
-        let mut before: Option<JobId> = None;
-        if progress.seen > 0 {
-            before = self
-                .store
-                .setting(&format!("{}.cursor", progress_key(job.id)))
-                .await
-                .map_err(store_err)?
-                .and_then(|c| c.parse().ok());
-        }
         loop {
             let page = self
                 .store
-                .jobs(p.filter.to_job_filter(before, PAGE))
+                .jobs(p.filter.to_job_filter(progress.cursor, PAGE))
                 .await
                 .map_err(store_err)?;
             let Some(last) = page.last().map(|j| j.id) else {
@@ -353,15 +353,7 @@ impl Handler for BulkHandler {
             };
             progress.seen += page.len() as u64;
             progress.done += done as u64;
-            progress.skipped = progress.seen - progress.done;
-            before = Some(last);
-            self.store
-                .put_setting(
-                    &format!("{}.cursor", progress_key(job.id)),
-                    &last.to_string(),
-                )
-                .await
-                .map_err(store_err)?;
+            progress.cursor = Some(last);
             save_progress(&*self.store, job.id, &progress)
                 .await
                 .map_err(store_err)?;
@@ -369,8 +361,9 @@ impl Handler for BulkHandler {
                 break;
             }
         }
-        progress.finished = true;
-        save_progress(&*self.store, job.id, &progress)
+        // From here on its progress is the job's result.
+        self.store
+            .remove_setting(&progress_key(job.id))
             .await
             .map_err(store_err)?;
         Ok(Some(serde_json::to_value(&progress).unwrap_or(Value::Null)))

@@ -256,13 +256,7 @@ impl Console {
         }
         let n = jobs.len();
         let out = self.store.submit(jobs, self.clock.now_ms()).await?;
-        if let Some(m) = &self.metrics {
-            m.enqueued
-                .inc_by(out.iter().filter(|s| s.created).count() as u64);
-        }
-        if let Some(w) = &self.waker {
-            w.wake();
-        }
+        self.submitted(out.iter().filter(|s| s.created).count() as u64);
         let target = match out.as_slice() {
             [one] => format!("job {}", one.id),
             _ => format!("{n} jobs"),
@@ -276,6 +270,12 @@ impl Console {
         if let Some(m) = &self.metrics {
             m.enqueued.inc_by(n);
         }
+        self.work_due();
+    }
+
+    /// Tells the local engine (and external workers waiting in a claim) that work may be
+    /// due: jobs were released or brought back without being enqueued.
+    pub(crate) fn work_due(&self) {
         if let Some(w) = &self.waker {
             w.wake();
         }
@@ -308,6 +308,11 @@ impl Console {
     /// Jobs matching `filter`, newest first.
     pub async fn jobs(&self, filter: JobFilter) -> Result<Vec<Job>> {
         Ok(self.store.jobs(filter).await?)
+    }
+
+    /// How many jobs match `filter`, whatever its page.
+    pub async fn count_jobs(&self, filter: JobFilter) -> Result<u64> {
+        Ok(self.store.count_jobs(filter).await?)
     }
 
     /// One job with its attempts.

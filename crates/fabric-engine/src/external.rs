@@ -253,7 +253,7 @@ impl Console {
         }
         let report = self.store().complete(batch).await?;
         if report.released > 0 {
-            self.submitted(0);
+            self.work_due();
         }
         Ok(report.applied_ids)
     }
@@ -283,7 +283,10 @@ impl Console {
             failure = failure.retry_after(after);
         }
         let now = self.now();
-        let outcome = crate::runtime::decide_with(self.config(), None, &job, &failure, now);
+        // Redacted as the daemon's own workers redact (paths under $HOME among them).
+        let home = std::env::var("HOME").ok();
+        let outcome =
+            crate::runtime::decide_with(self.config(), home.as_deref(), &job, &failure, now);
         let state = match outcome {
             Outcome::Quarantine { .. } => JobState::Quarantined,
             _ => JobState::Failed,
@@ -299,7 +302,7 @@ impl Console {
                 outcome,
             }])
             .await?;
-        if report.applied == 0 {
+        if report.applied() == 0 {
             return Err(lost(id));
         }
         Ok(state)

@@ -338,7 +338,8 @@ async fn rescue(shared: &Shared, owner_prefix: Option<&str>) -> usize {
                     owner = owner_prefix.unwrap_or("(expired leases)"),
                     "rescued jobs"
                 );
-                shared.wake.notify_one();
+                // Rescued jobs of external kinds are for workers waiting in a claim too.
+                crate::runtime::work_due(shared);
             }
             n
         }

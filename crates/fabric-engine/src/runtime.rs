@@ -182,7 +182,7 @@ pub struct Waker(Arc<Shared>);
 
 /// New work may be due: wakes the dispatcher (one permit: a burst costs one claim) and every
 /// other waiter (external workers' long-polling claims).
-fn work_due(shared: &Shared) {
+pub(crate) fn work_due(shared: &Shared) {
     shared.wake.notify_one();
     shared.enqueued.send_modify(|n| *n += 1);
 }
@@ -756,7 +756,7 @@ async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completi
             m.quarantined.inc_by(quarantined);
         } else {
             // Which ones were late is not reported; count what was applied as completed.
-            m.completed.inc_by(report.applied.min(ok));
+            m.completed.inc_by(report.applied().min(ok));
             m.failed.inc_by(failed);
         }
         m.late_completions.inc_by(report.late);

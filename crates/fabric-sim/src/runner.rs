@@ -396,10 +396,10 @@ impl Fabric {
         }
         let n = batch.len() as u64;
         let report = store.complete(batch).await.map_err(sim_err)?;
-        if report.applied != n {
+        if report.applied() != n {
             return Err(SimError::Runtime(format!(
                 "{} of {n} completions were rejected by the store",
-                n - report.applied
+                n - report.applied()
             )));
         }
         Ok(())

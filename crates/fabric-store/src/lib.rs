@@ -271,6 +271,9 @@ pub trait Store: Send + Sync + 'static {
     /// Sets a fleet-wide setting.
     async fn put_setting(&self, key: &str, value: &str) -> Result<()>;
 
+    /// Removes a setting (nothing when it is not set).
+    async fn remove_setting(&self, key: &str) -> Result<()>;
+
     /// Adds source `def.name` or replaces its definition; its runtime state stays.
     async fn put_source(&self, def: fabric_core::source::SourceDef, now: i64) -> Result<()>;
 

@@ -72,8 +72,6 @@ pub struct Completion {
 /// What `complete` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompleteReport {
-    /// Completions applied.
-    pub applied: u64,
     /// Completions rejected because the attempt had been rescued, cancelled or finished.
     pub late: u64,
     /// Waiting batch items whose dependency count these successes lowered (some are now
@@ -81,6 +79,13 @@ pub struct CompleteReport {
     pub released: u64,
     /// The jobs whose completion applied, in the order given.
     pub applied_ids: Vec<JobId>,
+}
+
+impl CompleteReport {
+    /// Completions applied.
+    pub fn applied(&self) -> u64 {
+        self.applied_ids.len() as u64
+    }
 }
 
 /// One telemetry sample: what one ingest job (or scan) of a source did.

@@ -320,7 +320,7 @@ async fn bench(args: &BenchArgs, quiet: bool, target: &mut Target) -> anyhow::Re
         let Some((_, report)) = rx.recv().await else {
             anyhow::bail!("the engine stopped during the drain");
         };
-        done += report.applied;
+        done += report.applied();
     }
     let drain_s = t.elapsed().as_secs_f64();
 

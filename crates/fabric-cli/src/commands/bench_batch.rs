@@ -205,7 +205,7 @@ async fn one(
         let Some((_, report)) = rx.recv().await else {
             anyhow::bail!("the engine stopped during the drain");
         };
-        done += report.applied;
+        done += report.applied();
     }
     let drain_rate = args.items as f64 / t.elapsed().as_secs_f64();
     engine.shutdown().await;

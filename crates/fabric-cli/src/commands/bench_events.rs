@@ -176,7 +176,7 @@ async fn one(
         let Some((_, report)) = rx.recv().await else {
             anyhow::bail!("the engine stopped during the drain");
         };
-        done += report.applied;
+        done += report.applied();
     }
     let drain_rate = n as f64 / t.elapsed().as_secs_f64();
     let t = Instant::now();

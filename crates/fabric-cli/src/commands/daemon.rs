@@ -315,18 +315,13 @@ fn alerts_view(store: Arc<dyn fabric_store::Store>) -> fabric_api::AlertsView {
 fn api_tokens(config: &fabric_core::config::Config) -> anyhow::Result<Vec<fabric_api::Credential>> {
     let mut out = Vec::with_capacity(config.api.tokens.len());
     for (i, t) in config.api.tokens.iter().enumerate() {
-        let secret = match (&t.token, &t.token_file) {
-            (Some(s), _) => s.clone(),
-            (None, Some(p)) => {
-                let s = std::fs::read_to_string(p)
-                    .with_context(|| format!("api.tokens[{i}].token_file: cannot read {p}"))?;
-                let s = s.trim().to_string();
-                if s.is_empty() {
-                    bail!("api.tokens[{i}].token_file: {p} is empty");
-                }
-                s
-            }
-            (None, None) => bail!("api.tokens[{i}]: token or token_file is required"),
+        let Some(secret) = secret(
+            t.token.as_ref(),
+            t.token_file.as_ref(),
+            &format!("api.tokens[{i}]"),
+        )?
+        else {
+            bail!("api.tokens[{i}]: token or token_file is required");
         };
         out.push(fabric_api::Credential {
             name: t.name.clone(),
@@ -339,21 +334,31 @@ fn api_tokens(config: &fabric_core::config::Config) -> anyhow::Result<Vec<fabric
 
 /// The API token from `api.token` or `api.token_file`.
 fn api_token(config: &fabric_core::config::Config) -> anyhow::Result<Option<String>> {
-    if let Some(t) = &config.api.token {
+    secret(
+        config.api.token.as_ref(),
+        config.api.token_file.as_ref(),
+        "api",
+    )
+}
+
+/// A secret given inline, else read from a file (trimmed; an empty file is an error naming
+/// `<field>.token_file`); None when neither is set.
+fn secret(
+    inline: Option<&String>,
+    file: Option<&String>,
+    field: &str,
+) -> anyhow::Result<Option<String>> {
+    if let Some(t) = inline {
         return Ok(Some(t.clone()));
     }
-    match &config.api.token_file {
-        Some(p) => {
-            let t = std::fs::read_to_string(p)
-                .with_context(|| format!("api.token_file: cannot read {p}"))?;
-            let t = t.trim().to_string();
-            if t.is_empty() {
-                bail!("api.token_file: {p} is empty");
-            }
-            Ok(Some(t))
-        }
-        None => Ok(None),
+    let Some(p) = file else { return Ok(None) };
+    let t = std::fs::read_to_string(p)
+        .with_context(|| format!("{field}.token_file: cannot read {p}"))?;
+    let t = t.trim().to_string();
+    if t.is_empty() {
+        bail!("{field}.token_file: {p} is empty");
     }
+    Ok(Some(t))
 }
 
 /// Which daemons `fabric stop` stops.

@@ -10,7 +10,7 @@ use super::jobs::MsgQuery;
 use super::{done, id_of, opt};
 use crate::auth::{Fields, Viewer};
 use crate::error::UiError;
-use crate::layout::{self, button, csrf, ts_opt};
+use crate::layout::{self, button, pause_toggle, ts_opt};
 
 /// `GET /ui/sources`.
 pub(crate) async fn sources(viewer: Viewer, Query(q): Query<MsgQuery>) -> Result<Markup, UiError> {
@@ -29,15 +29,7 @@ pub(crate) async fn sources(viewer: Viewer, Query(q): Query<MsgQuery>) -> Result
                             td { a href={"/ui/docs?source=" (name)} { (s.documents) } }
                             td { a href={"/ui/jobs?state=quarantined&source=" (name)} { (s.quarantined) } }
                             td {
-                                @if s.state == "paused" {
-                                    (button(&viewer, &format!("/ui/sources/{name}/resume"), "Resume", "/ui/sources", ""))
-                                } @else {
-                                    form.inline method="post" action={"/ui/sources/" (name) "/pause"} {
-                                        (csrf(&viewer)) input type="hidden" name="back" value="/ui/sources";
-                                        input name="reason" placeholder="reason" size="12";
-                                        button type="submit" disabled[!viewer.can_act()] { "Pause" }
-                                    }
-                                }
+                                (pause_toggle(&viewer, &format!("/ui/sources/{name}"), s.state == "paused", "/ui/sources"))
                                 (button(&viewer, &format!("/ui/sources/{name}/scan"), "Scan now", "/ui/sources", ""))
                             }
                         }

@@ -75,12 +75,7 @@ pub(crate) async fn list(
         .transpose()
         .map_err(|_| UiError::invalid("before", "must be a job id"))?;
     let rows = console.jobs(filter.to_job_filter(before, PAGE)).await?;
-    let matching = console
-        .store()
-        .count_jobs(filter.to_job_filter(None, 0))
-        .await
-        .map_err(fabric_engine::EngineError::from)?;
-    let here = format!("/ui/jobs{}", layout::query(&q.pairs()));
+    let matching = console.count_jobs(filter.to_job_filter(None, 0)).await?;
     let next = (rows.len() == PAGE).then(|| {
         let mut pairs = q.pairs();
         let last = rows.last().map(|j| j.id.to_string()).unwrap_or_default();
@@ -131,7 +126,6 @@ pub(crate) async fn list(
                 }
             }
         }
-        input type="hidden" #here value=(here);
     };
     Ok(layout::page(&viewer, "Jobs", "/ui/jobs", opt(&q.msg), body))
 }
@@ -329,21 +323,20 @@ pub(crate) async fn bulk_show(viewer: Viewer, Path(id): Path<String>) -> Result<
     let id = id_of(&id, "bulk job")?;
     let v = viewer.console.bulk_view(id).await?;
     let p = &v.progress;
-    let pct = if p.matched == 0 {
-        100
-    } else {
-        (p.seen * 100 / p.matched.max(1)).min(100)
-    };
+    let pct = (p.seen * 100)
+        .checked_div(v.matched)
+        .unwrap_or(100)
+        .min(100);
     let body = html! {
         div data-live="" #bulk-live {
             p { "Action " strong #bulk-action { (v.action.as_str()) } " on " code { (v.filter.describe()) } "." }
             progress #bulk-progress max="100" value=(pct) {}
             table.fields {
                 tr { th { "state" } td #bulk-state { (state_badge(v.job.state)) } }
-                tr { th { "matched" } td #bulk-matched { (p.matched) } }
+                tr { th { "matched" } td #bulk-matched { (v.matched) } }
                 tr { th { "read" } td #bulk-seen { (p.seen) } }
                 tr { th { "changed" } td #bulk-done { (p.done) } }
-                tr { th { "skipped" } td #bulk-skipped { (p.skipped) } }
+                tr { th { "skipped" } td #bulk-skipped { (p.skipped()) } }
             }
             @if let Some(e) = &v.job.last_error { p.error-message { (e) } }
             p { a href={"/ui/jobs/" (id)} { "The bulk job itself" } " · " a href="/ui/jobs" { "Jobs" } }

@@ -33,7 +33,7 @@ pub(crate) async fn page(
             section.cards #counts {
                 @for s in JobState::ALL {
                     a.card href={"/ui/jobs?state=" (s.as_str())} {
-                        span.n data-state=(s.as_str()) { (count_of(&counts, s)) }
+                        span.n data-state=(s.as_str()) { (counts.get(s)) }
                         (state_badge(s))
                     }
                 }
@@ -71,17 +71,4 @@ pub(crate) async fn page(
         q.msg.as_deref(),
         body,
     ))
-}
-
-fn count_of(c: &fabric_store::StateCounts, s: JobState) -> u64 {
-    match s {
-        JobState::Pending => c.pending,
-        JobState::Running => c.running,
-        JobState::Succeeded => c.succeeded,
-        JobState::Failed => c.failed,
-        JobState::Quarantined => c.quarantined,
-        JobState::Cancelled => c.cancelled,
-        JobState::Waiting => c.waiting,
-        JobState::Blocked => c.blocked,
-    }
 }

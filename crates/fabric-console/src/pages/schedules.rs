@@ -9,7 +9,7 @@ use super::done;
 use super::jobs::MsgQuery;
 use crate::auth::{Fields, Viewer};
 use crate::error::UiError;
-use crate::layout::{self, button, csrf, ts, ts_opt};
+use crate::layout::{self, button, pause_toggle, ts, ts_opt};
 
 /// `GET /ui/schedules`.
 pub(crate) async fn list(viewer: Viewer, Query(q): Query<MsgQuery>) -> Result<Markup, UiError> {
@@ -29,14 +29,7 @@ pub(crate) async fn list(viewer: Viewer, Query(q): Query<MsgQuery>) -> Result<Ma
                             td { @if let Some(j) = s.last_job_id { a href={"/ui/jobs/" (j)} { (ts_opt(s.last_fired_at)) } } }
                             td { (s.runs) } td { (s.skipped) }
                             td {
-                                @if s.paused {
-                                    (button(&viewer, &format!("/ui/schedules/{name}/resume"), "Resume", "/ui/schedules", ""))
-                                } @else {
-                                    form.inline method="post" action={"/ui/schedules/" (name) "/pause"} {
-                                        (csrf(&viewer)) input name="reason" placeholder="reason" size="10";
-                                        button type="submit" disabled[!viewer.can_act()] { "Pause" }
-                                    }
-                                }
+                                (pause_toggle(&viewer, &format!("/ui/schedules/{name}"), s.paused, "/ui/schedules"))
                                 (button(&viewer, &format!("/ui/schedules/{name}/trigger"), "Run now", "/ui/schedules", ""))
                             }
                         }
@@ -84,5 +77,5 @@ pub(crate) async fn action(
             ))
         }
     };
-    Ok(done("/ui/schedules", &msg))
+    Ok(done(&form.back("/ui/schedules"), &msg))
 }

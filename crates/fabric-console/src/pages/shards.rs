@@ -10,7 +10,7 @@ use super::done;
 use super::jobs::MsgQuery;
 use crate::auth::{Fields, Viewer};
 use crate::error::UiError;
-use crate::layout::{self, button, csrf, duration};
+use crate::layout::{self, button, csrf, duration, pause_toggle};
 
 /// `GET /ui/shards`.
 pub(crate) async fn list(viewer: Viewer, Query(q): Query<MsgQuery>) -> Result<Markup, UiError> {
@@ -35,14 +35,7 @@ pub(crate) async fn list(viewer: Viewer, Query(q): Query<MsgQuery>) -> Result<Ma
                         td { (s.spillover_limit) }
                         td { (s.latency_budget_ms) " ms" }
                         td {
-                            @if s.paused {
-                                (button(&viewer, &format!("/ui/shards/{name}/resume"), "Resume", "/ui/shards", ""))
-                            } @else {
-                                form.inline method="post" action={"/ui/shards/" (name) "/pause"} {
-                                    (csrf(&viewer)) input name="reason" placeholder="reason" size="10";
-                                    button type="submit" id={"pause-" (name)} disabled[!viewer.can_act()] { "Pause" }
-                                }
-                            }
+                            (pause_toggle(&viewer, &format!("/ui/shards/{name}"), s.paused, "/ui/shards"))
                             form.inline method="post" action={"/ui/shards/" (name) "/spillover"} {
                                 (csrf(&viewer)) input name="value" value=(s.spillover_limit) size="4";
                                 button type="submit" disabled[!viewer.can_act()] { "Set spillover" }
@@ -121,7 +114,7 @@ pub(crate) async fn lever(
     };
     let state = if s.paused { "paused" } else { "active" };
     Ok(done(
-        "/ui/shards",
+        &form.back("/ui/shards"),
         &format!(
             "shard {} is {state} (spillover {}, budget {} ms)",
             s.name, s.spillover_limit, s.latency_budget_ms
@@ -149,7 +142,7 @@ pub(crate) async fn node(
     };
     let n = console.set_node(&id, action, form.get("reason")).await?;
     Ok(done(
-        "/ui/shards",
+        &form.back("/ui/shards"),
         &format!(
             "node {} is {:?}{}",
             n.id,

@@ -185,7 +185,7 @@ pub(crate) async fn run_due(shared: &Shared, now: i64) {
             Ok(out) if out.applied => {
                 if !out.jobs.is_empty() {
                     shared.metrics.enqueued.inc_by(out.jobs.len() as u64);
-                    shared.wake.notify_one();
+                    crate::runtime::work_due(shared);
                 }
                 for (due, job) in &out.jobs {
                     tracing::info!(schedule = %name, due, job, "scheduled run enqueued");

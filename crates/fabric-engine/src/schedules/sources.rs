@@ -43,7 +43,7 @@ pub(crate) async fn run_due(shared: &Shared, now: i64) {
                     match store.submit(vec![job], now).await {
                         Ok(out) if out.first().is_some_and(|o| o.created) => {
                             tracing::info!(source = %name, due, "scheduled scan enqueued");
-                            shared.wake.notify_one();
+                            crate::runtime::work_due(shared);
                         }
                         Ok(_) => {}
                         Err(e) => {

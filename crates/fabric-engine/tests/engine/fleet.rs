@@ -419,7 +419,7 @@ async fn quarantine_at(store: &Arc<dyn Store>, at: i64) -> i64 {
             failure: "permanent".into(),
         },
     };
-    assert_eq!(store.complete(vec![done]).await.unwrap().applied, 1);
+    assert_eq!(store.complete(vec![done]).await.unwrap().applied(), 1);
     id
 }
 

@@ -879,15 +879,13 @@ impl Store for PostgresStore {
         {
             // Successes touch only the jobs table: one statement, atomic on its own.
             let (applied, released) = fenced_update(&client, &batch).await?;
-            let applied_n = applied.len() as u64;
-            let applied_ids = batch
+            let applied_ids: Vec<JobId> = batch
                 .iter()
                 .filter(|c| applied.contains(&(c.id, c.attempt as i32, c.owner.clone())))
                 .map(|c| c.id)
                 .collect();
             return Ok(CompleteReport {
-                applied: applied_n,
-                late: batch.len() as u64 - applied_n,
+                late: (batch.len() - applied_ids.len()) as u64,
                 released,
                 applied_ids,
             });
@@ -903,7 +901,6 @@ impl Store for PostgresStore {
                 report.late += 1;
                 continue;
             }
-            report.applied += 1;
             report.applied_ids.push(c.id);
             match &c.outcome {
                 Outcome::Succeeded { .. } => {}
@@ -1776,6 +1773,14 @@ impl Store for PostgresStore {
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 &[&key, &value],
             )
+            .await?;
+        Ok(())
+    }
+
+    async fn remove_setting(&self, key: &str) -> Result<()> {
+        let client = self.pool.get().await?;
+        client
+            .execute("DELETE FROM settings WHERE key = $1", &[&key])
             .await?;
         Ok(())
     }

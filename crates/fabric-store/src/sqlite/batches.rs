@@ -121,6 +121,27 @@ fn get_batch(conn: &Connection, id: BatchId) -> Result<BatchRecord> {
     }
 }
 
+/// The dependencies of each item of batch `id`, as positions in `index` (job id → position).
+fn dependencies(
+    conn: &Connection,
+    id: BatchId,
+    index: &HashMap<JobId, usize>,
+) -> Result<Vec<Vec<usize>>> {
+    let mut deps = vec![Vec::new(); index.len()];
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.job_id, d.depends_on FROM job_deps d JOIN jobs j ON j.id = d.job_id
+         WHERE j.batch_id = ?1 ORDER BY d.job_id, d.depends_on",
+    )?;
+    let mut rows = stmt.query([id])?;
+    while let Some(r) = rows.next()? {
+        let (job, on): (JobId, JobId) = (r.get(0)?, r.get(1)?);
+        if let (Some(&i), Some(&j)) = (index.get(&job), index.get(&on)) {
+            deps[i].push(j);
+        }
+    }
+    Ok(deps)
+}
+
 /// The callback of batch `id` as it ends in `state`, inserted once (its unique key), and
 /// recorded on the batch.
 fn enqueue_callback(
@@ -245,17 +266,9 @@ impl BatchStore for SqliteStore {
                     depends_on: Vec::new(),
                 });
             }
-            let mut deps = conn.prepare_cached(
-                "SELECT d.job_id, d.depends_on FROM job_deps d JOIN jobs j ON j.id = d.job_id
-                 WHERE j.batch_id = ?1 ORDER BY d.job_id, d.depends_on",
-            )?;
-            let mut rows = deps.query([id])?;
-            while let Some(r) = rows.next()? {
-                let (job, on): (JobId, JobId) = (r.get(0)?, r.get(1)?);
-                if let (Some(&i), Some(&j)) = (key_of.get(&job), key_of.get(&on)) {
-                    let key = items[j].key.clone();
-                    items[i].depends_on.push(key);
-                }
+            drop(rows);
+            for (i, on) in dependencies(conn, id, &key_of)?.into_iter().enumerate() {
+                items[i].depends_on = on.into_iter().map(|j| items[j].key.clone()).collect();
             }
             Ok(BatchDetail { batch, items })
         })
@@ -300,8 +313,9 @@ impl BatchStore for SqliteStore {
                 let mut states = Vec::new();
                 let mut index: HashMap<JobId, usize> = HashMap::new();
                 {
-                    let mut stmt = conn
-                        .prepare_cached("SELECT id, state FROM jobs WHERE batch_id = ?1 ORDER BY id")?;
+                    let mut stmt = conn.prepare_cached(
+                        "SELECT id, state FROM jobs WHERE batch_id = ?1 ORDER BY id",
+                    )?;
                     let mut rows = stmt.query([id])?;
                     while let Some(r) = rows.next()? {
                         let job: JobId = r.get(0)?;
@@ -311,20 +325,7 @@ impl BatchStore for SqliteStore {
                         states.push(JobState::parse(&state)?);
                     }
                 }
-                let mut deps = vec![Vec::new(); ids.len()];
-                {
-                    let mut stmt = conn.prepare_cached(
-                        "SELECT d.job_id, d.depends_on FROM job_deps d JOIN jobs j ON j.id = d.job_id
-                         WHERE j.batch_id = ?1",
-                    )?;
-                    let mut rows = stmt.query([id])?;
-                    while let Some(r) = rows.next()? {
-                        let (job, on): (JobId, JobId) = (r.get(0)?, r.get(1)?);
-                        if let (Some(&i), Some(&j)) = (index.get(&job), index.get(&on)) {
-                            deps[i].push(j);
-                        }
-                    }
-                }
+                let deps = dependencies(conn, id, &index)?;
                 let plan = retry_states(&states, &deps);
                 let mut out = BatchRetried::default();
                 let mut changes = Vec::new();

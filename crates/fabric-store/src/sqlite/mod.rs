@@ -700,7 +700,6 @@ fn finish(
                     }
                 }
             }
-            report.applied += 1;
             report.applied_ids.push(c.id);
         } else {
             report.late += 1;
@@ -1786,6 +1785,18 @@ impl Store for SqliteStore {
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 )?
                 .execute(params![key, value])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn remove_setting(&self, key: &str) -> Result<()> {
+        let key = key.to_string();
+        self.inner
+            .writer
+            .write(move |conn| {
+                conn.prepare_cached("DELETE FROM settings WHERE key = ?1")?
+                    .execute([key])?;
                 Ok(())
             })
             .await

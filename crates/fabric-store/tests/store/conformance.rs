@@ -181,7 +181,7 @@ pub async fn one_shard_claims_mix_with_every_other_call(s: &dyn Store) {
         ])
         .await
         .unwrap();
-    assert_eq!((report.applied, report.late), (2, 1));
+    assert_eq!((report.applied(), report.late), (2, 1));
     let first = s.job(a[0].id).await.unwrap().job;
     assert_eq!((first.state, first.attempt), (JobState::Succeeded, 1));
     assert_eq!(first.started_at, Some(T0));
@@ -255,7 +255,7 @@ pub async fn one_shard_claims_mix_with_every_other_call(s: &dyn Store) {
     let rescued = s.rescue(T0 + 3, Some("w")).await.unwrap();
     assert_eq!(rescued.reset.len(), 5, "{rescued:?}");
     let late = s.complete(vec![done(again, "w", ok())]).await.unwrap();
-    assert_eq!((late.applied, late.late), (0, 1));
+    assert_eq!((late.applied(), late.late), (0, 1));
     let c = s.counts().await.unwrap();
     assert_eq!((c.pending, c.running, c.succeeded), (5, 2, 1));
 }
@@ -320,7 +320,7 @@ pub async fn completion_is_fenced_by_owner_and_attempt(s: &dyn Store) {
     let mut wrong_attempt = done(&job, "w1", ok());
     wrong_attempt.attempt += 1;
     let r = s.complete(vec![wrong_owner, wrong_attempt]).await.unwrap();
-    assert_eq!((r.applied, r.late), (0, 2));
+    assert_eq!((r.applied(), r.late), (0, 2));
     assert_eq!(s.job(job.id).await.unwrap().job.state, JobState::Running);
     let with_result = Outcome::Succeeded {
         result: Some(serde_json::json!({"exit_code": 0})),
@@ -329,7 +329,7 @@ pub async fn completion_is_fenced_by_owner_and_attempt(s: &dyn Store) {
         .complete(vec![done(&job, "w1", with_result)])
         .await
         .unwrap();
-    assert_eq!((r.applied, r.late), (1, 0));
+    assert_eq!((r.applied(), r.late), (1, 0));
     let d = s.job(job.id).await.unwrap();
     assert_eq!(d.job.state, JobState::Succeeded);
     assert_eq!(d.job.finished_at, Some(T0 + 10));
@@ -360,7 +360,7 @@ pub async fn rescued_attempt_cannot_complete_the_new_one(s: &dyn Store) {
         Some("w2")
     );
     let r = s.complete(vec![done(&second, "w2", ok())]).await.unwrap();
-    assert_eq!(r.applied, 1);
+    assert_eq!(r.applied(), 1);
 }
 
 pub async fn heartbeat_keeps_a_lease_alive(s: &dyn Store) {
@@ -422,7 +422,7 @@ pub async fn failed_attempt_is_rescheduled_with_its_error_kept(s: &dyn Store) {
         s.complete(vec![done(&job, "w1", out)])
             .await
             .unwrap()
-            .applied,
+            .applied(),
         1
     );
     let d = s.job(job.id).await.unwrap();
@@ -1177,6 +1177,7 @@ macro_rules! conformance_tests {
             listing_filters_and_counts,
             listing_pages_by_keyset_and_filters_by_error_text_and_time,
             purge_jobs_deletes_only_finished_ones,
+            settings_are_put_replaced_and_removed,
             purge_removes_only_old_quarantine_and_dry_run_nothing,
             audit_and_recovery_reports_round_trip,
             retention_prunes_old_audit_and_all_but_the_newest_recovery_reports,

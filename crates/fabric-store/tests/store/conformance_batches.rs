@@ -43,7 +43,7 @@ async fn settle(s: &dyn Store, job: &fabric_core::Job, now: i64, outcome: Outcom
         }])
         .await
         .unwrap();
-    assert_eq!(r.applied, 1);
+    assert_eq!(r.applied(), 1);
 }
 
 fn keys(jobs: &[fabric_core::Job], detail: &fabric_store::BatchDetail) -> Vec<String> {
@@ -276,7 +276,7 @@ pub async fn batches_cancel_every_unfinished_item_and_refuse_an_ended_batch(s: &
         }])
         .await
         .unwrap();
-    assert_eq!(late.applied, 0);
+    assert_eq!(late.applied(), 0);
     assert!(matches!(
         s.batches().cancel_batch(id, "again", T0 + 5).await,
         Err(StoreError::Invalid(_))

@@ -45,7 +45,7 @@ pub async fn listing_pages_by_keyset_and_filters_by_error_text_and_time(s: &dyn 
             finished_at: T0 + 10,
         })
         .collect();
-    assert_eq!(s.complete(done).await.unwrap().applied, 2);
+    assert_eq!(s.complete(done).await.unwrap().applied(), 2);
 
     let refused = JobFilter {
         error: Some("connection refused".into()),
@@ -123,4 +123,13 @@ pub async fn purge_jobs_deletes_only_finished_ones(s: &dyn Store) {
     );
     assert!(s.job(ids[0]).await.is_err());
     assert_eq!(s.count_jobs(filter()).await.unwrap(), 2);
+}
+
+pub async fn settings_are_put_replaced_and_removed(s: &dyn Store) {
+    s.put_setting("bulk.7", "a").await.unwrap();
+    s.put_setting("bulk.7", "b").await.unwrap();
+    assert_eq!(s.setting("bulk.7").await.unwrap().as_deref(), Some("b"));
+    s.remove_setting("bulk.7").await.unwrap();
+    assert_eq!(s.setting("bulk.7").await.unwrap(), None);
+    s.remove_setting("never-set").await.unwrap();
 }
