@@ -13,6 +13,7 @@ use fabric_store::{
 };
 use serde::Serialize;
 
+use crate::measured::Memo;
 use crate::{EngineError, Metrics, Registry, Waker};
 
 pub(crate) type Result<T> = std::result::Result<T, EngineError>;
@@ -75,6 +76,9 @@ pub struct Console {
     metrics: Option<Metrics>,
     /// The last full integrity check, shared by clones (a probe reads it; see `health`).
     pub(crate) integrity: Arc<crate::health::IntegrityCache>,
+    /// The last job counts by state and SLO report, shared by clones (see `measured`).
+    counts_memo: Arc<Memo<(), StateCounts>>,
+    pub(crate) slo_memo: Arc<Memo<crate::slo::SloConfigs, crate::slo::SloReport>>,
     /// The file that keeps source definitions beyond the store (see `sources`).
     pub(crate) sources_file: Option<PathBuf>,
 }
@@ -97,8 +101,20 @@ impl Console {
             waker: None,
             metrics: None,
             integrity: Arc::default(),
+            counts_memo: Arc::default(),
+            slo_memo: Arc::default(),
             sources_file: None,
         }
+    }
+
+    /// Measurements of the whole store (counts by state, SLOs) that took less than `cheap`
+    /// are made again for every reader; dearer ones are shared (see `measured`; the default
+    /// is [`crate::measured::CHEAP`]).
+    pub fn share_measurements_above(self, cheap: std::time::Duration) -> Self {
+        for m in [&self.counts_memo.cheap, &self.slo_memo.cheap] {
+            *m.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = cheap;
+        }
+        self
     }
 
     /// Wakes the local engine on submit and counts enqueues.
@@ -312,6 +328,9 @@ impl Console {
 
     /// How many jobs match `filter`, whatever its page.
     pub async fn count_jobs(&self, filter: JobFilter) -> Result<u64> {
+        if filter.counted_by_state() {
+            return Ok(filter.count_by_state(&self.counts().await?).unwrap_or(0));
+        }
         Ok(self.store.count_jobs(filter).await?)
     }
 
@@ -647,9 +666,19 @@ impl Console {
         Ok(job)
     }
 
-    /// Number of jobs per state.
+    /// Number of jobs per state, measured for this reader or shared with others when
+    /// measuring is dear (see `measured`).
     pub async fn counts(&self) -> Result<StateCounts> {
-        Ok(self.store.counts().await?)
+        let (store, clock) = (self.store.clone(), self.clock.clone());
+        self.counts_memo
+            .get((), self.clock.now_ms(), move || {
+                let (store, clock) = (store.clone(), clock.clone());
+                async move {
+                    let at = clock.now_ms();
+                    Ok::<_, crate::EngineError>((at, store.counts().await?))
+                }
+            })
+            .await
     }
 
     /// Quarantined jobs.

@@ -16,6 +16,7 @@ pub mod health;
 pub mod home;
 pub mod http_job;
 pub mod logfile;
+pub mod measured;
 pub mod metrics;
 pub mod outbox;
 pub mod recovery;

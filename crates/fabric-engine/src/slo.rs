@@ -31,13 +31,34 @@ pub struct SloStatus {
     pub breached: Vec<String>,
 }
 
+/// The configured SLOs (`slo:`), by name.
+pub(crate) type SloConfigs = BTreeMap<String, slo::SloConfig>;
+/// Every configured SLO, measured.
+pub(crate) type SloReport = BTreeMap<String, SloStatus>;
+type Report = SloReport;
+
 impl Console {
-    /// Every configured SLO, measured now.
-    pub async fn slo_report(&self) -> Result<BTreeMap<String, SloStatus>> {
+    /// Every configured SLO, measured for this reader or shared with others when measuring
+    /// is dear (it reads every job finished in the longest window; see `measured`).
+    pub async fn slo_report(&self) -> Result<Report> {
         let slos = &self.config().slo;
         if slos.is_empty() {
             return Ok(BTreeMap::new());
         }
+        let console = self.clone();
+        self.slo_memo
+            .get(slos.clone(), self.now(), move || {
+                let console = console.clone();
+                async move {
+                    let at = console.now();
+                    Ok::<_, crate::EngineError>((at, console.measure_slos_now().await?))
+                }
+            })
+            .await
+    }
+
+    async fn measure_slos_now(&self) -> Result<Report> {
+        let slos = &self.config().slo;
         let now = self.now();
         let mut windows: Vec<i64> = BURN_WINDOWS.iter().map(|(_, ms)| *ms).collect();
         for s in slos.values() {

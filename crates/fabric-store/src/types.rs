@@ -194,6 +194,32 @@ pub struct JobFilter {
     pub limit: usize,
 }
 
+impl JobFilter {
+    /// The count of this filter as the counts by state give it, when it filters by nothing
+    /// but a state (and a page, which a count ignores): `None` when only the table can tell.
+    /// `failed` is not one: as a filter it means the jobs that failed an attempt, whatever
+    /// their state now.
+    pub fn count_by_state(&self, counts: &StateCounts) -> Option<u64> {
+        let plain = self.shard.is_none()
+            && self.source.is_none()
+            && self.kind.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+            && self.error.as_deref().unwrap_or("").is_empty();
+        match self.state {
+            _ if !plain => None,
+            None => Some(counts.total()),
+            Some(JobState::Failed) => None,
+            Some(s) => Some(counts.get(s)),
+        }
+    }
+
+    /// Whether [`Self::count_by_state`] answers this filter.
+    pub fn counted_by_state(&self) -> bool {
+        self.count_by_state(&StateCounts::default()).is_some()
+    }
+}
+
 /// A pending job as [`crate::Store::pending_keys`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingKey {

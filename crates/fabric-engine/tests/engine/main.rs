@@ -21,6 +21,7 @@ mod fleet;
 mod http;
 mod outbox;
 mod schedules;
+mod slo;
 
 struct Rig {
     _dir: tempfile::TempDir,

@@ -89,6 +89,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0011_outbox.sql"),
     include_str!("../../migrations/sqlite/0012_batches.sql"),
     include_str!("../../migrations/sqlite/0013_schedules.sql"),
+    include_str!("../../migrations/sqlite/0014_console_reads.sql"),
 ];
 
 /// The indexes of [`SqliteOptions::shard_index`]: pending jobs per shard, in place of the
@@ -389,17 +390,19 @@ fn job_filter_sql(
     page: bool,
 ) -> (String, Vec<rusqlite::types::Value>) {
     let mut sql = format!("SELECT {cols} FROM jobs WHERE 1 = 1");
+    // `failed` lists the jobs that failed an attempt (in the window, with `since`), whatever
+    // became of them since: the daily check of failures.
+    let failed = filter.state == Some(JobState::Failed);
+    if let Some(s) = filter.state.filter(|_| !failed) {
+        // A literal (the names are fixed), so that the partial index of the state, if it has
+        // one, serves the query: SQLite matches an index's WHERE against literals only.
+        sql.push_str(&format!(" AND state = '{}'", s.as_str()));
+    }
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     let mut add = |clause: &str, v: rusqlite::types::Value| {
         args.push(v);
         sql.push_str(&format!(" AND {clause}?{}", args.len()));
     };
-    // `failed` lists the jobs that failed an attempt (in the window, with `since`), whatever
-    // became of them since: the daily check of failures.
-    let failed = filter.state == Some(JobState::Failed);
-    if let Some(s) = filter.state.filter(|_| !failed) {
-        add("state = ", s.as_str().to_string().into());
-    }
     if let Some(s) = &filter.shard {
         add("shard = ", s.clone().into());
     }
@@ -421,7 +424,7 @@ fn job_filter_sql(
     if let Some(e) = filter.error.as_ref().filter(|e| !e.is_empty()) {
         args.push(e.clone().into());
         sql.push_str(&format!(
-            " AND instr(lower(last_error), lower(?{})) > 0",
+            " AND last_error IS NOT NULL AND instr(lower(last_error), lower(?{})) > 0",
             args.len()
         ));
     }
@@ -436,6 +439,18 @@ fn job_filter_sql(
         ));
     }
     (sql, args)
+}
+
+/// Jobs by state (a read of the whole table).
+fn state_counts(conn: &Connection) -> Result<StateCounts> {
+    let mut counts = StateCounts::default();
+    let mut stmt = conn.prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+    for row in rows {
+        let (state, n) = row?;
+        counts.add(JobState::parse(&state)?, n);
+    }
+    Ok(counts)
 }
 
 fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
@@ -482,10 +497,13 @@ fn get_job(conn: &Connection, id: JobId) -> Result<Job> {
 }
 
 /// A quarantine record with its job: `JOB_COLS` (0..=20), then the quarantine columns.
+/// Quarantine entries with their jobs. `CROSS JOIN` keeps `quarantine` the outer table, so a
+/// page newest first walks its `quarantined_at` index and stops at the page's end (left to
+/// itself the planner would read every quarantined job through `jobs_quarantined` and sort).
 fn quarantine_select() -> String {
     format!(
         "SELECT {JOB_COLS}, reason, error, failure, attempts, quarantined_at, retries, notes
-         FROM quarantine q JOIN jobs j ON j.id = q.job_id"
+         FROM quarantine q CROSS JOIN jobs j ON j.id = q.job_id"
     )
 }
 
@@ -1041,18 +1059,7 @@ impl Store for SqliteStore {
     }
 
     async fn counts(&self) -> Result<StateCounts> {
-        self.read(|conn| {
-            let mut counts = StateCounts::default();
-            let mut stmt =
-                conn.prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
-            for row in rows {
-                let (state, n) = row?;
-                counts.add(JobState::parse(&state)?, n);
-            }
-            Ok(counts)
-        })
-        .await
+        self.read(state_counts).await
     }
 
     async fn counts_of(&self, source: &str, kind: &str, after_id: JobId) -> Result<StateCounts> {

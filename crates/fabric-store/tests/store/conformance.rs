@@ -1177,6 +1177,7 @@ macro_rules! conformance_tests {
             listing_filters_and_counts,
             listing_pages_by_keyset_and_filters_by_error_text_and_time,
             purge_jobs_deletes_only_finished_ones,
+            counts_follow_every_write,
             settings_are_put_replaced_and_removed,
             purge_removes_only_old_quarantine_and_dry_run_nothing,
             audit_and_recovery_reports_round_trip,

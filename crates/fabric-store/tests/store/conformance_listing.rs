@@ -1,8 +1,9 @@
 //! Conformance cases of the console's job listing: the error-text filter, the time range,
 //! keyset pages of a fixed size, and the count of every match ("all N matching").
 
-use fabric_core::NewJob;
-use fabric_store::{ClaimRequest, Completion, JobFilter, Outcome, Store};
+use fabric_core::quarantine::QuarantineReason;
+use fabric_core::{JobState, NewJob};
+use fabric_store::{ClaimRequest, Completion, JobFilter, Outcome, StateCounts, Store};
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -132,4 +133,105 @@ pub async fn settings_are_put_replaced_and_removed(s: &dyn Store) {
     s.remove_setting("bulk.7").await.unwrap();
     assert_eq!(s.setting("bulk.7").await.unwrap(), None);
     s.remove_setting("never-set").await.unwrap();
+}
+
+/// The counts by state as the table holds them: every job listed and tallied.
+async fn tallied(s: &dyn Store) -> StateCounts {
+    let mut counts = StateCounts::default();
+    for job in s
+        .jobs(JobFilter {
+            limit: 10_000,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap()
+    {
+        counts.add(job.state, 1);
+    }
+    counts
+}
+
+/// `counts()` (and the count of a filter by state alone) follow every kind of write: submit,
+/// claim, success, retry, quarantine, cancel, operator retry, rescue, purge and prune.
+pub async fn counts_follow_every_write(s: &dyn Store) {
+    let check = |step: &'static str| async move {
+        let want = tallied(s).await;
+        assert_eq!(s.counts().await.unwrap(), want, "counts after {step}");
+        for state in JobState::ALL {
+            let by_state = JobFilter {
+                state: Some(state),
+                ..filter()
+            };
+            if state != JobState::Failed {
+                assert_eq!(
+                    s.count_jobs(by_state).await.unwrap(),
+                    want.get(state),
+                    "{state:?} after {step}"
+                );
+            }
+        }
+        assert_eq!(
+            s.count_jobs(filter()).await.unwrap(),
+            want.total(),
+            "all after {step}"
+        );
+    };
+    check("nothing").await;
+    let ids: Vec<i64> = s
+        .submit((0..8).map(|_| NewJob::new("noop")).collect(), T0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|x| x.id)
+        .collect();
+    check("submit").await;
+    let claim = |limit, now, lease_ms| ClaimRequest {
+        owner: "w".into(),
+        limit,
+        lease_ms,
+        now,
+        ..ClaimRequest::default()
+    };
+    let jobs = s.claim(claim(4, T0, 60_000)).await.unwrap();
+    assert_eq!(jobs.len(), 4);
+    check("claim").await;
+    let outcomes = [
+        super::ok(),
+        Outcome::Retry {
+            run_at: T0 + 10,
+            error: "flaky".into(),
+            failure: "transient".into(),
+        },
+        Outcome::Quarantine {
+            reason: QuarantineReason::ParseError,
+            error: "bad input".into(),
+            failure: "permanent".into(),
+        },
+    ];
+    let done: Vec<Completion> = jobs
+        .iter()
+        .zip(outcomes)
+        .map(|(j, outcome)| Completion {
+            id: j.id,
+            owner: "w".into(),
+            attempt: j.attempt,
+            outcome,
+            started_at: T0,
+            finished_at: T0 + 1,
+        })
+        .collect();
+    assert_eq!(s.complete(done).await.unwrap().applied(), 3);
+    check("complete").await;
+    s.cancel(ids[7], "not needed", T0 + 2).await.unwrap();
+    check("cancel").await;
+    s.retry(jobs[2].id, Some("fixed"), T0 + 3).await.unwrap();
+    check("retry").await;
+    // The fourth claimed job's lease lapses: rescue puts it back.
+    s.rescue(T0 + 120_000, None).await.unwrap();
+    check("rescue").await;
+    let gone = s.purge_jobs(vec![ids[7], jobs[0].id]).await.unwrap();
+    assert_eq!(gone.len(), 2);
+    check("purge").await;
+    s.prune_finished(i64::MAX).await.unwrap();
+    check("prune").await;
 }
