@@ -131,6 +131,7 @@ fn downgrade_to_v3(path: &Path) {
          DROP TABLE doc_fts; DROP TABLE doc_links; DROP TABLE doc_chunks; DROP TABLE doc_tags;
          DROP TABLE documents;
          DROP TABLE job_deps; DROP TABLE batches; DROP INDEX jobs_batch; DROP TABLE schedules;
+         DROP INDEX jobs_quarantined; DROP INDEX jobs_cancelled; DROP INDEX jobs_errors;
          ALTER TABLE jobs DROP COLUMN batch_id; ALTER TABLE jobs DROP COLUMN batch_key;
          ALTER TABLE jobs DROP COLUMN deps_remaining;
          CREATE INDEX jobs_shard_ready ON jobs (shard, priority DESC, id) WHERE state = 'pending';
