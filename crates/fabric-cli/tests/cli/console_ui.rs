@@ -133,9 +133,9 @@ impl Browser {
 
     /// The text of the first element matching `css`.
     fn text(&self, css: &str) -> String {
-        self.rt
-            .block_on(async { self.c().find(Locator::Css(css)).await?.text().await })
-            .unwrap_or_else(|e| panic!("{css}: {e}\n{}", self.source()))
+        self.with(css, "text of", |el| {
+            Box::pin(async move { el.text().await })
+        })
     }
 
     fn exists(&self, css: &str) -> bool {
@@ -147,12 +147,12 @@ impl Browser {
 
     /// Runs `act` on the element `css` finds, again if a live refresh replaced the element
     /// between finding and acting (live pages replace their parts in place).
-    fn on<F>(&self, css: &str, what: &str, act: F)
+    fn with<T, F>(&self, css: &str, what: &str, act: F) -> T
     where
         F: Fn(
             fantoccini::elements::Element,
         ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<(), fantoccini::error::CmdError>>>,
+            Box<dyn std::future::Future<Output = Result<T, fantoccini::error::CmdError>>>,
         >,
     {
         let mut tries = 0;
@@ -161,7 +161,7 @@ impl Browser {
                 .rt
                 .block_on(async { act(self.c().find(Locator::Css(css)).await?).await });
             match out {
-                Ok(()) => return,
+                Ok(v) => return v,
                 Err(e) if tries < 10 && e.to_string().contains("stale element") => {
                     tries += 1;
                     std::thread::sleep(Duration::from_millis(100));
@@ -172,12 +172,12 @@ impl Browser {
     }
 
     fn click(&self, css: &str) {
-        self.on(css, "click", |el| Box::pin(async move { el.click().await }));
+        self.with(css, "click", |el| Box::pin(async move { el.click().await }));
     }
 
     fn fill(&self, css: &str, text: &str) {
         let text = text.to_string();
-        self.on(css, "fill", move |el| {
+        self.with(css, "fill", move |el| {
             let text = text.clone();
             Box::pin(async move {
                 el.clear().await?;
