@@ -504,7 +504,7 @@ impl Console {
         self.audit(action, format!("shard {name}"), reason.map(String::from))
             .await?;
         if let Some(w) = &self.waker {
-            w.wake();
+            w.levers_changed().await;
         }
         Ok(shard)
     }
@@ -585,7 +585,7 @@ impl Console {
         self.audit(action, "all shards".into(), reason.map(String::from))
             .await?;
         if let Some(w) = &self.waker {
-            w.wake();
+            w.levers_changed().await;
         }
         Ok(out)
     }
@@ -635,7 +635,7 @@ impl Console {
         )
         .await?;
         if let Some(w) = &self.waker {
-            w.wake();
+            w.levers_changed().await;
         }
         Ok(())
     }

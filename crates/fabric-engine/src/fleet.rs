@@ -300,7 +300,7 @@ pub(crate) async fn read_governance(
     })
 }
 
-async fn refresh_governance(shared: &Shared) {
+pub(crate) async fn refresh_governance(shared: &Shared) {
     let Ok(next) = read_governance(&*shared.store).await else {
         return; // the store is away: keep the last known levers
     };

@@ -193,6 +193,14 @@ impl Waker {
         work_due(&self.0);
     }
 
+    /// The owner levers (paused shards, conservative mode) changed in the store through this
+    /// daemon's own API or console: the dispatcher applies them from its next claim, not from
+    /// the next fleet tick (other daemons, and a CLI's change, wait for their tick).
+    pub async fn levers_changed(&self) {
+        crate::fleet::refresh_governance(&self.0).await;
+        self.wake();
+    }
+
     /// A receiver that changes at every later enqueue this engine hears of (its own API's
     /// and CLI's, other processes' where the store tells); for waiters other than the
     /// dispatcher.

@@ -287,6 +287,32 @@ async fn paused_shards_and_conservative_mode_hold_work_back(store: Arc<dyn Store
     a.shutdown().await;
 }
 
+/// A shard paused through this daemon's own console (or API) holds its work back from the
+/// next claim, not from the next fleet tick (30 s here).
+async fn a_lever_pulled_through_this_daemon_applies_before_its_next_tick(store: Arc<dyn Store>) {
+    let a = start(&store, "node-a", |o| {
+        o.fleet.heartbeat = Duration::from_secs(30);
+        o.fleet.leader_lease = Duration::from_secs(90);
+    });
+    until("registered", Duration::from_secs(5), || a.is_leader()).await;
+    let console = console_on(&store).with_engine(a.waker(), Metrics::new());
+    let job = |shard: &str| {
+        let mut j = NewJob::new("noop");
+        j.shard = shard.into();
+        j
+    };
+    console.pause_shard("luna", Some("drill")).await.unwrap();
+    let luna = console.submit(job("luna")).await.unwrap().id;
+    let earth = console.submit(job("earth")).await.unwrap().id;
+    super::wait_state(&*store, earth, JobState::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = store.job(luna).await.unwrap().job.state;
+    assert_eq!(held, JobState::Pending, "the paused shard holds at once");
+    console.resume_shard("luna", None).await.unwrap();
+    super::wait_state(&*store, luna, JobState::Succeeded).await;
+    a.shutdown().await;
+}
+
 /// A running job cancelled by another process (the CLI) stops on the node that runs it:
 /// PostgreSQL tells that node with a NOTIFY; on SQLite the CLI signals the daemon, which
 /// checks its leases (here: the call the signal makes). The slot is free at once, and a stop
@@ -629,6 +655,7 @@ on_both_backends!(
     silent_nodes_jobs_are_reassigned,
     offline_and_drained_nodes_claim_nothing,
     paused_shards_and_conservative_mode_hold_work_back,
+    a_lever_pulled_through_this_daemon_applies_before_its_next_tick,
     the_leader_applies_every_retention
 );
 
