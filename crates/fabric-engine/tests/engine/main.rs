@@ -21,7 +21,7 @@ mod fleet;
 mod http;
 mod outbox;
 mod schedules;
-mod slo;
+mod measured;
 
 struct Rig {
     _dir: tempfile::TempDir,

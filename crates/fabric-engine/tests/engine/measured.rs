@@ -38,16 +38,21 @@ async fn finish_one(store: &dyn Store, now: i64) {
     assert_eq!(store.complete(vec![done]).await.unwrap().applied(), 1);
 }
 
+/// A fresh store and a virtual clock at `T0`.
+fn fixture() -> (tempfile::TempDir, Arc<dyn Store>, Arc<VirtualClock>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path().join("q.db"), SqliteOptions::default()).unwrap());
+    (dir, store, Arc::new(VirtualClock::new(T0)))
+}
+
 async fn succeeded(console: &Console) -> u64 {
     console.slo_report().await.unwrap()["job_success"].total
 }
 
 #[tokio::test]
 async fn a_dear_slo_report_is_shared_while_fresh_refreshed_when_stale_and_measured_when_old() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(dir.path().join("q.db"), SqliteOptions::default()).unwrap());
-    let clock = Arc::new(VirtualClock::new(T0));
+    let (_dir, store, clock) = fixture();
     let config = Arc::new(Config::default());
     assert!(config.slo.contains_key("job_success"), "the default SLOs");
     let console = Console::new(
@@ -93,10 +98,7 @@ async fn a_dear_slo_report_is_shared_while_fresh_refreshed_when_stale_and_measur
 
 #[tokio::test]
 async fn cheap_counts_are_measured_for_every_reader_and_dear_ones_shared() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(dir.path().join("q.db"), SqliteOptions::default()).unwrap());
-    let clock = Arc::new(VirtualClock::new(T0));
+    let (_dir, store, clock) = fixture();
     let config = Arc::new(Config::default());
     let cheap = Console::new(
         store.clone(),
