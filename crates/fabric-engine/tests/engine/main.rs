@@ -19,9 +19,9 @@ use serde_json::{json, Value};
 
 mod fleet;
 mod http;
+mod measured;
 mod outbox;
 mod schedules;
-mod measured;
 
 struct Rig {
     _dir: tempfile::TempDir,
