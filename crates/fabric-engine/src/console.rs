@@ -272,12 +272,19 @@ impl Console {
         }
         let n = jobs.len();
         let out = self.store.submit(jobs, self.clock.now_ms()).await?;
-        self.submitted(out.iter().filter(|s| s.created).count() as u64);
+        let created = out.iter().filter(|s| s.created).count();
+        self.submitted(created as u64);
         let target = match out.as_slice() {
             [one] => format!("job {}", one.id),
             _ => format!("{n} jobs"),
         };
-        self.audit("jobs.submit", target, None).await?;
+        // A job whose unique key was taken was not submitted again: the entry says so, so
+        // that the log does not read as two submissions of one job.
+        let existed = (created < n).then(|| match n {
+            1 => "already submitted (unique key)".to_string(),
+            _ => format!("{} already submitted (unique key)", n - created),
+        });
+        self.audit("jobs.submit", target, existed).await?;
         Ok(out)
     }
 

@@ -391,6 +391,36 @@ async fn exhausted_retries_quarantine_and_an_operator_retry_succeeds() {
     assert_eq!(audit[0].reason.as_deref(), Some("upstream is back"));
 }
 
+/// Submitting a job whose unique key is taken is audited as what it was: no second job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_submit_is_audited_as_already_submitted() {
+    let r = rig();
+    let keyed = || {
+        let mut j = NewJob::new("noop");
+        j.unique_key = Some("report-42".into());
+        j
+    };
+    let first = r.console.submit(keyed()).await.unwrap();
+    let again = r.console.submit(keyed()).await.unwrap();
+    assert_eq!((again.id, again.created), (first.id, false));
+    let audit = r.console.audit_log(None, 10).await.unwrap();
+    assert_eq!(audit[0].action, "jobs.submit");
+    assert_eq!(
+        audit[0].reason.as_deref(),
+        Some("already submitted (unique key)")
+    );
+    assert_eq!(audit[1].reason, None, "the first submit: {audit:?}");
+    r.console
+        .submit_many(vec![keyed(), NewJob::new("noop")])
+        .await
+        .unwrap();
+    let audit = r.console.audit_log(None, 1).await.unwrap();
+    assert_eq!(
+        audit[0].reason.as_deref(),
+        Some("1 already submitted (unique key)")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_failure_is_quarantined_at_once() {
     let r = rig();
