@@ -76,9 +76,14 @@ pub type AlertsView = std::sync::Arc<
 
 type Result<T> = std::result::Result<T, ApiError>;
 
+/// The state every handler gets: one [`ApiState`] behind an `Arc`, so that a request clones a
+/// pointer, not the Console, metrics and tokens.
+type Shared = std::sync::Arc<ApiState>;
+
 /// The router with every route, the auth layer and the body limit. Reads (`GET`, `HEAD`) are
 /// open; every other method needs the bearer token, and is refused when none is configured.
 pub fn router(state: ApiState) -> Router {
+    let state: Shared = std::sync::Arc::new(state);
     let limit = state.max_body_bytes;
     Router::new()
         .route("/healthz", get(healthz))
@@ -145,10 +150,10 @@ pub async fn serve(
 /// (413 or 400) with a JSON message, not axum's plain-text rejection.
 struct Body(Bytes);
 
-impl FromRequest<ApiState> for Body {
+impl FromRequest<Shared> for Body {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &ApiState) -> Result<Self> {
+    async fn from_request(req: Request, state: &Shared) -> Result<Self> {
         Bytes::from_request(req, state)
             .await
             .map(Body)
@@ -195,7 +200,7 @@ async fn no_route(uri: Uri) -> ApiError {
 /// Lets reads through; a mutating call needs a configured bearer token whose role allows it:
 /// `admin` everything, `worker` the external-worker calls only, `read` nothing. The caller is
 /// passed on to the handler (see [`Acting`]).
-async fn authorize(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
+async fn authorize(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
     if req.method() == Method::GET || req.method() == Method::HEAD {
         return next.run(req).await;
     }
@@ -230,10 +235,10 @@ async fn authorize(State(state): State<ApiState>, mut req: Request, next: Next) 
 /// in the audit log.
 struct Acting(Console);
 
-impl FromRequestParts<ApiState> for Acting {
+impl FromRequestParts<Shared> for Acting {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self> {
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self> {
         let name = parts
             .extensions
             .get::<Principal>()
@@ -300,7 +305,7 @@ async fn ping() -> Json<Value> {
 }
 
 async fn healthz(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     ApiQuery(query): ApiQuery<HealthQuery>,
 ) -> Result<Response> {
     let input = fabric_engine::HealthInput {
@@ -343,7 +348,7 @@ async fn healthz(
     Ok((code, Json(health)).into_response())
 }
 
-async fn metrics(State(s): State<ApiState>) -> Result<Response> {
+async fn metrics(State(s): State<Shared>) -> Result<Response> {
     s.metrics.set_counts(&s.console.counts().await?);
     s.metrics.set_slo(&s.console.slo_report().await?);
     if let Some(bus) = &s.bus {
@@ -373,7 +378,7 @@ async fn metrics(State(s): State<ApiState>) -> Result<Response> {
 
 /// `{"slo": {name: {total, violations, burn_rate, …}}, "alerts": {name: {metric, value,
 /// routes, since}}}` (RUNBOOK-MAP.md §C).
-async fn metrics_summary(State(s): State<ApiState>) -> Result<Json<Value>> {
+async fn metrics_summary(State(s): State<Shared>) -> Result<Json<Value>> {
     let slo = s.console.slo_report().await?;
     s.metrics.set_slo(&slo);
     let alerts = match &s.alerts {
@@ -383,7 +388,7 @@ async fn metrics_summary(State(s): State<ApiState>) -> Result<Json<Value>> {
     Ok(Json(json!({"slo": slo, "alerts": alerts})))
 }
 
-async fn status(State(s): State<ApiState>) -> Result<Json<Value>> {
+async fn status(State(s): State<Shared>) -> Result<Json<Value>> {
     let queue = s.console.counts().await?;
     Ok(Json(json!({
         "queue": queue,
@@ -428,7 +433,7 @@ fn since(console: &Console, s: Option<&str>) -> Result<Option<i64>> {
 }
 
 async fn list_jobs(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     ApiQuery(q): ApiQuery<JobsQuery>,
 ) -> Result<Json<Vec<fabric_core::Job>>> {
     let filter = JobFilter {
@@ -511,7 +516,7 @@ fn one() -> usize {
 
 /// `POST /api/v1/workers/claim`: jobs of the worker's kinds, each with its lease token; waits
 /// up to `wait_seconds` for work when there is none.
-async fn worker_claim(State(s): State<ApiState>, Body(body): Body) -> Result<Response> {
+async fn worker_claim(State(s): State<Shared>, Body(body): Body) -> Result<Response> {
     let b: ClaimBody = parse_json(&body)?;
     let jobs = s
         .console
@@ -535,7 +540,7 @@ struct HeartbeatBody {
     lease_seconds: Option<u64>,
 }
 
-async fn worker_heartbeat(State(s): State<ApiState>, Body(body): Body) -> Result<Response> {
+async fn worker_heartbeat(State(s): State<Shared>, Body(body): Body) -> Result<Response> {
     let b: HeartbeatBody = parse_json(&body)?;
     let until = s
         .console
@@ -562,7 +567,7 @@ struct CompleteManyBody {
 /// `POST /api/v1/workers/complete`: one job (`{id, token, result}`: 409 when its lease is
 /// lost), or many in one write (`{"jobs": [...]}`: the ids completed and the ids whose lease
 /// was lost).
-async fn worker_complete(State(s): State<ApiState>, Body(body): Body) -> Result<Response> {
+async fn worker_complete(State(s): State<Shared>, Body(body): Body) -> Result<Response> {
     let value: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad("body", e.to_string()))?;
     if value.get("jobs").is_some() {
@@ -652,7 +657,7 @@ fn batch_id(raw: &str) -> Result<i64> {
     positive_id(raw, "batch")
 }
 
-async fn show_batch(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Response> {
+async fn show_batch(State(s): State<Shared>, Path(id): Path<String>) -> Result<Response> {
     Ok(Json(s.console.batch(batch_id(&id)?).await?).into_response())
 }
 
@@ -664,7 +669,7 @@ struct BatchListQuery {
 }
 
 async fn list_batches(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     ApiQuery(q): ApiQuery<BatchListQuery>,
 ) -> Result<Response> {
     let state = q
@@ -705,7 +710,7 @@ fn positive_id(raw: &str, what: &str) -> Result<i64> {
         .ok_or_else(|| ApiError::bad("id", format!("'{raw}' is not a {what} id")))
 }
 
-async fn show_job(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Response> {
+async fn show_job(State(s): State<Shared>, Path(id): Path<String>) -> Result<Response> {
     Ok(Json(s.console.job(job_id(&id)?).await?).into_response())
 }
 
@@ -788,7 +793,7 @@ struct QuarantineQuery {
 }
 
 async fn list_quarantine(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     ApiQuery(q): ApiQuery<QuarantineQuery>,
 ) -> Result<Response> {
     let filter = QuarantineFilter {
@@ -814,7 +819,7 @@ struct DocsQuery {
 }
 
 async fn search_docs(
-    State(s): State<ApiState>,
+    State(s): State<Shared>,
     ApiQuery(q): ApiQuery<DocsQuery>,
 ) -> Result<Response> {
     let text = q.q.ok_or_else(|| ApiError::bad("q", "is required"))?;
@@ -825,7 +830,7 @@ async fn search_docs(
     Ok(Json(hits).into_response())
 }
 
-async fn show_doc(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Response> {
+async fn show_doc(State(s): State<Shared>, Path(id): Path<String>) -> Result<Response> {
     let id = id
         .parse::<i64>()
         .ok()
@@ -834,15 +839,15 @@ async fn show_doc(State(s): State<ApiState>, Path(id): Path<String>) -> Result<R
     Ok(Json(s.console.doc(id).await?).into_response())
 }
 
-async fn docs_stats(State(s): State<ApiState>) -> Result<Response> {
+async fn docs_stats(State(s): State<Shared>) -> Result<Response> {
     Ok(Json(s.console.docs_stats().await?).into_response())
 }
 
-async fn quarantine_stats(State(s): State<ApiState>) -> Result<Response> {
+async fn quarantine_stats(State(s): State<Shared>) -> Result<Response> {
     Ok(Json(s.console.quarantine_stats().await?).into_response())
 }
 
-async fn show_quarantine(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Response> {
+async fn show_quarantine(State(s): State<Shared>, Path(id): Path<String>) -> Result<Response> {
     Ok(Json(s.console.quarantine_entry(job_id(&id)?).await?).into_response())
 }
 

@@ -8,9 +8,20 @@ use prometheus::{
 
 use fabric_store::StateCounts;
 
-/// Every metric Fabric exports, all prefixed `fabric_`.
+/// Every metric Fabric exports, all prefixed `fabric_`: one shared set, cheap to clone (every
+/// API request clones the state that holds it).
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(std::sync::Arc<MetricSet>);
+
+impl std::ops::Deref for Metrics {
+    type Target = MetricSet;
+    fn deref(&self) -> &MetricSet {
+        &self.0
+    }
+}
+
+/// The metrics behind [`Metrics`].
+pub struct MetricSet {
     registry: Registry,
     pub enqueued: IntCounter,
     pub completed: IntCounter,
@@ -104,7 +115,7 @@ impl Metrics {
             .expect("valid metric name");
         r.register(Box::new(jobs.clone()))
             .expect("metric registered once");
-        Self {
+        Self(std::sync::Arc::new(MetricSet {
             enqueued: counter(&r, "fabric_jobs_enqueued_total", "Jobs enqueued."),
             completed: counter(&r, "fabric_jobs_completed_total", "Jobs that succeeded."),
             failed: counter(&r, "fabric_jobs_failed_total", "Failed attempts."),
@@ -282,7 +293,7 @@ impl Metrics {
             bus_seen: Default::default(),
             jobs,
             registry: r,
-        }
+        }))
     }
 
     /// Exports a bus snapshot: the depths as gauges, the counters as counter increments.
