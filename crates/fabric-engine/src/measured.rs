@@ -4,11 +4,12 @@
 //! measurement instead of each reading the jobs again, while a small store is measured afresh
 //! for every reader.
 //!
-//! The rule, per measurement: one that took less than [`Memo::cheap`] is made again for every
-//! reader (exact, as on a store of thousands of jobs). A dearer one is served as it is for ten
-//! times what it cost (within [`MIN_FRESH_MS`] and [`MAX_FRESH_MS`]), so measuring costs at
-//! most a tenth of a core however many read; up to [`STALE_MS`] old it is served while a new one is measured in
-//! the background; older (or none) it is measured before answering.
+//! The rule, per measurement: one that took less than [`CHEAP`] (a Console's
+//! `share_measurements_above` sets another) is made again for every reader, exact, as on a
+//! store of thousands of jobs. A dearer one is served as it is for ten times what it cost
+//! (within [`MIN_FRESH_MS`] and [`MAX_FRESH_MS`]), so measuring costs at most a tenth of a core
+//! however many read; up to [`STALE_MS`] old it is served while a new one is measured in the
+//! background; older (or none) it is measured before answering.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
