@@ -109,11 +109,11 @@ impl Console {
 
     /// Measurements of the whole store (counts by state, SLOs) that took less than `cheap`
     /// are made again for every reader; dearer ones are shared (see `measured`; the default
-    /// is [`crate::measured::CHEAP`]).
-    pub fn share_measurements_above(self, cheap: std::time::Duration) -> Self {
-        for m in [&self.counts_memo.cheap, &self.slo_memo.cheap] {
-            *m.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = cheap;
-        }
+    /// is [`crate::measured::CHEAP`]). For building a Console: clones made before keep the
+    /// default.
+    pub fn share_measurements_above(mut self, cheap: std::time::Duration) -> Self {
+        self.counts_memo = Arc::new(Memo::sharing_above(cheap));
+        self.slo_memo = Arc::new(Memo::sharing_above(cheap));
         self
     }
 

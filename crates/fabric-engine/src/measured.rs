@@ -33,7 +33,7 @@ pub(crate) struct Memo<K, T> {
     last: Mutex<Option<Last<K, T>>>,
     refreshing: AtomicBool,
     /// Measurements cheaper than this are not reused.
-    pub(crate) cheap: Mutex<Duration>,
+    cheap: Duration,
 }
 
 struct Last<K, T> {
@@ -45,10 +45,17 @@ struct Last<K, T> {
 
 impl<K, T> Default for Memo<K, T> {
     fn default() -> Self {
+        Self::sharing_above(CHEAP)
+    }
+}
+
+impl<K, T> Memo<K, T> {
+    /// A memo that shares measurements that took `cheap` or more.
+    pub(crate) fn sharing_above(cheap: Duration) -> Self {
         Self {
             last: Mutex::new(None),
             refreshing: AtomicBool::new(false),
-            cheap: Mutex::new(CHEAP),
+            cheap,
         }
     }
 }
@@ -70,11 +77,10 @@ where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(i64, T), E>> + Send + 'static,
     {
-        let cheap = *self.cheap.lock().unwrap_or_else(PoisonError::into_inner);
         let reuse = {
             let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
             last.as_ref()
-                .filter(|l| l.key == key && l.cost >= cheap)
+                .filter(|l| l.key == key && l.cost >= self.cheap)
                 .map(|l| {
                     let fresh = i64::try_from((l.cost * REUSE_FACTOR).as_millis())
                         .unwrap_or(i64::MAX)

@@ -65,7 +65,7 @@ pub struct MetricSet {
     bus_depth: IntGaugeVec,
     bus_counts: IntCounterVec,
     /// The bus counters last exported, to turn snapshots into counter increments.
-    bus_seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
+    bus_seen: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 const BUCKETS: &[f64] = &[

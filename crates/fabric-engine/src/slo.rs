@@ -35,12 +35,11 @@ pub struct SloStatus {
 pub(crate) type SloConfigs = BTreeMap<String, slo::SloConfig>;
 /// Every configured SLO, measured.
 pub(crate) type SloReport = BTreeMap<String, SloStatus>;
-type Report = SloReport;
 
 impl Console {
     /// Every configured SLO, measured for this reader or shared with others when measuring
     /// is dear (it reads every job finished in the longest window; see `measured`).
-    pub async fn slo_report(&self) -> Result<Report> {
+    pub async fn slo_report(&self) -> Result<SloReport> {
         let slos = &self.config().slo;
         if slos.is_empty() {
             return Ok(BTreeMap::new());
@@ -57,7 +56,7 @@ impl Console {
             .await
     }
 
-    async fn measure_slos_now(&self) -> Result<Report> {
+    async fn measure_slos_now(&self) -> Result<SloReport> {
         let slos = &self.config().slo;
         let now = self.now();
         let mut windows: Vec<i64> = BURN_WINDOWS.iter().map(|(_, ms)| *ms).collect();

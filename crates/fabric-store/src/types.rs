@@ -195,28 +195,26 @@ pub struct JobFilter {
 }
 
 impl JobFilter {
-    /// The count of this filter as the counts by state give it, when it filters by nothing
-    /// but a state (and a page, which a count ignores): `None` when only the table can tell.
-    /// `failed` is not one: as a filter it means the jobs that failed an attempt, whatever
-    /// their state now.
-    pub fn count_by_state(&self, counts: &StateCounts) -> Option<u64> {
-        let plain = self.shard.is_none()
+    /// Whether the counts by state tell how many jobs this filter matches: it filters by
+    /// nothing but a state (and a page, which a count ignores). `failed` is not one: as a
+    /// filter it means the jobs that failed an attempt, whatever their state now.
+    pub fn counted_by_state(&self) -> bool {
+        self.shard.is_none()
             && self.source.is_none()
             && self.kind.is_none()
             && self.since.is_none()
             && self.until.is_none()
-            && self.error.as_deref().unwrap_or("").is_empty();
-        match self.state {
-            _ if !plain => None,
-            None => Some(counts.total()),
-            Some(JobState::Failed) => None,
-            Some(s) => Some(counts.get(s)),
-        }
+            && self.error.as_deref().unwrap_or("").is_empty()
+            && self.state != Some(JobState::Failed)
     }
 
-    /// Whether [`Self::count_by_state`] answers this filter.
-    pub fn counted_by_state(&self) -> bool {
-        self.count_by_state(&StateCounts::default()).is_some()
+    /// How many jobs this filter matches, from the counts by state, when
+    /// [`Self::counted_by_state`]; `None` when only the table can tell.
+    pub fn count_by_state(&self, counts: &StateCounts) -> Option<u64> {
+        self.counted_by_state().then(|| match self.state {
+            None => counts.total(),
+            Some(s) => counts.get(s),
+        })
     }
 }
 

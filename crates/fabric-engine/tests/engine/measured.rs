@@ -46,6 +46,18 @@ fn fixture() -> (tempfile::TempDir, Arc<dyn Store>, Arc<VirtualClock>) {
     (dir, store, Arc::new(VirtualClock::new(T0)))
 }
 
+/// A Console of the default configuration (its two default SLOs) on `clock`.
+fn console(store: &Arc<dyn Store>, clock: &Arc<VirtualClock>) -> Console {
+    let config = Arc::new(Config::default());
+    Console::new(
+        store.clone(),
+        Registry::builtin(),
+        config,
+        clock.clone(),
+        "t",
+    )
+}
+
 async fn succeeded(console: &Console) -> u64 {
     console.slo_report().await.unwrap()["job_success"].total
 }
@@ -53,16 +65,11 @@ async fn succeeded(console: &Console) -> u64 {
 #[tokio::test]
 async fn a_dear_slo_report_is_shared_while_fresh_refreshed_when_stale_and_measured_when_old() {
     let (_dir, store, clock) = fixture();
-    let config = Arc::new(Config::default());
-    assert!(config.slo.contains_key("job_success"), "the default SLOs");
-    let console = Console::new(
-        store.clone(),
-        Registry::builtin(),
-        config,
-        clock.clone(),
-        "t",
-    )
-    .share_measurements_above(Duration::ZERO);
+    assert!(
+        Config::default().slo.contains_key("job_success"),
+        "the default SLOs"
+    );
+    let console = console(&store, &clock).share_measurements_above(Duration::ZERO);
     let other = console.clone();
 
     finish_one(&*store, T0).await;
@@ -99,22 +106,8 @@ async fn a_dear_slo_report_is_shared_while_fresh_refreshed_when_stale_and_measur
 #[tokio::test]
 async fn cheap_counts_are_measured_for_every_reader_and_dear_ones_shared() {
     let (_dir, store, clock) = fixture();
-    let config = Arc::new(Config::default());
-    let cheap = Console::new(
-        store.clone(),
-        Registry::builtin(),
-        config.clone(),
-        clock.clone(),
-        "t",
-    );
-    let shared = Console::new(
-        store.clone(),
-        Registry::builtin(),
-        config,
-        clock.clone(),
-        "t",
-    )
-    .share_measurements_above(Duration::ZERO);
+    let cheap = console(&store, &clock);
+    let shared = console(&store, &clock).share_measurements_above(Duration::ZERO);
     assert_eq!(cheap.counts().await.unwrap().total(), 0);
     assert_eq!(shared.counts().await.unwrap().total(), 0);
     store.submit(vec![NewJob::new("noop")], T0).await.unwrap();

@@ -441,18 +441,6 @@ fn job_filter_sql(
     (sql, args)
 }
 
-/// Jobs by state (a read of the whole table).
-fn state_counts(conn: &Connection) -> Result<StateCounts> {
-    let mut counts = StateCounts::default();
-    let mut stmt = conn.prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
-    for row in rows {
-        let (state, n) = row?;
-        counts.add(JobState::parse(&state)?, n);
-    }
-    Ok(counts)
-}
-
 fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
     let payload: String = r.get(3)?;
     let state: String = r.get(5)?;
@@ -497,8 +485,7 @@ fn get_job(conn: &Connection, id: JobId) -> Result<Job> {
 }
 
 /// A quarantine record with its job: `JOB_COLS` (0..=20), then the quarantine columns.
-/// Quarantine entries with their jobs. `CROSS JOIN` keeps `quarantine` the outer table, so a
-/// page newest first walks its `quarantined_at` index and stops at the page's end (left to
+/// `CROSS JOIN` keeps `quarantine` the outer table, so a page newest first walks its `quarantined_at` index and stops at the page's end (left to
 /// itself the planner would read every quarantined job through `jobs_quarantined` and sort).
 fn quarantine_select() -> String {
     format!(
@@ -1059,7 +1046,18 @@ impl Store for SqliteStore {
     }
 
     async fn counts(&self) -> Result<StateCounts> {
-        self.read(state_counts).await
+        self.read(|conn| {
+            let mut counts = StateCounts::default();
+            let mut stmt =
+                conn.prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+            for row in rows {
+                let (state, n) = row?;
+                counts.add(JobState::parse(&state)?, n);
+            }
+            Ok(counts)
+        })
+        .await
     }
 
     async fn counts_of(&self, source: &str, kind: &str, after_id: JobId) -> Result<StateCounts> {
