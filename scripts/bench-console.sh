@@ -32,7 +32,8 @@ t0=$(date +%s.%N)
 "$FABRIC" jobs submit --file "$FABRIC_HOME/jobs.jsonl" >/dev/null
 echo "submitted in $(echo "$(date +%s.%N) - $t0" | bc) s"
 # The fixture, a store with history: the oldest $RETRY jobs quarantined with an error and a
-# quarantine entry (as a failing source leaves them), the newest $PENDING still pending (due in 2099), every other one
+# quarantine entry (as a failing source leaves them), the newest $PENDING still pending (due
+# in 2099), every other one
 # succeeded. (A store of a million jobs all pending in the future is another matter: the
 # dispatcher's idle poll then reads the whole queue; see docs/benchmarks.md.)
 PENDING=20000
@@ -49,7 +50,7 @@ until curl -sf -o /dev/null "$BASE/api/v1/ping"; do sleep 0.2; done
 H=(-H "Authorization: Bearer $TOKEN")
 
 echo "== list pages: p50 / p95 / max render time (40 requests each; the first of the overview"
-echo "   measures the SLOs, the rest share that measurement), HTML bytes"
+echo "   measures the counts and the SLOs, the rest share those measurements), HTML bytes"
 for page in "/ui" "/ui/jobs" "/ui/jobs?state=quarantined" "/ui/jobs?kind=shell&shard=mars" \
             "/ui/jobs?q=unexpected" "/ui/jobs?state=succeeded&before=500000" "/ui/jobs?state=pending" "/ui/quarantine" \
             "/ui/shards" "/ui/sources" "/ui/batches" "/ui/schedules" "/ui/bus" "/ui/alerts" "/ui/audit"; do
