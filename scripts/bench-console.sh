@@ -33,8 +33,7 @@ t0=$(date +%s.%N)
 echo "submitted in $(echo "$(date +%s.%N) - $t0" | bc) s"
 # The fixture, a store with history: the oldest $RETRY jobs quarantined with an error and a
 # quarantine entry (as a failing source leaves them), the newest $PENDING still pending (due
-# in 2099), every other one
-# succeeded. (A store of a million jobs all pending in the future is another matter: the
+# in 2099), every other one succeeded. (A store of a million jobs all pending in the future is another matter: the
 # dispatcher's idle poll then reads the whole queue; see docs/benchmarks.md.)
 PENDING=20000
 sqlite3 "$FABRIC_HOME/queue.db" "UPDATE jobs SET state = 'quarantined', attempt = max_attempts,
