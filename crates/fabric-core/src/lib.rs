@@ -3,6 +3,7 @@
 //! I/O and no async runtime live here.
 
 pub mod batch;
+pub mod bm25;
 pub mod clock;
 pub mod config;
 pub mod cron_schedule;

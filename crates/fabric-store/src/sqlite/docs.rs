@@ -1,7 +1,9 @@
 //! Documents and search on SQLite: the tables of migration 0008 and the FTS5 index
 //! `doc_fts`, an external-content index over `doc_chunks` (the chunk text is stored once;
-//! rowid = chunk id), written once per stored batch (migration 0009). Ranking is FTS5's `bm25()` (a heading's words weigh double), snippets
-//! come from `snippet()`.
+//! rowid = chunk id), written once per stored batch (migration 0009). Ranking is BM25 with a
+//! heading's words weighing double: computed by Fabric over the newest matches of an
+//! unfiltered search (see [`ranking`]), by FTS5's `bm25()` over every match of a filtered one.
+//! Snippets come from `snippet()`.
 
 use async_trait::async_trait;
 use fabric_core::doc::{
@@ -10,6 +12,7 @@ use fabric_core::doc::{
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::ranking::{self, DocFrequencies};
 use super::{conversion, SqliteStore};
 use crate::docs::doc_not_found;
 use crate::{DocStore, Result, StoreError};
@@ -201,33 +204,56 @@ fn detail(conn: &Connection, id: DocId) -> Result<DocDetail> {
     })
 }
 
-/// Without filters FTS5 ranks and cuts the list itself (its `ORDER BY rank LIMIT` plan), so
-/// only the returned hits get a snippet and a join. `?3`: rank only chunks above this id
-/// (see [`RANK_WINDOW`]).
-const SEARCH_TOP: &str = "SELECT d.id, d.source, d.path, d.title, c.ord, c.heading, f.snip, f.rank
+/// Without filters, when FTS5's `bm25()` is cheap (see [`ranking::TermStats`]), FTS5 ranks
+/// and cuts the list itself (its `ORDER BY rank LIMIT` plan), so only the returned hits get a
+/// snippet and a join. `?3`: rank only chunks above this id (see [`RANK_WINDOW`]).
+const SEARCH_TOP: &str = "SELECT d.id, d.source, d.path, d.title, c.ord, c.heading, f.snip, -f.rank
      FROM (SELECT rowid, rank, snippet(doc_fts, 1, '[', ']', '…', 24) AS snip
            FROM doc_fts WHERE doc_fts MATCH ?1 AND rowid > ?3 ORDER BY rank LIMIT ?2) f
      JOIN doc_chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.doc_id
      ORDER BY f.rank";
 
-/// [`doc::RANK_WINDOW`]: bm25 costs about 2.5 µs a match, so a word found in most of a
-/// million chunks would take a second to rank in full. Finding the window's edge walks the
-/// match list in rowid order without scoring (cheap).
+/// [`doc::RANK_WINDOW`]: bm25 costs about 1.2 µs a match, so a word found in a few hundred
+/// thousand chunks would take a good part of a second to rank in full. Finding the window's
+/// edge walks the match list in rowid order without scoring (cheap).
 const RANK_WINDOW: i64 = doc::RANK_WINDOW as i64;
 
 /// The id below the newest [`RANK_WINDOW`] matches, or `i64::MIN` when there are fewer.
 const WINDOW_FLOOR: &str =
     "SELECT rowid FROM doc_fts WHERE doc_fts MATCH ?1 ORDER BY rowid DESC LIMIT 1 OFFSET ?2";
 
-/// With a source or tag filter every match is checked, then ranked.
+/// One hit of an unfiltered search, by chunk id: its document, chunk and snippet.
+const HIT: &str = "SELECT d.id, d.source, d.path, d.title, c.ord, c.heading,
+            snippet(doc_fts, 1, '[', ']', '…', 24)
+     FROM doc_fts JOIN doc_chunks c ON c.id = doc_fts.rowid JOIN documents d ON d.id = c.doc_id
+     WHERE doc_fts MATCH ?1 AND doc_fts.rowid = ?2";
+
+/// With a source or tag filter every match is checked, then ranked by FTS5's `bm25()`.
 const SEARCH_FILTERED: &str = "SELECT d.id, d.source, d.path, d.title, c.ord, c.heading,
-            snippet(doc_fts, 1, '[', ']', '…', 24), doc_fts.rank
+            snippet(doc_fts, 1, '[', ']', '…', 24), -doc_fts.rank
      FROM doc_fts JOIN doc_chunks c ON c.id = doc_fts.rowid JOIN documents d ON d.id = c.doc_id
      WHERE doc_fts MATCH ?1 AND (?3 IS NULL OR d.source = ?3)
        AND (?4 IS NULL OR d.id IN (SELECT doc_id FROM doc_tags WHERE tag = ?4))
      ORDER BY doc_fts.rank LIMIT ?2";
 
-fn search(conn: &Connection, q: &SearchQuery) -> Result<Vec<SearchHit>> {
+/// A hit from columns 0..=5 (document and chunk), the snippet at 6 and the given score.
+fn hit(r: &Row<'_>, score: f64) -> rusqlite::Result<SearchHit> {
+    Ok(SearchHit {
+        doc_id: r.get(0)?,
+        source: r.get(1)?,
+        path: r.get(2)?,
+        title: r.get(3)?,
+        chunk_ord: r.get(4)?,
+        heading: r.get(5)?,
+        snippet: r.get(6)?,
+        score,
+    })
+}
+
+/// An unfiltered search ranks the newest [`doc::RANK_WINDOW`] matches
+/// ([`ranking::ranked_window`]) and reads the snippets of the best only; a filtered one ranks
+/// every match that passes the filter.
+fn search(conn: &Connection, q: &SearchQuery, freqs: &DocFrequencies) -> Result<Vec<SearchHit>> {
     doc::check_limit(q.limit)?;
     let terms = doc::parse_query(&q.text)?;
     if terms.is_empty() {
@@ -238,37 +264,46 @@ fn search(conn: &Connection, q: &SearchQuery) -> Result<Vec<SearchHit>> {
         .map(|t| t.fts5())
         .collect::<Vec<_>>()
         .join(" AND ");
-    let filtered = q.source.is_some() || q.tag.is_some();
-    let mut stmt = conn.prepare_cached(if filtered {
-        SEARCH_FILTERED
-    } else {
-        SEARCH_TOP
-    })?;
+    if q.source.is_some() || q.tag.is_some() {
+        let mut stmt = conn.prepare_cached(SEARCH_FILTERED)?;
+        let hits = stmt
+            .query_map(
+                params![expr, crate::sql_limit(q.limit), q.source, q.tag],
+                |r| {
+                    let score = r.get(7)?;
+                    hit(r, score)
+                },
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        return Ok(hits);
+    }
+    let stats = ranking::TermStats::of(conn, freqs, &terms)?;
     let limit = crate::sql_limit(q.limit);
-    let map = |r: &Row<'_>| {
-        Ok(SearchHit {
-            doc_id: r.get(0)?,
-            source: r.get(1)?,
-            path: r.get(2)?,
-            title: r.get(3)?,
-            chunk_ord: r.get(4)?,
-            heading: r.get(5)?,
-            snippet: r.get(6)?,
-            score: -r.get::<_, f64>(7)?,
-        })
-    };
-    let hits = if filtered {
-        stmt.query_map(params![expr, limit, q.source, q.tag], map)?
-            .collect::<rusqlite::Result<Vec<_>>>()?
-    } else {
+    if stats.cheap_to_count() {
         let floor: i64 = conn
             .prepare_cached(WINDOW_FLOOR)?
             .query_row(params![expr, RANK_WINDOW], |r| r.get(0))
             .optional()?
             .unwrap_or(i64::MIN);
-        stmt.query_map(params![expr, limit, floor], map)?
-            .collect::<rusqlite::Result<Vec<_>>>()?
-    };
+        return Ok(conn
+            .prepare_cached(SEARCH_TOP)?
+            .query_map(params![expr, limit, floor], |r| {
+                let score = r.get(7)?;
+                hit(r, score)
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?);
+    }
+    let best = ranking::ranked_window(conn, &stats, &terms, &expr, q.limit)?;
+    let mut stmt = conn.prepare_cached(HIT)?;
+    let mut hits = Vec::with_capacity(best.len());
+    for (id, score) in best {
+        if let Some(h) = stmt
+            .query_row(params![expr, id], |r| hit(r, score))
+            .optional()?
+        {
+            hits.push(h);
+        }
+    }
     Ok(hits)
 }
 
@@ -356,7 +391,9 @@ impl DocStore for SqliteStore {
     }
 
     async fn search(&self, query: SearchQuery) -> Result<Vec<SearchHit>> {
-        self.read(move |conn| search(conn, &query)).await
+        let inner = self.inner.clone();
+        self.read(move |conn| search(conn, &query, &inner.doc_freqs))
+            .await
     }
 
     async fn doc_stats(&self) -> Result<DocStats> {

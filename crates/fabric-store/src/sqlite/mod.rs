@@ -8,6 +8,7 @@ mod docs;
 mod inspect;
 mod outbox;
 mod outbox_codec;
+mod ranking;
 mod schedules;
 mod sources;
 mod telemetry;
@@ -155,6 +156,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     /// Dropping it stops the checkpointer thread.
     _checkpointer: std::sync::mpsc::Sender<()>,
+    /// Document frequencies of common search terms (see [`ranking`]).
+    doc_freqs: ranking::DocFrequencies,
 }
 
 impl SqliteStore {
@@ -192,6 +195,7 @@ impl SqliteStore {
                 writer,
                 readers: Mutex::new(Vec::new()),
                 _checkpointer: checkpointer,
+                doc_freqs: Default::default(),
             }),
         })
     }

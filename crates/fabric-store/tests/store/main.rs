@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod conformance;
+mod sqlite_ranking;
 
 /// A SQLite store in a temporary directory (`queue.db`), opened with `options`.
 fn sqlite_in_tempdir(
