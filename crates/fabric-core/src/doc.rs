@@ -270,6 +270,15 @@ impl QueryTerm {
     }
 }
 
+/// The FTS5 query for `terms`: each as an FTS5 string ([`QueryTerm::fts5`]), all required.
+pub fn fts5_conjunction(terms: &[QueryTerm]) -> String {
+    terms
+        .iter()
+        .map(QueryTerm::fts5)
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
 /// Turns a user's search text into terms, all of which a hit must contain: text between
 /// double quotes is a phrase, every other whitespace-separated token a word. Tokens without
 /// any letter or digit (`*`, `-`, a lone `"`) are dropped: they cannot match and must not be

@@ -259,11 +259,7 @@ fn search(conn: &Connection, q: &SearchQuery, freqs: &DocFrequencies) -> Result<
     if terms.is_empty() {
         return Ok(Vec::new());
     }
-    let expr = terms
-        .iter()
-        .map(|t| t.fts5())
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let expr = doc::fts5_conjunction(&terms);
     if q.source.is_some() || q.tag.is_some() {
         let mut stmt = conn.prepare_cached(SEARCH_FILTERED)?;
         let hits = stmt

@@ -182,7 +182,7 @@ pub(super) fn ranked_window(
          FROM (SELECT rowid FROM doc_fts WHERE doc_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?2) f
          JOIN doc_chunks c ON c.id = f.rowid",
     )?;
-    let mut scored = Vec::with_capacity(doc::RANK_WINDOW.min(1024));
+    let mut scored = Vec::with_capacity(doc::RANK_WINDOW);
     let mut cursor = stmt.query(params![expr, doc::RANK_WINDOW as i64])?;
     while let Some(r) = cursor.next()? {
         let id: i64 = r.get(0)?;
@@ -201,7 +201,119 @@ pub(super) fn ranked_window(
 
 #[cfg(test)]
 mod tests {
-    use super::varint;
+    use super::*;
+
+    /// A store file holding `n` chunks: `w{k}` in about one of `k + 1` (twice in a third of
+    /// those), `w5 w6` as a phrase in some, `Café` in one of 17, a heading holding a `w`
+    /// word in one of 5; its connection.
+    fn corpus_of(n: usize) -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        drop(super::super::SqliteStore::open(&path, Default::default()).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO documents (id, source, path, doc_type, title, size, mtime, hash,
+                 indexed_at, chunk_count) VALUES (1, 's', 'd.md', 'markdown', 'd', 1, 0, 'h', 0, 0)",
+            [],
+        )
+        .unwrap();
+        for i in 0..n {
+            let mut words = Vec::new();
+            for k in 0..12 {
+                if i.is_multiple_of(k + 1) {
+                    words.push(format!("w{k}"));
+                    if (i / (k + 1)).is_multiple_of(3) {
+                        words.push(format!("w{k}"));
+                    }
+                }
+            }
+            words.extend((0..(i * 7) % 23).map(|k| format!("filler{}", (i + k) % 50)));
+            if i.is_multiple_of(4) {
+                words.push("w6 w5".into());
+            }
+            if i.is_multiple_of(17) {
+                words.push("Café".into());
+            }
+            let heading = if i.is_multiple_of(15) {
+                format!("Résumé w{}", i % 4)
+            } else if i.is_multiple_of(5) {
+                format!("Section w{}", i % 4)
+            } else {
+                String::new()
+            };
+            conn.execute(
+                "INSERT INTO doc_chunks (doc_id, ord, key, heading, text) VALUES (1, ?1, ?1, ?2, ?3)",
+                params![i as i64, heading, words.join(" ")],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO doc_fts (rowid, heading, text) SELECT id, heading, text FROM doc_chunks",
+            [],
+        )
+        .unwrap();
+        (dir, conn)
+    }
+
+    #[test]
+    fn the_window_is_ranked_as_fts5s_bm25_ranks_it_given_exact_counts() {
+        let (_dir, conn) = corpus_of(3_000);
+        let (rows, tokens) = corpus(&conn).unwrap();
+        assert_eq!(rows, 3_000);
+        for text in [
+            "w3",
+            "w0",
+            "w2 w7",
+            "\"w5 w6\"",
+            "filler7 w1",
+            "cafe",
+            "CAFÉ w0",
+            "résumé w3",
+        ] {
+            let terms = doc::parse_query(text).unwrap();
+            let expr = doc::fts5_conjunction(&terms);
+            let count = |e: &str| -> f64 {
+                conn.query_row(
+                    "SELECT count(*) FROM doc_fts WHERE doc_fts MATCH ?1",
+                    [e],
+                    |r| r.get::<_, i64>(0),
+                )
+                .unwrap() as f64
+            };
+            let stats = TermStats {
+                rows,
+                tokens,
+                hits: terms.iter().map(|t| count(&t.fts5())).collect(),
+            };
+            let ours = ranked_window(&conn, &stats, &terms, &expr, 10).unwrap();
+            let floor: i64 = conn
+                .query_row(
+                    "SELECT rowid FROM doc_fts WHERE doc_fts MATCH ?1 ORDER BY rowid DESC
+                     LIMIT 1 OFFSET ?2",
+                    params![expr, doc::RANK_WINDOW as i64],
+                    |r| r.get(0),
+                )
+                .unwrap_or(i64::MIN);
+            let mut stmt = conn
+                .prepare(
+                    "SELECT rowid, -bm25(doc_fts, 2.0, 1.0) FROM doc_fts
+                     WHERE doc_fts MATCH ?1 AND rowid > ?2 ORDER BY rank LIMIT 10",
+                )
+                .unwrap();
+            let theirs: Vec<(i64, f64)> = stmt
+                .query_map(params![expr, floor], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            assert_eq!(ours.len(), theirs.len(), "{text}: {ours:?} {theirs:?}");
+            for (a, b) in ours.iter().zip(&theirs) {
+                assert!(
+                    (a.1 - b.1).abs() <= 1e-9 * b.1.abs(),
+                    "{text}: ours {ours:?}\nfts5 {theirs:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn varints_read_as_sqlite_writes_them() {
@@ -210,6 +322,8 @@ mod tests {
         let mut at = 0;
         let got: Vec<u64> = std::iter::from_fn(|| varint(&b, &mut at)).collect();
         assert_eq!(got, [1_000_000, 2_000_000, 58_964_059]);
+        // Nine bytes: the last carries 8 bits.
+        assert_eq!(varint(&[0xFF; 9], &mut 0), Some(u64::MAX));
         assert_eq!(varint(&[0x81], &mut 0), None);
     }
 }

@@ -1,6 +1,8 @@
-//! The SQLite store's ranking of unfiltered searches against FTS5's `bm25()`: the same hits
-//! in the same order with the same scores while every term's frequency is counted exactly, and
-//! within a percent once a common term is ranked from an estimate of its frequency.
+//! The SQLite store's unfiltered searches against FTS5's `bm25()`, through the store: the
+//! same hits in the same order with the same scores for queries of rarer words (which FTS5
+//! ranks), and within a percent once a common term is ranked by Fabric from an estimate of
+//! its frequency. Fabric's ranking with exact counts is checked against `bm25()` in
+//! `src/sqlite/ranking.rs`.
 
 use std::collections::BTreeMap;
 
@@ -131,12 +133,7 @@ fn assert_close(ours: &[(String, u32, f64)], theirs: &[(String, u32, f64)], tole
 
 /// The FTS5 conjunction the store searches for `text`.
 fn fts5_expr(text: &str) -> String {
-    fabric_core::doc::parse_query(text)
-        .unwrap()
-        .iter()
-        .map(|t| t.fts5())
-        .collect::<Vec<_>>()
-        .join(" AND ")
+    fabric_core::doc::fts5_conjunction(&fabric_core::doc::parse_query(text).unwrap())
 }
 
 #[tokio::test]
