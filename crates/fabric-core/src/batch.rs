@@ -325,6 +325,16 @@ impl std::fmt::Display for BatchState {
     }
 }
 
+/// The order a batch's items are stored in (positions into the file order): Kahn's order,
+/// first-in first-out, so every item comes after what it depends on and the items that
+/// become ready together sit together (the roots in file order, then the items they free,
+/// and so on). Rows stored in this order are written near each other at every step of a
+/// drain: a chained batch's claims, completions and releases touch few pages each, as a
+/// batch without dependencies does. The batch must be acyclic (validated).
+pub fn run_order(depends_on: &[Vec<usize>]) -> Vec<usize> {
+    topological_order(depends_on.len(), depends_on)
+}
+
 /// Kahn's order of items `0..n` (each after everything it depends on; dependencies out of
 /// range are ignored, and items on a cycle are left out).
 fn topological_order(n: usize, depends_on: &[Vec<usize>]) -> Vec<usize> {
@@ -478,6 +488,28 @@ mod tests {
             bad.to_string(),
             "invalid line 1: key 'a': payload of sleep is bad"
         );
+    }
+
+    #[test]
+    fn run_order_groups_the_items_that_become_ready_together() {
+        // Two chains of three (0 -> 1 -> 2, 3 -> 4 -> 5) and a diamond (6; 7 and 8 need 6;
+        // 9 needs both), given in file order.
+        let deps = vec![
+            vec![],
+            vec![0],
+            vec![1],
+            vec![],
+            vec![3],
+            vec![4],
+            vec![],
+            vec![6],
+            vec![6],
+            vec![7, 8],
+        ];
+        assert_eq!(run_order(&deps), vec![0, 3, 6, 1, 4, 7, 8, 2, 5, 9]);
+        // A dependency given later in the file still comes first.
+        assert_eq!(run_order(&[vec![1], vec![]]), vec![1, 0]);
+        assert!(run_order(&[]).is_empty());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Batches in the store: the [`BatchStore`] trait and its records. A batch's items are jobs
 //! (with a batch id and a key); the dependencies between them are released by the
 //! completions themselves, in the transaction that succeeds an item, so nothing polls per
-//! item. The end of a batch is found by the maintenance leader, once per open batch.
+//! item. Items are stored in run order (`NewBatch::storage_order`) and listed in file order
+//! (`batch_pos`). The end of a batch is found by the maintenance leader, once per open batch.
 
 use async_trait::async_trait;
 use fabric_core::batch::{BatchId, BatchState};
@@ -20,6 +21,23 @@ pub struct NewBatch {
     pub items: Vec<NewBatchItem>,
     /// The callback job; its payload (an object) gets a `batch` key with the outcome.
     pub on_complete: Option<NewJob>,
+}
+
+impl NewBatch {
+    /// The positions of the items in the order they are stored
+    /// ([`fabric_core::batch::run_order`]): every item, each after what it depends on.
+    pub(crate) fn storage_order(&self) -> Result<Vec<usize>> {
+        let deps: Vec<Vec<usize>> = self.items.iter().map(|i| i.depends_on.clone()).collect();
+        let order = fabric_core::batch::run_order(&deps);
+        if order.len() != self.items.len() {
+            return Err(crate::StoreError::Backend(format!(
+                "batch of {} items: {} are on a dependency cycle or depend on an unknown index",
+                self.items.len(),
+                self.items.len() - order.len()
+            )));
+        }
+        Ok(order)
+    }
 }
 
 /// One item of a [`NewBatch`].

@@ -133,7 +133,7 @@ fn downgrade_to_v3(path: &Path) {
          DROP TABLE job_deps; DROP TABLE batches; DROP INDEX jobs_batch; DROP TABLE schedules;
          DROP INDEX jobs_quarantined; DROP INDEX jobs_cancelled; DROP INDEX jobs_errors;
          ALTER TABLE jobs DROP COLUMN batch_id; ALTER TABLE jobs DROP COLUMN batch_key;
-         ALTER TABLE jobs DROP COLUMN deps_remaining;
+         ALTER TABLE jobs DROP COLUMN deps_remaining; ALTER TABLE jobs DROP COLUMN batch_pos;
          CREATE INDEX jobs_shard_ready ON jobs (shard, priority DESC, id) WHERE state = 'pending';
          PRAGMA user_version = 3;
          PRAGMA journal_mode = DELETE;",

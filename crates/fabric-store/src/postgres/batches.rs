@@ -146,7 +146,7 @@ async fn graph<C: GenericClient>(
     let mut index: HashMap<JobId, usize> = HashMap::new();
     for r in c
         .query(
-            "SELECT id, state FROM jobs WHERE batch_id = $1 ORDER BY id",
+            "SELECT id, state FROM jobs WHERE batch_id = $1 ORDER BY batch_pos, id",
             &[&id],
         )
         .await?
@@ -193,7 +193,7 @@ impl BatchStore for PostgresStore {
             )
             .await?
             .try_get(0)?;
-        let ids: Vec<i64> = tx
+        let seq: Vec<i64> = tx
             .query(
                 "SELECT nextval(pg_get_serial_sequence('jobs', 'id'))
                  FROM generate_series(1, $1::bigint)",
@@ -203,23 +203,32 @@ impl BatchStore for PostgresStore {
             .iter()
             .map(|r| r.try_get(0))
             .collect::<std::result::Result<_, _>>()?;
+        // Stored in run order: the k-th item of that order gets the k-th id and is inserted
+        // k-th; `ids` by position in the file.
+        let order = batch.storage_order()?;
+        let mut ids = vec![0i64; batch.items.len()];
+        for (&pos, &id) in order.iter().zip(&seq) {
+            ids[pos] = id;
+        }
         let insert = tx
             .prepare_cached(
                 "INSERT INTO jobs (id, kind, shard, payload, priority, state, max_attempts, run_at,
-                     source, created_at, updated_at, batch_id, batch_key, deps_remaining)
-                 SELECT i, k, s, p, pr, st, m, r, src, $10, $10, $11, key, dr
+                     source, created_at, updated_at, batch_id, batch_key, deps_remaining,
+                     batch_pos)
+                 SELECT i, k, s, p, pr, st, m, r, src, $10, $10, $11, key, dr, pos
                  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::int[],
                              $6::text[], $7::int[], $8::bigint[], $9::text[], $12::text[],
-                             $13::int[])
-                      AS t(i, k, s, p, pr, st, m, r, src, key, dr)",
+                             $13::int[], $14::int[])
+                      AS t(i, k, s, p, pr, st, m, r, src, key, dr, pos)",
             )
             .await?;
-        for (chunk, ids) in batch.items.chunks(CHUNK).zip(ids.chunks(CHUNK)) {
-            let kinds: Vec<&str> = chunk.iter().map(|i| i.job.kind.as_str()).collect();
-            let shards: Vec<&str> = chunk.iter().map(|i| i.job.shard.as_str()).collect();
-            let payloads: Vec<&serde_json::Value> = chunk.iter().map(|i| &i.job.payload).collect();
-            let priorities: Vec<i32> = chunk.iter().map(|i| i.job.priority.0).collect();
-            let states: Vec<&str> = chunk
+        for (chunk, ids) in order.chunks(CHUNK).zip(seq.chunks(CHUNK)) {
+            let items: Vec<&crate::NewBatchItem> = chunk.iter().map(|&p| &batch.items[p]).collect();
+            let kinds: Vec<&str> = items.iter().map(|i| i.job.kind.as_str()).collect();
+            let shards: Vec<&str> = items.iter().map(|i| i.job.shard.as_str()).collect();
+            let payloads: Vec<&serde_json::Value> = items.iter().map(|i| &i.job.payload).collect();
+            let priorities: Vec<i32> = items.iter().map(|i| i.job.priority.0).collect();
+            let states: Vec<&str> = items
                 .iter()
                 .map(|i| {
                     if i.depends_on.is_empty() {
@@ -229,12 +238,13 @@ impl BatchStore for PostgresStore {
                     }
                 })
                 .collect();
-            let attempts: Vec<i32> = chunk.iter().map(|i| i.job.max_attempts as i32).collect();
-            let run_ats: Vec<i64> = chunk.iter().map(|i| i.job.run_at.unwrap_or(now)).collect();
+            let attempts: Vec<i32> = items.iter().map(|i| i.job.max_attempts as i32).collect();
+            let run_ats: Vec<i64> = items.iter().map(|i| i.job.run_at.unwrap_or(now)).collect();
             let sources: Vec<Option<&str>> =
-                chunk.iter().map(|i| i.job.source.as_deref()).collect();
-            let keys: Vec<&str> = chunk.iter().map(|i| i.key.as_str()).collect();
-            let deps: Vec<i32> = chunk.iter().map(|i| i.depends_on.len() as i32).collect();
+                items.iter().map(|i| i.job.source.as_deref()).collect();
+            let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
+            let deps: Vec<i32> = items.iter().map(|i| i.depends_on.len() as i32).collect();
+            let positions: Vec<i32> = chunk.iter().map(|&p| p as i32).collect();
             tx.execute(
                 &insert,
                 &[
@@ -251,6 +261,7 @@ impl BatchStore for PostgresStore {
                     &bid,
                     &keys,
                     &deps,
+                    &positions,
                 ],
             )
             .await?;
@@ -290,7 +301,7 @@ impl BatchStore for PostgresStore {
             .query(
                 "SELECT id, batch_key, kind, state, attempt, max_attempts, started_at,
                      finished_at, last_error
-                 FROM jobs WHERE batch_id = $1 ORDER BY id",
+                 FROM jobs WHERE batch_id = $1 ORDER BY batch_pos, id",
                 &[&id],
             )
             .await?

@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0010_batches.sql"),
     include_str!("../../migrations/postgres/0011_schedules.sql"),
     include_str!("../../migrations/postgres/0012_console_reads.sql"),
+    include_str!("../../migrations/postgres/0013_batch_pos.sql"),
 ];
 
 /// The claim: due pending jobs of the shards asked for, highest priority then oldest, locked

@@ -193,11 +193,14 @@ impl BatchStore for SqliteStore {
                 let bid = conn.last_insert_rowid();
                 let mut insert = conn.prepare_cached(
                     "INSERT INTO jobs (kind, shard, payload, priority, state, max_attempts, run_at,
-                         source, created_at, updated_at, batch_id, batch_key, deps_remaining)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12)",
+                         source, created_at, updated_at, batch_id, batch_key, deps_remaining,
+                         batch_pos)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13)",
                 )?;
-                let mut ids = Vec::with_capacity(batch.items.len());
-                for item in &batch.items {
+                // Stored in run order (ids, and so rows, in that order); `ids` by position.
+                let mut ids = vec![0; batch.items.len()];
+                for pos in batch.storage_order()? {
+                    let item = &batch.items[pos];
                     let j = &item.job;
                     let deps = item.depends_on.len() as i64;
                     let state = if deps == 0 { "pending" } else { "waiting" };
@@ -213,9 +216,10 @@ impl BatchStore for SqliteStore {
                         now,
                         bid,
                         item.key,
-                        deps
+                        deps,
+                        pos as i64
                     ])?;
-                    ids.push(conn.last_insert_rowid());
+                    ids[pos] = conn.last_insert_rowid();
                 }
                 let mut dep = conn
                     .prepare_cached("INSERT INTO job_deps (depends_on, job_id) VALUES (?1, ?2)")?;
@@ -246,7 +250,7 @@ impl BatchStore for SqliteStore {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, batch_key, kind, state, attempt, max_attempts, started_at,
                      finished_at, last_error
-                 FROM jobs WHERE batch_id = ?1 ORDER BY id",
+                 FROM jobs WHERE batch_id = ?1 ORDER BY batch_pos, id",
             )?;
             let mut rows = stmt.query([id])?;
             while let Some(r) = rows.next()? {
@@ -314,7 +318,7 @@ impl BatchStore for SqliteStore {
                 let mut index: HashMap<JobId, usize> = HashMap::new();
                 {
                     let mut stmt = conn.prepare_cached(
-                        "SELECT id, state FROM jobs WHERE batch_id = ?1 ORDER BY id",
+                        "SELECT id, state FROM jobs WHERE batch_id = ?1 ORDER BY batch_pos, id",
                     )?;
                     let mut rows = stmt.query([id])?;
                     while let Some(r) = rows.next()? {

@@ -1213,6 +1213,7 @@ macro_rules! conformance_tests {
             batches_block_dependents_of_a_failure_and_retry_unblocks_them,
             batches_cancel_every_unfinished_item_and_refuse_an_ended_batch,
             batches_of_thousands_submit_in_one_write,
+            batches_store_items_in_run_order_and_show_them_in_file_order,
             schedules_are_added_once_listed_paused_resumed_and_removed,
             schedules_fire_one_job_per_due_time_and_move_forward,
             schedules_with_overlap_skip_skip_while_the_previous_run_is_going,

@@ -318,3 +318,49 @@ pub async fn batches_of_thousands_submit_in_one_write(s: &dyn Store) {
     assert_eq!(d.batch.counts.waiting, 22_500);
     assert_eq!(d.items[24_999].depends_on, vec!["k24998".to_string()]);
 }
+
+pub async fn batches_store_items_in_run_order_and_show_them_in_file_order(s: &dyn Store) {
+    // File order: two chains interleaved and given dependents first (x1 -> r1 means x1
+    // waits for r1): x1, r1, x2, r2, y1 (waits for x1 and x2).
+    let id = s
+        .batches()
+        .submit_batch(
+            NewBatch {
+                name: None,
+                items: vec![
+                    item("x1", &[1]),
+                    item("r1", &[]),
+                    item("x2", &[3]),
+                    item("r2", &[]),
+                    item("y1", &[0, 2]),
+                ],
+                on_complete: None,
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    let d = s.batches().batch(id).await.unwrap();
+    let shown: Vec<&str> = d.items.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(
+        shown,
+        vec!["x1", "r1", "x2", "r2", "y1"],
+        "shown in file order"
+    );
+    assert_eq!(
+        d.items[4].depends_on,
+        vec!["x1".to_string(), "x2".to_string()]
+    );
+    // Stored (ids given) in run order: what becomes ready together is stored together.
+    let id_of = |k: &str| d.items.iter().find(|i| i.key == k).unwrap().job_id;
+    let ids: Vec<i64> = ["r1", "r2", "x1", "x2", "y1"]
+        .iter()
+        .map(|k| id_of(k))
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "ids follow the run order");
+    // And it runs as the dependencies say.
+    let first = claim_all(s, T0 + 1).await;
+    assert_eq!(keys(&first, &d), vec!["r1", "r2"]);
+}

@@ -322,7 +322,7 @@ mod sqlite {
         }
         // Back to version 1: what a database of the previous release looks like.
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("DROP TABLE doc_fts; DROP TABLE doc_links; DROP TABLE doc_chunks; DROP TABLE doc_tags; DROP TABLE documents;\n             DROP TABLE nodes; DROP TABLE leases; DROP TABLE shards; DROP TABLE settings; DROP TABLE sources; DROP TABLE telemetry; DROP TABLE outbox;\n             DROP TABLE alert_states; DROP TABLE alert_silences; DROP TABLE alert_notifications; DROP TABLE alert_groups; DROP TABLE alert_deliveries;\n             DROP TABLE job_deps; DROP TABLE batches; DROP INDEX jobs_batch; DROP TABLE schedules;\n             ALTER TABLE jobs DROP COLUMN batch_id; ALTER TABLE jobs DROP COLUMN batch_key; ALTER TABLE jobs DROP COLUMN deps_remaining;\n             DROP INDEX IF EXISTS jobs_shard_ready;\n             DROP INDEX jobs_quarantined; DROP INDEX jobs_cancelled; DROP INDEX jobs_errors; PRAGMA user_version = 1")
+        conn.execute_batch("DROP TABLE doc_fts; DROP TABLE doc_links; DROP TABLE doc_chunks; DROP TABLE doc_tags; DROP TABLE documents;\n             DROP TABLE nodes; DROP TABLE leases; DROP TABLE shards; DROP TABLE settings; DROP TABLE sources; DROP TABLE telemetry; DROP TABLE outbox;\n             DROP TABLE alert_states; DROP TABLE alert_silences; DROP TABLE alert_notifications; DROP TABLE alert_groups; DROP TABLE alert_deliveries;\n             DROP TABLE job_deps; DROP TABLE batches; DROP INDEX jobs_batch; DROP TABLE schedules;\n             ALTER TABLE jobs DROP COLUMN batch_id; ALTER TABLE jobs DROP COLUMN batch_key; ALTER TABLE jobs DROP COLUMN deps_remaining; ALTER TABLE jobs DROP COLUMN batch_pos;\n             DROP INDEX IF EXISTS jobs_shard_ready;\n             DROP INDEX jobs_quarantined; DROP INDEX jobs_cancelled; DROP INDEX jobs_errors; PRAGMA user_version = 1")
             .unwrap();
         drop(conn);
         let err = SqliteStore::open(&path, SqliteOptions::default())
@@ -331,7 +331,7 @@ mod sqlite {
         assert!(matches!(err, fabric_store::StoreError::Schema(_)), "{err}");
         assert!(err.to_string().contains("run `fabric db migrate`"), "{err}");
         let (from, to) = SqliteStore::migrate(&path, SqliteOptions::default()).unwrap();
-        assert_eq!((from, to), (1, 14));
+        assert_eq!((from, to), (1, 15));
         let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
         assert_eq!(s.counts().await.unwrap().pending, 1);
         assert!(s.nodes().await.unwrap().is_empty());
@@ -474,7 +474,7 @@ mod postgres {
                  DROP TABLE job_deps, batches, schedules;
                  DROP INDEX jobs_quarantined, jobs_cancelled, jobs_errors;
                  ALTER TABLE jobs DROP COLUMN batch_id, DROP COLUMN batch_key,
-                     DROP COLUMN deps_remaining;
+                     DROP COLUMN deps_remaining, DROP COLUMN batch_pos;
                  UPDATE fabric_schema SET version = 1"
             ))
             .await
@@ -483,7 +483,7 @@ mod postgres {
         assert!(matches!(err, StoreError::Schema(_)), "{err}");
         assert!(err.to_string().contains("run `fabric db migrate`"), "{err}");
         let (store, (from, to)) = PostgresStore::migrate(&url, &name).await.unwrap();
-        assert_eq!((from, to), (1, 12));
+        assert_eq!((from, to), (1, 13));
         assert_eq!(store.counts().await.unwrap().pending, 1);
         assert!(store.nodes().await.unwrap().is_empty());
         PostgresStore::open(&url, &name).await.unwrap();
