@@ -366,18 +366,20 @@ fn topological_order(n: usize, depends_on: &[Vec<usize>]) -> Vec<usize> {
 /// `depends_on[i]` are the items it waits for. The graph must be acyclic.
 pub fn critical_path(duration: &[i64], depends_on: &[Vec<usize>]) -> (i64, Vec<usize>) {
     let n = duration.len();
-    // A longest-path relaxation along a topological order.
+    // A longest-path relaxation along a topological order; between chains of equal run time
+    // (before anything ran, all of them) the one of more items wins, so the path shown is
+    // the batch's longest chain of dependencies until run times tell otherwise.
     let order = topological_order(n, depends_on);
-    let mut best = vec![0i64; n];
+    let mut best = vec![(0i64, 0usize); n];
     let mut via: Vec<Option<usize>> = vec![None; n];
     for &i in &order {
-        let (base, from) = depends_on[i]
+        let ((time, items), from) = depends_on[i]
             .iter()
             .filter(|&&d| d < n)
             .map(|&d| (best[d], Some(d)))
             .max_by_key(|&(b, _)| b)
-            .unwrap_or((0, None));
-        best[i] = base.saturating_add(duration[i].max(0));
+            .unwrap_or(((0, 0), None));
+        best[i] = (time.saturating_add(duration[i].max(0)), items + 1);
         via[i] = from;
     }
     let Some(end) = (0..n).max_by_key(|&i| best[i]) else {
@@ -390,7 +392,7 @@ pub fn critical_path(duration: &[i64], depends_on: &[Vec<usize>]) -> (i64, Vec<u
         at = prev;
     }
     path.reverse();
-    (best[end], path)
+    (best[end].0, path)
 }
 
 /// What `batch retry` does to each item, given every item's state and dependencies: a
@@ -561,6 +563,9 @@ mod tests {
         assert_eq!(total, 16);
         assert_eq!(path, vec![0, 2, 3]);
         assert_eq!(critical_path(&[], &[]), (0, vec![]));
+        // Nothing ran yet: the longest chain of dependencies, not the last one found.
+        let deps = vec![vec![2], vec![], vec![1], vec![]];
+        assert_eq!(critical_path(&[0, 0, 0, 0], &deps), (0, vec![1, 2, 0]));
     }
 
     #[test]
