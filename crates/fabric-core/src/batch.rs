@@ -331,17 +331,17 @@ impl std::fmt::Display for BatchState {
 /// and so on). Rows stored in this order are written near each other at every step of a
 /// drain: a chained batch's claims, completions and releases touch few pages each, as a
 /// batch without dependencies does. The batch must be acyclic (validated).
-pub fn run_order(depends_on: &[Vec<usize>]) -> Vec<usize> {
+pub fn run_order<D: AsRef<[usize]>>(depends_on: &[D]) -> Vec<usize> {
     topological_order(depends_on.len(), depends_on)
 }
 
 /// Kahn's order of items `0..n` (each after everything it depends on; dependencies out of
 /// range are ignored, and items on a cycle are left out).
-fn topological_order(n: usize, depends_on: &[Vec<usize>]) -> Vec<usize> {
+fn topological_order<D: AsRef<[usize]>>(n: usize, depends_on: &[D]) -> Vec<usize> {
     let mut indegree = vec![0usize; n];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, deps) in depends_on.iter().enumerate().take(n) {
-        for &d in deps.iter().filter(|&&d| d < n) {
+        for &d in deps.as_ref().iter().filter(|&&d| d < n) {
             indegree[i] += 1;
             dependents[d].push(i);
         }
@@ -511,7 +511,7 @@ mod tests {
         assert_eq!(run_order(&deps), vec![0, 3, 6, 1, 4, 7, 8, 2, 5, 9]);
         // A dependency given later in the file still comes first.
         assert_eq!(run_order(&[vec![1], vec![]]), vec![1, 0]);
-        assert!(run_order(&[]).is_empty());
+        assert!(run_order::<Vec<usize>>(&[]).is_empty());
     }
 
     #[test]

@@ -27,11 +27,11 @@ impl NewBatch {
     /// The positions of the items in the order they are stored
     /// ([`fabric_core::batch::run_order`]): every item, each after what it depends on.
     pub(crate) fn storage_order(&self) -> Result<Vec<usize>> {
-        let deps: Vec<Vec<usize>> = self.items.iter().map(|i| i.depends_on.clone()).collect();
+        let deps: Vec<&[usize]> = self.items.iter().map(|i| i.depends_on.as_slice()).collect();
         let order = fabric_core::batch::run_order(&deps);
         if order.len() != self.items.len() {
             return Err(crate::StoreError::Backend(format!(
-                "batch of {} items: {} are on a dependency cycle or depend on an unknown index",
+                "batch of {} items: {} are on a dependency cycle",
                 self.items.len(),
                 self.items.len() - order.len()
             )));

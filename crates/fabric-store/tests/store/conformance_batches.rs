@@ -18,6 +18,21 @@ fn item(key: &str, deps: &[usize]) -> NewBatchItem {
     }
 }
 
+/// Submits a batch of `items` at `T0`, unnamed and without a callback; returns its id.
+async fn submit(s: &dyn Store, items: Vec<NewBatchItem>) -> fabric_core::batch::BatchId {
+    s.batches()
+        .submit_batch(
+            NewBatch {
+                name: None,
+                items,
+                on_complete: None,
+            },
+            T0,
+        )
+        .await
+        .unwrap()
+}
+
 /// Claims every due job and returns them by id.
 async fn claim_all(s: &dyn Store, now: i64) -> Vec<fabric_core::Job> {
     s.claim(ClaimRequest {
@@ -159,24 +174,17 @@ pub async fn batches_release_dependents_only_when_all_their_dependencies_succeed
 
 pub async fn batches_block_dependents_of_a_failure_and_retry_unblocks_them(s: &dyn Store) {
     // a -> b -> c; a -> d; e alone.
-    let id = s
-        .batches()
-        .submit_batch(
-            NewBatch {
-                name: None,
-                items: vec![
-                    item("a", &[]),
-                    item("b", &[0]),
-                    item("c", &[1]),
-                    item("d", &[0]),
-                    item("e", &[]),
-                ],
-                on_complete: None,
-            },
-            T0,
-        )
-        .await
-        .unwrap();
+    let id = submit(
+        s,
+        vec![
+            item("a", &[]),
+            item("b", &[0]),
+            item("c", &[1]),
+            item("d", &[0]),
+            item("e", &[]),
+        ],
+    )
+    .await;
     let d = s.batches().batch(id).await.unwrap();
     let jobs = claim_all(s, T0 + 1).await;
     assert_eq!(keys(&jobs, &d), vec!["a", "e"]);
@@ -300,18 +308,7 @@ pub async fn batches_of_thousands_submit_in_one_write(s: &dyn Store) {
             item(&format!("k{i}"), &deps)
         })
         .collect();
-    let id = s
-        .batches()
-        .submit_batch(
-            NewBatch {
-                name: None,
-                items,
-                on_complete: None,
-            },
-            T0,
-        )
-        .await
-        .unwrap();
+    let id = submit(s, items).await;
     let d = s.batches().batch(id).await.unwrap();
     assert_eq!(d.items.len(), 25_000);
     assert_eq!(d.batch.counts.pending, 2_500);
@@ -322,24 +319,17 @@ pub async fn batches_of_thousands_submit_in_one_write(s: &dyn Store) {
 pub async fn batches_store_items_in_run_order_and_show_them_in_file_order(s: &dyn Store) {
     // File order: two chains interleaved and given dependents first (x1 -> r1 means x1
     // waits for r1): x1, r1, x2, r2, y1 (waits for x1 and x2).
-    let id = s
-        .batches()
-        .submit_batch(
-            NewBatch {
-                name: None,
-                items: vec![
-                    item("x1", &[1]),
-                    item("r1", &[]),
-                    item("x2", &[3]),
-                    item("r2", &[]),
-                    item("y1", &[0, 2]),
-                ],
-                on_complete: None,
-            },
-            T0,
-        )
-        .await
-        .unwrap();
+    let id = submit(
+        s,
+        vec![
+            item("x1", &[1]),
+            item("r1", &[]),
+            item("x2", &[3]),
+            item("r2", &[]),
+            item("y1", &[0, 2]),
+        ],
+    )
+    .await;
     let d = s.batches().batch(id).await.unwrap();
     let shown: Vec<&str> = d.items.iter().map(|i| i.key.as_str()).collect();
     assert_eq!(
@@ -363,4 +353,17 @@ pub async fn batches_store_items_in_run_order_and_show_them_in_file_order(s: &dy
     // And it runs as the dependencies say.
     let first = claim_all(s, T0 + 1).await;
     assert_eq!(keys(&first, &d), vec!["r1", "r2"]);
+    // A cycle has no run order: refused, nothing written (callers validate first).
+    let before = s.batches().list_batches(None, 100).await.unwrap().len();
+    let cyclic = NewBatch {
+        name: None,
+        items: vec![item("a", &[1]), item("b", &[0]), item("c", &[])],
+        on_complete: None,
+    };
+    let err = s.batches().submit_batch(cyclic, T0 + 2).await.unwrap_err();
+    assert!(err.to_string().contains("dependency cycle"), "{err}");
+    assert_eq!(
+        s.batches().list_batches(None, 100).await.unwrap().len(),
+        before
+    );
 }
