@@ -92,6 +92,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0013_schedules.sql"),
     include_str!("../../migrations/sqlite/0014_console_reads.sql"),
     include_str!("../../migrations/sqlite/0015_batch_pos.sql"),
+    include_str!("../../migrations/sqlite/0016_batches_multi.sql"),
 ];
 
 /// The indexes of [`SqliteOptions::shard_index`]: pending jobs per shard, in place of the

@@ -1214,6 +1214,7 @@ macro_rules! conformance_tests {
             batches_cancel_every_unfinished_item_and_refuse_an_ended_batch,
             batches_of_thousands_submit_in_one_write,
             batches_store_items_in_run_order_and_show_them_in_file_order,
+            batches_release_a_dependent_whose_dependencies_succeed_in_one_write,
             schedules_are_added_once_listed_paused_resumed_and_removed,
             schedules_fire_one_job_per_due_time_and_move_forward,
             schedules_with_overlap_skip_skip_while_the_previous_run_is_going,

@@ -367,3 +367,46 @@ pub async fn batches_store_items_in_run_order_and_show_them_in_file_order(s: &dy
         before
     );
 }
+
+pub async fn batches_release_a_dependent_whose_dependencies_succeed_in_one_write(s: &dyn Store) {
+    // a, b -> c -> d; x -> y. a, b and x succeed in one write of completions: c (waiting for
+    // both) and y (for x alone) become pending; then c's success releases d.
+    let id = submit(
+        s,
+        vec![
+            item("a", &[]),
+            item("b", &[]),
+            item("c", &[0, 1]),
+            item("d", &[2]),
+            item("x", &[]),
+            item("y", &[4]),
+        ],
+    )
+    .await;
+    let d = s.batches().batch(id).await.unwrap();
+    let first = claim_all(s, T0 + 1).await;
+    assert_eq!(keys(&first, &d), vec!["a", "b", "x"]);
+    let done = |jobs: &[fabric_core::Job], now: i64| -> Vec<Completion> {
+        jobs.iter()
+            .map(|j| Completion {
+                id: j.id,
+                attempt: j.attempt,
+                owner: j.lease_owner.clone().unwrap(),
+                started_at: j.started_at.unwrap(),
+                finished_at: now,
+                outcome: Outcome::Succeeded { result: None },
+            })
+            .collect()
+    };
+    let r = s.complete(done(&first, T0 + 2)).await.unwrap();
+    assert_eq!((r.applied(), r.released), (3, 2));
+    let second = claim_all(s, T0 + 3).await;
+    assert_eq!(keys(&second, &d), vec!["c", "y"]);
+    let r = s.complete(done(&second, T0 + 4)).await.unwrap();
+    assert_eq!(r.released, 1);
+    let third = claim_all(s, T0 + 5).await;
+    assert_eq!(keys(&third, &d), vec!["d"]);
+    s.complete(done(&third, T0 + 6)).await.unwrap();
+    let b = s.batches().batch(id).await.unwrap().batch;
+    assert_eq!(b.counts.succeeded, 6);
+}

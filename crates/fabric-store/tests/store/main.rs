@@ -331,7 +331,7 @@ mod sqlite {
         assert!(matches!(err, fabric_store::StoreError::Schema(_)), "{err}");
         assert!(err.to_string().contains("run `fabric db migrate`"), "{err}");
         let (from, to) = SqliteStore::migrate(&path, SqliteOptions::default()).unwrap();
-        assert_eq!((from, to), (1, 15));
+        assert_eq!((from, to), (1, 16));
         let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
         assert_eq!(s.counts().await.unwrap().pending, 1);
         assert!(s.nodes().await.unwrap().is_empty());
