@@ -258,7 +258,7 @@ async fn save_progress(
     p: &BulkProgress,
 ) -> std::result::Result<(), StoreError> {
     let text = serde_json::to_string(p).map_err(|e| StoreError::Backend(e.to_string()))?;
-    store.put_setting(&progress_key(id), &text).await
+    store.fleet().put_setting(&progress_key(id), &text).await
 }
 
 async fn load_progress(
@@ -266,6 +266,7 @@ async fn load_progress(
     id: JobId,
 ) -> std::result::Result<BulkProgress, StoreError> {
     Ok(store
+        .fleet()
         .setting(&progress_key(id))
         .await?
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -363,6 +364,7 @@ impl Handler for BulkHandler {
         }
         // From here on its progress is the job's result.
         self.store
+            .fleet()
             .remove_setting(&progress_key(job.id))
             .await
             .map_err(store_err)?;

@@ -369,6 +369,7 @@ impl Console {
         let timeout = self.config.node.timeout_ms as i64;
         let leader = self
             .store
+            .fleet()
             .leases()
             .await?
             .into_iter()
@@ -376,6 +377,7 @@ impl Console {
             .map(|l| l.holder);
         Ok(self
             .store
+            .fleet()
             .nodes()
             .await?
             .into_iter()
@@ -458,7 +460,7 @@ impl Console {
                 ..Default::default()
             },
         };
-        let node = self.store.update_node(id, change).await?;
+        let node = self.store.fleet().update_node(id, change).await?;
         let verb = match action {
             NodeAction::Offline => "offline",
             NodeAction::Online => "online",
@@ -480,12 +482,13 @@ impl Console {
 
     /// Every shard with its owner levers.
     pub async fn shards(&self) -> Result<Vec<fabric_core::Shard>> {
-        Ok(self.store.shards().await?)
+        Ok(self.store.fleet().shards().await?)
     }
 
     async fn shard(&self, name: &str) -> Result<fabric_core::Shard> {
         fabric_core::job::validate_name("shard", name)?;
         self.store
+            .fleet()
             .shards()
             .await?
             .into_iter()
@@ -507,7 +510,7 @@ impl Console {
         let mut shard = self.shard(name).await?;
         change(&mut shard);
         shard.validate()?;
-        self.store.put_shard(shard.clone()).await?;
+        self.store.fleet().put_shard(shard.clone()).await?;
         self.audit(action, format!("shard {name}"), reason.map(String::from))
             .await?;
         if let Some(w) = &self.waker {
@@ -519,12 +522,19 @@ impl Console {
     /// Adds a shard with default levers (a conflict if it exists).
     pub async fn add_shard(&self, name: &str, reason: Option<&str>) -> Result<fabric_core::Shard> {
         let shard = fabric_core::Shard::new(name)?;
-        if self.store.shards().await?.iter().any(|s| s.name == name) {
+        if self
+            .store
+            .fleet()
+            .shards()
+            .await?
+            .iter()
+            .any(|s| s.name == name)
+        {
             return Err(EngineError::Conflict(format!(
                 "shard {name} already exists"
             )));
         }
-        self.store.put_shard(shard.clone()).await?;
+        self.store.fleet().put_shard(shard.clone()).await?;
         self.audit(
             "shards.add",
             format!("shard {name}"),
@@ -537,7 +547,7 @@ impl Console {
     /// Removes a shard; its queued jobs stay and run again if it is added back.
     pub async fn remove_shard(&self, name: &str, reason: Option<&str>) -> Result<()> {
         self.shard(name).await?;
-        self.store.remove_shard(name).await?;
+        self.store.fleet().remove_shard(name).await?;
         self.audit(
             "shards.remove",
             format!("shard {name}"),
@@ -584,9 +594,9 @@ impl Console {
         reason: Option<&str>,
     ) -> Result<Vec<fabric_core::Shard>> {
         let mut out = Vec::new();
-        for mut s in self.store.shards().await? {
+        for mut s in self.store.fleet().shards().await? {
             s.paused = paused;
-            self.store.put_shard(s.clone()).await?;
+            self.store.fleet().put_shard(s.clone()).await?;
             out.push(s);
         }
         self.audit(action, "all shards".into(), reason.map(String::from))
@@ -633,6 +643,7 @@ impl Console {
     pub async fn set_conservative(&self, on: bool, reason: Option<&str>) -> Result<()> {
         let value = if on { "on" } else { "off" };
         self.store
+            .fleet()
             .put_setting(crate::fleet::CONSERVATIVE_SETTING, value)
             .await?;
         self.audit(
@@ -651,6 +662,7 @@ impl Console {
     pub async fn conservative(&self) -> Result<bool> {
         Ok(self
             .store
+            .fleet()
             .setting(crate::fleet::CONSERVATIVE_SETTING)
             .await?
             .as_deref()

@@ -151,6 +151,7 @@ impl Console {
     async fn seen(&self, req: &ExternalClaim, load: usize) -> Result<()> {
         let now = self.now();
         self.store()
+            .fleet()
             .register_node(fabric_core::Node {
                 id: format!("{NODE_PREFIX}{}", req.worker),
                 shard: "external".into(),

@@ -94,7 +94,13 @@ pub async fn check_node_id(
     now: i64,
     timeout: Duration,
 ) -> Result<(), EngineError> {
-    let Some(n) = store.nodes().await?.into_iter().find(|n| n.id == id) else {
+    let Some(n) = store
+        .fleet()
+        .nodes()
+        .await?
+        .into_iter()
+        .find(|n| n.id == id)
+    else {
         return Ok(());
     };
     if n.stopped_at.is_some() || n.is_stale(now, duration_ms(timeout)) {
@@ -180,9 +186,13 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if last_heartbeat.is_none_or(|t| t.elapsed() >= opts.heartbeat) {
             let load = crate::runtime::in_flight(&shared) as u32;
             let result = if registered {
-                store.node_heartbeat(&id, load, now).await
+                store.fleet().node_heartbeat(&id, load, now).await
             } else {
-                store.register_node(this_node(&shared, now)).await.map(Some)
+                store
+                    .fleet()
+                    .register_node(this_node(&shared, now))
+                    .await
+                    .map(Some)
             };
             match result {
                 Ok(Some(node)) => {
@@ -199,7 +209,11 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             }
         }
         refresh_governance(&shared).await;
-        match store.acquire_lease(LEADER_LEASE, &id, now, lease_ms).await {
+        match store
+            .fleet()
+            .acquire_lease(LEADER_LEASE, &id, now, lease_ms)
+            .await
+        {
             Ok(true) => leader_until = now.saturating_add(lease_ms),
             Ok(false) => leader_until = 0,
             // Unknown: keep leading only until the lease we hold would lapse anyway.
@@ -288,8 +302,8 @@ pub const CONSERVATIVE_SETTING: &str = "conservative";
 pub(crate) async fn read_governance(
     store: &dyn fabric_store::Store,
 ) -> fabric_store::Result<crate::runtime::Governance> {
-    let shards = store.shards().await?;
-    let conservative = store.setting(CONSERVATIVE_SETTING).await?;
+    let shards = store.fleet().shards().await?;
+    let conservative = store.fleet().setting(CONSERVATIVE_SETTING).await?;
     Ok(crate::runtime::Governance {
         paused_shards: shards
             .into_iter()
@@ -357,7 +371,7 @@ async fn reassign_silent_nodes(
     handled: &mut HashMap<String, i64>,
 ) {
     let now = shared.clock.now_ms();
-    let nodes = match shared.store.nodes().await {
+    let nodes = match shared.store.fleet().nodes().await {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(error = %e, "listing nodes failed");
@@ -394,12 +408,12 @@ pub(crate) async fn leave(shared: &Shared) {
         stopped_at: Some(now),
         ..NodeChange::default()
     };
-    if let Err(e) = shared.store.update_node(id, change).await {
+    if let Err(e) = shared.store.fleet().update_node(id, change).await {
         tracing::debug!(error = %e, "could not mark the node stopped");
     }
     if shared.leader.swap(false, Ordering::Relaxed) {
         shared.metrics.leader.set(0);
-        if let Err(e) = shared.store.release_lease(LEADER_LEASE, id).await {
+        if let Err(e) = shared.store.fleet().release_lease(LEADER_LEASE, id).await {
             tracing::warn!(error = %e, "could not release the leader lease");
         }
     }

@@ -432,6 +432,7 @@ async fn sample(shared: &Shared, store: &dyn Store) {
         let succeeded = store.succeeded_since(since).await?;
         let timeout = duration_ms(shared.options.fleet.node_timeout);
         let live: Vec<_> = store
+            .fleet()
             .nodes()
             .await?
             .into_iter()

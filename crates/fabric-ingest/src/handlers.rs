@@ -125,7 +125,13 @@ impl Handler for Scan {
             return crate::items::scan_source(&self.store, &self.config, job, &source, full).await;
         }
         let key = index_key(name);
-        let index: FileIndex = match self.store.setting(&key).await.map_err(store_failure)? {
+        let index: FileIndex = match self
+            .store
+            .fleet()
+            .setting(&key)
+            .await
+            .map_err(store_failure)?
+        {
             Some(text) => serde_json::from_str(&text).unwrap_or_default(),
             None => FileIndex::new(),
         };
@@ -204,6 +210,7 @@ impl Handler for Scan {
             let index = serde_json::to_string(&report.index)
                 .map_err(|e| Failure::msg(format!("cannot keep the file index: {e}")))?;
             self.store
+                .fleet()
                 .put_setting(&key, &index)
                 .await
                 .map_err(store_failure)?;

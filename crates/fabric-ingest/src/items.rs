@@ -209,7 +209,7 @@ async fn scan_mail_source(
 ) -> Result<Scanned, ScanFailed> {
     let name = jobs.source.def.name.clone();
     let key = index_key(&name);
-    let index: FileIndex = match store.setting(&key).await? {
+    let index: FileIndex = match store.fleet().setting(&key).await? {
         Some(text) => serde_json::from_str(&text).unwrap_or_default(),
         None => FileIndex::new(),
     };
@@ -235,9 +235,9 @@ async fn scan_mail_source(
         // The documents of a vanished mbox file are the ones its last ingest listed.
         for path in &report.vanished {
             let k = mbox_key(&name, path);
-            if let Some(list) = store.setting(&k).await? {
+            if let Some(list) = store.fleet().setting(&k).await? {
                 removed.extend(serde_json::from_str::<Vec<String>>(&list).unwrap_or_default());
-                store.put_setting(&k, "[]").await?;
+                store.fleet().put_setting(&k, "[]").await?;
             }
         }
         report
@@ -270,7 +270,7 @@ async fn scan_mail_source(
     };
     let index = serde_json::to_string(&report.index)
         .map_err(|e| ScanFailed::Store(Failure::msg(format!("cannot keep the file index: {e}"))))?;
-    store.put_setting(&key, &index).await?;
+    store.fleet().put_setting(&key, &index).await?;
     let result = json!({
         "changed": report.changed.len() as u64 - renamed,
         "renamed": renamed,
@@ -297,6 +297,7 @@ async fn scan_git_source(
     let name = jobs.source.def.name.clone();
     let key = git_key(&name);
     let last: Option<GitState> = store
+        .fleet()
         .setting(&key)
         .await?
         .and_then(|t| serde_json::from_str(&t).ok());
@@ -333,7 +334,7 @@ async fn scan_git_source(
             let text = serde_json::to_string(state).map_err(|e| {
                 ScanFailed::Store(Failure::msg(format!("cannot keep the git state: {e}")))
             })?;
-            store.put_setting(&key, &text).await?;
+            store.fleet().put_setting(&key, &text).await?;
         }
     }
     let result = json!({
@@ -573,7 +574,7 @@ async fn ingest_mbox(
     let now: Vec<String> = paths.lock().map(|p| p.clone()).unwrap_or_default();
     // Messages gone from the file lose their documents.
     let key = mbox_key(name, &file);
-    let before: Vec<String> = match store.setting(&key).await.map_err(store_failure)? {
+    let before: Vec<String> = match store.fleet().setting(&key).await.map_err(store_failure)? {
         Some(t) => serde_json::from_str(&t).unwrap_or_default(),
         None => Vec::new(),
     };
@@ -591,6 +592,7 @@ async fn ingest_mbox(
     }
     let list = serde_json::to_string(&now).map_err(|e| Failure::msg(e.to_string()))?;
     store
+        .fleet()
         .put_setting(&key, &list)
         .await
         .map_err(store_failure)?;

@@ -112,6 +112,7 @@ impl OwnerConsole {
         }
         self.console
             .store()
+            .fleet()
             .put_setting(TICK_SETTING, &ms.to_string())
             .await
             .map_err(sim_err)?;
@@ -124,9 +125,10 @@ impl OwnerConsole {
     pub async fn snapshot(&self) -> Result<GovernanceSnapshot, SimError> {
         let store = self.console.store();
         Ok(GovernanceSnapshot {
-            shards: store.shards().await.map_err(sim_err)?,
+            shards: store.fleet().shards().await.map_err(sim_err)?,
             conservative: self.console.conservative().await.map_err(sim_err)?,
             tick_interval_ms: store
+                .fleet()
                 .setting(TICK_SETTING)
                 .await
                 .map_err(sim_err)?

@@ -147,7 +147,12 @@ impl Fabric {
         for name in &opts.scenario.shards {
             if !fabric.shards.iter().any(|s| &s.name == name) {
                 let shard = Shard::new(name.clone()).map_err(sim_err)?;
-                fabric.store.put_shard(shard).await.map_err(sim_err)?;
+                fabric
+                    .store
+                    .fleet()
+                    .put_shard(shard)
+                    .await
+                    .map_err(sim_err)?;
             }
         }
         fabric.refresh_governance().await?;
@@ -190,7 +195,7 @@ impl Fabric {
             clock.clone(),
             "owner",
         );
-        let shards = store.shards().await.map_err(sim_err)?;
+        let shards = store.fleet().shards().await.map_err(sim_err)?;
         let mut per_shard = BTreeMap::new();
         for s in &opts.scenario.shards {
             per_shard.insert(s.clone(), ShardStats::default());
@@ -407,9 +412,15 @@ impl Fabric {
 
     /// Reads the owner levers from the store (an operator may change them at any time).
     async fn refresh_governance(&mut self) -> Result<(), SimError> {
-        self.shards = Arc::new(self.store.shards().await.map_err(sim_err)?);
+        self.shards = Arc::new(self.store.fleet().shards().await.map_err(sim_err)?);
         self.conservative = self.console.conservative().await.map_err(sim_err)?;
-        if let Some(t) = self.store.setting(TICK_SETTING).await.map_err(sim_err)? {
+        if let Some(t) = self
+            .store
+            .fleet()
+            .setting(TICK_SETTING)
+            .await
+            .map_err(sim_err)?
+        {
             if let Ok(ms) = t.parse::<u64>() {
                 self.tick_ms = ms.clamp(1, MAX_TICK_MS);
             }
@@ -964,17 +975,24 @@ impl Fabric {
         }
         let mut fabric = Self::open(&run_opts, clock.clone(), nodes).await?;
         for shard in state.marketplace.shards {
-            fabric.store.put_shard(shard).await.map_err(sim_err)?;
+            fabric
+                .store
+                .fleet()
+                .put_shard(shard)
+                .await
+                .map_err(sim_err)?;
         }
         fabric.latency = state.marketplace.latency;
         fabric.tick_ms = state.governance.tick_interval_ms.max(1);
         fabric
             .store
+            .fleet()
             .put_setting(TICK_SETTING, &fabric.tick_ms.to_string())
             .await
             .map_err(sim_err)?;
         fabric
             .store
+            .fleet()
             .put_setting(
                 fabric_engine::fleet::CONSERVATIVE_SETTING,
                 if state.governance.conservative {

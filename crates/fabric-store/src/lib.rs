@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod batch;
 pub mod docs;
 mod error;
+pub mod fleet;
 pub mod outbox;
 pub mod postgres;
 pub mod schedule;
@@ -29,6 +30,7 @@ pub use batch::{
 };
 pub use docs::DocStore;
 pub use error::StoreError;
+pub use fleet::FleetStore;
 pub use outbox::OutboxStore;
 pub use postgres::PostgresStore;
 pub use schedule::{NewSchedule, ScheduleFired, ScheduleFiring, ScheduleRecord, ScheduleStore};
@@ -43,7 +45,7 @@ pub(crate) fn sql_limit(n: usize) -> i64 {
 }
 
 use async_trait::async_trait;
-use fabric_core::{JobId, NewJob, Node};
+use fabric_core::{JobId, NewJob};
 
 /// Takes or renews a lease in one statement (the same SQL on both backends): a free or
 /// lapsed lease, or one the holder already has, is (re)written and returned; otherwise no row.
@@ -80,6 +82,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cron schedules and their firing.
     fn schedules(&self) -> &dyn ScheduleStore;
+
+    /// Nodes, leases, shards and fleet-wide settings.
+    fn fleet(&self) -> &dyn FleetStore;
 
     /// Inserts jobs (validated by the caller); a job whose unique key already exists is not
     /// inserted and its existing id is returned with `created: false`. One call is one
@@ -231,48 +236,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// Answers when the backend is reachable (health checks).
     async fn ping(&self) -> Result<()>;
-
-    /// Registers a node, or refreshes the row of a node id seen before: shard, capacity,
-    /// specialties, host, pid, version, load, heartbeat and start time are taken from `node`;
-    /// an existing row keeps the health and drain flag an operator set.
-    async fn register_node(&self, node: Node) -> Result<Node>;
-
-    /// Records a node's heartbeat and load; `None` when the node is not registered.
-    async fn node_heartbeat(&self, id: &str, load: u32, now: i64) -> Result<Option<Node>>;
-
-    /// Every registered node, by id.
-    async fn nodes(&self) -> Result<Vec<Node>>;
-
-    /// Applies `change` to node `id` (`NotFound` when unknown).
-    async fn update_node(&self, id: &str, change: NodeChange) -> Result<Node>;
-
-    /// Takes or renews lease `name` for `holder` until `now + ttl_ms`: succeeds when the
-    /// lease is free, lapsed, or already `holder`'s. Atomic across every daemon.
-    async fn acquire_lease(&self, name: &str, holder: &str, now: i64, ttl_ms: i64) -> Result<bool>;
-
-    /// Gives lease `name` up if `holder` has it.
-    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
-
-    /// Every lease, lapsed or not.
-    async fn leases(&self) -> Result<Vec<Lease>>;
-
-    /// Every shard with its owner levers, by name.
-    async fn shards(&self) -> Result<Vec<fabric_core::Shard>>;
-
-    /// Adds a shard or replaces its levers.
-    async fn put_shard(&self, shard: fabric_core::Shard) -> Result<()>;
-
-    /// Removes a shard (`NotFound` when unknown); its jobs stay where they are.
-    async fn remove_shard(&self, name: &str) -> Result<()>;
-
-    /// A fleet-wide setting (`conservative`, `tick_interval_ms`, ...).
-    async fn setting(&self, key: &str) -> Result<Option<String>>;
-
-    /// Sets a fleet-wide setting.
-    async fn put_setting(&self, key: &str, value: &str) -> Result<()>;
-
-    /// Removes a setting (nothing when it is not set).
-    async fn remove_setting(&self, key: &str) -> Result<()>;
 
     /// Adds source `def.name` or replaces its definition; its runtime state stays.
     async fn put_source(&self, def: fabric_core::source::SourceDef, now: i64) -> Result<()>;

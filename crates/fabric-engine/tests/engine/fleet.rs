@@ -131,7 +131,7 @@ async fn graceful_leader_hands_over_at_once(store: Arc<dyn Store>) {
     assert!(!b.is_leader());
     a.shutdown().await;
     until("b takes over", Duration::from_secs(5), || b.is_leader()).await;
-    let nodes = store.nodes().await.unwrap();
+    let nodes = store.fleet().nodes().await.unwrap();
     let a_row = nodes.iter().find(|n| n.id == "node-a").unwrap();
     assert!(a_row.stopped_at.is_some(), "a stopped node says so");
     b.shutdown().await;
@@ -195,6 +195,7 @@ async fn offline_and_drained_nodes_claim_nothing(store: Arc<dyn Store>) {
         if action == NodeAction::Drain {
             // Drain alone: bring health back, keep the drain.
             store
+                .fleet()
                 .update_node(
                     "node-a",
                     fabric_store::NodeChange {

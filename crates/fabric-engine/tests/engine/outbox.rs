@@ -330,7 +330,11 @@ async fn events_wait_while_the_bus_is_away_and_drain_in_order_when_it_returns() 
 async fn conservative_mode_holds_the_normal_lane_and_lets_emergencies_through() {
     let bus = switched(false);
     let r = capturing(rig_with(registry(), publish_to(bus.clone()))).await;
-    r.store.put_setting("conservative", "on").await.unwrap();
+    r.store
+        .fleet()
+        .put_setting("conservative", "on")
+        .await
+        .unwrap();
     // The fleet tick reads the lever (conservative mode claims high-priority jobs only).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut urgent = NewJob::new("doomed");
@@ -358,7 +362,11 @@ async fn conservative_mode_holds_the_normal_lane_and_lets_emergencies_through() 
     }
     assert_eq!(outbox_events(&*r.store).await, 1, "job.submitted waits");
 
-    r.store.put_setting("conservative", "off").await.unwrap();
+    r.store
+        .fleet()
+        .put_setting("conservative", "off")
+        .await
+        .unwrap();
     drained(&*r.store).await;
     let rest = events(&consume(&bus.inner).await);
     let got: Vec<&str> = rest

@@ -774,6 +774,7 @@ fn node(id: &str, now: i64) -> Node {
 
 pub async fn shards_settings_and_claim_levers(s: &dyn Store) {
     let names: Vec<String> = s
+        .fleet()
         .shards()
         .await
         .unwrap()
@@ -784,22 +785,23 @@ pub async fn shards_settings_and_claim_levers(s: &dyn Store) {
     let mut luna = fabric_core::Shard::new("luna").unwrap();
     luna.paused = true;
     luna.spillover_limit = 3;
-    s.put_shard(luna.clone()).await.unwrap();
-    s.put_shard(fabric_core::Shard::new("titan").unwrap())
+    s.fleet().put_shard(luna.clone()).await.unwrap();
+    s.fleet()
+        .put_shard(fabric_core::Shard::new("titan").unwrap())
         .await
         .unwrap();
-    let all = s.shards().await.unwrap();
+    let all = s.fleet().shards().await.unwrap();
     assert_eq!(all.iter().find(|x| x.name == "luna").unwrap(), &luna);
-    s.remove_shard("titan").await.unwrap();
+    s.fleet().remove_shard("titan").await.unwrap();
     assert!(matches!(
-        s.remove_shard("titan").await.unwrap_err(),
+        s.fleet().remove_shard("titan").await.unwrap_err(),
         StoreError::NotFound { .. }
     ));
-    assert_eq!(s.setting("conservative").await.unwrap(), None);
-    s.put_setting("conservative", "on").await.unwrap();
-    s.put_setting("conservative", "off").await.unwrap();
+    assert_eq!(s.fleet().setting("conservative").await.unwrap(), None);
+    s.fleet().put_setting("conservative", "on").await.unwrap();
+    s.fleet().put_setting("conservative", "off").await.unwrap();
     assert_eq!(
-        s.setting("conservative").await.unwrap().as_deref(),
+        s.fleet().setting("conservative").await.unwrap().as_deref(),
         Some("off")
     );
 
@@ -834,22 +836,32 @@ pub async fn shards_settings_and_claim_levers(s: &dyn Store) {
 }
 
 pub async fn nodes_register_heartbeat_and_keep_operator_flags(s: &dyn Store) {
-    let n = s.register_node(node("n1", T0)).await.unwrap();
+    let n = s.fleet().register_node(node("n1", T0)).await.unwrap();
     assert_eq!(n.specialties, vec!["gpu".to_string()]);
-    let hb = s.node_heartbeat("n1", 3, T0 + 5).await.unwrap().unwrap();
+    let hb = s
+        .fleet()
+        .node_heartbeat("n1", 3, T0 + 5)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((hb.load, hb.heartbeat_at), (3, T0 + 5));
-    assert!(s.node_heartbeat("ghost", 0, T0).await.unwrap().is_none());
+    assert!(s
+        .fleet()
+        .node_heartbeat("ghost", 0, T0)
+        .await
+        .unwrap()
+        .is_none());
     let change = NodeChange {
         health: Some(NodeHealth::Offline),
         draining: Some(true),
         stopped_at: None,
     };
-    let off = s.update_node("n1", change).await.unwrap();
+    let off = s.fleet().update_node("n1", change).await.unwrap();
     assert_eq!((off.health, off.draining), (NodeHealth::Offline, true));
     // A restart of the daemon does not undo what the operator set.
     let mut again = node("n1", T0 + 10);
     again.capacity = 8;
-    let back = s.register_node(again).await.unwrap();
+    let back = s.fleet().register_node(again).await.unwrap();
     assert_eq!(
         (back.health, back.draining, back.capacity),
         (NodeHealth::Offline, true, 8)
@@ -858,16 +870,24 @@ pub async fn nodes_register_heartbeat_and_keep_operator_flags(s: &dyn Store) {
         stopped_at: Some(T0 + 20),
         ..NodeChange::default()
     };
-    let stopped = s.update_node("n1", stop).await.unwrap();
+    let stopped = s.fleet().update_node("n1", stop).await.unwrap();
     assert_eq!((stopped.stopped_at, stopped.load), (Some(T0 + 20), 0));
     assert_eq!(
         stopped.effective_health(T0 + 21, 30_000),
         NodeHealth::Offline
     );
-    s.register_node(node("n0", T0)).await.unwrap();
-    let ids: Vec<String> = s.nodes().await.unwrap().into_iter().map(|n| n.id).collect();
+    s.fleet().register_node(node("n0", T0)).await.unwrap();
+    let ids: Vec<String> = s
+        .fleet()
+        .nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
     assert_eq!(ids, ["n0", "n1"]);
     let err = s
+        .fleet()
         .update_node("ghost", NodeChange::default())
         .await
         .unwrap_err();
@@ -875,40 +895,50 @@ pub async fn nodes_register_heartbeat_and_keep_operator_flags(s: &dyn Store) {
 }
 
 pub async fn leader_lease_is_exclusive_until_it_lapses(s: &dyn Store) {
-    assert!(s.acquire_lease(LEADER_LEASE, "a", T0, 1_000).await.unwrap());
+    assert!(s
+        .fleet()
+        .acquire_lease(LEADER_LEASE, "a", T0, 1_000)
+        .await
+        .unwrap());
     assert!(!s
+        .fleet()
         .acquire_lease(LEADER_LEASE, "b", T0 + 500, 1_000)
         .await
         .unwrap());
     // Renewal keeps the first acquisition time.
     assert!(s
+        .fleet()
         .acquire_lease(LEADER_LEASE, "a", T0 + 900, 1_000)
         .await
         .unwrap());
     assert!(!s
+        .fleet()
         .acquire_lease(LEADER_LEASE, "b", T0 + 1_800, 1_000)
         .await
         .unwrap());
-    let l = &s.leases().await.unwrap()[0];
+    let l = &s.fleet().leases().await.unwrap()[0];
     assert_eq!(
         (l.holder.as_str(), l.acquired_at, l.expires_at),
         ("a", T0, T0 + 1_900)
     );
     // Lapsed: another takes it, and the old holder cannot renew.
     assert!(s
+        .fleet()
         .acquire_lease(LEADER_LEASE, "b", T0 + 1_901, 1_000)
         .await
         .unwrap());
     assert!(!s
+        .fleet()
         .acquire_lease(LEADER_LEASE, "a", T0 + 1_902, 1_000)
         .await
         .unwrap());
     // Only the holder can release.
-    s.release_lease(LEADER_LEASE, "a").await.unwrap();
-    assert_eq!(s.leases().await.unwrap()[0].holder, "b");
-    s.release_lease(LEADER_LEASE, "b").await.unwrap();
-    assert!(s.leases().await.unwrap().is_empty());
+    s.fleet().release_lease(LEADER_LEASE, "a").await.unwrap();
+    assert_eq!(s.fleet().leases().await.unwrap()[0].holder, "b");
+    s.fleet().release_lease(LEADER_LEASE, "b").await.unwrap();
+    assert!(s.fleet().leases().await.unwrap().is_empty());
     assert!(s
+        .fleet()
         .acquire_lease(LEADER_LEASE, "a", T0 + 1_903, 1_000)
         .await
         .unwrap());
@@ -919,7 +949,8 @@ pub async fn concurrent_lease_takers_get_one_winner(s: Arc<dyn Store>) {
         .map(|i| {
             let s = s.clone();
             tokio::spawn(async move {
-                s.acquire_lease(LEADER_LEASE, &format!("n{i}"), T0, 10_000)
+                s.fleet()
+                    .acquire_lease(LEADER_LEASE, &format!("n{i}"), T0, 10_000)
                     .await
                     .unwrap()
             })
@@ -1029,9 +1060,12 @@ pub async fn sources_keep_their_definition_and_state(s: &dyn Store) {
         ("docs", "mbox:a_b.mbox"),
         ("docs_x", "index"),
     ] {
-        s.put_setting(&state_key(src, what), "{}").await.unwrap();
+        s.fleet()
+            .put_setting(&state_key(src, what), "{}")
+            .await
+            .unwrap();
     }
-    s.put_setting("docs", "kept").await.unwrap();
+    s.fleet().put_setting("docs", "kept").await.unwrap();
     let defs: Vec<String> = s
         .source_defs()
         .await
@@ -1042,19 +1076,27 @@ pub async fn sources_keep_their_definition_and_state(s: &dyn Store) {
     assert_eq!(defs, ["docs", "notes"]);
     s.remove_source("docs").await.unwrap();
     assert_eq!(s.sources().await.unwrap().len(), 1);
-    assert_eq!(s.setting(&state_key("docs", "index")).await.unwrap(), None);
     assert_eq!(
-        s.setting(&state_key("docs", "mbox:a_b.mbox"))
+        s.fleet()
+            .setting(&state_key("docs", "index"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.fleet()
+            .setting(&state_key("docs", "mbox:a_b.mbox"))
             .await
             .unwrap(),
         None
     );
     assert!(s
+        .fleet()
         .setting(&state_key("docs_x", "index"))
         .await
         .unwrap()
         .is_some());
-    assert!(s.setting("docs").await.unwrap().is_some());
+    assert!(s.fleet().setting("docs").await.unwrap().is_some());
 }
 
 pub async fn telemetry_sums_per_source_and_outcome_and_prunes(s: &dyn Store) {

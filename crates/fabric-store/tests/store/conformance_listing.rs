@@ -127,12 +127,15 @@ pub async fn purge_jobs_deletes_only_finished_ones(s: &dyn Store) {
 }
 
 pub async fn settings_are_put_replaced_and_removed(s: &dyn Store) {
-    s.put_setting("bulk.7", "a").await.unwrap();
-    s.put_setting("bulk.7", "b").await.unwrap();
-    assert_eq!(s.setting("bulk.7").await.unwrap().as_deref(), Some("b"));
-    s.remove_setting("bulk.7").await.unwrap();
-    assert_eq!(s.setting("bulk.7").await.unwrap(), None);
-    s.remove_setting("never-set").await.unwrap();
+    s.fleet().put_setting("bulk.7", "a").await.unwrap();
+    s.fleet().put_setting("bulk.7", "b").await.unwrap();
+    assert_eq!(
+        s.fleet().setting("bulk.7").await.unwrap().as_deref(),
+        Some("b")
+    );
+    s.fleet().remove_setting("bulk.7").await.unwrap();
+    assert_eq!(s.fleet().setting("bulk.7").await.unwrap(), None);
+    s.fleet().remove_setting("never-set").await.unwrap();
 }
 
 /// The counts by state as the table holds them: every job listed and tallied.

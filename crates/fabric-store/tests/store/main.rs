@@ -169,7 +169,7 @@ mod sqlite_write_behind {
         let before = rounds.load(Ordering::Relaxed);
         let put = tokio::time::timeout(
             Duration::from_secs(30),
-            operator.put_setting("tick_interval_ms", "250"),
+            operator.fleet().put_setting("tick_interval_ms", "250"),
         )
         .await;
         let during = rounds.load(Ordering::Relaxed) - before;
@@ -179,7 +179,11 @@ mod sqlite_write_behind {
             .expect("the operator's write failed");
         assert!(during > 0, "the owner kept writing meanwhile");
         assert_eq!(
-            busy.setting("tick_interval_ms").await.unwrap().as_deref(),
+            busy.fleet()
+                .setting("tick_interval_ms")
+                .await
+                .unwrap()
+                .as_deref(),
             Some("250"),
             "the owner sees the operator's write once it committed its own"
         );
@@ -334,7 +338,7 @@ mod sqlite {
         assert_eq!((from, to), (1, 16));
         let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
         assert_eq!(s.counts().await.unwrap().pending, 1);
-        assert!(s.nodes().await.unwrap().is_empty());
+        assert!(s.fleet().nodes().await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -485,7 +489,7 @@ mod postgres {
         let (store, (from, to)) = PostgresStore::migrate(&url, &name).await.unwrap();
         assert_eq!((from, to), (1, 13));
         assert_eq!(store.counts().await.unwrap().pending, 1);
-        assert!(store.nodes().await.unwrap().is_empty());
+        assert!(store.fleet().nodes().await.unwrap().is_empty());
         PostgresStore::open(&url, &name).await.unwrap();
     }
 
