@@ -30,6 +30,12 @@ const PREFETCH_WINDOW: Duration = Duration::from_millis(20);
 const LINGER_BATCH: usize = 256;
 /// Most completions written in one store call.
 const COMPLETE_BATCH: usize = 4096;
+/// An idle dispatcher polls no more often than this many times the cost of one poll (the
+/// due-time read and the claim that found nothing), so that polling an idle queue costs at
+/// most about a twentieth of a core however large the queue.
+const IDLE_COST_FACTOR: u32 = 20;
+/// Longest idle poll period that a dear poll stretches `poll_interval` to.
+const IDLE_POLL_MAX: Duration = Duration::from_secs(10);
 
 /// Called with every batch of completions once it is durable.
 pub type CompletionListener = mpsc::UnboundedSender<(Vec<JobId>, CompleteReport)>;
@@ -427,6 +433,8 @@ async fn dispatcher(
     // a wake-up, the next due time or the poll before claiming again. The wake-up future
     // is armed before that claim, so an enqueue racing with it is never missed.
     let mut drained = false;
+    // What the last claim that found the queue drained took (see `idle_poll`).
+    let mut idle_claim = Duration::ZERO;
     let mut wake = Box::pin(shared.wake.notified());
     wake.as_mut().enable();
     loop {
@@ -446,11 +454,14 @@ async fn dispatcher(
         }
         if drained {
             let now = shared.clock.now_ms();
-            let wait = match shared.store.next_run_at().await {
+            let asked = Instant::now();
+            let next = shared.store.next_run_at().await;
+            let poll = idle_poll(opts.poll_interval, idle_claim + asked.elapsed());
+            let wait = match next {
                 Ok(Some(t)) => until_ms(now, t),
-                _ => opts.poll_interval,
+                _ => poll,
             }
-            .min(opts.poll_interval);
+            .min(poll);
             if !wait.is_zero() {
                 tokio::select! {
                     _ = wake.as_mut() => {}
@@ -490,6 +501,7 @@ async fn dispatcher(
             lease_ms: duration_ms(opts.lease),
             now: shared.clock.now_ms(),
         };
+        let claimed_at = Instant::now();
         let jobs = match shared.store.claim(req).await {
             Ok(jobs) => {
                 backoff = Duration::from_millis(10);
@@ -504,6 +516,9 @@ async fn dispatcher(
             }
         };
         drained = jobs.len() < limit;
+        if drained {
+            idle_claim = claimed_at.elapsed();
+        }
         tracing::trace!(claimed = jobs.len(), free, "claimed");
         if jobs.is_empty() {
             drop(permit);
@@ -524,6 +539,16 @@ async fn dispatcher(
     }
     // Wait for every slot to come back: in-flight jobs finished.
     let _ = slots.acquire_many(shared.options.max_workers as u32).await;
+}
+
+/// The period of an idle dispatcher's poll: `interval`, or on a queue whose poll (`cost`: the
+/// due-time read and the claim, each of which reads every pending job when none is due) is
+/// dear, `IDLE_COST_FACTOR` times that cost, at most `IDLE_POLL_MAX`. A job due at a known
+/// time still starts at that time, and an enqueue, a retry, a release or a rescue wakes the
+/// dispatcher at once; only a change no wake-up announces (another process writing the store
+/// without one) waits for the longer poll.
+fn idle_poll(interval: Duration, cost: Duration) -> Duration {
+    interval.max((cost * IDLE_COST_FACTOR).min(IDLE_POLL_MAX))
 }
 
 /// How many jobs to claim beyond the free slots: as many as the slots finish within
@@ -745,8 +770,9 @@ async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completi
         // Their events (if captured) wait in the outbox: the publisher may send them now.
         shared.outbox_wake.notify_one();
         // Batch items these successes released may be claimed now, not at the next poll
-        // (by this engine's workers, or an external worker waiting in a claim).
-        if report.released > 0 {
+        // (by this engine's workers, or an external worker waiting in a claim); a retry
+        // written here is due at a time an idle dispatcher has not read yet.
+        if report.released > 0 || failed > quarantined {
             work_due(&shared);
         }
         if let Some(log) = &shared.field_log {
@@ -838,5 +864,27 @@ async fn heartbeats(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             }
             Err(e) => tracing::warn!(error = %e, "lease heartbeat failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod idle_poll_tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_poll_stretches_only_when_it_is_dear_and_never_past_the_cap() {
+        let interval = Duration::from_millis(250);
+        // A small queue: the configured interval.
+        assert_eq!(idle_poll(interval, Duration::from_micros(300)), interval);
+        assert_eq!(idle_poll(interval, Duration::from_millis(12)), interval);
+        // A million pending jobs due in years: reads of 150 ms poll every 3 s.
+        assert_eq!(
+            idle_poll(interval, Duration::from_millis(150)),
+            Duration::from_secs(3)
+        );
+        assert_eq!(idle_poll(interval, Duration::from_secs(5)), IDLE_POLL_MAX);
+        // A configured interval above the cap stays as configured.
+        let slow = Duration::from_secs(60);
+        assert_eq!(idle_poll(slow, Duration::from_secs(5)), slow);
     }
 }
