@@ -466,6 +466,27 @@ async fn an_enqueue_wakes_idle_workers_without_waiting_for_the_poll() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_written_while_the_workers_idle_runs_without_waiting_for_the_poll() {
+    // Retries are due at once (the rig's policy); the poll would come after an hour.
+    let r = rig_with(Registry::builtin(), |o| {
+        o.poll_interval = Duration::from_secs(3600)
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let s = r
+        .console
+        .submit(job("shell", json!({"cmd": ["false"]}), 2))
+        .await
+        .unwrap();
+    let waited = tokio::time::timeout(
+        Duration::from_secs(30),
+        wait_state(&*r.store, s.id, JobState::Quarantined),
+    )
+    .await;
+    assert!(waited.is_ok(), "the retry ran only after a poll");
+    assert_eq!(r.store.job(s.id).await.unwrap().job.attempt, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_kinds_and_bad_payloads_are_refused_and_nothing_is_written() {
     let r = rig();
     let e = r.console.submit(NewJob::new("nope")).await.unwrap_err();
