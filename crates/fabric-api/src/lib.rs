@@ -1,8 +1,11 @@
 //! Fabric's HTTP face: `/healthz`, `/metrics` (Prometheus text) and the JSON API under
-//! `/api/v1/` for jobs, quarantine and documents. Every handler calls the Console; mutating calls need a
-//! bearer token and are refused when none is configured (fail closed).
+//! `/api/v1/` for jobs, quarantine and documents here, batches and external workers in their
+//! own modules. Every handler calls the Console; mutating calls need a bearer token and are
+//! refused when none is configured (fail closed).
 
+mod batches;
 mod error;
+mod workers;
 
 use std::error::Error as _;
 use std::future::Future;
@@ -19,17 +22,17 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use fabric_core::config::TokenRole;
 use fabric_core::quarantine::QuarantineReason;
-use fabric_core::retry::FailureType;
 use fabric_core::{CoreError, JobState, NewJob};
 use fabric_engine::access::{bearer, role_name};
-use fabric_engine::batches::{BatchInput, OnComplete};
 use fabric_engine::console::{Check, Health};
-use fabric_engine::external::ExternalClaim;
 use fabric_engine::{Console, EngineError, Metrics};
 use fabric_store::{JobFilter, QuarantineFilter};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+use batches::{cancel_batch, list_batches, retry_batch, show_batch, submit_batch};
+use workers::{worker_claim, worker_complete, worker_fail, worker_heartbeat};
 
 pub use error::ApiError;
 pub use fabric_engine::access::{Access, Credential, Principal};
@@ -495,207 +498,6 @@ async fn submit(Acting(console): Acting, Body(body): Body) -> Result<Response> {
             Ok((StatusCode::CREATED, Json(json!({"ids": ids}))).into_response())
         }
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClaimBody {
-    worker: String,
-    kinds: Vec<String>,
-    #[serde(default = "one")]
-    max: usize,
-    #[serde(default)]
-    lease_seconds: Option<u64>,
-    #[serde(default)]
-    wait_seconds: u64,
-}
-
-fn one() -> usize {
-    1
-}
-
-/// `POST /api/v1/workers/claim`: jobs of the worker's kinds, each with its lease token; waits
-/// up to `wait_seconds` for work when there is none.
-async fn worker_claim(State(s): State<Shared>, Body(body): Body) -> Result<Response> {
-    let b: ClaimBody = parse_json(&body)?;
-    let jobs = s
-        .console
-        .external_claim(ExternalClaim {
-            worker: b.worker,
-            kinds: b.kinds,
-            max: b.max,
-            lease_seconds: b.lease_seconds,
-            wait_seconds: b.wait_seconds,
-        })
-        .await?;
-    Ok(Json(json!({ "jobs": jobs })).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HeartbeatBody {
-    id: i64,
-    token: String,
-    #[serde(default)]
-    lease_seconds: Option<u64>,
-}
-
-async fn worker_heartbeat(State(s): State<Shared>, Body(body): Body) -> Result<Response> {
-    let b: HeartbeatBody = parse_json(&body)?;
-    let until = s
-        .console
-        .external_heartbeat(b.id, &b.token, b.lease_seconds)
-        .await?;
-    Ok(Json(json!({"id": b.id, "lease_expires_at": until})).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CompleteBody {
-    id: i64,
-    token: String,
-    #[serde(default)]
-    result: Option<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CompleteManyBody {
-    jobs: Vec<CompleteBody>,
-}
-
-/// `POST /api/v1/workers/complete`: one job (`{id, token, result}`: 409 when its lease is
-/// lost), or many in one write (`{"jobs": [...]}`: the ids completed and the ids whose lease
-/// was lost).
-async fn worker_complete(State(s): State<Shared>, Body(body): Body) -> Result<Response> {
-    let value: Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad("body", e.to_string()))?;
-    if value.get("jobs").is_some() {
-        let b: CompleteManyBody = parse_json(&body)?;
-        let ids: Vec<i64> = b.jobs.iter().map(|j| j.id).collect();
-        let done = s
-            .console
-            .external_complete_many(
-                b.jobs
-                    .into_iter()
-                    .map(|j| (j.id, j.token, j.result))
-                    .collect(),
-            )
-            .await?;
-        let lost: Vec<i64> = ids.into_iter().filter(|id| !done.contains(id)).collect();
-        return Ok(Json(json!({"completed": done, "lost": lost})).into_response());
-    }
-    let b: CompleteBody = parse_json(&body)?;
-    s.console
-        .external_complete(b.id, &b.token, b.result)
-        .await?;
-    Ok(Json(json!({"id": b.id, "state": "succeeded"})).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FailBody {
-    id: i64,
-    token: String,
-    error: String,
-    #[serde(default = "transient")]
-    failure_type: FailureType,
-    #[serde(default)]
-    retry_after_seconds: Option<u64>,
-}
-
-fn transient() -> FailureType {
-    FailureType::Transient
-}
-
-async fn worker_fail(Acting(console): Acting, Body(body): Body) -> Result<Response> {
-    let b: FailBody = parse_json(&body)?;
-    let state = console
-        .external_fail(
-            b.id,
-            &b.token,
-            &b.error,
-            b.failure_type,
-            b.retry_after_seconds.map(std::time::Duration::from_secs),
-        )
-        .await?;
-    Ok(Json(json!({"id": b.id, "state": state})).into_response())
-}
-
-/// `POST /api/v1/batches`: `{"items": [...], "name"?, "on_complete"?: {"kind", "payload"?}}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BatchBody {
-    items: Vec<Value>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    on_complete: Option<OnCompleteBody>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OnCompleteBody {
-    kind: String,
-    #[serde(default)]
-    payload: Option<Value>,
-}
-
-async fn submit_batch(Acting(console): Acting, Body(body): Body) -> Result<Response> {
-    let b: BatchBody = parse_json(&body)?;
-    let on_complete = b.on_complete.map(|c| OnComplete {
-        kind: c.kind,
-        payload: c.payload.unwrap_or_else(|| json!({})),
-    });
-    let out = console
-        .submit_batch(BatchInput::Items(b.items), b.name, on_complete)
-        .await?;
-    Ok((StatusCode::CREATED, Json(out)).into_response())
-}
-
-fn batch_id(raw: &str) -> Result<i64> {
-    positive_id(raw, "batch")
-}
-
-async fn show_batch(State(s): State<Shared>, Path(id): Path<String>) -> Result<Response> {
-    Ok(Json(s.console.batch(batch_id(&id)?).await?).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BatchListQuery {
-    state: Option<String>,
-    limit: Option<usize>,
-}
-
-async fn list_batches(
-    State(s): State<Shared>,
-    ApiQuery(q): ApiQuery<BatchListQuery>,
-) -> Result<Response> {
-    let state = q
-        .state
-        .as_deref()
-        .map(fabric_core::batch::BatchState::parse)
-        .transpose()
-        .map_err(EngineError::from)?;
-    Ok(Json(s.console.batches(state, limit(q.limit)?).await?).into_response())
-}
-
-async fn retry_batch(Acting(console): Acting, Path(id): Path<String>) -> Result<Response> {
-    let out = console.retry_batch(batch_id(&id)?).await?;
-    Ok(Json(out).into_response())
-}
-
-async fn cancel_batch(
-    Acting(console): Acting,
-    Path(id): Path<String>,
-    Body(body): Body,
-) -> Result<Response> {
-    let b: CancelBody = optional_body(&body)?;
-    let out = console
-        .cancel_batch(batch_id(&id)?, &b.reason.unwrap_or_default())
-        .await?;
-    Ok(Json(out).into_response())
 }
 
 fn job_id(raw: &str) -> Result<i64> {
