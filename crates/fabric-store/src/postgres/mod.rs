@@ -3,11 +3,13 @@
 //! `FOR UPDATE SKIP LOCKED`, completions fenced by owner + attempt.
 
 mod alerts;
+mod audit;
 mod batches;
 mod connect;
 mod docs;
 mod fleet;
 mod outbox;
+mod quarantine;
 mod rows;
 mod schedules;
 mod sources;
@@ -24,9 +26,7 @@ use fabric_core::quarantine::QuarantineReason;
 use fabric_core::{Job, JobId, JobState, NewJob};
 
 use connect::{listen_loop, MIGRATIONS};
-use rows::{
-    get_job, get_job_for_update, quarantine_select, row_to_entry, row_to_job, JobWhere, JOB_COLS,
-};
+use rows::{get_job, get_job_for_update, row_to_job, JobWhere, JOB_COLS};
 use write_path::{add_error, fenced_update, insert_plain, quarantine_job, CLAIM_SQL};
 
 use crate::{
@@ -645,37 +645,11 @@ impl Store for PostgresStore {
     }
 
     async fn quarantine(&self, filter: QuarantineFilter) -> Result<Vec<QuarantineEntry>> {
-        let client = self.pool.get().await?;
-        let reason = filter.reason.map(|r| r.as_str());
-        client
-            .query(
-                &format!(
-                    "{} WHERE j.state = 'quarantined' AND ($1::text IS NULL OR q.reason = $1)
-                       AND ($2::bigint IS NULL OR q.quarantined_at >= $2)
-                     ORDER BY q.quarantined_at DESC, q.job_id DESC LIMIT $3",
-                    quarantine_select()
-                ),
-                &[&reason, &filter.since, &(crate::sql_limit(filter.limit))],
-            )
-            .await?
-            .iter()
-            .map(row_to_entry)
-            .collect()
+        quarantine::quarantine(self, filter).await
     }
 
     async fn quarantine_entry(&self, id: JobId) -> Result<QuarantineEntry> {
-        let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
-                &format!("{} WHERE q.job_id = $1", quarantine_select()),
-                &[&id],
-            )
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "quarantined job",
-                id: id.to_string(),
-            })?;
-        row_to_entry(&row)
+        quarantine::quarantine_entry(self, id).await
     }
 
     async fn purge_quarantine(
@@ -684,146 +658,39 @@ impl Store for PostgresStore {
         reason: Option<QuarantineReason>,
         dry_run: bool,
     ) -> Result<Vec<JobId>> {
-        let client = self.pool.get().await?;
-        let reason = reason.map(|r| r.as_str());
-        let select = "SELECT q.job_id FROM quarantine q JOIN jobs j ON j.id = q.job_id
-                      WHERE j.state = 'quarantined' AND q.quarantined_at < $1
-                        AND ($2::text IS NULL OR q.reason = $2)";
-        let sql = if dry_run {
-            format!("{select} ORDER BY q.job_id")
-        } else {
-            format!("DELETE FROM jobs WHERE id IN ({select}) RETURNING id")
-        };
-        let mut ids: Vec<JobId> = client
-            .query(&sql, &[&before, &reason])
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<std::result::Result<_, _>>()?;
-        ids.sort();
-        Ok(ids)
+        quarantine::purge_quarantine(self, before, reason, dry_run).await
     }
 
     async fn purge_jobs(&self, ids: Vec<JobId>) -> Result<Vec<JobId>> {
-        let client = self.pool.get().await?;
-        let mut gone: Vec<JobId> = client
-            .query(
-                "DELETE FROM jobs WHERE id = ANY($1)
-                   AND state IN ('succeeded', 'cancelled', 'quarantined') RETURNING id",
-                &[&ids],
-            )
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<std::result::Result<_, _>>()?;
-        gone.sort_unstable();
-        Ok(gone)
+        quarantine::purge_jobs(self, ids).await
     }
 
     async fn quarantine_stats(&self) -> Result<QuarantineStats> {
-        let client = self.pool.get().await?;
-        let mut stats = QuarantineStats::default();
-        for r in client
-            .query(
-                "SELECT q.reason, count(*), min(q.quarantined_at), max(q.quarantined_at),
-                        sum(q.retries)::bigint
-                 FROM quarantine q JOIN jobs j ON j.id = q.job_id
-                 WHERE j.state = 'quarantined' GROUP BY q.reason",
-                &[],
-            )
-            .await?
-        {
-            let reason: String = r.try_get(0)?;
-            let n: i64 = r.try_get(1)?;
-            let oldest: i64 = r.try_get(2)?;
-            let newest: i64 = r.try_get(3)?;
-            let retries: i64 = r.try_get(4)?;
-            stats.total += n as u64;
-            stats.retries += retries as u64;
-            stats.by_reason.insert(reason, n as u64);
-            stats.oldest_at = Some(stats.oldest_at.map_or(oldest, |o| o.min(oldest)));
-            stats.newest_at = Some(stats.newest_at.map_or(newest, |o| o.max(newest)));
-        }
-        Ok(stats)
+        quarantine::quarantine_stats(self).await
     }
 
     async fn audit(&self, e: AuditEntry) -> Result<()> {
-        let client = self.pool.get().await?;
-        client
-            .execute(
-                "INSERT INTO audit (at, actor, action, target, reason) VALUES ($1, $2, $3, $4, $5)",
-                &[&e.at, &e.actor, &e.action, &e.target, &e.reason],
-            )
-            .await?;
-        Ok(())
+        audit::audit(self, e).await
     }
 
     async fn audit_log(&self, since: Option<i64>, limit: usize) -> Result<Vec<AuditEntry>> {
-        let client = self.pool.get().await?;
-        client
-            .query(
-                "SELECT at, actor, action, target, reason FROM audit
-                 WHERE $1::bigint IS NULL OR at >= $1 ORDER BY id DESC LIMIT $2",
-                &[&since, &(crate::sql_limit(limit))],
-            )
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    at: r.try_get(0)?,
-                    actor: r.try_get(1)?,
-                    action: r.try_get(2)?,
-                    target: r.try_get(3)?,
-                    reason: r.try_get(4)?,
-                })
-            })
-            .collect()
+        audit::audit_log(self, since, limit).await
     }
 
     async fn prune_audit(&self, before: i64) -> Result<u64> {
-        let client = self.pool.get().await?;
-        Ok(client
-            .execute("DELETE FROM audit WHERE at < $1", &[&before])
-            .await?)
+        audit::prune_audit(self, before).await
     }
 
     async fn put_recovery_report(&self, report: RecoveryReport) -> Result<()> {
-        let client = self.pool.get().await?;
-        let value = serde_json::to_value(&report).map_err(backend)?;
-        client
-            .execute(
-                "INSERT INTO recovery_reports (at, report) VALUES ($1, $2)",
-                &[&report.at, &value],
-            )
-            .await?;
-        Ok(())
+        audit::put_recovery_report(self, report).await
     }
 
     async fn last_recovery_report(&self) -> Result<Option<RecoveryReport>> {
-        let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
-                "SELECT report FROM recovery_reports ORDER BY id DESC LIMIT 1",
-                &[],
-            )
-            .await?;
-        row.map(|r| {
-            let v: serde_json::Value = r.try_get(0)?;
-            serde_json::from_value(v).map_err(backend)
-        })
-        .transpose()
+        audit::last_recovery_report(self).await
     }
 
     async fn prune_recovery_reports(&self, keep: usize) -> Result<u64> {
-        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        let client = self.pool.get().await?;
-        Ok(client
-            .execute(
-                "DELETE FROM recovery_reports WHERE id NOT IN
-                 (SELECT id FROM recovery_reports ORDER BY at DESC, id DESC LIMIT $1)",
-                &[&keep],
-            )
-            .await?)
+        audit::prune_recovery_reports(self, keep).await
     }
 
     async fn integrity_check(&self) -> Result<Vec<String>> {

@@ -2,6 +2,7 @@
 //! thread and a small pool of read connections.
 
 mod alerts;
+mod audit;
 mod batches;
 mod deferred;
 mod docs;
@@ -10,6 +11,7 @@ mod inspect;
 mod open;
 mod outbox;
 mod outbox_codec;
+mod quarantine;
 mod ranking;
 mod rows;
 mod schedules;
@@ -35,10 +37,7 @@ use crate::{
 };
 pub use inspect::{inspect, FileCheck};
 use open::{migrate, open_conn, restrict_permissions, start_checkpointer, MIGRATIONS, SHARD_INDEX};
-use rows::{
-    conversion, get_job, job_filter_sql, json_list, quarantine_entry, quarantine_select,
-    row_to_entry, row_to_job, JOB_COLS,
-};
+use rows::{conversion, get_job, job_filter_sql, json_list, row_to_job, JOB_COLS};
 use write_path::{
     check, finish, insert_jobs, quarantine_job, CLAIM_ANY, CLAIM_ANY_BY_SHARD, CLAIM_ONE_SHARD,
 };
@@ -671,29 +670,11 @@ impl Store for SqliteStore {
     }
 
     async fn quarantine(&self, filter: QuarantineFilter) -> Result<Vec<QuarantineEntry>> {
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "{} WHERE j.state = 'quarantined' AND (?1 IS NULL OR q.reason = ?1)
-                   AND (?2 IS NULL OR q.quarantined_at >= ?2)
-                 ORDER BY q.quarantined_at DESC, q.job_id DESC LIMIT ?3",
-                quarantine_select()
-            ))?;
-            let mut rows = stmt.query(params![
-                filter.reason.map(|r| r.as_str()),
-                filter.since,
-                crate::sql_limit(filter.limit)
-            ])?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                out.push(row_to_entry(r)?);
-            }
-            Ok(out)
-        })
-        .await
+        quarantine::quarantine(self, filter).await
     }
 
     async fn quarantine_entry(&self, id: JobId) -> Result<QuarantineEntry> {
-        self.read(move |conn| quarantine_entry(conn, id)).await
+        quarantine::quarantine_entry(self, id).await
     }
 
     async fn purge_quarantine(
@@ -702,167 +683,39 @@ impl Store for SqliteStore {
         reason: Option<QuarantineReason>,
         dry_run: bool,
     ) -> Result<Vec<JobId>> {
-        self.inner
-            .writer
-            .write(move |conn| {
-                let ids: Vec<JobId> = conn
-                    .prepare_cached(
-                        "SELECT q.job_id FROM quarantine q JOIN jobs j ON j.id = q.job_id
-                         WHERE j.state = 'quarantined' AND q.quarantined_at < ?1
-                           AND (?2 IS NULL OR q.reason = ?2)
-                         ORDER BY q.job_id",
-                    )?
-                    .query_map(params![before, reason.map(|r| r.as_str())], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
-                if !dry_run {
-                    let mut del = conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
-                    for id in &ids {
-                        del.execute([id])?;
-                    }
-                }
-                Ok(ids)
-            })
-            .await
+        quarantine::purge_quarantine(self, before, reason, dry_run).await
     }
 
     async fn purge_jobs(&self, ids: Vec<JobId>) -> Result<Vec<JobId>> {
-        self.inner
-            .writer
-            .write(move |conn| {
-                let mut del = conn.prepare_cached(
-                    "DELETE FROM jobs WHERE id = ?1
-                       AND state IN ('succeeded', 'cancelled', 'quarantined')",
-                )?;
-                let mut gone = Vec::new();
-                for id in ids {
-                    if del.execute([id])? == 1 {
-                        gone.push(id);
-                    }
-                }
-                gone.sort_unstable();
-                Ok(gone)
-            })
-            .await
+        quarantine::purge_jobs(self, ids).await
     }
 
     async fn quarantine_stats(&self) -> Result<QuarantineStats> {
-        self.read(|conn| {
-            let mut stats = QuarantineStats::default();
-            let mut stmt = conn.prepare_cached(
-                "SELECT q.reason, count(*), min(q.quarantined_at), max(q.quarantined_at),
-                        sum(q.retries)
-                 FROM quarantine q JOIN jobs j ON j.id = q.job_id
-                 WHERE j.state = 'quarantined' GROUP BY q.reason",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, u64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, u64>(4)?,
-                ))
-            })?;
-            for row in rows {
-                let (reason, n, oldest, newest, retries) = row?;
-                stats.total += n;
-                stats.retries += retries;
-                stats.by_reason.insert(reason, n);
-                stats.oldest_at = Some(stats.oldest_at.map_or(oldest, |o| o.min(oldest)));
-                stats.newest_at = Some(stats.newest_at.map_or(newest, |o| o.max(newest)));
-            }
-            Ok(stats)
-        })
-        .await
+        quarantine::quarantine_stats(self).await
     }
 
     async fn audit(&self, e: AuditEntry) -> Result<()> {
-        self.inner
-            .writer
-            .write(move |conn| {
-                conn.prepare_cached(
-                    "INSERT INTO audit (at, actor, action, target, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![e.at, e.actor, e.action, e.target, e.reason])?;
-                Ok(())
-            })
-            .await
+        audit::audit(self, e).await
     }
 
     async fn audit_log(&self, since: Option<i64>, limit: usize) -> Result<Vec<AuditEntry>> {
-        self.read(move |conn| {
-            let rows = conn
-                .prepare_cached(
-                    "SELECT at, actor, action, target, reason FROM audit
-                     WHERE ?1 IS NULL OR at >= ?1 ORDER BY id DESC LIMIT ?2",
-                )?
-                .query_map(params![since, crate::sql_limit(limit)], |r| {
-                    Ok(AuditEntry {
-                        at: r.get(0)?,
-                        actor: r.get(1)?,
-                        action: r.get(2)?,
-                        target: r.get(3)?,
-                        reason: r.get(4)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
-        })
-        .await
+        audit::audit_log(self, since, limit).await
     }
 
     async fn prune_audit(&self, before: i64) -> Result<u64> {
-        self.inner
-            .writer
-            .write(
-                move |conn| Ok(conn.execute("DELETE FROM audit WHERE at < ?1", [before])? as u64),
-            )
-            .await
+        audit::prune_audit(self, before).await
     }
 
     async fn put_recovery_report(&self, report: RecoveryReport) -> Result<()> {
-        let text =
-            serde_json::to_string(&report).map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.inner
-            .writer
-            .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO recovery_reports (at, report) VALUES (?1, ?2)",
-                    params![report.at, text],
-                )?;
-                Ok(())
-            })
-            .await
+        audit::put_recovery_report(self, report).await
     }
 
     async fn last_recovery_report(&self) -> Result<Option<RecoveryReport>> {
-        self.read(|conn| {
-            let text: Option<String> = conn
-                .query_row(
-                    "SELECT report FROM recovery_reports ORDER BY id DESC LIMIT 1",
-                    [],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Backend(e.to_string())))
-                .transpose()
-        })
-        .await
+        audit::last_recovery_report(self).await
     }
 
     async fn prune_recovery_reports(&self, keep: usize) -> Result<u64> {
-        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        self.inner
-            .writer
-            .write(move |conn| {
-                let n = conn.execute(
-                    "DELETE FROM recovery_reports WHERE id NOT IN
-                     (SELECT id FROM recovery_reports ORDER BY at DESC, id DESC LIMIT ?1)",
-                    [keep],
-                )?;
-                Ok(n as u64)
-            })
-            .await
+        audit::prune_recovery_reports(self, keep).await
     }
 
     async fn integrity_check(&self) -> Result<Vec<String>> {

@@ -1,0 +1,119 @@
+//! The quarantine on SQLite: listing its entries, their statistics, and purging them (and finished
+//! jobs) for good.
+
+use fabric_core::quarantine::QuarantineReason;
+use fabric_core::JobId;
+use rusqlite::params;
+
+use super::rows::{quarantine_entry as entry_of, quarantine_select, row_to_entry};
+use super::SqliteStore;
+use crate::{QuarantineEntry, QuarantineFilter, QuarantineStats, Result};
+
+pub(super) async fn quarantine(
+    s: &SqliteStore,
+    filter: QuarantineFilter,
+) -> Result<Vec<QuarantineEntry>> {
+    s.read(move |conn| {
+        let mut stmt = conn.prepare_cached(&format!(
+            "{} WHERE j.state = 'quarantined' AND (?1 IS NULL OR q.reason = ?1)
+               AND (?2 IS NULL OR q.quarantined_at >= ?2)
+             ORDER BY q.quarantined_at DESC, q.job_id DESC LIMIT ?3",
+            quarantine_select()
+        ))?;
+        let mut rows = stmt.query(params![
+            filter.reason.map(|r| r.as_str()),
+            filter.since,
+            crate::sql_limit(filter.limit)
+        ])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(row_to_entry(r)?);
+        }
+        Ok(out)
+    })
+    .await
+}
+
+pub(super) async fn quarantine_entry(s: &SqliteStore, id: JobId) -> Result<QuarantineEntry> {
+    s.read(move |conn| entry_of(conn, id)).await
+}
+
+pub(super) async fn purge_quarantine(
+    s: &SqliteStore,
+    before: i64,
+    reason: Option<QuarantineReason>,
+    dry_run: bool,
+) -> Result<Vec<JobId>> {
+    s.inner
+        .writer
+        .write(move |conn| {
+            let ids: Vec<JobId> = conn
+                .prepare_cached(
+                    "SELECT q.job_id FROM quarantine q JOIN jobs j ON j.id = q.job_id
+                     WHERE j.state = 'quarantined' AND q.quarantined_at < ?1
+                       AND (?2 IS NULL OR q.reason = ?2)
+                     ORDER BY q.job_id",
+                )?
+                .query_map(params![before, reason.map(|r| r.as_str())], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            if !dry_run {
+                let mut del = conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
+                for id in &ids {
+                    del.execute([id])?;
+                }
+            }
+            Ok(ids)
+        })
+        .await
+}
+
+pub(super) async fn purge_jobs(s: &SqliteStore, ids: Vec<JobId>) -> Result<Vec<JobId>> {
+    s.inner
+        .writer
+        .write(move |conn| {
+            let mut del = conn.prepare_cached(
+                "DELETE FROM jobs WHERE id = ?1
+                   AND state IN ('succeeded', 'cancelled', 'quarantined')",
+            )?;
+            let mut gone = Vec::new();
+            for id in ids {
+                if del.execute([id])? == 1 {
+                    gone.push(id);
+                }
+            }
+            gone.sort_unstable();
+            Ok(gone)
+        })
+        .await
+}
+
+pub(super) async fn quarantine_stats(s: &SqliteStore) -> Result<QuarantineStats> {
+    s.read(|conn| {
+        let mut stats = QuarantineStats::default();
+        let mut stmt = conn.prepare_cached(
+            "SELECT q.reason, count(*), min(q.quarantined_at), max(q.quarantined_at),
+                    sum(q.retries)
+             FROM quarantine q JOIN jobs j ON j.id = q.job_id
+             WHERE j.state = 'quarantined' GROUP BY q.reason",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, u64>(4)?,
+            ))
+        })?;
+        for row in rows {
+            let (reason, n, oldest, newest, retries) = row?;
+            stats.total += n;
+            stats.retries += retries;
+            stats.by_reason.insert(reason, n);
+            stats.oldest_at = Some(stats.oldest_at.map_or(oldest, |o| o.min(oldest)));
+            stats.newest_at = Some(stats.newest_at.map_or(newest, |o| o.max(newest)));
+        }
+        Ok(stats)
+    })
+    .await
+}
