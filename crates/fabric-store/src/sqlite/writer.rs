@@ -24,6 +24,11 @@ use crate::{Result, StoreError};
 const GROUP_LINGER: std::time::Duration = std::time::Duration::from_micros(100);
 /// Only groups at least this large (many concurrent writers) make the next one wait.
 const LINGER_MIN_GROUP: usize = 4;
+/// ... and only while a commit costs at least this much (an fsync: `synchronous = FULL`, or a
+/// slow disk). Waiting lets concurrent writers share a dear commit; a cheap one is better
+/// repeated than waited for, as the wait only lengthens every writer's round trip
+/// (docs/benchmarks.md, 2026-12-04).
+const LINGER_MIN_COMMIT: Duration = Duration::from_micros(200);
 /// Most writes folded into one transaction.
 const MAX_GROUP: usize = 1024;
 
@@ -402,6 +407,8 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Cmd>) {
     // as many again so they share one commit instead of alternating small ones. A lone
     // writer, or two or three (an engine's claim and completion), never waits.
     let mut last = 1usize;
+    // What the last commit took: lingering pays only when commits are dear.
+    let mut commit_cost = Duration::ZERO;
     while let Ok(first) = rx.recv() {
         let deadline = std::time::Instant::now() + GROUP_LINGER;
         let mut next = Some(first);
@@ -418,19 +425,27 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Cmd>) {
                 break;
             }
             next = rx.try_recv().ok();
-            if next.is_none() && last >= LINGER_MIN_GROUP && group.len() < last {
+            if next.is_none()
+                && last >= LINGER_MIN_GROUP
+                && group.len() < last
+                && commit_cost >= LINGER_MIN_COMMIT
+            {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 next = rx.recv_timeout(left).ok();
             }
         }
         last = group.len().max(1);
-        commit_group(&conn, &mut group);
+        if let Some(took) = commit_group(&conn, &mut group) {
+            commit_cost = took;
+        }
     }
 }
 
-fn commit_group(conn: &Connection, group: &mut Vec<TxWrite>) {
+/// Runs `group` in one transaction; returns what its COMMIT took (`None` when nothing was
+/// committed).
+fn commit_group(conn: &Connection, group: &mut Vec<TxWrite>) -> Option<Duration> {
     if group.is_empty() {
-        return;
+        return None;
     }
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         let err = StoreError::from(e);
@@ -438,7 +453,7 @@ fn commit_group(conn: &Connection, group: &mut Vec<TxWrite>) {
             let (_, reply) = w(Err(&err));
             reply(None);
         }
-        return;
+        return None;
     }
     let single = group.len() == 1;
     let mut replies: Vec<Reply> = Vec::with_capacity(group.len());
@@ -460,17 +475,20 @@ fn commit_group(conn: &Connection, group: &mut Vec<TxWrite>) {
         let _ = exec(conn, "RELEASE w");
         replies.push(reply);
     }
+    let started = Instant::now();
     let commit = if all_failed {
         exec(conn, "ROLLBACK").map_err(StoreError::from)
     } else {
         exec(conn, "COMMIT").map_err(StoreError::from)
     };
+    let took = (!all_failed).then(|| started.elapsed());
     if commit.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
     for reply in replies {
         reply(commit.as_ref().err());
     }
+    took
 }
 
 /// Runs a transaction-control statement through the statement cache (no re-parsing).
