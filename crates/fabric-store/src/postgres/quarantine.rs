@@ -1,11 +1,12 @@
-//! The quarantine on PostgreSQL: listing its entries, their statistics, and purging them (and finished
-//! jobs) for good.
+//! The quarantine on PostgreSQL: reading its entries with their jobs, their statistics, and
+//! purging them (and finished jobs) for good.
 
 use fabric_core::quarantine::QuarantineReason;
 use fabric_core::JobId;
+use tokio_postgres::Row;
 
-use super::rows::{quarantine_select, row_to_entry};
-use super::PostgresStore;
+use super::rows::{row_to_job, JOB_COLS};
+use super::{backend, PostgresStore};
 use crate::{QuarantineEntry, QuarantineFilter, QuarantineStats, Result, StoreError};
 
 pub(super) async fn quarantine(
@@ -112,4 +113,33 @@ pub(super) async fn quarantine_stats(s: &PostgresStore) -> Result<QuarantineStat
         stats.newest_at = Some(stats.newest_at.map_or(newest, |o| o.max(newest)));
     }
     Ok(stats)
+}
+
+/// A quarantine record with its job: `JOB_COLS` (0..=20), then the quarantine columns.
+fn quarantine_select() -> String {
+    format!(
+        "SELECT {JOB_COLS}, reason, error, failure, attempts, quarantined_at, retries, notes
+         FROM quarantine q JOIN jobs j ON j.id = q.job_id"
+    )
+}
+
+fn row_to_entry(r: &Row) -> Result<QuarantineEntry> {
+    let job = row_to_job(r)?;
+    let reason: String = r.try_get(21)?;
+    let notes: serde_json::Value = r.try_get(27)?;
+    Ok(QuarantineEntry {
+        id: job.id,
+        kind: job.kind,
+        shard: job.shard,
+        source: job.source,
+        payload: job.payload,
+        state: job.state,
+        reason: QuarantineReason::parse(&reason)?,
+        error: r.try_get(22)?,
+        failure: r.try_get(23)?,
+        attempts: r.try_get::<_, i32>(24)? as u32,
+        quarantined_at: r.try_get(25)?,
+        retries: r.try_get::<_, i32>(26)? as u32,
+        notes: serde_json::from_value(notes).map_err(backend)?,
+    })
 }

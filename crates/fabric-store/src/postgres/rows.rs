@@ -1,13 +1,11 @@
-//! Reading jobs and quarantine entries on PostgreSQL: the columns read, the row mappers and
-//! the `WHERE` of a job listing.
+//! Reading jobs on PostgreSQL: the columns read, the row mappers and the `WHERE` of a job
+//! listing.
 
 use deadpool_postgres::GenericClient;
-use fabric_core::quarantine::QuarantineReason;
 use fabric_core::{Job, JobId, JobState, Priority};
 use tokio_postgres::Row;
 
-use super::backend;
-use crate::{JobFilter, QuarantineEntry, Result, StoreError};
+use crate::{JobFilter, Result, StoreError};
 
 pub(super) const JOB_COLS: &str =
     "id, kind, shard, payload, priority, state, attempt, max_attempts, run_at, \
@@ -111,33 +109,4 @@ pub(super) async fn get_job_for_update<C: GenericClient>(c: &C, id: JobId) -> Re
         .await?
         .ok_or_else(|| StoreError::job_not_found(id))?;
     row_to_job(&row)
-}
-
-/// A quarantine record with its job: `JOB_COLS` (0..=20), then the quarantine columns.
-pub(super) fn quarantine_select() -> String {
-    format!(
-        "SELECT {JOB_COLS}, reason, error, failure, attempts, quarantined_at, retries, notes
-         FROM quarantine q JOIN jobs j ON j.id = q.job_id"
-    )
-}
-
-pub(super) fn row_to_entry(r: &Row) -> Result<QuarantineEntry> {
-    let job = row_to_job(r)?;
-    let reason: String = r.try_get(21)?;
-    let notes: serde_json::Value = r.try_get(27)?;
-    Ok(QuarantineEntry {
-        id: job.id,
-        kind: job.kind,
-        shard: job.shard,
-        source: job.source,
-        payload: job.payload,
-        state: job.state,
-        reason: QuarantineReason::parse(&reason)?,
-        error: r.try_get(22)?,
-        failure: r.try_get(23)?,
-        attempts: r.try_get::<_, i32>(24)? as u32,
-        quarantined_at: r.try_get(25)?,
-        retries: r.try_get::<_, i32>(26)? as u32,
-        notes: serde_json::from_value(notes).map_err(backend)?,
-    })
 }

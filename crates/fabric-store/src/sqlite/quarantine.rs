@@ -1,13 +1,13 @@
-//! The quarantine on SQLite: listing its entries, their statistics, and purging them (and finished
-//! jobs) for good.
+//! The quarantine on SQLite: reading its entries with their jobs, their statistics, and
+//! purging them (and finished jobs) for good.
 
 use fabric_core::quarantine::QuarantineReason;
 use fabric_core::JobId;
-use rusqlite::params;
+use rusqlite::{params, Connection, Row};
 
-use super::rows::{quarantine_entry as entry_of, quarantine_select, row_to_entry};
+use super::rows::{row_to_job, JOB_COLS};
 use super::SqliteStore;
-use crate::{QuarantineEntry, QuarantineFilter, QuarantineStats, Result};
+use crate::{QuarantineEntry, QuarantineFilter, QuarantineStats, Result, StoreError};
 
 pub(super) async fn quarantine(
     s: &SqliteStore,
@@ -116,4 +116,48 @@ pub(super) async fn quarantine_stats(s: &SqliteStore) -> Result<QuarantineStats>
         Ok(stats)
     })
     .await
+}
+
+/// A quarantine record with its job: `JOB_COLS` (0..=20), then the quarantine columns.
+/// `CROSS JOIN` keeps `quarantine` the outer table, so a page newest first walks its `quarantined_at` index and stops at the page's end (left to
+/// itself the planner would read every quarantined job through `jobs_quarantined` and sort).
+fn quarantine_select() -> String {
+    format!(
+        "SELECT {JOB_COLS}, reason, error, failure, attempts, quarantined_at, retries, notes
+         FROM quarantine q CROSS JOIN jobs j ON j.id = q.job_id"
+    )
+}
+
+fn row_to_entry(r: &Row<'_>) -> Result<QuarantineEntry> {
+    let job = row_to_job(r)?;
+    let reason: String = r.get(21)?;
+    let notes: String = r.get(27)?;
+    Ok(QuarantineEntry {
+        id: job.id,
+        kind: job.kind,
+        shard: job.shard,
+        source: job.source,
+        payload: job.payload,
+        state: job.state,
+        reason: QuarantineReason::parse(&reason)?,
+        error: r.get(22)?,
+        failure: r.get(23)?,
+        attempts: r.get(24)?,
+        quarantined_at: r.get(25)?,
+        retries: r.get(26)?,
+        notes: serde_json::from_str(&notes).map_err(|e| StoreError::Backend(e.to_string()))?,
+    })
+}
+
+/// The quarantine entry of job `id` with its job (`NotFound` when it has none).
+fn entry_of(conn: &Connection, id: JobId) -> Result<QuarantineEntry> {
+    let mut stmt = conn.prepare_cached(&format!("{} WHERE q.job_id = ?1", quarantine_select()))?;
+    let mut rows = stmt.query([id])?;
+    match rows.next()? {
+        Some(r) => row_to_entry(r),
+        None => Err(StoreError::NotFound {
+            what: "quarantined job",
+            id: id.to_string(),
+        }),
+    }
 }

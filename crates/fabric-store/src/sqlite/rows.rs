@@ -1,11 +1,10 @@
-//! Reading jobs, quarantine entries and filters on SQLite: the columns read, the row mappers
-//! and the `WHERE` of a job listing.
+//! Reading jobs on SQLite: the columns read, the row mapper and the `WHERE` of a job
+//! listing.
 
-use fabric_core::quarantine::QuarantineReason;
 use fabric_core::{Job, JobId, JobState, Priority};
 use rusqlite::{Connection, OptionalExtension, Row};
 
-use crate::{JobFilter, QuarantineEntry, Result, StoreError};
+use crate::{JobFilter, Result, StoreError};
 
 /// Columns of `jobs` in the order [`row_to_job`] reads them.
 pub(super) const JOB_COLS: &str =
@@ -116,49 +115,6 @@ pub(super) fn get_job(conn: &Connection, id: JobId) -> Result<Job> {
         .query_row([id], row_to_job)
         .optional()?
         .ok_or_else(|| StoreError::job_not_found(id))
-}
-
-/// A quarantine record with its job: `JOB_COLS` (0..=20), then the quarantine columns.
-/// `CROSS JOIN` keeps `quarantine` the outer table, so a page newest first walks its `quarantined_at` index and stops at the page's end (left to
-/// itself the planner would read every quarantined job through `jobs_quarantined` and sort).
-pub(super) fn quarantine_select() -> String {
-    format!(
-        "SELECT {JOB_COLS}, reason, error, failure, attempts, quarantined_at, retries, notes
-         FROM quarantine q CROSS JOIN jobs j ON j.id = q.job_id"
-    )
-}
-
-pub(super) fn row_to_entry(r: &Row<'_>) -> Result<QuarantineEntry> {
-    let job = row_to_job(r)?;
-    let reason: String = r.get(21)?;
-    let notes: String = r.get(27)?;
-    Ok(QuarantineEntry {
-        id: job.id,
-        kind: job.kind,
-        shard: job.shard,
-        source: job.source,
-        payload: job.payload,
-        state: job.state,
-        reason: QuarantineReason::parse(&reason)?,
-        error: r.get(22)?,
-        failure: r.get(23)?,
-        attempts: r.get(24)?,
-        quarantined_at: r.get(25)?,
-        retries: r.get(26)?,
-        notes: serde_json::from_str(&notes).map_err(|e| StoreError::Backend(e.to_string()))?,
-    })
-}
-
-pub(super) fn quarantine_entry(conn: &Connection, id: JobId) -> Result<QuarantineEntry> {
-    let mut stmt = conn.prepare_cached(&format!("{} WHERE q.job_id = ?1", quarantine_select()))?;
-    let mut rows = stmt.query([id])?;
-    match rows.next()? {
-        Some(r) => row_to_entry(r),
-        None => Err(StoreError::NotFound {
-            what: "quarantined job",
-            id: id.to_string(),
-        }),
-    }
 }
 
 /// A shard filter as a JSON array for `json_each` (`None`, no filter, when empty).
