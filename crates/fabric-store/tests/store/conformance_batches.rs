@@ -46,16 +46,21 @@ async fn claim_all(s: &dyn Store, now: i64) -> Vec<fabric_core::Job> {
     .unwrap()
 }
 
+/// The completion of claimed `job` at `now` with `outcome`, under its own lease.
+fn completion(job: &fabric_core::Job, now: i64, outcome: Outcome) -> Completion {
+    Completion {
+        id: job.id,
+        attempt: job.attempt,
+        owner: job.lease_owner.clone().unwrap(),
+        started_at: job.started_at.unwrap(),
+        finished_at: now,
+        outcome,
+    }
+}
+
 async fn settle(s: &dyn Store, job: &fabric_core::Job, now: i64, outcome: Outcome) {
     let r = s
-        .complete(vec![Completion {
-            id: job.id,
-            attempt: job.attempt,
-            owner: job.lease_owner.clone().unwrap(),
-            started_at: job.started_at.unwrap(),
-            finished_at: now,
-            outcome,
-        }])
+        .complete(vec![completion(job, now, outcome)])
         .await
         .unwrap();
     assert_eq!(r.applied(), 1);
@@ -387,16 +392,8 @@ pub async fn batches_release_a_dependent_whose_dependencies_succeed_in_one_write
     let first = claim_all(s, T0 + 1).await;
     assert_eq!(keys(&first, &d), vec!["a", "b", "x"]);
     let done = |jobs: &[fabric_core::Job], now: i64| -> Vec<Completion> {
-        jobs.iter()
-            .map(|j| Completion {
-                id: j.id,
-                attempt: j.attempt,
-                owner: j.lease_owner.clone().unwrap(),
-                started_at: j.started_at.unwrap(),
-                finished_at: now,
-                outcome: Outcome::Succeeded { result: None },
-            })
-            .collect()
+        let ok = || Outcome::Succeeded { result: None };
+        jobs.iter().map(|j| completion(j, now, ok())).collect()
     };
     let r = s.complete(done(&first, T0 + 2)).await.unwrap();
     assert_eq!((r.applied(), r.released), (3, 2));
