@@ -647,7 +647,8 @@ async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Completi
         // Batch items these successes released may be claimed now, not at the next poll
         // (by this engine's workers, or an external worker waiting in a claim); a retry
         // written here is due at a time an idle dispatcher has not read yet.
-        if report.released > 0 || failed > quarantined {
+        let retried = failed - quarantined;
+        if report.released > 0 || retried > 0 {
             work_due(&shared);
         }
         if let Some(log) = &shared.field_log {
