@@ -236,7 +236,7 @@ impl Deliverer {
                             group_key: group_key.to_string(),
                             outcome: d.outcome.word().into(),
                             detail: d.outcome.detail(),
-                            body: body.clone(),
+                            body: tapped(body),
                         });
                     }
                 }
@@ -308,6 +308,16 @@ impl Deliverer {
         base.saturating_mul(factor)
             .min(self.config.delivery_max_backoff_ms.max(base)) as i64
     }
+}
+
+/// A message body as the tap shows it (`fabric drill` prints it): PagerDuty's routing key,
+/// the secret of an Events API integration, masked.
+fn tapped(body: &Value) -> Value {
+    let mut body = body.clone();
+    if let Some(key) = body.get_mut("routing_key") {
+        *key = Value::String(fabric_core::config::MASK.into());
+    }
+    body
 }
 
 /// The rate-limit bucket of a route: PagerDuty's per routing key, the others' per route.

@@ -470,9 +470,19 @@ impl SubmitBody {
     fn parse(body: &[u8]) -> Result<Self> {
         let value: Value =
             serde_json::from_slice(body).map_err(|e| ApiError::bad("body", e.to_string()))?;
-        if value.get("jobs").is_some() {
+        let zero_attempts = |v: &Value, path: String| {
+            NewJob::check_submitted(v).map_err(|e| match e {
+                CoreError::InvalidInput { message, .. } => ApiError::bad(path, message),
+                other => other.into(),
+            })
+        };
+        if let Some(jobs) = value.get("jobs") {
+            for (i, job) in jobs.as_array().into_iter().flatten().enumerate() {
+                zero_attempts(job, format!("jobs[{i}].max_attempts"))?;
+            }
             parse_json(body).map(SubmitBody::Many)
         } else {
+            zero_attempts(&value, "max_attempts".into())?;
             parse_json(body).map(SubmitBody::One)
         }
     }

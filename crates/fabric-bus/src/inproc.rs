@@ -266,16 +266,14 @@ impl Bus for InProcBus {
         &self.config
     }
 
-    async fn init(&self, group: &str) -> Result<(), BusError> {
+    async fn init_lane(&self, lane: Lane, group: &str) -> Result<(), BusError> {
         let mut st = self.lock();
-        for lane in Lane::ALL.into_iter().filter(|l| *l != Lane::DeadLetter) {
-            let s = stream(&mut st, lane);
-            let first = s.entries.front().map_or(s.next_seq, |e| e.seq);
-            s.groups.entry(group.to_string()).or_insert_with(|| Group {
-                next: first,
-                pending: BTreeMap::new(),
-            });
-        }
+        let s = stream(&mut st, lane);
+        let first = s.entries.front().map_or(s.next_seq, |e| e.seq);
+        s.groups.entry(group.to_string()).or_insert_with(|| Group {
+            next: first,
+            pending: BTreeMap::new(),
+        });
         Ok(())
     }
 

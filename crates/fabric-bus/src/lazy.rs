@@ -87,6 +87,10 @@ impl Bus for LazyBus {
         self.bus().await?.init(group).await
     }
 
+    async fn init_lane(&self, lane: Lane, group: &str) -> Result<(), BusError> {
+        self.bus().await?.init_lane(lane, group).await
+    }
+
     async fn publish(&self, message: Message) -> Result<PublishOutcome, BusError> {
         self.bus().await?.publish(message).await
     }

@@ -205,7 +205,17 @@ pub trait Bus: Send + Sync {
 
     /// Creates the consumer group `group` on every stream but dead-letter (idempotent; a new
     /// group starts at the beginning of each stream).
-    async fn init(&self, group: &str) -> Result<(), BusError>;
+    async fn init(&self, group: &str) -> Result<(), BusError> {
+        for lane in Lane::ALL.into_iter().filter(|l| *l != Lane::DeadLetter) {
+            self.init_lane(lane, group).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the consumer group `group` on one stream only (idempotent), for a consumer
+    /// that reads that stream alone: a group that nobody reads holds back the stream's
+    /// trimming and, on normal, counts as backlog.
+    async fn init_lane(&self, lane: Lane, group: &str) -> Result<(), BusError>;
 
     /// Publishes to normal or emergency: emergency-flagged → emergency without depth check;
     /// else normal's depth before the add (what its slowest group has yet to acknowledge;

@@ -351,23 +351,20 @@ impl Bus for RedisBus {
         &self.config
     }
 
-    async fn init(&self, group: &str) -> Result<(), BusError> {
-        for lane in Lane::ALL.into_iter().filter(|l| *l != Lane::DeadLetter) {
-            let r: Result<(), _> = redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(self.key(lane))
-                .arg(group)
-                .arg("0")
-                .arg("MKSTREAM")
-                .query_async(&mut self.conn.clone())
-                .await;
-            match r {
-                Ok(()) => {}
-                Err(e) if e.code() == Some("BUSYGROUP") => {}
-                Err(e) => return Err(e.into()),
-            }
+    async fn init_lane(&self, lane: Lane, group: &str) -> Result<(), BusError> {
+        let r: Result<(), _> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.key(lane))
+            .arg(group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn.clone())
+            .await;
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e.into()),
         }
-        Ok(())
     }
 
     async fn publish(&self, message: Message) -> Result<PublishOutcome, BusError> {

@@ -216,6 +216,10 @@ impl Bus for SignedBus {
         self.inner.init(group).await
     }
 
+    async fn init_lane(&self, lane: Lane, group: &str) -> Result<(), BusError> {
+        self.inner.init_lane(lane, group).await
+    }
+
     async fn publish(&self, message: Message) -> Result<PublishOutcome, BusError> {
         let payload = self.signer.seal(&message.payload);
         self.inner.publish(Message { payload, ..message }).await

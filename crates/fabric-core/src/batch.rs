@@ -146,7 +146,11 @@ fn plan(
             let first_line: usize = items.get(first).map(|it: &BatchItem| it.line).unwrap_or(0);
             return Err(at_line(
                 line,
-                format!("duplicate key '{}' (first on line {first_line})", item.key),
+                format!(
+                    "duplicate key '{}' (first on {})",
+                    item.key,
+                    place.name(first_line)
+                ),
             ));
         }
         let priority = match item.priority {
@@ -465,6 +469,13 @@ mod tests {
         assert_eq!(
             err("{\"key\":\"a\",\"kind\":\"noop\"}\n{\"key\":\"a\",\"kind\":\"noop\"}"),
             "invalid line 2: duplicate key 'a' (first on line 1)"
+        );
+        let item = serde_json::json!({"key": "a", "kind": "noop"});
+        assert_eq!(
+            parse_batch_items(vec![item.clone(), item], ok)
+                .unwrap_err()
+                .to_string(),
+            "invalid items[1]: duplicate key 'a' (first on items[0])"
         );
         assert_eq!(
             err("{\"key\":\"a\",\"kind\":\"noop\",\"depends_on\":[\"zz\"]}"),

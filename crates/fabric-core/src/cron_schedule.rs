@@ -209,13 +209,45 @@ pub fn parse_cron(field: &str, expr: &str) -> Result<croner::Cron, CoreError> {
             ),
         ));
     }
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Optional)
-        .build()
-        .parse(t)
-        .map_err(|e| {
-            CoreError::invalid(field, format!("'{t}' is not a valid cron expression: {e}"))
-        })
+    let parse = |expr: &str| {
+        croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Optional)
+            .build()
+            .parse(expr)
+    };
+    parse(t).map_err(|e| {
+        // Name the field at fault: the first that fails with every other one a wildcard.
+        let parts: Vec<&str> = t.split_whitespace().collect();
+        let names: &[&str] = if parts.len() == 6 {
+            &[
+                "second",
+                "minute",
+                "hour",
+                "day of month",
+                "month",
+                "day of week",
+            ]
+        } else {
+            &["minute", "hour", "day of month", "month", "day of week"]
+        };
+        let culprit = (0..parts.len()).find(|&i| {
+            let alone: Vec<&str> = (0..parts.len())
+                .map(|j| if j == i { parts[i] } else { "*" })
+                .collect();
+            parse(&alone.join(" ")).is_err()
+        });
+        let what = match culprit {
+            Some(i) => format!(
+                "its {} field '{}' is out of range or malformed",
+                names[i], parts[i]
+            ),
+            None => e.to_string(),
+        };
+        CoreError::invalid(
+            field,
+            format!("'{t}' is not a valid cron expression: {what}"),
+        )
+    })
 }
 
 /// A cron expression read in a time zone: its due times as epoch milliseconds (whole

@@ -13,6 +13,10 @@ pub enum CoreError {
         from: &'static str,
         to: &'static str,
     },
+    /// An action that the record's current state does not allow (a cancel of a batch that
+    /// has ended, say): the message names the record and its state.
+    #[error("{0}")]
+    StateConflict(String),
 }
 
 impl CoreError {

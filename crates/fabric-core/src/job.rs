@@ -225,6 +225,23 @@ impl NewJob {
     /// `max_attempts` that asks for the retry policy's value at submit.
     pub const POLICY_ATTEMPTS: u32 = 0;
 
+    /// Refuses a submitted job's JSON (an API body, a line of `jobs submit --file`) that
+    /// gives `max_attempts` as 0: an omitted field takes the retry policy's value, but an
+    /// explicit 0 is out of range, as on the command line.
+    pub fn check_submitted(value: &serde_json::Value) -> Result<(), CoreError> {
+        if value
+            .get("max_attempts")
+            .and_then(serde_json::Value::as_u64)
+            == Some(0)
+        {
+            return Err(CoreError::invalid(
+                "max_attempts",
+                "0 is out of range 1..100 (omit it to take the retry policy's)",
+            ));
+        }
+        Ok(())
+    }
+
     /// A job of `kind` with an empty payload and defaults elsewhere (3 attempts; set
     /// `max_attempts` to [`NewJob::POLICY_ATTEMPTS`] to take the retry policy's).
     pub fn new(kind: impl Into<String>) -> Self {
@@ -389,6 +406,14 @@ mod tests {
         let mut j = NewJob::new("no op");
         assert!(j.validate().unwrap_err().to_string().contains("kind"));
         j = NewJob::new("noop");
+        assert!(NewJob::check_submitted(&serde_json::json!({"kind": "noop"})).is_ok());
+        assert!(NewJob::check_submitted(&serde_json::json!({"max_attempts": 2})).is_ok());
+        let e = NewJob::check_submitted(&serde_json::json!({"max_attempts": 0})).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid max_attempts: 0 is out of range"),
+            "{e}"
+        );
         j.max_attempts = 0;
         assert!(j
             .validate()

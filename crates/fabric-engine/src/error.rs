@@ -47,7 +47,9 @@ impl From<CoreError> for EngineError {
             CoreError::InvalidInput { field, message } => {
                 EngineError::InvalidInput { field, message }
             }
-            other @ CoreError::IllegalTransition { .. } => EngineError::Conflict(other.to_string()),
+            other @ (CoreError::IllegalTransition { .. } | CoreError::StateConflict(_)) => {
+                EngineError::Conflict(other.to_string())
+            }
         }
     }
 }

@@ -181,6 +181,8 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut last_prune: Option<Instant> = None;
     // Silent nodes already reassigned, by the heartbeat they were silent since.
     let mut handled: HashMap<String, i64> = HashMap::new();
+    // The earliest cron due time after the last firing step, while leading.
+    let mut cron_due: Option<i64> = None;
     loop {
         let now = shared.clock.now_ms();
         if last_heartbeat.is_none_or(|t| t.elapsed() >= opts.heartbeat) {
@@ -234,7 +236,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 rescue(&shared, None).await;
             }
             reassign_silent_nodes(&shared, &opts, &mut handled).await;
-            crate::schedules::run_due(&shared, now).await;
+            cron_due = crate::schedules::run_due(&shared, now).await;
             crate::batches::finish_due(&shared, now).await;
             compact_index(&*store).await;
             if last_prune.is_none_or(|t| t.elapsed() >= opts.prune_every) {
@@ -242,12 +244,33 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 apply_retention(&*store, &opts, now).await;
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(tick) => {}
-            _ = stop.changed() => { if *stop.borrow() { return; } }
+        // Sleep until the next tick, waking between ticks for each cron due time that comes
+        // first while this node leads (a schedule may fire every second).
+        let next_tick = tokio::time::Instant::now() + tick;
+        loop {
+            let mut wake = next_tick;
+            if let Some(due) = cron_due.filter(|_| leading) {
+                let in_ms = due
+                    .saturating_sub(shared.clock.now_ms())
+                    .max(CRON_WAKE_MIN_MS);
+                wake = wake.min(tokio::time::Instant::now() + Duration::from_millis(in_ms as u64));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = stop.changed() => { if *stop.borrow() { return; } }
+            }
+            let now = shared.clock.now_ms();
+            if tokio::time::Instant::now() >= next_tick || !leading || now >= leader_until {
+                break;
+            }
+            cron_due = crate::schedules::run_cron_due(&shared, now).await;
         }
     }
 }
+
+/// The shortest wait of the leader for a cron due time, so that a clock that stands still
+/// (or a due time just passed) cannot make it spin.
+const CRON_WAKE_MIN_MS: i64 = 5;
 
 /// Pages of the full-text index merged per fleet tick while the index has segments to merge.
 const COMPACT_PAGES: u32 = 500;

@@ -295,7 +295,9 @@ fn send_failure(what: &str, e: reqwest::Error, timeout: Duration) -> Failure {
 fn status_failure(status: StatusCode, message: String, retry: Option<Duration>) -> Failure {
     let code = status.as_u16();
     let mut f = match code {
-        429 => Failure::msg(message),
+        // The status names the reason: 429 rate_limited; 502, 503, 504 (a gateway or a
+        // service that did not answer in time) timeout, as the operator contract says.
+        429 | 502..=504 => Failure::msg(message),
         500..=599 => Failure::of(ErrorKind::Dependency, message),
         // The status (not words in the URL) names the quarantine reason.
         404 => Failure::msg(message),
@@ -608,6 +610,10 @@ mod tests {
         }
         assert_eq!(f(404).reason(), R::PermissionDenied);
         assert_eq!(f(409).reason(), R::InvalidState);
+        for code in [502, 503, 504] {
+            assert_eq!(f(code).reason(), R::Timeout, "{code}");
+        }
+        assert_eq!(f(500).reason(), R::DependencyFailure);
         let later = status_failure(
             StatusCode::TOO_MANY_REQUESTS,
             "x".into(),

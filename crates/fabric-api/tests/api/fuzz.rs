@@ -464,6 +464,24 @@ fn the_cases_the_property_test_found_name_their_field() {
         ),
         (
             post(
+                "/api/v1/jobs",
+                br#"{"jobs":[{"kind":"noop"},{"kind":"noop","max_attempts":0}]}"#.to_vec(),
+                &[],
+            ),
+            400,
+            "invalid jobs[1].max_attempts: 0 is out of range 1..100",
+        ),
+        (
+            post(
+                "/api/v1/jobs",
+                br#"{"kind":"noop","max_attempts":0}"#.to_vec(),
+                &[],
+            ),
+            400,
+            "invalid max_attempts: 0 is out of range 1..100",
+        ),
+        (
+            post(
                 "/api/v1/quarantine/purge",
                 br#"{"older_than_days":4294967296}"#.to_vec(),
                 &[],

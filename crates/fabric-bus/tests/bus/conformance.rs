@@ -105,17 +105,14 @@ pub async fn a_published_batch_is_decided_in_order_like_single_publishes(o: &Ope
     );
 }
 
-/// Drop threshold 5: with normal holding 5 entries, the sixth publish is dropped, counted and
-/// reported. (The drop threshold must exceed the emergency threshold, so `publish` alone
-/// reroutes before it can drop; normal fills past the reroute point through `publish_to`,
-/// as a producer that bypasses the decision would.)
+/// Drop threshold 5 (the emergency threshold above it: dropping is decided first): five
+/// publishes go to normal, and the sixth is dropped, counted and reported.
 pub async fn drop_threshold_five_the_sixth_publish_is_dropped_and_reported(o: &Opener) {
-    let bus = o.open(thresholds(4, 5)).await;
-    for i in 0..4 {
+    let bus = o.open(thresholds(4000, 5)).await;
+    for i in 0..5 {
         let r = bus.publish(Message::normal(format!("{i}"))).await.unwrap();
         assert!(matches!(r, PublishOutcome::Normal(_)), "{i}: {r:?}");
     }
-    bus.publish_to(Lane::Normal, "5").await.unwrap();
     let sixth = bus.publish(Message::normal("6")).await.unwrap();
     assert_eq!(sixth, PublishOutcome::Dropped);
     assert_eq!(sixth.id(), None);

@@ -132,6 +132,8 @@ pub async fn run(ctx: &Ctx, cmd: BatchCmd) -> anyhow::Result<ExitCode> {
                         .iter()
                         .map(|i| {
                             let error = match (i.reason, &i.item.last_error) {
+                                // A blocked item's error already starts with its reason.
+                                (Some(r), Some(e)) if e.starts_with(&format!("{r}:")) => e.clone(),
                                 (Some(r), Some(e)) => format!("{r}: {e}"),
                                 (Some(r), None) => r.to_string(),
                                 (None, e) => e.clone().unwrap_or_default(),

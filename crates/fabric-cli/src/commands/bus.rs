@@ -217,7 +217,14 @@ async fn publish(
     )
     .await?;
     let c = &ctx.config.bus;
-    let value = json!({"stream": lane.as_str(), "outcome": outcome, "id": id});
+    // The stream the message is stored on (none when dropped), not the one asked for.
+    let landed = match outcome {
+        "normal" => Some(Lane::Normal),
+        "emergency" | "rerouted" => Some(Lane::Emergency),
+        "dropped" => None,
+        _ => Some(lane),
+    };
+    let value = json!({"stream": landed.map(Lane::as_str), "outcome": outcome, "id": id});
     print(ctx.global.format, &value, || match (outcome, &id) {
         ("dropped", _) => format!(
             "dropped: the normal stream holds at least bus.backpressure_drop_threshold ({}) \
@@ -229,7 +236,7 @@ async fn publish(
              bus.emergency_threshold ({}) entries",
             c.emergency_threshold
         ),
-        (_, Some(id)) => format!("published to {} as {id}", lane.as_str()),
+        (_, Some(id)) => format!("published to {} as {id}", landed.map_or("-", Lane::as_str)),
         (o, None) => o.to_string(),
     })?;
     Ok(if outcome == "dropped" {
@@ -239,15 +246,22 @@ async fn publish(
     })
 }
 
+/// A payload as JSON output shows it: parsed when it is JSON, else the text.
+fn payload_value(payload: &str) -> serde_json::Value {
+    serde_json::from_str(payload).unwrap_or_else(|_| json!(payload))
+}
+
 fn show_entries(format: Format, entries: &[Delivery]) -> anyhow::Result<()> {
     match format {
         // One JSON object per line, so `-f` output can be piped to jq.
         Format::Json => {
             let mut text = String::new();
             for d in entries {
-                let payload = serde_json::from_str::<serde_json::Value>(&d.payload)
-                    .unwrap_or_else(|_| json!(d.payload));
-                let line = json!({"stream": d.lane.as_str(), "id": d.id, "payload": payload});
+                let line = json!({
+                    "stream": d.lane.as_str(),
+                    "id": d.id,
+                    "payload": payload_value(&d.payload),
+                });
                 text.push_str(&line.to_string());
                 text.push('\n');
             }
@@ -342,7 +356,21 @@ async fn dead_letters(ctx: &Ctx, bus: &dyn Bus, cmd: DeadLettersCmd) -> anyhow::
     match cmd {
         DeadLettersCmd::List { limit } => {
             let letters = bus.dead_letters(limit).await?;
-            print(format, &letters, || {
+            // The keys of the table and of `bus tail`: `stream`, and the payload as JSON.
+            let value: Vec<serde_json::Value> = letters
+                .iter()
+                .map(|l| {
+                    json!({
+                        "id": l.id,
+                        "stream": l.lane.as_str(),
+                        "original_id": l.original_id,
+                        "group": l.group,
+                        "deliveries": l.deliveries,
+                        "payload": payload_value(&l.payload),
+                    })
+                })
+                .collect();
+            print(format, &value, || {
                 let rows = letters
                     .iter()
                     .map(|l| {

@@ -210,7 +210,7 @@ async fn run_daemon(ctx: Ctx) -> anyhow::Result<ExitCode> {
         super::telemetry_feed::start(
             bus.clone(),
             a.engine(),
-            format!("{}:feed", engine.owner()),
+            format!("{}:feed", config.node.id),
             Arc::new(move || m.leader.get() == 1),
         )
     });

@@ -203,8 +203,12 @@ async fn submit_file(ctx: &Ctx, file: &std::path::Path) -> anyhow::Result<ExitCo
         if line.trim().is_empty() {
             continue;
         }
-        let job: NewJob = serde_json::from_str(line)
-            .map_err(|e| Usage(format!("--file {} line {}: {e}", file.display(), i + 1)))?;
+        let bad = |e: &dyn std::fmt::Display| {
+            Usage(format!("--file {} line {}: {e}", file.display(), i + 1))
+        };
+        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(&e))?;
+        NewJob::check_submitted(&value).map_err(|e| bad(&e))?;
+        let job: NewJob = serde_json::from_value(value).map_err(|e| bad(&e))?;
         jobs.push(job);
     }
     if jobs.is_empty() {

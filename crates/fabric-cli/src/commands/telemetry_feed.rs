@@ -2,19 +2,27 @@
 //! leads the fleet, it reads the stream as consumer group `fabric-alerts`, hands every entry
 //! shaped like a sample (`{"metric": …, "value": …, "labels"?: {…}}`) to the evaluator, and
 //! acknowledges what it read. Other entries (Fabric's own telemetry samples, which the
-//! evaluator already takes from the store) are acknowledged and left alone.
+//! evaluator already takes from the store) are acknowledged and left alone. Every
+//! `bus.retry_idle_ms` it takes over the entries another consumer of the group read and never
+//! acknowledged (a daemon killed mid-read), and the bus moves those delivered
+//! `bus.retry_max_attempts` times to dead-letter. The group exists on the telemetry stream
+//! only: a group that nobody reads would hold back the trimming of the others.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fabric_alerts::{AlertEngine, Sample};
-use fabric_bus::{Bus, Lane};
+use fabric_bus::{Bus, Delivery, Lane};
 use tokio::task::JoinHandle;
 
 /// The consumer group the feed reads as.
 pub const GROUP: &str = "fabric-alerts";
 
-/// Starts the feed; abort the handle to stop it.
+/// Entries taken or read per call.
+const BATCH: usize = 256;
+
+/// Starts the feed as `consumer` (stable across restarts of a node, so that a restarted
+/// daemon does not leave a new consumer behind each time); abort the handle to stop it.
 pub fn start(
     bus: Arc<dyn Bus>,
     engine: Arc<AlertEngine>,
@@ -23,13 +31,15 @@ pub fn start(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ready = false;
+        let every = Duration::from_millis(bus.config().retry_idle_ms.max(1_000));
+        let mut last_reclaim: Option<Instant> = None;
         loop {
             if !leader() {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
             if !ready {
-                match bus.init(GROUP).await {
+                match bus.init_lane(Lane::Telemetry, GROUP).await {
                     Ok(()) => ready = true,
                     Err(e) => {
                         tracing::debug!(error = %e, "telemetry feed: bus not ready");
@@ -38,12 +48,32 @@ pub fn start(
                     }
                 }
             }
+            if last_reclaim.is_none_or(|t| t.elapsed() >= every) {
+                last_reclaim = Some(Instant::now());
+                match bus.reclaim(Lane::Telemetry, GROUP, &consumer, BATCH).await {
+                    Ok(r) => {
+                        if r.dead_lettered > 0 || !r.redelivered.is_empty() {
+                            tracing::info!(
+                                redelivered = r.redelivered.len(),
+                                dead_lettered = r.dead_lettered,
+                                "telemetry feed: took over entries left unacknowledged"
+                            );
+                        }
+                        if !r.redelivered.is_empty() {
+                            // More may wait: take the next batch at once.
+                            last_reclaim = None;
+                            handle(&*bus, &engine, r.redelivered).await;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "telemetry feed: reclaiming failed"),
+                }
+            }
             let got = match bus
                 .read_lane(
                     Lane::Telemetry,
                     GROUP,
                     &consumer,
-                    256,
+                    BATCH,
                     Duration::from_secs(1),
                 )
                 .await
@@ -55,23 +85,27 @@ pub fn start(
                     continue;
                 }
             };
-            if got.is_empty() {
-                continue;
-            }
-            let samples: Vec<Sample> = got
-                .iter()
-                .filter_map(|d| serde_json::from_str::<Sample>(&d.payload).ok())
-                .filter(|s| s.value.is_finite() && !s.metric.is_empty())
-                .collect();
-            if !samples.is_empty() {
-                if let Err(e) = engine.observe(samples).await {
-                    tracing::warn!(error = %e, "telemetry feed: evaluation failed");
-                }
-            }
-            let ids: Vec<String> = got.iter().map(|d| d.id.clone()).collect();
-            if let Err(e) = bus.ack(GROUP, Lane::Telemetry, &ids).await {
-                tracing::warn!(error = %e, "telemetry feed: acknowledging failed");
+            if !got.is_empty() {
+                handle(&*bus, &engine, got).await;
             }
         }
     })
+}
+
+/// Hands the samples among `got` to the rules, then acknowledges every entry of `got`.
+async fn handle(bus: &dyn Bus, engine: &AlertEngine, got: Vec<Delivery>) {
+    let samples: Vec<Sample> = got
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Sample>(&d.payload).ok())
+        .filter(|s| s.value.is_finite() && !s.metric.is_empty())
+        .collect();
+    if !samples.is_empty() {
+        if let Err(e) = engine.observe(samples).await {
+            tracing::warn!(error = %e, "telemetry feed: evaluation failed");
+        }
+    }
+    let ids: Vec<String> = got.into_iter().map(|d| d.id).collect();
+    if let Err(e) = bus.ack(GROUP, Lane::Telemetry, &ids).await {
+        tracing::warn!(error = %e, "telemetry feed: acknowledging failed");
+    }
 }

@@ -332,7 +332,20 @@ fn a_drill_fires_and_clears_through_the_real_route() {
         "{texts:?}"
     );
 
+    // PagerDuty's routing key is a secret: the drill shows the body it sends, key masked.
+    write_config(
+        &h,
+        &format!(
+            "alerts:\n  routes:\n    chat: {{type: slack, url: \"{}\"}}\n    pager: {{type: pagerduty, routing_key: pd-secret-9}}\n",
+            rx.url
+        ),
+    );
     let v = h.json(&["drill", "latency", "--dry-run"]);
+    assert!(!v.to_string().contains("pd-secret-9"), "{v}");
+    assert!(
+        v.to_string().contains("\"routing_key\":\"********\""),
+        "the PagerDuty body is shown, key masked: {v}"
+    );
     assert_eq!(
         (
             v["fired"].as_bool(),

@@ -78,9 +78,17 @@ fn publish_reroutes_and_the_snapshot_and_streams_show_it() {
     for i in 0..3 {
         let p = format!("{{\"n\":{i}}}");
         let v = h.json(&["bus", "publish", "--stream", "normal", "--payload", &p]);
-        outcomes.push(v["outcome"].as_str().unwrap().to_string());
+        outcomes.push(format!(
+            "{}/{}",
+            v["outcome"].as_str().unwrap(),
+            v["stream"].as_str().unwrap()
+        ));
     }
-    assert_eq!(outcomes, ["normal", "normal", "rerouted"]);
+    assert_eq!(
+        outcomes,
+        ["normal/normal", "normal/normal", "rerouted/emergency"],
+        "outcome/the stream it is stored on"
+    );
     let v = h.json(&[
         "bus",
         "publish",
@@ -91,6 +99,7 @@ fn publish_reroutes_and_the_snapshot_and_streams_show_it() {
         "--emergency",
     ]);
     assert_eq!(v["outcome"], "emergency");
+    assert_eq!(v["stream"], "emergency", "the stream it is stored on: {v}");
     let v = h.json(&[
         "bus",
         "publish",
@@ -207,6 +216,11 @@ fn dead_letters_are_listed_replayed_and_purged() {
     let letters = list.as_array().unwrap();
     assert_eq!(letters.len(), 2);
     assert_eq!(letters[0]["group"], "workers");
+    assert_eq!(letters[0]["stream"], "normal", "{list}");
+    assert!(
+        letters[0]["payload"].is_object(),
+        "the payload as JSON: {list}"
+    );
     let first = letters[0]["id"].as_str().unwrap().to_string();
     let replayed = h.json(&["bus", "dead-letters", "replay", &first]);
     assert_eq!(replayed[0]["outcome"], "normal");
@@ -251,12 +265,59 @@ fn bad_input_is_named_and_the_inproc_bus_is_explained() {
 }
 
 /// Samples published on the bus's telemetry stream reach the daemon's alert rules:
-/// `training_latency_high` fires after three over 18 ms.
+/// `training_latency_high` fires after three over 18 ms. Entries that a consumer of the
+/// daemon's group read and never acknowledged (a daemon killed mid-read) are taken over, and
+/// those delivered `retry_max_attempts` times (1 here) go to dead-letter. The daemon's group
+/// lives on the telemetry stream alone.
 #[test]
 fn telemetry_samples_on_the_bus_feed_the_daemons_alert_rules() {
     let b = BusHome::new(4000, 8000);
     let h = &b.home;
+    let key = format!("{}:fabric.telemetry", b.prefix);
+    let mut conn = b.conn();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&key)
+        .arg("fabric-alerts")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query(&mut conn)
+        .unwrap();
+    for v in [1, 2] {
+        let payload = format!("{{\"metric\":\"ghost\",\"value\":{v}}}");
+        h.json(&[
+            "bus",
+            "publish",
+            "--stream",
+            "telemetry",
+            "--payload",
+            &payload,
+        ]);
+    }
+    // A consumer that reads both and dies before acknowledging them.
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("fabric-alerts")
+        .arg("ghost")
+        .arg("COUNT")
+        .arg(10)
+        .arg("STREAMS")
+        .arg(&key)
+        .arg(">")
+        .query(&mut conn)
+        .unwrap();
     h.expect(0, &["start"]);
+    h.wait_within(
+        "the ghost's entries are dead-lettered",
+        std::time::Duration::from_secs(30),
+        || {
+            h.json(&["bus", "dead-letters", "list"])
+                .as_array()
+                .unwrap()
+                .len()
+                == 2
+        },
+    );
     for v in [25, 26, 27] {
         let payload = format!("{{\"metric\":\"training_latency_ms\",\"value\":{v}}}");
         h.json(&[
@@ -294,5 +355,13 @@ fn telemetry_samples_on_the_bus_feed_the_daemons_alert_rules() {
         telemetry["groups"]["fabric-alerts"]["pending"], 0,
         "{streams}"
     );
+    for lane in ["normal", "emergency", "policy"] {
+        assert!(
+            stream(&streams, lane)["groups"]
+                .get("fabric-alerts")
+                .is_none(),
+            "no fabric-alerts group on {lane}: {streams}"
+        );
+    }
     h.expect(0, &["stop"]);
 }

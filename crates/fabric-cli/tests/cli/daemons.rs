@@ -207,6 +207,14 @@ fn a_corrupt_backup_is_refused_and_the_live_store_is_untouched() {
         *b = 0xA5;
     }
     std::fs::write(&bad, &bytes).unwrap();
+    // Damaged in the schema page itself: SQLite cannot even read the table list.
+    let torn = h.path().join("torn.db");
+    h.expect(0, &["db", "backup", "--to", torn.to_str().unwrap()]);
+    let mut bytes = std::fs::read(&torn).unwrap();
+    for b in &mut bytes[100..4096] {
+        *b = 0xA5;
+    }
+    std::fs::write(&torn, &bytes).unwrap();
     let junk = h.path().join("junk.db");
     std::fs::write(
         &junk,
@@ -217,12 +225,13 @@ fn a_corrupt_backup_is_refused_and_the_live_store_is_untouched() {
     let live = h.path().join("queue.db");
     let before = std::fs::read(&live).unwrap();
     let backups = h.json(&["db", "list-backups"]);
-    for (file, code) in [(&bad, None), (&junk, Some(2))] {
+    // A damaged backup fails its integrity check (exit 1); a file that is no store, exit 2.
+    for (file, code) in [(&bad, 1), (&torn, 1), (&junk, 2)] {
         let out = h.run(&["db", "restore", file.to_str().unwrap()]);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_ne!(out.status.code(), Some(0), "{err}");
-        if let Some(code) = code {
-            assert_eq!(out.status.code(), Some(code), "{err}");
+        assert_eq!(out.status.code(), Some(code), "{}: {err}", file.display());
+        if code == 1 {
+            assert!(err.contains("fails its integrity check"), "{err}");
         }
         assert!(err.contains(file.to_str().unwrap()), "{err}");
         assert!(

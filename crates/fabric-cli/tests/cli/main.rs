@@ -217,6 +217,10 @@ fn config_show_masks_every_connection_string_form_and_shows_new_keys() {
         "postgres://fab:p@ss-123@db/x",
         "postgres://fab@db/x?password=pss-123",
         "host=db password='pss-123' dbname=x",
+        // Not parseable as a connection string: masked whole.
+        "fab:pss-123@db/x",
+        "postgres:/fab:pss-123@db/x",
+        "garbage pss-123 =",
     ] {
         let h = Home::new()
             .with("FABRIC__STORE__BACKEND", "postgres")
@@ -238,6 +242,10 @@ fn config_show_masks_secrets() {
     let out = h.expect(0, &["config", "show"]);
     assert!(!out.contains("s3cret-token"), "{out}");
     assert!(out.contains("********"), "{out}");
+    // An empty token from the environment is refused, as an empty one in the file is.
+    let h = Home::new().with("FABRIC__API__TOKEN", "");
+    let err = h.stderr(2, &["config", "validate"]);
+    assert!(err.contains("api.token: "), "{err}");
 }
 
 #[test]
@@ -287,6 +295,19 @@ fn bad_input_exits_2_and_writes_nothing() {
     let arg = format!("@{}", big.display());
     let err = h.stderr(2, &["jobs", "submit", "--kind", "noop", "--payload", &arg]);
     assert!(err.contains("over the limit"), "{err}");
+    // An explicit `max_attempts: 0` in a file is refused as `--max-attempts 0` is (an omitted
+    // one takes the retry policy's).
+    let file = h.path().join("zero.jsonl");
+    std::fs::write(
+        &file,
+        "{\"kind\": \"noop\"}\n{\"kind\": \"noop\", \"max_attempts\": 0}\n",
+    )
+    .unwrap();
+    let err = h.stderr(2, &["jobs", "submit", "--file", file.to_str().unwrap()]);
+    assert!(
+        err.contains("line 2: invalid max_attempts: 0 is out of range 1..100"),
+        "{err}"
+    );
     assert_eq!(h.job_count(), 0);
 }
 

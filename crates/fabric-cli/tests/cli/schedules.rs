@@ -84,7 +84,14 @@ fn schedules_are_added_listed_paused_resumed_triggered_and_removed() {
         "{}",
     ];
     for (extra, needle) in [
-        (vec!["--cron", "61 * * * *"], "invalid cron"),
+        (
+            vec!["--cron", "61 * * * *"],
+            "invalid cron: '61 * * * *' is not a valid cron expression: its minute field '61'",
+        ),
+        (
+            vec!["--cron", "0 0 31 2 *"],
+            "invalid cron: '0 0 31 2 *' never fires",
+        ),
         (vec!["--cron", "* * *"], "invalid cron"),
         (
             vec!["--cron", "* * * * *", "--timezone", "Mars/Base"],

@@ -52,6 +52,7 @@ where
     check_keys(&mut doc, &schema, "", &mut problems);
 
     let mut config = None;
+    let mut removed = Removed::default();
     for _ in 0..MAX_PASSES {
         match serde_path_to_error::deserialize::<_, Config>(doc.clone()) {
             Ok(c) => {
@@ -59,24 +60,39 @@ where
                 break;
             }
             Err(e) => {
-                let path = e.path().to_string();
-                let removed = remove_at(&mut doc, e.path());
-                problems.push(problem(
-                    if path == "." {
-                        "(top level)".to_string()
-                    } else {
-                        path
-                    },
-                    e.into_inner().to_string(),
-                ));
-                if !removed {
-                    break;
+                let path = removed.original(&e.path().to_string());
+                let gone = remove_at(&mut doc, e.path());
+                let message = e.into_inner().to_string();
+                // A field this loop removed (its value was bad) is then missing: said once.
+                let ours = message
+                    .strip_prefix("missing field `")
+                    .and_then(|m| m.split('`').next())
+                    .is_some_and(|f| removed.fields.contains(&format!("{path}.{f}")));
+                if !ours {
+                    problems.push(problem(
+                        if path == "." {
+                            "(top level)".to_string()
+                        } else {
+                            path.clone()
+                        },
+                        message,
+                    ));
+                }
+                match gone {
+                    Some(Gone::Field) => {
+                        removed.fields.insert(path);
+                    }
+                    Some(Gone::Element) => removed.element(&path),
+                    None => break,
                 }
             }
         }
     }
     if let Some(c) = &config {
-        problems.extend(c.problems());
+        problems.extend(c.problems().into_iter().map(|mut p| {
+            p.path = removed.original(&p.path);
+            p
+        }));
     }
     match config {
         Some(c) if problems.is_empty() => Ok(c),
@@ -229,12 +245,69 @@ fn check_policies(policies: &mut Mapping, path: &str, out: &mut Vec<ConfigProble
 }
 
 /// Removes the value at `path`; false when there is nothing to remove (the whole document).
-fn remove_at(doc: &mut Value, path: &serde_path_to_error::Path) -> bool {
+/// What [`remove_at`] took out of the document.
+enum Gone {
+    Field,
+    Element,
+}
+
+/// What the deserialization loop removed, so that later problems name paths of the file as
+/// written: list elements removed (a later element's index would shift down) and fields
+/// removed (their absence is not a second problem).
+#[derive(Default)]
+struct Removed {
+    /// Per list path (`api.tokens`), the original indices of its removed elements, ascending.
+    elements: std::collections::BTreeMap<String, Vec<usize>>,
+    /// Original paths of removed fields.
+    fields: std::collections::HashSet<String>,
+}
+
+impl Removed {
+    /// Records the removal of the element at `path` (an original path ending in `[i]`).
+    fn element(&mut self, path: &str) {
+        if let Some((list, i)) = split_index(path) {
+            let v = self.elements.entry(list.to_string()).or_default();
+            if let Err(at) = v.binary_search(&i) {
+                v.insert(at, i);
+            }
+        }
+    }
+
+    /// `path` of the document now, as a path of the file as written.
+    fn original(&self, path: &str) -> String {
+        for (list, gone) in &self.elements {
+            let Some(rest) = path.strip_prefix(list.as_str()) else {
+                continue;
+            };
+            let Some((digits, tail)) = rest.strip_prefix('[').and_then(|r| r.split_once(']'))
+            else {
+                continue;
+            };
+            let Ok(mut i) = digits.parse::<usize>() else {
+                continue;
+            };
+            for g in gone {
+                if *g <= i {
+                    i += 1;
+                }
+            }
+            return format!("{list}[{i}]{tail}");
+        }
+        path.to_string()
+    }
+}
+
+/// `a.b[3]` → (`a.b`, 3).
+fn split_index(path: &str) -> Option<(&str, usize)> {
+    let open = path.rfind('[')?;
+    let i = path[open + 1..].strip_suffix(']')?.parse().ok()?;
+    Some((&path[..open], i))
+}
+
+fn remove_at(doc: &mut Value, path: &serde_path_to_error::Path) -> Option<Gone> {
     use serde_path_to_error::Segment;
     let segments: Vec<&Segment> = path.iter().collect();
-    let Some((last, parents)) = segments.split_last() else {
-        return false;
-    };
+    let (last, parents) = segments.split_last()?;
     let mut cur = doc;
     for seg in parents {
         let next = match (seg, cur) {
@@ -242,18 +315,15 @@ fn remove_at(doc: &mut Value, path: &serde_path_to_error::Path) -> bool {
             (Segment::Seq { index }, Value::Sequence(s)) => s.get_mut(*index),
             _ => None,
         };
-        match next {
-            Some(v) => cur = v,
-            None => return false,
-        }
+        cur = next?;
     }
     match (last, cur) {
-        (Segment::Map { key }, Value::Mapping(m)) => m.remove(key.as_str()).is_some(),
+        (Segment::Map { key }, Value::Mapping(m)) => m.remove(key.as_str()).map(|_| Gone::Field),
         (Segment::Seq { index }, Value::Sequence(s)) if *index < s.len() => {
             s.remove(*index);
-            true
+            Some(Gone::Element)
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -277,8 +347,14 @@ where
             ));
             continue;
         }
-        let value: Value = serde_yaml_ng::from_str(v.as_ref())
-            .unwrap_or_else(|_| Value::String(v.as_ref().to_string()));
+        // An empty value is an empty string (checked like one in the file: an empty
+        // `FABRIC__API__TOKEN=` is refused), not YAML's null, which would unset the key.
+        let value: Value = if v.as_ref().trim().is_empty() {
+            Value::String(v.as_ref().to_string())
+        } else {
+            serde_yaml_ng::from_str(v.as_ref())
+                .unwrap_or_else(|_| Value::String(v.as_ref().to_string()))
+        };
         let mut cur = &mut *doc;
         for (i, part) in parts.iter().enumerate() {
             if cur.is_null() {
@@ -303,5 +379,31 @@ where
                 .entry(key)
                 .or_insert_with(|| Value::Mapping(Mapping::new()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NO_ENV: [(&str, &str); 0] = [];
+
+    /// A bad value inside a list element is reported once, at its own path, and the problems
+    /// of the elements after it keep the indices of the file.
+    #[test]
+    fn problems_after_a_removed_list_element_keep_their_indices() {
+        let yaml = "api:\n  tokens:\n    - {name: a, token: t1, role: read}\n    \
+                    - {name: b, token: t2, role: superuser}\n    - {name: c, role: read}\n";
+        let problems = from_yaml(yaml, NO_ENV).unwrap_err();
+        let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with("api.tokens[1].role: unknown variant `superuser`"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with("api.tokens[2].token: is required"),
+            "{lines:?}"
+        );
     }
 }

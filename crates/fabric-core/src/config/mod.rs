@@ -23,7 +23,7 @@ pub use alerts::{
 pub use bus::{BusBackend, BusConfig, Secret, SigningConfig, StreamNames};
 
 pub use redact::is_secret_key;
-pub use redact::{redact_conn_string, redact_url, MASK};
+pub use redact::{redact_conn_string, redact_dsn, redact_url, MASK};
 pub use validate::{
     is_env_name, MAX_JOB_TIMEOUT_SECONDS, MAX_KEEP, MAX_LOG_BYTES, MAX_LOG_FILES,
     MAX_RETENTION_DAYS,
@@ -746,8 +746,16 @@ workers:
         let s = c.bus.signing.unwrap();
         assert_eq!((s.secret, s.secret_file), (Some(Secret("s3".into())), None));
 
+        // A drop threshold at or below the emergency threshold is valid (a full normal drops
+        // before it would reroute: the original's "drop threshold 5" case); zero is not.
+        let c = Config::from_yaml(
+            "bus:\n  emergency_threshold: 4000\n  backpressure_drop_threshold: 5\n",
+            NO_ENV,
+        )
+        .unwrap();
+        assert_eq!(c.bus.backpressure_drop_threshold, 5);
         let e = Config::from_yaml(
-            "bus:\n  emergency_threshold: 10\n  backpressure_drop_threshold: 5\n  retry_idle_ms: 0\n",
+            "bus:\n  emergency_threshold: 10\n  backpressure_drop_threshold: 0\n  retry_idle_ms: 0\n",
             NO_ENV,
         )
         .unwrap_err();
@@ -755,7 +763,7 @@ workers:
         assert!(
             lines
                 .iter()
-                .any(|l| l.starts_with("bus.backpressure_drop_threshold: ") && l.contains('5')),
+                .any(|l| l.starts_with("bus.backpressure_drop_threshold: ") && l.contains('0')),
             "{lines:?}"
         );
         assert!(

@@ -54,6 +54,17 @@ pub fn redact_conn_string(s: &str) -> String {
     }
 }
 
+/// [`redact_conn_string`] for a value that is a connection string and nothing else
+/// (`store.url`, `bus.url`): one that is neither a URL nor a key/value string the driver could
+/// read (`user:pw@host/db`, a typo'd scheme) is masked whole, whatever it mentions.
+pub fn redact_dsn(s: &str) -> String {
+    if s.contains("://") {
+        redact_conn_string(s)
+    } else {
+        mask_key_values(s).unwrap_or_else(|| MASK.to_string())
+    }
+}
+
 /// Is `key` (of a URL parameter or a key/value pair) a password?
 fn is_password_key(key: &str) -> bool {
     let k = key.trim().to_ascii_lowercase();
@@ -165,7 +176,7 @@ impl Config {
     pub fn redacted(&self) -> Config {
         let mut c = self.clone();
         if let Some(url) = &c.store.url {
-            c.store.url = Some(redact_conn_string(url));
+            c.store.url = Some(redact_dsn(url));
         }
         if c.api.token.is_some() {
             c.api.token = Some(MASK.into());

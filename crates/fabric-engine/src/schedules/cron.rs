@@ -49,6 +49,16 @@ impl Console {
     /// taken. Its first due time is the first after now.
     pub async fn add_schedule(&self, def: ScheduleDef) -> Result<ScheduleView> {
         let spec = def.validate()?;
+        let next_due = spec.next_after(self.now());
+        if next_due.is_none() {
+            return Err(EngineError::invalid(
+                "cron",
+                format!(
+                    "'{}' never fires (no such date: the 31st of February, say)",
+                    def.cron
+                ),
+            ));
+        }
         let job = job_of(&def);
         self.validate(&job)?;
         let max_attempts = self.with_policy_attempts(job).max_attempts;
@@ -62,7 +72,7 @@ impl Console {
             .schedules()
             .put_schedule(
                 NewSchedule {
-                    next_due: spec.next_after(self.now()),
+                    next_due,
                     def,
                     max_attempts,
                 },
@@ -149,19 +159,30 @@ impl Console {
 
 /// The leader's step: for each schedule not paused whose next due time has come, what
 /// [`due_now`] says to fire, written by the store only if no other leader moved the
-/// schedule first.
-pub(crate) async fn run_due(shared: &Shared, now: i64) {
+/// schedule first. Returns the earliest due time after `now` of the schedules it read (not
+/// paused), so that the leader can wake for it instead of at its next tick.
+pub(crate) async fn run_due(shared: &Shared, now: i64) -> Option<i64> {
     let store = shared.store.schedules();
     let all = match store.schedules().await {
         Ok(all) => all,
         Err(e) => {
             tracing::warn!(error = %e, "schedules: cannot read cron schedules");
-            return;
+            return None;
+        }
+    };
+    let mut earliest: Option<i64> = None;
+    let mut upcoming = |due: Option<i64>| {
+        if let Some(d) = due.filter(|d| *d > now) {
+            earliest = Some(earliest.map_or(d, |e| e.min(d)));
         }
     };
     for rec in all {
         let name = rec.def.name.clone();
-        let Some(next) = rec.next_due.filter(|n| !rec.paused && *n <= now) else {
+        if rec.paused {
+            continue;
+        }
+        let Some(next) = rec.next_due.filter(|n| *n <= now) else {
+            upcoming(rec.next_due);
             continue;
         };
         let spec = match rec.def.spec() {
@@ -183,6 +204,7 @@ pub(crate) async fn run_due(shared: &Shared, now: i64) {
         };
         match store.fire_schedule(firing, now).await {
             Ok(out) if out.applied => {
+                upcoming(due.next_due);
                 if !out.jobs.is_empty() {
                     shared.metrics.enqueued.inc_by(out.jobs.len() as u64);
                     crate::runtime::work_due(shared);
@@ -198,4 +220,5 @@ pub(crate) async fn run_due(shared: &Shared, now: i64) {
             Err(e) => tracing::warn!(schedule = %name, error = %e, "schedules: firing failed"),
         }
     }
+    earliest
 }

@@ -10,8 +10,15 @@ pub use cron::ScheduleView;
 
 use crate::runtime::Shared;
 
-/// Enqueues what is due at `now`, source schedules first, then cron schedules.
-pub(crate) async fn run_due(shared: &Shared, now: i64) {
+/// Enqueues what is due at `now`, source schedules first, then cron schedules. Returns the
+/// earliest cron due time after `now`, for the leader to wake at (a schedule may fire every
+/// second, faster than the fleet ticks).
+pub(crate) async fn run_due(shared: &Shared, now: i64) -> Option<i64> {
     sources::run_due(shared, now).await;
-    cron::run_due(shared, now).await;
+    cron::run_due(shared, now).await
+}
+
+/// Enqueues the cron schedules due at `now` (the leader's wake-up between two ticks).
+pub(crate) async fn run_cron_due(shared: &Shared, now: i64) -> Option<i64> {
+    cron::run_due(shared, now).await
 }

@@ -245,6 +245,12 @@ async fn http_failures_are_retried_or_quarantined_by_status() {
         "{e}"
     );
     assert!(!e.contains("pw-987654"), "{e}");
+    let q = r.store.quarantine_entry(unavailable.id).await.unwrap();
+    assert_eq!(
+        q.reason,
+        QuarantineReason::Timeout,
+        "503 is quarantined as timeout"
+    );
 
     // 429: waits for its Retry-After (120 s), not the policy's immediate retry.
     let j = wait_state(&*r.store, limited.id, JobState::Failed).await;

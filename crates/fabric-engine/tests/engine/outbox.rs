@@ -44,6 +44,9 @@ impl Bus for Switched {
     async fn init(&self, group: &str) -> Result<(), BusError> {
         self.inner.init(group).await
     }
+    async fn init_lane(&self, lane: Lane, group: &str) -> Result<(), BusError> {
+        self.inner.init_lane(lane, group).await
+    }
     async fn publish(&self, message: Message) -> Result<PublishOutcome, BusError> {
         self.check()?;
         self.inner.publish(message).await

@@ -2,7 +2,8 @@
 //! every-second schedule fires once per second, a daily one once a day in its time zone,
 //! daylight-saving jumps fire the skipped and the repeated time once each, a clock jump of an
 //! hour with catch-up `one` fires one run and not a burst, and two daemons on PostgreSQL
-//! fire each due time exactly once.
+//! fire each due time exactly once. On the real clock, an every-second schedule fires every
+//! second although the leader's fleet tick (the heartbeat) is two seconds.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,19 +30,22 @@ fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
 }
 
 fn start(store: &Arc<dyn Store>, id: &str, clock: &Arc<VirtualClock>) -> Engine {
+    start_on(store, id, clock.clone(), Duration::from_millis(50))
+}
+
+fn start_on(
+    store: &Arc<dyn Store>,
+    id: &str,
+    clock: Arc<dyn fabric_core::Clock>,
+    heartbeat: Duration,
+) -> Engine {
     let mut o = EngineOptions::from_config(Arc::new(Config::default()));
     o.node_id = id.into();
     o.max_workers = 4;
     o.poll_interval = Duration::from_millis(50);
-    o.fleet.heartbeat = Duration::from_millis(50);
+    o.fleet.heartbeat = heartbeat;
     o.fleet.leader_lease = Duration::from_secs(30);
-    Engine::start(
-        store.clone(),
-        Registry::builtin(),
-        clock.clone(),
-        Metrics::new(),
-        o,
-    )
+    Engine::start(store.clone(), Registry::builtin(), clock, Metrics::new(), o)
 }
 
 fn console(store: &Arc<dyn Store>, clock: &Arc<VirtualClock>) -> Console {
@@ -158,6 +162,36 @@ async fn an_every_second_schedule_fires_once_per_second_of_virtual_time() {
     );
     let rec = store.schedules().schedule("tick").await.unwrap();
     assert_eq!((rec.runs, rec.skipped), (10, 0));
+    engine.shutdown().await;
+}
+
+/// The daemon's fleet tick is its heartbeat, 2 s by default; the leader wakes for each due
+/// time between ticks, so an every-second schedule with catch-up `one` runs every second and
+/// skips none (before, it fired at each tick and skipped every other second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_every_second_schedule_fires_every_second_between_two_second_ticks() {
+    let (store, _dir) = sqlite().await;
+    let clock: Arc<dyn fabric_core::Clock> = Arc::new(fabric_core::RealClock);
+    let engine = start_on(&store, "node-a", clock.clone(), Duration::from_secs(2));
+    let c = Console::new(
+        store.clone(),
+        Registry::builtin(),
+        Arc::new(Config::default()),
+        clock,
+        "test",
+    );
+    c.add_schedule(def("tick", "* * * * * *", "UTC", CatchUp::One))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    let rec = store.schedules().schedule("tick").await.unwrap();
+    let got: Vec<i64> = fired(&*store, "tick").await.into_keys().collect();
+    assert!(got.len() >= 3, "fired {got:?}");
+    assert!(
+        got.windows(2).all(|w| w[1] - w[0] == SEC),
+        "one run per second, none skipped: {got:?}"
+    );
+    assert_eq!(rec.skipped, 0, "fired {got:?}");
     engine.shutdown().await;
 }
 

@@ -367,10 +367,9 @@ impl BatchStore for PostgresStore {
         let tx = client.transaction().await?;
         let state = lock_batch_state(&tx, id).await?;
         if state == BatchState::Cancelled {
-            return Err(fabric_core::CoreError::invalid(
-                "batch",
-                format!("batch {id} was cancelled; a cancelled batch is not retried"),
-            )
+            return Err(fabric_core::CoreError::StateConflict(format!(
+                "batch {id} was cancelled; a cancelled batch is not retried"
+            ))
             .into());
         }
         let (ids, states, deps) = graph(&tx, id).await?;
@@ -432,13 +431,10 @@ impl BatchStore for PostgresStore {
         let tx = client.transaction().await?;
         let state = lock_batch_state(&tx, id).await?;
         if state != BatchState::Running {
-            return Err(fabric_core::CoreError::invalid(
-                "batch",
-                format!(
-                    "batch {id} has ended ({}); only a running batch is cancelled",
-                    state
-                ),
-            )
+            return Err(fabric_core::CoreError::StateConflict(format!(
+                "batch {id} has ended ({}); only a running batch is cancelled",
+                state
+            ))
             .into());
         }
         let running: Vec<JobId> = tx

@@ -333,10 +333,9 @@ impl BatchStore for SqliteStore {
             .write(move |conn| {
                 let state = batch_state(conn, id)?;
                 if state == BatchState::Cancelled {
-                    return Err(fabric_core::CoreError::invalid(
-                        "batch",
-                        format!("batch {id} was cancelled; a cancelled batch is not retried"),
-                    )
+                    return Err(fabric_core::CoreError::StateConflict(format!(
+                        "batch {id} was cancelled; a cancelled batch is not retried"
+                    ))
                     .into());
                 }
                 let mut ids = Vec::new();
@@ -419,13 +418,10 @@ impl BatchStore for SqliteStore {
             .write(move |conn| {
                 let state = batch_state(conn, id)?;
                 if state != BatchState::Running {
-                    return Err(fabric_core::CoreError::invalid(
-                        "batch",
-                        format!(
-                            "batch {id} has ended ({}); only a running batch is cancelled",
-                            state
-                        ),
-                    )
+                    return Err(fabric_core::CoreError::StateConflict(format!(
+                        "batch {id} has ended ({}); only a running batch is cancelled",
+                        state
+                    ))
                     .into());
                 }
                 let open: Vec<(JobId, String, u32)> = conn

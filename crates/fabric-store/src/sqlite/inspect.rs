@@ -20,7 +20,8 @@ pub struct FileCheck {
 
 /// Opens the Fabric store in `path` read-only and immutable (the file is not changed in any
 /// way, and no journal file is created), runs `PRAGMA integrity_check` and reads its schema
-/// version. An error when it is not a SQLite database or has no `jobs` table.
+/// version. An error when it is not a SQLite database or has no `jobs` table; a file too
+/// damaged to be read (SQLite reports it corrupt) fails its integrity check instead.
 pub fn inspect(path: &Path) -> Result<FileCheck> {
     let uri = format!("file:{}?immutable=1", uri_path(path));
     let conn = Connection::open_with_flags(
@@ -30,27 +31,43 @@ pub fn inspect(path: &Path) -> Result<FileCheck> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+    match read(&conn) {
+        Ok(Some(check)) => Ok(check),
+        Ok(None) => Err(StoreError::Schema(format!(
+            "{}: not a Fabric store (no jobs table)",
+            path.display()
+        ))),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
+            Ok(FileCheck {
+                schema_version: 0,
+                current_version: super::MIGRATIONS.len(),
+                integrity: vec![format!("the file is too damaged to read: {e}")],
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The checks of [`inspect`]; `None` when the file has no `jobs` table.
+fn read(conn: &Connection) -> rusqlite::Result<Option<FileCheck>> {
     let has_jobs: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs')",
         [],
         |r| r.get(0),
     )?;
     if !has_jobs {
-        return Err(StoreError::Schema(format!(
-            "{}: not a Fabric store (no jobs table)",
-            path.display()
-        )));
+        return Ok(None);
     }
     let schema_version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let mut stmt = conn.prepare("PRAGMA integrity_check")?;
     let integrity = stmt
         .query_map([], |r| r.get::<_, String>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(FileCheck {
+    Ok(Some(FileCheck {
         schema_version,
         current_version: super::MIGRATIONS.len(),
         integrity,
-    })
+    }))
 }
 
 /// `path` as the path of a `file:` URI: the characters a URI gives a meaning escaped.
