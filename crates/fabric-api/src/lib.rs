@@ -119,6 +119,11 @@ pub fn router(state: ApiState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state.clone())
         .nest("/ui", fabric_console::router(ui_state(&state)))
+        // The console with a trailing slash, as a browser user may type it.
+        .route(
+            "/ui/",
+            get(|| async { axum::response::Redirect::permanent("/ui") }),
+        )
 }
 
 /// What the web console under `/ui` is given: the same Console, metrics, tokens and bus.

@@ -23,6 +23,9 @@ pub enum UiError {
     Invalid { field: String, message: String },
     #[error("{what} {id} not found")]
     NotFound { what: &'static str, id: String },
+    /// A page or action reached with the wrong method (an action URL typed in the browser).
+    #[error("{method} {path} is not a page: it is an action, taken with its form's button")]
+    MethodNotAllowed { method: String, path: String },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -41,6 +44,7 @@ impl UiError {
             Self::Forbidden(_) | Self::Csrf => StatusCode::FORBIDDEN,
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Engine(e) => match e {
                 EngineError::NotFound { .. } => StatusCode::NOT_FOUND,
                 EngineError::InvalidInput { .. } => StatusCode::BAD_REQUEST,
@@ -73,6 +77,13 @@ impl IntoResponse for UiError {
             }
         };
         (status, body).into_response()
+    }
+}
+
+pub(crate) async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> UiError {
+    UiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_string(),
     }
 }
 

@@ -69,6 +69,7 @@ pub fn router(state: UiState) -> Router {
         .route("/assets/app.js", get(js))
         .merge(pages::routes())
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

@@ -74,7 +74,8 @@ async fn sample(weak: Weak<Inner>) {
     // (succeeded, failed attempts) of this daemon so far.
     let totals = |inner: &Inner| {
         let m = &inner.deps.metrics;
-        (m.completed.get(), m.failed.get() + m.quarantined.get())
+        // `failed` counts every failed attempt, the last one of a quarantined job included.
+        (m.completed.get(), m.failed.get())
     };
     let Some(mut last) = weak.upgrade().map(|i| totals(&i)) else {
         return;

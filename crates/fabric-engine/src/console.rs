@@ -296,6 +296,16 @@ impl Console {
         self.work_due();
     }
 
+    /// Counts attempts that external workers finished through this daemon, as its own workers'
+    /// are counted (`fabric_jobs_completed_total`, `…_failed_total`, `…_quarantined_total`).
+    pub(crate) fn finished_externally(&self, completed: u64, failed: u64, quarantined: u64) {
+        if let Some(m) = &self.metrics {
+            m.completed.inc_by(completed);
+            m.failed.inc_by(failed);
+            m.quarantined.inc_by(quarantined);
+        }
+    }
+
     /// Tells the local engine (and external workers waiting in a claim) that work may be
     /// due: jobs were released or brought back without being enqueued.
     pub(crate) fn work_due(&self) {

@@ -256,6 +256,7 @@ impl Console {
         if report.released > 0 {
             self.work_due();
         }
+        self.finished_externally(report.applied_ids.len() as u64, 0, 0);
         Ok(report.applied_ids)
     }
 
@@ -306,6 +307,8 @@ impl Console {
         if report.applied() == 0 {
             return Err(lost(id));
         }
+        let quarantined = u64::from(state == JobState::Quarantined);
+        self.finished_externally(0, 1, quarantined);
         Ok(state)
     }
 }

@@ -384,7 +384,12 @@ impl Console {
         let cutoff = self.now() - STALL_AFTER_MS;
         Ok(self
             .store()
-            .overdue(cutoff, &self.config().node.shards, &levers.paused_shards)
+            .overdue(
+                cutoff,
+                &self.config().node.shards,
+                &levers.paused_shards,
+                &self.config().workers.external_kinds,
+            )
             .await?)
     }
 }

@@ -114,8 +114,10 @@ pub trait Store: Send + Sync + 'static {
     /// owner starts with it is reset, expired or not (crash recovery of this node).
     async fn rescue(&self, now: i64, owner_prefix: Option<&str>) -> Result<RescueReport>;
 
-    /// Earliest `run_at` among pending jobs, if any.
-    async fn next_run_at(&self) -> Result<Option<i64>>;
+    /// Earliest `run_at` later than `after` among pending and failed jobs, if any. (A
+    /// dispatcher passes the time of its last claim: what was due then and is still waiting
+    /// is not for it to claim: an external worker's kind, a paused shard.)
+    async fn next_run_at(&self, after: i64) -> Result<Option<i64>>;
 
     /// One job with its attempt history.
     async fn job(&self, id: JobId) -> Result<JobDetail>;
@@ -144,7 +146,8 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_depths(&self) -> Result<std::collections::BTreeMap<String, u64>>;
 
     /// Some queued job (`pending` or `failed`) due before `due_before` in `shards` (all when
-    /// empty) and not in `exclude_shards`: work a dispatcher with free slots should have
+    /// empty), not in `exclude_shards` and of none of `exclude_kinds` (the kinds external
+    /// workers serve): work a dispatcher with free slots should have
     /// claimed (the `workers` health check). Any such job, not the oldest: cheap to ask
     /// (SQLite, without an index on the due time, looks at the first 1,000 queued jobs in
     /// dispatch order only).
@@ -153,6 +156,7 @@ pub trait Store: Send + Sync + 'static {
         due_before: i64,
         shards: &[String],
         exclude_shards: &[String],
+        exclude_kinds: &[String],
     ) -> Result<Option<Overdue>>;
 
     /// Jobs that succeeded at or after `since` (throughput).

@@ -41,20 +41,16 @@ fn defaults_are_the_issues_and_valid() {
 fn each_bad_value_is_named() {
     let d = BusConfig::default;
     let e = field_of(BusConfig {
-        backpressure_drop_threshold: 4000,
+        backpressure_drop_threshold: 0,
         ..d()
     });
     assert_eq!(e, "bus.backpressure_drop_threshold");
-    let msg = fabric_bus::validate(&BusConfig {
+    // At or below the emergency threshold is valid: a full normal drops, never reroutes.
+    fabric_bus::validate(&BusConfig {
         backpressure_drop_threshold: 10,
         ..d()
     })
-    .unwrap_err()
-    .to_string();
-    assert!(
-        msg.contains("bus.backpressure_drop_threshold") && msg.contains("10"),
-        "{msg}"
-    );
+    .unwrap();
     assert_eq!(
         field_of(BusConfig {
             emergency_threshold: 0,

@@ -243,12 +243,13 @@ fn cancelling_a_batch_stops_its_running_item_and_cancels_the_rest() {
     let it = items(&show(&h, &id));
     assert_eq!(it["long"]["state"], "cancelled");
     assert_eq!(it["after"]["state"], "cancelled");
-    // An ended batch is neither cancelled nor (being cancelled) retried again.
+    // An ended batch is neither cancelled nor (being cancelled) retried again: a state
+    // change the batch's state does not allow exits 1, as for a job.
     assert!(h
-        .stderr(2, &["batch", "cancel", &id, "--reason", "again"])
+        .stderr(1, &["batch", "cancel", &id, "--reason", "again"])
         .contains("has ended"));
     assert!(h
-        .stderr(2, &["batch", "retry", &id])
+        .stderr(1, &["batch", "retry", &id])
         .contains("was cancelled"));
     h.expect(0, &["stop"]);
 }

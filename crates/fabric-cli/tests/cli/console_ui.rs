@@ -521,6 +521,19 @@ fn a_post_without_the_csrf_token_is_refused() {
     b.screenshot("08-csrf-refused");
     let vega = h.json(&["shards", "list"]);
     assert!(vega.to_string().contains("\"paused\":false"), "{vega}");
+    // An action's URL opened in the browser is the console's 405 page, not a blank one; the
+    // console with a trailing slash is the console.
+    b.goto(&format!("{base}/ui/shards"));
+    let action = b.js("return document.querySelector('#pause-vega').form.action");
+    b.goto(action.as_str().unwrap());
+    assert_eq!(
+        b.attr(".error-message", "data-status").as_deref(),
+        Some("405")
+    );
+    assert!(b.text(".error-message").contains("is an action"));
+    b.goto(&format!("{base}/ui/"));
+    assert!(b.url().ends_with("/ui"), "{}", b.url());
+    assert!(b.exists("#counts"), "{}", b.source());
 }
 
 #[test]
@@ -637,6 +650,15 @@ fn overview_batches_schedules_and_audit_pages() {
         .text("tr[data-schedule=nightly]")
         .contains("paused (maintenance)"));
     assert_eq!(h.json(&["schedules", "show", "nightly"])["paused"], true);
+    // The bus: every lane with its length, and pending and lag per consumer group.
+    b.goto(&format!("{base}/ui/bus"));
+    for lane in ["normal", "emergency", "telemetry", "policy"] {
+        assert!(
+            b.exists(&format!("#bus-streams tr[data-lane={lane}]")),
+            "{lane}: {}",
+            b.text("#bus-live")
+        );
+    }
     b.goto(&format!("{base}/ui/audit"));
     assert!(b.text("#audit").contains("schedules.pause"));
     assert!(b.text("#audit .actor").contains("alice"));

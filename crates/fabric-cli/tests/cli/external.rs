@@ -33,7 +33,30 @@ fn a_declared_external_kind_waits_for_an_external_worker() {
     let job = h.json(&["jobs", "show", &ext]);
     assert_eq!(job["state"], "pending", "{job}");
     assert_eq!(job["attempt"], 0);
+    // A due job the dispatcher may not claim does not keep it busy: the idle daemon spends
+    // little CPU (it spun at a whole core, claiming nothing, before), and its `workers`
+    // check does not call that job a stalled dispatcher.
+    let pid = h.json(&["status"])["pid"].as_u64().unwrap();
+    let before = cpu_ticks(pid);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let spent = cpu_ticks(pid) - before;
+    assert!(
+        spent < 50,
+        "an idle daemon used {spent} CPU ticks of 200 in 2 s"
+    );
+    let check = h.json(&["health", "check", "workers"]);
+    assert!(check.to_string().contains("\"ok\""), "{check}");
     h.expect(0, &["stop"]);
+}
+
+/// User plus system CPU time of process `pid`, in clock ticks (`/proc/PID/stat`).
+fn cpu_ticks(pid: u64) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime the
+    // 13th of them.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
 #[test]
@@ -93,6 +116,14 @@ fn a_python_worker_killed_mid_job_loses_the_job_to_another_worker() {
     });
     b.kill().unwrap();
     b.wait().unwrap();
+    // The daemon counts what external workers finish as it counts its own workers' jobs.
+    let metrics = http_get(&format!("{url}/metrics"));
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "fabric_jobs_completed_total 1"),
+        "{metrics}"
+    );
     // Both workers were seen, as nodes of their own with the kinds they serve.
     let nodes = h.json(&["nodes", "list"]);
     let ext = nodes
@@ -123,6 +154,20 @@ fn a_python_worker_killed_mid_job_loses_the_job_to_another_worker() {
         !text.contains(&format!("\n{id} 1 py-a")),
         "a never finished: {text}"
     );
+}
+
+/// The body of `GET url` with the test's token (Python's standard library as the client).
+fn http_get(url: &str) -> String {
+    let script = format!(
+        "import urllib.request\n\
+         req = urllib.request.Request('{url}', headers={{'Authorization': 'Bearer s3cret'}})\n\
+         print(urllib.request.urlopen(req, timeout=10).read().decode())\n"
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 runs");
+    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]

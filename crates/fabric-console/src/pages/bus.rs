@@ -18,10 +18,32 @@ pub(crate) async fn page(State(state): State<UiState>, viewer: Viewer) -> Result
     };
     let timeout = std::time::Duration::from_secs(2);
     let snapshot = tokio::time::timeout(timeout, bus.metrics_snapshot()).await;
+    let streams = tokio::time::timeout(timeout, bus.streams()).await;
     let letters = tokio::time::timeout(timeout, bus.dead_letters(100)).await;
     let body = html! {
         div data-live="" #bus-live {
             p { "Backend: " strong { (format!("{:?}", bus.config().backend).to_lowercase()) } }
+            h2 { "Streams" }
+            @match streams {
+                Ok(Ok(list)) => {
+                    table.grid #bus-streams {
+                        thead { tr { th { "lane" } th { "stream" } th { "length" } th { "group" } th { "pending" } th { "lag" } } }
+                        tbody {
+                            @for st in &list {
+                                @if st.groups.is_empty() {
+                                    tr data-lane=(st.lane.as_str()) { td { (st.lane.as_str()) } td { code { (st.name) } } td { (st.length) } td { "—" } td { "—" } td { "—" } }
+                                }
+                                @for (group, g) in &st.groups {
+                                    tr data-lane=(st.lane.as_str()) { td { (st.lane.as_str()) } td { code { (st.name) } } td { (st.length) } td { (group) } td { (g.pending) } td { (g.lag) } }
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(Err(e)) => { p.error-message { "The streams cannot be read: " (e) } }
+                Err(_) => { p.error-message { "The bus did not answer in 2 s." } }
+            }
+            h2 { "Counters" }
             @match snapshot {
                 Ok(Ok(m)) => {
                     table.grid #bus-metrics {
@@ -39,7 +61,7 @@ pub(crate) async fn page(State(state): State<UiState>, viewer: Viewer) -> Result
                         thead { tr { th { "id" } th { "stream" } th { "original id" } th { "group" } th { "deliveries" } th { "payload" } } }
                         tbody {
                             @for d in &list {
-                                tr { td { (d.id) } td { (format!("{:?}", d.lane).to_lowercase()) } td { (d.original_id) } td { (d.group) } td { (d.deliveries) } td.err { (truncate(&d.payload, 120)) } }
+                                tr { td { (d.id) } td { (d.lane.as_str()) } td { (d.original_id) } td { (d.group) } td { (d.deliveries) } td.err { (truncate(&d.payload, 120)) } }
                             }
                             @if list.is_empty() { tr { td colspan="6" { "None." } } }
                         }

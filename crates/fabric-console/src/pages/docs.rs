@@ -110,7 +110,7 @@ pub(crate) async fn search(
     let stats = viewer.console.docs_stats().await?;
     let body = html! {
         form.filters #doc-search method="get" action="/ui/docs" {
-            input name="q" value=(text.unwrap_or("")) size="40" placeholder="words, \"a phrase\", prefix*" autofocus;
+            input name="q" value=(text.unwrap_or("")) size="40" placeholder="words, \"a phrase\"" autofocus;
             label { "Source " input name="source" value=(opt(&q.source).unwrap_or("")) size="10"; }
             label { "Tag " input name="tag" value=(opt(&q.tag).unwrap_or("")) size="10"; }
             button type="submit" { "Search" }

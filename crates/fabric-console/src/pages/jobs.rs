@@ -191,7 +191,12 @@ pub(crate) async fn show(
             ),
         ));
     }
-    if let Some(t) = j.started_at {
+    // The job's own start is its last attempt's, which the history above already holds
+    // when that attempt failed (their clocks may differ by a millisecond).
+    if let Some(t) = j
+        .started_at
+        .filter(|_| !d.errors.iter().any(|e| e.attempt == j.attempt))
+    {
         timeline.push((t, format!("attempt {} started", j.attempt)));
     }
     if let Some(t) = j.finished_at {

@@ -437,6 +437,10 @@ async fn dispatcher(
     let mut drained = false;
     // What the last claim that found the queue drained took (see `idle_poll`).
     let mut idle_claim = Duration::ZERO;
+    // The clock of the last claim: jobs due by then that it left are not this node's to
+    // claim (external kinds, paused shards, low priority in conservative mode), so waiting
+    // for them would spin; the next wait is for what comes due after it.
+    let mut last_claim_at = i64::MIN;
     let mut wake = Box::pin(shared.wake.notified());
     wake.as_mut().enable();
     loop {
@@ -457,7 +461,7 @@ async fn dispatcher(
         if drained {
             let now = shared.clock.now_ms();
             let asked = Instant::now();
-            let next = shared.store.next_run_at().await;
+            let next = shared.store.next_run_at(last_claim_at).await;
             let poll = idle_poll(opts.poll_interval, idle_claim + asked.elapsed());
             let wait = match next {
                 Ok(Some(t)) => until_ms(now, t),
@@ -504,6 +508,7 @@ async fn dispatcher(
             now: shared.clock.now_ms(),
         };
         let claimed_at = Instant::now();
+        last_claim_at = req.now;
         let jobs = match shared.store.claim(req).await {
             Ok(jobs) => {
                 backoff = Duration::from_millis(10);

@@ -386,12 +386,15 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn next_run_at(&self) -> Result<Option<i64>> {
+    async fn next_run_at(&self, after: i64) -> Result<Option<i64>> {
         let client = self.relaxed.get().await?;
         let stmt = client
-            .prepare_cached("SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed')")
+            .prepare_cached(
+                "SELECT min(run_at) FROM jobs
+                 WHERE state IN ('pending', 'failed') AND run_at > $1",
+            )
             .await?;
-        let row = client.query_one(&stmt, &[]).await?;
+        let row = client.query_one(&stmt, &[&after]).await?;
         Ok(row.try_get(0)?)
     }
 
@@ -522,18 +525,21 @@ impl Store for PostgresStore {
         due_before: i64,
         shards: &[String],
         exclude_shards: &[String],
+        exclude_kinds: &[String],
     ) -> Result<Option<Overdue>> {
         let client = self.pool.get().await?;
         let only = (!shards.is_empty()).then_some(shards);
         let except = (!exclude_shards.is_empty()).then_some(exclude_shards);
+        let not_kinds = (!exclude_kinds.is_empty()).then_some(exclude_kinds);
         client
             .query_opt(
                 "SELECT id, shard, run_at FROM jobs
                  WHERE state IN ('pending', 'failed') AND run_at < $1
                    AND ($2::text[] IS NULL OR shard = ANY($2))
                    AND ($3::text[] IS NULL OR shard <> ALL($3))
+                   AND ($4::text[] IS NULL OR kind <> ALL($4))
                  LIMIT 1",
-                &[&due_before, &only, &except],
+                &[&due_before, &only, &except, &not_kinds],
             )
             .await?
             .map(|r| {

@@ -396,13 +396,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn next_run_at(&self) -> Result<Option<i64>> {
-        self.read(|conn| {
+    async fn next_run_at(&self, after: i64) -> Result<Option<i64>> {
+        self.read(move |conn| {
             Ok(conn
                 .prepare_cached(
-                    "SELECT min(run_at) FROM jobs WHERE state IN ('pending', 'failed')",
+                    "SELECT min(run_at) FROM jobs
+                     WHERE state IN ('pending', 'failed') AND run_at > ?1",
                 )?
-                .query_row([], |r| r.get(0))?)
+                .query_row([after], |r| r.get(0))?)
         })
         .await
     }
@@ -528,8 +529,10 @@ impl Store for SqliteStore {
         due_before: i64,
         shards: &[String],
         exclude_shards: &[String],
+        exclude_kinds: &[String],
     ) -> Result<Option<Overdue>> {
         let (only, except) = (json_list(shards)?, json_list(exclude_shards)?);
+        let not_kinds = json_list(exclude_kinds)?;
         self.read(move |conn| {
             Ok(conn
                 .prepare_cached(
@@ -541,10 +544,11 @@ impl Store for SqliteStore {
                          WHERE state IN ('pending', 'failed')
                            AND (?2 IS NULL OR shard IN (SELECT value FROM json_each(?2)))
                            AND (?3 IS NULL OR shard NOT IN (SELECT value FROM json_each(?3)))
+                           AND (?4 IS NULL OR kind NOT IN (SELECT value FROM json_each(?4)))
                          ORDER BY priority DESC, id LIMIT 1000)
                      WHERE run_at < ?1 LIMIT 1",
                 )?
-                .query_row(params![due_before, only, except], |r| {
+                .query_row(params![due_before, only, except, not_kinds], |r| {
                     Ok(Overdue {
                         id: r.get(0)?,
                         shard: r.get(1)?,

@@ -241,16 +241,28 @@ pub async fn one_shard_claims_mix_with_every_other_call(s: &dyn Store) {
         [("earth".into(), 3), ("mars".into(), 2)]
     );
     // Overdue work: any queued job due before the cut-off, in the shards asked for.
-    let late = s.overdue(T0 + 10, &[], &[]).await.unwrap().unwrap();
+    let late = s.overdue(T0 + 10, &[], &[], &[]).await.unwrap().unwrap();
     assert!(late.run_at < T0 + 10);
-    let mars = s.overdue(T0 + 10, &["mars".into()], &[]).await.unwrap();
+    let mars = s
+        .overdue(T0 + 10, &["mars".into()], &[], &[])
+        .await
+        .unwrap();
     assert_eq!(mars.map(|o| o.shard).as_deref(), Some("mars"));
     let none = s
-        .overdue(T0 + 10, &[], &["earth".into(), "mars".into()])
+        .overdue(T0 + 10, &[], &["earth".into(), "mars".into()], &[])
         .await
         .unwrap();
     assert_eq!(none, None);
-    assert_eq!(s.overdue(T0 - 1, &[], &[]).await.unwrap(), None);
+    assert_eq!(s.overdue(T0 - 1, &[], &[], &[]).await.unwrap(), None);
+    // Jobs of the kinds external workers serve are theirs to claim, not a dispatcher's.
+    let kind = s.job(late.id).await.unwrap().job.kind;
+    if let Some(o) = s
+        .overdue(T0 + 10, &[], &[], std::slice::from_ref(&kind))
+        .await
+        .unwrap()
+    {
+        assert_ne!(s.job(o.id).await.unwrap().job.kind, kind, "{o:?}");
+    }
     // The retry is due again: the next claim takes it, as attempt 2, with the other two.
     let c2 = s.claim(earth("w", 10, T0 + 2)).await.unwrap();
     assert_eq!(c2.len(), 3);
