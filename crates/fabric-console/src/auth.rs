@@ -25,6 +25,9 @@ use crate::UiState;
 
 /// The session cookie's name.
 pub(crate) const COOKIE: &str = "fabric_session";
+/// The sign-in form's CSRF token, before there is a session (a double-submit cookie: the
+/// form's hidden field must equal it, which a page of another site cannot read or set).
+const LOGIN_COOKIE: &str = "fabric_login";
 
 /// How long a login lasts.
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -261,6 +264,9 @@ fn login_form(
     code: StatusCode,
 ) -> Response {
     let configured = state.0.deps.access.configured();
+    let csrf = hex(&rand::random::<[u8; 16]>());
+    let login_cookie =
+        format!("{LOGIN_COOKIE}={csrf}; Path=/ui/login; HttpOnly; SameSite=Strict; Max-Age=3600");
     let body = html! {
         main.narrow {
             h1 { "Sign in to Fabric" }
@@ -269,6 +275,7 @@ fn login_form(
             }
             @if let Some(e) = error { p.error-message role="alert" { (e) } }
             form method="post" action="/ui/login" {
+                input type="hidden" name="csrf" value=(csrf);
                 input type="hidden" name="next" value=(next.unwrap_or("/ui"));
                 label for="token" { "API token" }
                 input #token type="password" name="token" autocomplete="current-password" required autofocus;
@@ -277,16 +284,33 @@ fn login_form(
             p.hint { "Any token of api.token or api.tokens. A read token sees everything and changes nothing." }
         }
     };
-    (code, layout::bare("Sign in", body)).into_response()
+    (
+        code,
+        [(header::SET_COOKIE, login_cookie)],
+        layout::bare("Sign in", body),
+    )
+        .into_response()
 }
 
-/// `POST /ui/login`: `token` (and `next`) as a form.
-pub(crate) async fn login(State(state): State<UiState>, form: Fields) -> Response {
+/// `POST /ui/login`: `token`, `csrf` (the sign-in form's, equal to its cookie) and `next`
+/// as a form.
+pub(crate) async fn login(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    form: Fields,
+) -> Response {
     let next = form
         .get("next")
         .filter(|n| n.starts_with("/ui") && !n.starts_with("//"))
         .unwrap_or("/ui")
         .to_string();
+    let given = form.get("csrf").unwrap_or("");
+    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or("");
+    if expected.is_empty() || !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        let why = "The sign-in form's CSRF token is missing or wrong (an old page, or a form \
+                   of another site): sign in again here.";
+        return login_form(&state, Some(&next), Some(why), StatusCode::FORBIDDEN);
+    }
     let Some(principal) = form
         .get("token")
         .and_then(|t| state.0.deps.access.resolve(t))

@@ -435,7 +435,7 @@ fn search_documents_and_inspect_a_quarantined_file() {
     b.goto(&format!("{base}/ui/quarantine"));
     b.click("#quarantine tbody tr a");
     assert_eq!(b.text("#entry-reason"), "parse_error");
-    assert!(b.source().contains("bad.md"), "the file is named");
+    assert_eq!(b.text("#entry-file"), "bad.md", "the file is named");
     b.screenshot("05-quarantined-file");
 }
 
@@ -534,6 +534,12 @@ fn a_post_without_the_csrf_token_is_refused() {
     b.goto(&format!("{base}/ui/"));
     assert!(b.url().ends_with("/ui"), "{}", b.url());
     assert!(b.exists("#counts"), "{}", b.source());
+    // The sign-in form carries a CSRF token too: sent without it, no session is opened.
+    b.goto(&format!("{base}/ui/login"));
+    b.fill("#token", ADMIN);
+    b.js("var f = document.querySelector('#token').form; f.querySelector('input[name=csrf]').remove(); f.submit();");
+    b.wait_for("the refusal", |b| b.exists(".error-message"));
+    assert!(b.text(".error-message").contains("CSRF"), "{}", b.source());
 }
 
 #[test]

@@ -47,17 +47,18 @@ pub(crate) async fn list(
                 @if reason.is_some() { a href="/ui/quarantine" { "all" } }
             }
             table.grid #quarantine {
-                thead { tr { th { "job" } th { "kind" } th { "source" } th { "reason" } th { "error" } th { "attempts" } th { "quarantined" } th { "retries" } } }
+                thead { tr { th { "job" } th { "kind" } th { "source" } th { "file" } th { "reason" } th { "error" } th { "attempts" } th { "quarantined" } th { "retries" } } }
                 tbody {
                     @for e in &entries {
                         tr data-id=(e.id) {
                             td { a href={"/ui/quarantine/" (e.id)} { (e.id) } }
                             td { (e.kind) } td { (e.source.as_deref().unwrap_or("")) }
+                            td.file { (file_of(&e.payload)) }
                             td { (e.reason.as_str()) } td.err { (truncate(&e.error, 100)) }
                             td { (e.attempts) } td { (ts(e.quarantined_at)) } td { (e.retries) }
                         }
                     }
-                    @if entries.is_empty() { tr { td colspan="8" { "Nothing in quarantine." } } }
+                    @if entries.is_empty() { tr { td colspan="9" { "Nothing in quarantine." } } }
                 }
             }
             @if stats.total > 0 {
@@ -101,6 +102,7 @@ pub(crate) async fn show(
             tr { th { "state" } td #entry-state { (e.state.as_str()) } }
             tr { th { "kind" } td { (e.kind) } }
             tr { th { "source" } td { (e.source.as_deref().unwrap_or("")) } }
+            tr { th { "file" } td #entry-file { (file_of(&e.payload)) } }
             tr { th { "reason" } td #entry-reason { (e.reason.as_str()) } }
             tr { th { "failure" } td { (e.failure) } }
             tr { th { "error" } td.err #entry-error { (e.error) } }
@@ -158,4 +160,10 @@ pub(crate) async fn purge(viewer: Viewer, form: Fields) -> Result<Response, UiEr
         "/ui/quarantine",
         &format!("purged {} quarantined jobs", ids.len()),
     ))
+}
+
+/// The file an ingestion job was about (its payload's `path`, relative to its source's
+/// root); empty for other jobs.
+fn file_of(payload: &serde_json::Value) -> &str {
+    payload.get("path").and_then(|p| p.as_str()).unwrap_or("")
 }
