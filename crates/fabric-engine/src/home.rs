@@ -73,6 +73,12 @@ impl FabricHome {
         self.run_dir().join(format!("{node}.pid"))
     }
 
+    /// Readiness marker of the daemon of node `node`: present once it serves (its pid file
+    /// holds the pid alone, so that `kill $(cat run/<node>.pid)` works).
+    pub fn ready_file(&self, node: &str) -> PathBuf {
+        self.run_dir().join(format!("{node}.ready"))
+    }
+
     /// Log file of the background daemon of node `node`.
     pub fn log_file(&self, node: &str) -> PathBuf {
         self.root.join("logs").join(format!("fabric-{node}.log"))
@@ -147,15 +153,18 @@ impl FabricHome {
         }
         let mut s = String::new();
         f.read_to_string(&mut s).ok()?;
-        let mut lines = s.lines();
+        // Empty for the moment between taking the lock and writing the pid.
+        let pid = s
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0);
         Some(Daemon {
             node: node.to_string(),
-            // Empty for the moment between taking the lock and writing the pid.
-            pid: lines
-                .next()
-                .and_then(|l| l.trim().parse().ok())
-                .unwrap_or(0),
-            ready: lines.next().is_some_and(|l| l.trim() == "ready"),
+            pid,
+            // A daemon removes a marker left by a killed one before it writes its pid, so a
+            // marker seen beside this pid is this daemon's.
+            ready: pid > 0 && self.ready_file(node).exists(),
             since: f.metadata().and_then(|m| m.modified()).ok(),
         })
     }
@@ -201,9 +210,18 @@ impl FabricHome {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         pid.set_len(0)?;
+        let ready = self.ready_file(node);
+        match std::fs::remove_file(&ready) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
         pid.write_all(format!("{}\n", std::process::id()).as_bytes())?;
         pid.sync_all()?;
-        Ok(DaemonLock { _home: home, pid })
+        Ok(DaemonLock {
+            _home: home,
+            pid,
+            ready,
+        })
     }
 
     /// Takes the home's lock exclusively: no daemon of this home runs, and none can start
@@ -276,14 +294,17 @@ pub struct Daemon {
 pub struct DaemonLock {
     _home: File,
     pid: File,
+    ready: PathBuf,
 }
 
 impl DaemonLock {
     /// Marks the daemon ready (`fabric start` waits for it).
     pub fn ready(&mut self) -> std::io::Result<()> {
+        open_private(&self.ready)?;
+        // The pid file's time says since when the daemon serves (`status`).
         self.pid.rewind()?;
         self.pid
-            .write_all(format!("{}\nready\n", std::process::id()).as_bytes())?;
+            .write_all(format!("{}\n", std::process::id()).as_bytes())?;
         self.pid.sync_all()
     }
 
@@ -291,6 +312,7 @@ impl DaemonLock {
     /// daemon starting at this moment may have it open already, and must lock the file
     /// every other process finds.
     pub fn release(self) {
+        let _ = std::fs::remove_file(&self.ready);
         let _ = self.pid.set_len(0);
     }
 }

@@ -506,6 +506,9 @@ fn kill_9_loses_no_job_and_runs_each_at_least_once() {
 
     h.expect(0, &["start"]);
     let pid = h.json(&["status"])["pid"].as_u64().unwrap();
+    // The pid file holds the pid alone, for `kill $(cat run/local.pid)`.
+    let pid_file = std::fs::read_to_string(h.path().join("run/local.pid")).unwrap();
+    assert_eq!(pid_file, format!("{pid}\n"));
     h.wait_until("some jobs ran", || {
         std::fs::read_to_string(&record)
             .map(|t| t.lines().count() > 200)

@@ -47,9 +47,11 @@ pub(crate) async fn page(
             h2 { "Alerts firing" }
             @if alerts.is_empty() { p #alerts-none { "None." } } @else {
                 table.grid #alerts-firing {
-                    thead { tr { th { "alert" } th { "metric" } th { "value" } th { "since" } th { "routes" } } }
+                    thead { tr { th { "alert" } th { "metric" } th { "value" } th { "since" } th { "routes notified" } } }
                     tbody { @for (name, a) in &alerts {
-                        tr { td { a href="/ui/alerts" { (name) } } td { (a.metric) } td { (format!("{:.3}", a.value)) } td { (ts(a.since)) } td { (a.routes.join(", ")) } }
+                        tr { td { a href="/ui/alerts" { (name) } } td { (a.metric) } td { (format!("{:.3}", a.value)) } td { (ts(a.since)) } td {
+                            @if a.routes.is_empty() { a href="/ui/alerts" { "none notified (held back: see Alerts)" } } @else { (a.routes.join(", ")) }
+                        } }
                     } }
                 }
             }

@@ -56,7 +56,7 @@ pub(crate) async fn list(viewer: Viewer, Query(q): Query<MsgQuery>) -> Result<Ma
                     tr data-node=(id) {
                         td { (id) @if n.leader { " (leader)" } }
                         td { (n.node.shard) }
-                        td.node-health { (format!("{:?}", n.effective_health).to_lowercase()) @if n.node.draining { " (draining)" } }
+                        td.node-health { (n.effective_health.as_str()) @if n.node.draining { " (draining)" } }
                         td { (n.node.load) } td { (n.node.capacity) }
                         td { (duration(n.heartbeat_age_ms)) " ago" }
                         td {
@@ -144,7 +144,7 @@ pub(crate) async fn node(
     Ok(done(
         &form.back("/ui/shards"),
         &format!(
-            "node {} is {:?}{}",
+            "node {} is {}{}",
             n.id,
             n.health,
             if n.draining { ", draining" } else { "" }
