@@ -76,7 +76,7 @@ pub enum Command {
     /// Jobs that failed for good: list, inspect, retry, purge.
     #[command(subcommand)]
     Quarantine(QuarantineCmd),
-    /// Ingestion sources: add, list, show, pause, resume, remove.
+    /// Ingestion sources: add, list, show, pause, resume, remove, trigger.
     #[command(subcommand)]
     Sources(SourcesCmd),
     /// Ingestion telemetry: summary, throughput, failures, per source; clean old samples.
@@ -111,7 +111,7 @@ pub enum Command {
     /// Store maintenance: integrity check, backups, restore, vacuum.
     #[command(subcommand)]
     Db(DbCmd),
-    /// Health checks: store, disk, config, workers, api.
+    /// Health checks: store, disk, config, workers, api, docs, and each source by name.
     Health {
         /// Show every check's detail.
         #[arg(long)]
@@ -731,7 +731,7 @@ pub enum NodesCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum HealthCmd {
-    /// Run one check by name (store, disk, config, workers, api).
+    /// Run one check by name (store, disk, config, workers, api, docs, or a source's name).
     Check { name: String },
 }
 

@@ -1,7 +1,8 @@
 //! The console's one error type, shown to the operator as a page whose status code comes
 //! from exactly one `match`.
 
-use axum::http::{StatusCode, Uri};
+use axum::extract::OriginalUri;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fabric_engine::EngineError;
 use maud::html;
@@ -80,14 +81,18 @@ impl IntoResponse for UiError {
     }
 }
 
-pub(crate) async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> UiError {
+/// The path as the browser asked for it (`/ui/…`: the nested router sees it without `/ui`).
+pub(crate) async fn method_not_allowed(
+    method: axum::http::Method,
+    OriginalUri(uri): OriginalUri,
+) -> UiError {
     UiError::MethodNotAllowed {
         method: method.to_string(),
         path: uri.path().to_string(),
     }
 }
 
-pub(crate) async fn not_found(uri: Uri) -> UiError {
+pub(crate) async fn not_found(OriginalUri(uri): OriginalUri) -> UiError {
     UiError::NotFound {
         what: "page",
         id: uri.path().to_string(),

@@ -63,10 +63,29 @@ impl Console {
     pub async fn add_source(&self, def: SourceDef) -> Result<SourceRecord> {
         def.validate()?;
         if !Path::new(&def.path).exists() {
+            let home = std::env::var("HOME").ok();
             return Err(EngineError::invalid(
                 "path",
-                format!("{} does not exist", def.path),
+                format!(
+                    "{} does not exist",
+                    fabric_core::quarantine::redact_paths(&def.path, home.as_deref(), &[])
+                ),
             ));
+        }
+        if let Some(p) = &def.retry_policy {
+            if self.config().named_policy(p).is_none() {
+                let presets: Vec<&str> = fabric_core::retry::RetryPreset::ALL
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect();
+                return Err(EngineError::invalid(
+                    "retry_policy",
+                    format!(
+                        "'{p}' is neither a policy of retry_policies nor a preset ({})",
+                        presets.join(", ")
+                    ),
+                ));
+            }
         }
         if self.sources().await?.iter().any(|s| s.def.name == def.name) {
             return Err(EngineError::Conflict(format!(

@@ -27,6 +27,18 @@ impl IngestError {
             IngestError::InvalidGlob { .. } => QuarantineReason::ParseError,
         }
     }
+
+    /// The outcome a failed scan of the source at `root` records (`sources show`, `status`,
+    /// health): `reason: message`, with the source root and the user's home redacted as in
+    /// every other message (a library's error may quote the absolute path).
+    pub fn outcome(&self, root: &str) -> String {
+        let home = std::env::var("HOME").ok();
+        fabric_core::quarantine::redact_paths(
+            &format!("{}: {self}", self.reason()),
+            home.as_deref(),
+            &[root.to_string()],
+        )
+    }
 }
 
 /// Why one file produced no document. Serializable: the extractor child

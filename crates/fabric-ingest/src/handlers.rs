@@ -152,7 +152,7 @@ impl Handler for Scan {
         let report = match report {
             Ok(r) => r,
             Err(e) => {
-                let outcome = format!("{}: {e}", e.reason());
+                let outcome = e.outcome(&source.def.path);
                 let _ = self
                     .store
                     .record_source_scan(name, now, &outcome, source.files)
@@ -163,10 +163,7 @@ impl Handler for Scan {
         // One ingest job per changed file, and one per file the scan could not read (its
         // ingest attempt meets the same error and is quarantined with its reason, once).
         let policy = source.def.retry_policy.as_deref().unwrap_or(name);
-        let attempts = self
-            .config
-            .retry_policy_of(Some(policy), INGEST)
-            .max_attempts;
+        let attempts = attempts_of(&self.config, policy);
         let template = IngestTemplate {
             source: name,
             root: &source.def.path,
@@ -513,11 +510,7 @@ impl Ingest {
             }
             Err(e) => {
                 let failure = e.failure();
-                let outcome = if failure.permanent {
-                    "quarantined"
-                } else {
-                    "failed"
-                };
+                let outcome = outcome_of(job, &failure);
                 self.record(vec![Self::sample(
                     job,
                     name,
@@ -676,7 +669,7 @@ impl Handler for Ingest {
                     Ok(Some(result))
                 }
                 Err(f) => {
-                    let outcome = if f.permanent { "quarantined" } else { "failed" };
+                    let outcome = outcome_of(job, &f);
                     let reason = Some(f.reason().to_string());
                     let s = Self::sample(job, name, 1, 0, started, outcome, reason);
                     self.record(vec![s]).await;
@@ -695,9 +688,47 @@ impl Handler for Ingest {
     }
 }
 
+/// The telemetry outcome of an attempt that failed with `f`: `quarantined` when the engine
+/// will quarantine the job for it (a permanent failure, such as a parse error or a denied
+/// read, or its last attempt), else `failed` (it will be retried).
+fn outcome_of(job: &Job, f: &Failure) -> &'static str {
+    if f.failure_type() == fabric_core::retry::FailureType::Permanent
+        || job.attempt >= job.max_attempts
+    {
+        "quarantined"
+    } else {
+        "failed"
+    }
+}
+
+/// `max_attempts` of the ingest jobs of a source whose retry policy is `policy` (its
+/// `--retry-policy`, else its name): that policy of `retry_policies`, else the preset of that
+/// name, else the policy of the `ingest` kind or `retry`.
+pub(crate) fn attempts_of(config: &fabric_core::config::Config, policy: &str) -> u32 {
+    config
+        .named_policy(policy)
+        .map(|p| p.max_attempts)
+        .unwrap_or_else(|| config.retry_policy_of(Some(policy), INGEST).max_attempts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A source's `--retry-policy` names a policy of `retry_policies` or a preset: `mail`
+    /// gives its preset's attempts without a `retry_policies.mail`.
+    #[test]
+    fn a_source_policy_may_name_a_preset() {
+        let mut c = fabric_core::config::Config::default();
+        let mail = fabric_core::retry::RetryPolicy::mail().max_attempts;
+        assert_ne!(mail, c.retry.max_attempts);
+        assert_eq!(attempts_of(&c, "mail"), mail);
+        assert_eq!(attempts_of(&c, "notes"), c.retry.max_attempts);
+        let mut own = fabric_core::retry::RetryPolicy::mail();
+        own.max_attempts = 9;
+        c.retry_policies.insert("mail".into(), own);
+        assert_eq!(attempts_of(&c, "mail"), 9);
+    }
     use crate::{ChangedFile, IndexEntry};
 
     fn changed(n: usize, size: u64) -> Vec<ChangedFile> {

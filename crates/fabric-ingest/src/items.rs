@@ -113,9 +113,7 @@ pub(crate) async fn scan_source(
     let mut jobs = Jobs {
         scan: job,
         source,
-        attempts: config
-            .retry_policy_of(Some(policy), crate::handlers::INGEST)
-            .max_attempts,
+        attempts: crate::handlers::attempts_of(config, policy),
         full: if full {
             format!("full:{}", job.id)
         } else {
@@ -137,7 +135,7 @@ pub(crate) async fn scan_source(
     let (mut result, files, removed, unreadable) = match scanned {
         Ok(r) => r,
         Err(ScanFailed::Root(e)) => {
-            let outcome = format!("{}: {e}", e.reason());
+            let outcome = e.outcome(&source.def.path);
             let _ = store
                 .record_source_scan(name, now, &outcome, source.files)
                 .await;

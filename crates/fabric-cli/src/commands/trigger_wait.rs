@@ -159,12 +159,15 @@ pub async fn wait_for(
         "seconds": secs,
     });
     print(ctx.global.format, &summary, || {
+        // A scan that failed has no counts: say so rather than print `null`.
+        let counts = match (result["changed"].as_u64(), result["vanished"].as_u64()) {
+            (Some(c), Some(v)) => format!("{c} changed, {v} vanished"),
+            _ => "no files read".to_string(),
+        };
         format!(
-            "{name}: scan {} ({} changed, {} vanished); {} files ingested ({:.1} MB, \
+            "{name}: scan {} ({counts}); {} files ingested ({:.1} MB, \
              {:.1} MB/s), {} skipped, {quarantined} quarantined, {failed} failing, in {secs:.1}s",
             scan.state,
-            result["changed"],
-            result["vanished"],
             progress.ingested,
             mib(progress.bytes),
             mib(progress.bytes) / secs.max(0.001),

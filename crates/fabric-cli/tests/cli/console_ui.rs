@@ -530,6 +530,10 @@ fn a_post_without_the_csrf_token_is_refused() {
         b.attr(".error-message", "data-status").as_deref(),
         Some("405")
     );
+    assert!(
+        b.text(".error-message").contains("/ui/shards/"),
+        "the path as asked for"
+    );
     assert!(b.text(".error-message").contains("is an action"));
     b.goto(&format!("{base}/ui/"));
     assert!(b.url().ends_with("/ui"), "{}", b.url());

@@ -217,10 +217,6 @@ fn config_show_masks_every_connection_string_form_and_shows_new_keys() {
         "postgres://fab:p@ss-123@db/x",
         "postgres://fab@db/x?password=pss-123",
         "host=db password='pss-123' dbname=x",
-        // Not parseable as a connection string: masked whole.
-        "fab:pss-123@db/x",
-        "postgres:/fab:pss-123@db/x",
-        "garbage pss-123 =",
     ] {
         let h = Home::new()
             .with("FABRIC__STORE__BACKEND", "postgres")
@@ -233,6 +229,25 @@ fn config_show_masks_every_connection_string_form_and_shows_new_keys() {
         assert!(out.contains("********"), "{out}");
         assert!(out.contains("shell_env_allow"), "{out}");
         assert!(out.contains("preset: local_files"), "{out}");
+    }
+    // Not a connection string the driver reads: refused, and masked whole in the error.
+    for url in [
+        "fab:pss-123@db/x",
+        "postgres:/fab:pss-123@db/x",
+        "garbage pss-123 =",
+        "fab:pss-123@db/x?sslmode=require",
+    ] {
+        let h = Home::new()
+            .with("FABRIC__STORE__BACKEND", "postgres")
+            .with("FABRIC__STORE__URL", url);
+        for cmd in ["validate", "show"] {
+            let err = h.stderr(2, &["config", cmd]);
+            assert!(
+                err.contains("store.url: ******** is neither a postgres:// URL"),
+                "{url}: {err}"
+            );
+            assert!(!err.contains("ss-123"), "{url}: {err}");
+        }
     }
 }
 

@@ -356,6 +356,9 @@ fn a_real_eacces_is_quarantined_as_permission_denied_with_paths_redacted() {
     );
     assert_eq!(paths(&h, "capybara"), ["open.md"]);
     assert!(paths(&h, "okapi").is_empty());
+    // Telemetry says what became of it: quarantined at once, not failed and retried.
+    let failures = h.json(&["telemetry", "failures", "--source", "locked"]);
+    assert_eq!(failures[0]["outcome"], "quarantined", "{failures}");
 
     // Neither the source root nor the home shows in what an operator reads.
     let list = h.expect(0, &["quarantine", "list", "--format", "json"]);

@@ -62,6 +62,17 @@ fn sources_are_defined_paused_and_outlive_the_queue_database() {
             ],
             "invalid priority",
         ),
+        (
+            vec![
+                "--type",
+                "local_files",
+                "--path",
+                vault,
+                "--retry-policy",
+                "nonexistentpolicy",
+            ],
+            "invalid retry_policy: 'nonexistentpolicy' is neither a policy of retry_policies nor a preset",
+        ),
     ] {
         let mut all = vec!["sources", "add", "other"];
         all.extend(args);

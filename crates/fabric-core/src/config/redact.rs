@@ -65,6 +65,12 @@ pub fn redact_dsn(s: &str) -> String {
     }
 }
 
+/// Whether `s` reads as a libpq key/value string (`host=db dbname=x`): what a PostgreSQL
+/// `store.url` is when it is not a `postgres://` URL.
+pub(super) fn is_key_values(s: &str) -> bool {
+    s.contains('=') && mask_key_values(s).is_some()
+}
+
 /// Is `key` (of a URL parameter or a key/value pair) a password?
 fn is_password_key(key: &str) -> bool {
     let k = key.trim().to_ascii_lowercase();
@@ -104,6 +110,11 @@ fn mask_key_values(s: &str) -> Option<String> {
             i += 1;
         }
         let key: String = chars[key_start..i].iter().collect();
+        // libpq's keywords are words: anything else (`user:pw@host/db?sslmode`) is no
+        // key/value string.
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return None;
+        }
         let mut sep = String::new();
         while i < chars.len() && chars[i].is_whitespace() {
             sep.push(chars[i]);

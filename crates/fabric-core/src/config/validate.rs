@@ -46,14 +46,26 @@ pub(super) fn problems(cfg: &Config) -> Vec<ConfigProblem> {
                 p.push("store.path", "must name a file".into());
             }
         }
-        "postgres" => {
-            if cfg.store.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+        "postgres" => match cfg.store.url.as_deref().map(str::trim) {
+            None | Some("") => p.push(
+                "store.url",
+                "is required when store.backend is postgres".into(),
+            ),
+            Some(u)
+                if !(u.starts_with("postgres://")
+                    || u.starts_with("postgresql://")
+                    || super::redact::is_key_values(u)) =>
+            {
                 p.push(
                     "store.url",
-                    "is required when store.backend is postgres".into(),
-                );
+                    format!(
+                        "{} is neither a postgres:// URL nor libpq key=value pairs",
+                        super::redact::redact_dsn(u)
+                    ),
+                )
             }
-        }
+            Some(_) => {}
+        },
         other => p.push(
             "store.backend",
             format!("'{other}' is not a backend (sqlite or postgres)"),
