@@ -15,6 +15,7 @@ pub mod handlers;
 pub mod health;
 pub mod home;
 pub mod http_job;
+mod levers;
 pub mod logfile;
 pub mod measured;
 pub mod metrics;
