@@ -221,7 +221,7 @@ fn a_real_prometheus_scrapes_the_daemon_and_answers_fabric_queries() {
             let rec = query(
                 &http,
                 &base,
-                "fabric:jobs_by_state:sum{state=\"succeeded\"}",
+                "fabric:jobs_by_state:store{state=\"succeeded\"}",
             )
             .await;
             let value = |v: &Value| {
