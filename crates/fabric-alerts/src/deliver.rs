@@ -206,12 +206,10 @@ impl Deliverer {
         if notes.is_empty() {
             return Ok(());
         }
-        let infos: Vec<AlertInfo> = crate::message::latest_per_alert(
-            notes
-                .iter()
-                .filter_map(|n| serde_json::from_value(n.new.alert.clone()).ok())
-                .collect(),
-        );
+        let infos: Vec<AlertInfo> = notes
+            .iter()
+            .filter_map(|n| serde_json::from_value(n.new.alert.clone()).ok())
+            .collect();
         let attempt = notes.iter().map(|n| n.attempts).max().unwrap_or(0) + 1;
         let summary = notes
             .iter()

@@ -73,20 +73,6 @@ impl AlertInfo {
     }
 }
 
-/// One entry per alert: when a group's notifications tell the same alert more than once (it
-/// fired and cleared within the group's wait), the latest tells it. Order of first mention.
-pub fn latest_per_alert(alerts: Vec<AlertInfo>) -> Vec<AlertInfo> {
-    let mut out: Vec<AlertInfo> = Vec::with_capacity(alerts.len());
-    for a in alerts {
-        match out.iter_mut().find(|o| o.fingerprint == a.fingerprint) {
-            Some(o) if a.at >= o.at => *o = a,
-            Some(_) => {}
-            None => out.push(a),
-        }
-    }
-    out
-}
-
 /// `[FIRING:2] queue_depth_high`, `[FIRING:1, RESOLVED:1] a, b`, `[RESOLVED:1] a`.
 pub fn title(alerts: &[AlertInfo]) -> String {
     let firing = alerts
@@ -218,22 +204,6 @@ mod tests {
             since: 0,
             at: 60_000,
         }
-    }
-
-    /// An alert that fired and cleared within one group's wait is told once, as resolved.
-    #[test]
-    fn a_group_tells_each_alert_once_in_its_latest_state() {
-        let mut resolved = alert(NotifyStatus::Resolved);
-        resolved.at += 1_000;
-        let mut other = alert(NotifyStatus::Firing);
-        other.fingerprint = "f01".into();
-        let got = latest_per_alert(vec![
-            alert(NotifyStatus::Firing),
-            other.clone(),
-            resolved.clone(),
-        ]);
-        assert_eq!(got, vec![resolved.clone(), other]);
-        assert_eq!(title(&got[..1]), title(&[resolved]));
     }
 
     #[test]
