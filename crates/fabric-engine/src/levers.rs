@@ -19,11 +19,38 @@ impl Console {
             .into_iter()
             .find(|l| l.name == fabric_store::LEADER_LEASE && l.expires_at >= now)
             .map(|l| l.holder);
-        Ok(self
-            .store()
-            .fleet()
-            .nodes()
-            .await?
+        let mut nodes = self.store().fleet().nodes().await?;
+        // An external worker reports its load only when it claims: count the jobs its
+        // leases hold now instead, so a worker that finished them shows idle.
+        let external = |n: &fabric_core::Node| {
+            n.id.strip_prefix(crate::external::NODE_PREFIX)
+                .filter(|_| n.shard == "external")
+                .map(|w| format!("ext/{w}/"))
+        };
+        if nodes.iter().any(|n| external(n).is_some()) {
+            let running = self
+                .store()
+                .jobs(fabric_store::JobFilter {
+                    state: Some(JobState::Running),
+                    limit: 100_000,
+                    ..Default::default()
+                })
+                .await?;
+            for n in &mut nodes {
+                if let Some(prefix) = external(n) {
+                    let held = running
+                        .iter()
+                        .filter(|j| {
+                            j.lease_owner
+                                .as_deref()
+                                .is_some_and(|o| o.starts_with(&prefix))
+                        })
+                        .count();
+                    n.load = held as u32;
+                }
+            }
+        }
+        Ok(nodes
             .into_iter()
             .map(|node| NodeView {
                 effective_health: node.effective_health(now, timeout),

@@ -134,6 +134,7 @@ fn a_python_worker_killed_mid_job_loses_the_job_to_another_worker() {
         .unwrap_or_else(|| panic!("no ext-py-b in {nodes}"));
     assert_eq!(ext["specialties"], serde_json::json!(["pyrecord"]));
     assert_eq!(ext["shard"], "external");
+    assert_eq!(ext["load"], 0, "its job is done: {ext}");
     let status = h.json(&["status"]);
     let mut seen: Vec<&str> = status["external_workers"]
         .as_array()
