@@ -468,14 +468,19 @@ impl Bus for RedisBus {
         count: usize,
         block: Duration,
     ) -> Result<Vec<Delivery>, BusError> {
-        self.read_lanes(
-            &[Lane::Emergency, Lane::Normal],
-            group,
-            consumer,
-            count,
-            block,
-        )
-        .await
+        let got = self
+            .read_lanes(
+                &[Lane::Emergency, Lane::Normal],
+                group,
+                consumer,
+                count,
+                block,
+            )
+            .await;
+        // A reader is often the only part of a process that works: its counts (and a
+        // reclaim's) reach the shared hash from here too.
+        self.shared.maybe_flush(&self.conn, &self.counters).await;
+        got
     }
 
     async fn read_lane(
@@ -486,8 +491,11 @@ impl Bus for RedisBus {
         count: usize,
         block: Duration,
     ) -> Result<Vec<Delivery>, BusError> {
-        self.read_lanes(&[lane], group, consumer, count, block)
-            .await
+        let got = self
+            .read_lanes(&[lane], group, consumer, count, block)
+            .await;
+        self.shared.maybe_flush(&self.conn, &self.counters).await;
+        got
     }
 
     async fn ack(&self, group: &str, lane: Lane, ids: &[String]) -> Result<u64, BusError> {
@@ -636,6 +644,7 @@ impl Bus for RedisBus {
         add(&self.counters.reclaimed, out.redelivered.len() as u64);
         add(&self.counters.dead_lettered, out.dead_lettered);
         add(&self.counters.lost, out.lost);
+        self.shared.maybe_flush(&self.conn, &self.counters).await;
         Ok(out)
     }
 

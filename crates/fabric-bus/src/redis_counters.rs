@@ -91,12 +91,16 @@ impl SharedCounters {
         Ok(pairs.into_iter().collect())
     }
 
-    /// Flushes when the last flush is older than a second and no other flush runs.
+    /// Flushes when the last flush is older than a second, something was counted since,
+    /// and no other flush runs (an idle reader calls this every read: it costs no round trip
+    /// while there is nothing to add).
     pub(crate) async fn maybe_flush(&self, conn: &ConnectionManager, local: &Counters) {
-        let due = self
-            .flushed
-            .try_lock()
-            .is_ok_and(|f| f.1.elapsed() >= FLUSH_EVERY);
+        let due = self.flushed.try_lock().is_ok_and(|f| {
+            f.1.elapsed() >= FLUSH_EVERY
+                && local.snapshot(0, 0).0.iter().any(|(name, v)| {
+                    !DEPTHS.contains(name) && f.0.get(name).copied().unwrap_or(0) != *v
+                })
+        });
         if due {
             if let Err(e) = self.flush(conn, local).await {
                 tracing::debug!(error = %e, "bus counters not flushed; next time");

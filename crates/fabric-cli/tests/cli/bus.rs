@@ -318,6 +318,15 @@ fn telemetry_samples_on_the_bus_feed_the_daemons_alert_rules() {
                 == 2
         },
     );
+    // The daemon's counts reach the shared counters although it has published and
+    // acknowledged nothing yet: its reader flushes them.
+    h.wait_within(
+        "the snapshot counts them",
+        // A reader flushes at most a second after it counted (the daemon's own samples,
+        // published every 10 s, flushed them before).
+        std::time::Duration::from_secs(6),
+        || h.json(&["bus", "snapshot"])["dead_lettered"] == 2,
+    );
     for v in [25, 26, 27] {
         let payload = format!("{{\"metric\":\"training_latency_ms\",\"value\":{v}}}");
         h.json(&[
