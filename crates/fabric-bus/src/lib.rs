@@ -123,6 +123,15 @@ impl PublishOutcome {
         }
     }
 
+    /// The stream the message was stored on, unless dropped.
+    pub fn lane(&self) -> Option<Lane> {
+        match self {
+            Self::Normal(_) => Some(Lane::Normal),
+            Self::Emergency(_) | Self::Rerouted(_) => Some(Lane::Emergency),
+            Self::Dropped => None,
+        }
+    }
+
     /// The id the message was stored under, unless dropped.
     pub fn id(&self) -> Option<&str> {
         match self {
@@ -150,7 +159,8 @@ pub struct Delivery {
 pub struct DeadLetter {
     /// Its id in the dead-letter stream.
     pub id: String,
-    /// The stream it was published to.
+    /// The stream it was published to (`stream` in JSON, as `bus tail` names it).
+    #[serde(rename = "stream")]
     pub lane: Lane,
     /// Its original id in that stream.
     pub original_id: String,
@@ -158,8 +168,17 @@ pub struct DeadLetter {
     pub group: String,
     /// How many times it had been delivered.
     pub deliveries: u64,
-    /// The payload as published.
+    /// The payload as published (in JSON: parsed when it is JSON, else the text).
+    #[serde(serialize_with = "payload_as_json")]
     pub payload: String,
+}
+
+/// A payload in JSON output: the JSON it holds, or the text when it is not JSON.
+pub fn payload_as_json<S: serde::Serializer>(payload: &str, s: S) -> Result<S::Ok, S::Error> {
+    match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(v) => serde::Serialize::serialize(&v, s),
+        Err(_) => s.serialize_str(payload),
+    }
 }
 
 /// What one `reclaim` did.

@@ -28,25 +28,10 @@ impl Console {
                 .map(|w| format!("ext/{w}/"))
         };
         if nodes.iter().any(|n| external(n).is_some()) {
-            let running = self
-                .store()
-                .jobs(fabric_store::JobFilter {
-                    state: Some(JobState::Running),
-                    limit: 100_000,
-                    ..Default::default()
-                })
-                .await?;
+            let running = self.running().await?;
             for n in &mut nodes {
                 if let Some(prefix) = external(n) {
-                    let held = running
-                        .iter()
-                        .filter(|j| {
-                            j.lease_owner
-                                .as_deref()
-                                .is_some_and(|o| o.starts_with(&prefix))
-                        })
-                        .count();
-                    n.load = held as u32;
+                    n.load = held_by(&running, &prefix).count() as u32;
                 }
             }
         }
@@ -65,23 +50,22 @@ impl Console {
     /// leases), oldest attempt first; claimed-ahead jobs waiting for a slot included.
     pub async fn running_here(&self) -> Result<Vec<Job>> {
         let prefix = format!("{}/", self.config().node.id);
-        let mut jobs: Vec<Job> = self
+        let running = self.running().await?;
+        let mut jobs: Vec<Job> = held_by(&running, &prefix).cloned().collect();
+        jobs.sort_by_key(|j| (j.started_at, j.id));
+        Ok(jobs)
+    }
+
+    /// Every running job of the store (claimed-ahead ones included).
+    async fn running(&self) -> Result<Vec<Job>> {
+        Ok(self
             .store()
             .jobs(fabric_store::JobFilter {
                 state: Some(JobState::Running),
                 limit: 100_000,
                 ..Default::default()
             })
-            .await?
-            .into_iter()
-            .filter(|j| {
-                j.lease_owner
-                    .as_deref()
-                    .is_some_and(|o| o.starts_with(&prefix))
-            })
-            .collect();
-        jobs.sort_by_key(|j| (j.started_at, j.id));
-        Ok(jobs)
+            .await?)
     }
 
     /// This host's daemon's worker slots: the jobs its node holds in the store now (see
@@ -333,4 +317,14 @@ impl Console {
             .as_deref()
             == Some("on"))
     }
+}
+
+/// The jobs of `running` whose lease an owner starting with `prefix` holds (`node/…` for a
+/// daemon's node, `ext/worker/…` for an external worker).
+fn held_by<'a>(running: &'a [Job], prefix: &'a str) -> impl Iterator<Item = &'a Job> {
+    running.iter().filter(move |j| {
+        j.lease_owner
+            .as_deref()
+            .is_some_and(|o| o.starts_with(prefix))
+    })
 }

@@ -11,6 +11,13 @@ use fabric_store::SourceRecord;
 use crate::console::Result;
 use crate::{Console, EngineError};
 
+/// `text` as an operator reads it: each of `roots` as `<root>`, and the user's home (`$HOME`)
+/// as `~`.
+pub fn redact_user_paths(text: &str, roots: &[String]) -> String {
+    let home = std::env::var("HOME").ok();
+    fabric_core::quarantine::redact_paths(text, home.as_deref(), roots)
+}
+
 /// Kind of the job that scans a source (its handler is ingestion's).
 pub const SCAN_KIND: &str = "scan";
 
@@ -63,13 +70,9 @@ impl Console {
     pub async fn add_source(&self, def: SourceDef) -> Result<SourceRecord> {
         def.validate()?;
         if !Path::new(&def.path).exists() {
-            let home = std::env::var("HOME").ok();
             return Err(EngineError::invalid(
                 "path",
-                format!(
-                    "{} does not exist",
-                    fabric_core::quarantine::redact_paths(&def.path, home.as_deref(), &[])
-                ),
+                format!("{} does not exist", redact_user_paths(&def.path, &[])),
             ));
         }
         if let Some(p) = &def.retry_policy {

@@ -32,10 +32,8 @@ impl IngestError {
     /// health): `reason: message`, with the source root and the user's home redacted as in
     /// every other message (a library's error may quote the absolute path).
     pub fn outcome(&self, root: &str) -> String {
-        let home = std::env::var("HOME").ok();
-        fabric_core::quarantine::redact_paths(
+        fabric_engine::sources::redact_user_paths(
             &format!("{}: {self}", self.reason()),
-            home.as_deref(),
             &[root.to_string()],
         )
     }

@@ -69,8 +69,7 @@ fn open(root: &Path) -> Result<gix::Repository, String> {
 }
 
 fn redacted(root: &Path) -> String {
-    let home = std::env::var("HOME").ok();
-    fabric_core::quarantine::redact_paths(&root.display().to_string(), home.as_deref(), &[])
+    fabric_engine::sources::redact_user_paths(&root.display().to_string(), &[])
 }
 
 /// A repository that cannot be opened or read: `connector_error`, naming the path (the

@@ -189,14 +189,16 @@ async fn publish(
     emergency: bool,
 ) -> anyhow::Result<ExitCode> {
     let lane = lane_named(ctx, stream, false)?;
-    let (outcome, id) = match lane {
+    // `landed`: the stream the message is stored on (none when dropped), not the one asked
+    // for.
+    let (outcome, id, landed) = match lane {
         Lane::Normal | Lane::Emergency => {
             let m = Message {
                 payload,
                 emergency: emergency || lane == Lane::Emergency,
             };
             let out = bus.publish(m).await?;
-            (out.as_str(), out.id().map(str::to_string))
+            (out.as_str(), out.id().map(str::to_string), out.lane())
         }
         _ if emergency => {
             return Err(Usage(format!(
@@ -204,7 +206,11 @@ async fn publish(
             ))
             .into())
         }
-        lane => ("appended", Some(bus.publish_to(lane, &payload).await?)),
+        lane => (
+            "appended",
+            Some(bus.publish_to(lane, &payload).await?),
+            Some(lane),
+        ),
     };
     audit(
         ctx,
@@ -217,13 +223,6 @@ async fn publish(
     )
     .await?;
     let c = &ctx.config.bus;
-    // The stream the message is stored on (none when dropped), not the one asked for.
-    let landed = match outcome {
-        "normal" => Some(Lane::Normal),
-        "emergency" | "rerouted" => Some(Lane::Emergency),
-        "dropped" => None,
-        _ => Some(lane),
-    };
     let value = json!({"stream": landed.map(Lane::as_str), "outcome": outcome, "id": id});
     print(ctx.global.format, &value, || match (outcome, &id) {
         ("dropped", _) => format!(
@@ -246,11 +245,6 @@ async fn publish(
     })
 }
 
-/// A payload as JSON output shows it: parsed when it is JSON, else the text.
-fn payload_value(payload: &str) -> serde_json::Value {
-    serde_json::from_str(payload).unwrap_or_else(|_| json!(payload))
-}
-
 fn show_entries(format: Format, entries: &[Delivery]) -> anyhow::Result<()> {
     match format {
         // One JSON object per line, so `-f` output can be piped to jq.
@@ -260,7 +254,8 @@ fn show_entries(format: Format, entries: &[Delivery]) -> anyhow::Result<()> {
                 let line = json!({
                     "stream": d.lane.as_str(),
                     "id": d.id,
-                    "payload": payload_value(&d.payload),
+                    "payload": serde_json::from_str::<serde_json::Value>(&d.payload)
+                        .unwrap_or_else(|_| json!(d.payload)),
                 });
                 text.push_str(&line.to_string());
                 text.push('\n');
@@ -356,21 +351,7 @@ async fn dead_letters(ctx: &Ctx, bus: &dyn Bus, cmd: DeadLettersCmd) -> anyhow::
     match cmd {
         DeadLettersCmd::List { limit } => {
             let letters = bus.dead_letters(limit).await?;
-            // The keys of the table and of `bus tail`: `stream`, and the payload as JSON.
-            let value: Vec<serde_json::Value> = letters
-                .iter()
-                .map(|l| {
-                    json!({
-                        "id": l.id,
-                        "stream": l.lane.as_str(),
-                        "original_id": l.original_id,
-                        "group": l.group,
-                        "deliveries": l.deliveries,
-                        "payload": payload_value(&l.payload),
-                    })
-                })
-                .collect();
-            print(format, &value, || {
+            print(format, &letters, || {
                 let rows = letters
                     .iter()
                     .map(|l| {

@@ -13,8 +13,7 @@ use crate::output::{pairs, print, table, time};
 
 /// A source as the CLI shows it: its path with the user's home redacted (`~`).
 fn view(mut r: SourceRecord) -> SourceRecord {
-    let home = std::env::var("HOME").ok();
-    r.def.path = fabric_core::quarantine::redact_paths(&r.def.path, home.as_deref(), &[]);
+    r.def.path = fabric_engine::sources::redact_user_paths(&r.def.path, &[]);
     r
 }
 

@@ -50,6 +50,22 @@ impl BusHome {
             .get_connection()
             .unwrap()
     }
+
+    /// A consumer `consumer` of `group` reads every new entry of stream `name` (e.g.
+    /// `fabric.normal`) and dies before acknowledging any.
+    fn read_and_die(&self, name: &str, group: &str, consumer: &str) {
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(10)
+            .arg("STREAMS")
+            .arg(format!("{}:{name}", self.prefix))
+            .arg(">")
+            .query(&mut self.conn())
+            .unwrap();
+    }
 }
 
 impl Drop for BusHome {
@@ -182,18 +198,7 @@ fn dead_letters_are_listed_replayed_and_purged() {
     h.json(&["bus", "publish", "--payload", "{\"job\":2}"]);
     // A consumer takes both and dies; after the idle time they are dead-lettered
     // (retry_max_attempts 1).
-    let mut conn = b.conn();
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("workers")
-        .arg("dead")
-        .arg("COUNT")
-        .arg(10)
-        .arg("STREAMS")
-        .arg(format!("{}:fabric.normal", b.prefix))
-        .arg(">")
-        .query(&mut conn)
-        .unwrap();
+    b.read_and_die("fabric.normal", "workers", "dead");
     std::thread::sleep(std::time::Duration::from_millis(150));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -273,18 +278,8 @@ fn bad_input_is_named_and_the_inproc_bus_is_explained() {
 fn telemetry_samples_on_the_bus_feed_the_daemons_alert_rules() {
     let b = BusHome::new(4000, 8000);
     let h = &b.home;
-    let key = format!("{}:fabric.telemetry", b.prefix);
-    let mut conn = b.conn();
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(&key)
-        .arg("fabric-alerts")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query(&mut conn)
-        .unwrap();
-    for v in [1, 2] {
-        let payload = format!("{{\"metric\":\"ghost\",\"value\":{v}}}");
+    let sample = |metric: &str, v: i32| {
+        let payload = format!("{{\"metric\":\"{metric}\",\"value\":{v}}}");
         h.json(&[
             "bus",
             "publish",
@@ -293,19 +288,20 @@ fn telemetry_samples_on_the_bus_feed_the_daemons_alert_rules() {
             "--payload",
             &payload,
         ]);
+    };
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(format!("{}:fabric.telemetry", b.prefix))
+        .arg("fabric-alerts")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query(&mut b.conn())
+        .unwrap();
+    for v in [1, 2] {
+        sample("ghost", v);
     }
     // A consumer that reads both and dies before acknowledging them.
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("fabric-alerts")
-        .arg("ghost")
-        .arg("COUNT")
-        .arg(10)
-        .arg("STREAMS")
-        .arg(&key)
-        .arg(">")
-        .query(&mut conn)
-        .unwrap();
+    b.read_and_die("fabric.telemetry", "fabric-alerts", "ghost");
     h.expect(0, &["start"]);
     h.wait_within(
         "the ghost's entries are dead-lettered",
@@ -328,15 +324,7 @@ fn telemetry_samples_on_the_bus_feed_the_daemons_alert_rules() {
         || h.json(&["bus", "snapshot"])["dead_lettered"] == 2,
     );
     for v in [25, 26, 27] {
-        let payload = format!("{{\"metric\":\"training_latency_ms\",\"value\":{v}}}");
-        h.json(&[
-            "bus",
-            "publish",
-            "--stream",
-            "telemetry",
-            "--payload",
-            &payload,
-        ]);
+        sample("training_latency_ms", v);
     }
     // Fabric's own samples share the stream and are left to the store's collector.
     h.json(&[

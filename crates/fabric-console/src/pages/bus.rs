@@ -30,11 +30,8 @@ pub(crate) async fn page(State(state): State<UiState>, viewer: Viewer) -> Result
                         thead { tr { th { "lane" } th { "stream" } th { "length" } th { "group" } th { "pending" } th { "lag" } } }
                         tbody {
                             @for st in &list {
-                                @if st.groups.is_empty() {
-                                    tr data-lane=(st.lane.as_str()) { td { (st.lane.as_str()) } td { code { (st.name) } } td { (st.length) } td { "—" } td { "—" } td { "—" } }
-                                }
-                                @for (group, g) in &st.groups {
-                                    tr data-lane=(st.lane.as_str()) { td { (st.lane.as_str()) } td { code { (st.name) } } td { (st.length) } td { (group) } td { (g.pending) } td { (g.lag) } }
+                                @for (group, pending, lag) in group_rows(st) {
+                                    tr data-lane=(st.lane.as_str()) { td { (st.lane.as_str()) } td { code { (st.name) } } td { (st.length) } td { (group) } td { (pending) } td { (lag) } }
                                 }
                             }
                         }
@@ -74,4 +71,16 @@ pub(crate) async fn page(State(state): State<UiState>, viewer: Viewer) -> Result
         }
     };
     Ok(layout::page(&viewer, "Bus", "/ui/bus", None, body))
+}
+
+/// A stream's rows: one per consumer group (name, pending, lag), or one of dashes when it has
+/// none.
+fn group_rows(st: &fabric_bus::StreamInfo) -> Vec<(String, String, String)> {
+    if st.groups.is_empty() {
+        return vec![("—".into(), "—".into(), "—".into())];
+    }
+    st.groups
+        .iter()
+        .map(|(name, g)| (name.clone(), g.pending.to_string(), g.lag.to_string()))
+        .collect()
 }

@@ -244,7 +244,6 @@ fn check_policies(policies: &mut Mapping, path: &str, out: &mut Vec<ConfigProble
     check_entries(policies, &schema, path, out);
 }
 
-/// Removes the value at `path`; false when there is nothing to remove (the whole document).
 /// What [`remove_at`] took out of the document.
 enum Gone {
     Field,
@@ -304,6 +303,8 @@ fn split_index(path: &str) -> Option<(&str, usize)> {
     Some((&path[..open], i))
 }
 
+/// Removes the value at `path` and says what it was; `None` when there is nothing to remove
+/// (the whole document).
 fn remove_at(doc: &mut Value, path: &serde_path_to_error::Path) -> Option<Gone> {
     use serde_path_to_error::Segment;
     let segments: Vec<&Segment> = path.iter().collect();
@@ -403,6 +404,25 @@ mod tests {
         );
         assert!(
             lines[1].starts_with("api.tokens[2].token: is required"),
+            "{lines:?}"
+        );
+    }
+
+    /// A type error met after an element was removed names its index in the file, too.
+    #[test]
+    fn a_later_type_error_keeps_its_index() {
+        let yaml = "api:\n  tokens:\n    - {name: a, token: t1, role: superuser}\n    \
+                    - {name: b, token: t2, role: [read]}\n";
+        let problems = from_yaml(yaml, NO_ENV).unwrap_err();
+        let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            lines.iter().any(|l| l.starts_with("api.tokens[1].role: ")),
+            "{lines:?}"
+        );
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.starts_with("api.tokens[0].role: invalid type")),
             "{lines:?}"
         );
     }

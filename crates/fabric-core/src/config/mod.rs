@@ -23,7 +23,7 @@ pub use alerts::{
 pub use bus::{BusBackend, BusConfig, Secret, SigningConfig, StreamNames};
 
 pub use redact::is_secret_key;
-pub use redact::{redact_conn_string, redact_dsn, redact_url, MASK};
+pub use redact::{redact_conn_string, redact_url, MASK};
 pub use validate::{
     is_env_name, MAX_JOB_TIMEOUT_SECONDS, MAX_KEEP, MAX_LOG_BYTES, MAX_LOG_FILES,
     MAX_RETENTION_DAYS,

@@ -151,16 +151,16 @@ impl Fabric {
         for name in &opts.scenario.shards {
             if !fabric.shards.iter().any(|s| &s.name == name) {
                 let shard = Shard::new(name.clone()).map_err(sim_err)?;
-                fabric
-                    .store
-                    .fleet()
-                    .put_shard(shard)
-                    .await
-                    .map_err(sim_err)?;
+                fabric.put_shard(shard).await?;
             }
         }
         fabric.refresh_governance().await?;
         Ok(fabric)
+    }
+
+    /// Writes `shard` (its levers) to the run's store.
+    async fn put_shard(&self, shard: Shard) -> Result<(), SimError> {
+        self.store.fleet().put_shard(shard).await.map_err(sim_err)
     }
 
     async fn open(

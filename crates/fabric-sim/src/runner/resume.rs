@@ -121,12 +121,7 @@ impl Fabric {
         }
         let mut fabric = Self::open(&run_opts, clock.clone(), nodes).await?;
         for shard in state.marketplace.shards {
-            fabric
-                .store
-                .fleet()
-                .put_shard(shard)
-                .await
-                .map_err(sim_err)?;
+            fabric.put_shard(shard).await?;
         }
         fabric.latency = state.marketplace.latency;
         fabric.tick_ms = state.governance.tick_interval_ms.max(1);

@@ -90,20 +90,17 @@ pub(super) fn row_to_job(r: &Row) -> Result<Job> {
 }
 
 pub(super) async fn get_job<C: GenericClient>(c: &C, id: JobId) -> Result<Job> {
-    let row = c
-        .query_opt(
-            &format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1"),
-            &[&id],
-        )
-        .await?
-        .ok_or_else(|| StoreError::job_not_found(id))?;
-    row_to_job(&row)
+    read_job(c, id, "").await
 }
 
 pub(super) async fn get_job_for_update<C: GenericClient>(c: &C, id: JobId) -> Result<Job> {
+    read_job(c, id, " FOR UPDATE").await
+}
+
+async fn read_job<C: GenericClient>(c: &C, id: JobId, lock: &str) -> Result<Job> {
     let row = c
         .query_opt(
-            &format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1 FOR UPDATE"),
+            &format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1{lock}"),
             &[&id],
         )
         .await?

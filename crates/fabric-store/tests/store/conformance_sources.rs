@@ -180,24 +180,16 @@ pub async fn telemetry_sums_per_source_and_outcome_and_prunes(s: &dyn Store) {
     assert_eq!(q.reason.as_deref(), Some("parse_error"));
     let mail = s.telemetry(T0 - 5000, Some("mail")).await.unwrap();
     assert_eq!((mail.len(), mail[0].files), (1, 14));
+    let samples = || async {
+        s.telemetry(0, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.samples)
+            .sum::<u64>()
+    };
     assert_eq!(s.prune_telemetry(T0, true).await.unwrap(), 1);
-    assert_eq!(
-        s.telemetry(0, None)
-            .await
-            .unwrap()
-            .iter()
-            .map(|t| t.samples)
-            .sum::<u64>(),
-        5
-    );
+    assert_eq!(samples().await, 5);
     assert_eq!(s.prune_telemetry(T0, false).await.unwrap(), 1);
-    assert_eq!(
-        s.telemetry(0, None)
-            .await
-            .unwrap()
-            .iter()
-            .map(|t| t.samples)
-            .sum::<u64>(),
-        4
-    );
+    assert_eq!(samples().await, 4);
 }
